@@ -1,0 +1,13 @@
+"""Exceptions that name the problem and the fix."""
+
+
+class PriorMismatchError(ValueError):
+    """A prior was saved for another search space (other choices, candidates or tensor shapes)."""
+
+
+class CorruptPriorError(ValueError):
+    """A prior file cannot be read or lacks required entries."""
+
+
+class MetaTrainingDiverged(FloatingPointError):
+    """A loss or parameter became NaN/inf during meta-training; the shared prior was left unchanged."""

@@ -1,0 +1,119 @@
+"""Episodic evaluator: a task distribution and a loss, handed to BaseStrategy through NNI.
+
+NNI splits one-shot NAS into an evaluator (data + loss, as a Lightning module and trainer) and a
+strategy (the search). :class:`EpisodicClassification` keeps that split for meta-learning: its
+data are *tasks* (each training batch is the list of tasks of one meta-step) and its module says
+how to score a task; :class:`~nni_base.BaseStrategy` runs the inner and outer loops on top.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nni
+import torch
+import torch.nn as nn
+from nni.nas.evaluator.pytorch import Lightning, LightningModule, Trainer
+
+from torch.utils.data import DataLoader, RandomSampler
+
+from .tasks import EpisodeDataset, TaskDistribution, episode_loader
+
+__all__ = ['EpisodicModule', 'EpisodicClassification']
+
+
+def _as_is(item):
+    return item
+
+
+@nni.trace
+class EpisodicModule(LightningModule):
+    """Loss and accuracy of a model on one task's data; the loops are the strategy's."""
+
+    def __init__(self, criterion: type[nn.Module] = nn.CrossEntropyLoss):
+        super().__init__()
+        self.criterion = criterion()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def loss_and_accuracy(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(x)
+        if isinstance(logits, tuple):  # retrain-mode spaces also return auxiliary logits
+            logits = logits[0]
+        return self.criterion(logits, y), (logits.argmax(-1) == y).float().mean()
+
+    def training_step(self, batch, batch_idx):
+        raise TypeError('EpisodicClassification yields lists of tasks, which only nni_base.BaseStrategy can train '
+                        'on. Use BaseStrategy, or nni.nas.evaluator.pytorch.Classification for other strategies.')
+
+    def configure_optimizers(self):
+        return None
+
+
+@nni.trace
+class EpisodicClassification(Lightning):
+    """Evaluator over a distribution of classification tasks, for meta-training with BASE.
+
+    Parameters
+    ----------
+    train_tasks
+        Tasks for meta-training (see :class:`~nni_base.tasks.TaskDistribution`).
+    val_tasks
+        Held-out tasks (classes disjoint from ``train_tasks``); after every meta-epoch the strategy
+        adapts to ``val_episodes`` of them and logs query accuracy before and after adaptation.
+    tasks_per_step
+        Tasks per meta-step (K in the paper).
+    steps_per_epoch
+        Meta-steps per epoch; the number of epochs is the trainer's ``max_epochs``.
+    val_episodes
+        Held-out tasks per validation.
+    seed
+        Seed of the task sequence (same seed, same tasks).
+    trainer_kwargs
+        Passed to the Lightning ``Trainer`` (``max_epochs``, ``accelerator``, ``logger``, ...).
+
+    Examples
+    --------
+    >>> from nni_base.data import digits_splits
+    >>> splits = digits_splits()
+    >>> evaluator = EpisodicClassification(TaskDistribution(splits['train'], ways=5, shots=5, queries=5),
+    ...                                    TaskDistribution(splits['test'], ways=5, shots=5, queries=5),
+    ...                                    max_epochs=2, enable_progress_bar=False, logger=False)
+    """
+
+    def __init__(self, train_tasks: TaskDistribution, val_tasks: TaskDistribution | None = None, *,
+                 tasks_per_step: int = 4, steps_per_epoch: int = 50, val_episodes: int = 8, seed: int = 0,
+                 criterion: type[nn.Module] = nn.CrossEntropyLoss, **trainer_kwargs: Any):
+        if not isinstance(train_tasks, TaskDistribution):
+            raise TypeError(f'train_tasks must be a nni_base.TaskDistribution, got {type(train_tasks).__name__}.')
+        if val_tasks is not None and val_tasks.ways != train_tasks.ways:
+            raise ValueError(f'val_tasks are {val_tasks.ways}-way but train_tasks {train_tasks.ways}-way: the '
+                             'classifier is shared, use the same number of ways.')
+        for name, value in (('tasks_per_step', tasks_per_step), ('steps_per_epoch', steps_per_epoch),
+                            ('val_episodes', val_episodes)):
+            if int(value) < 1:
+                raise ValueError(f'{name} must be at least 1, got {value}.')
+        self.train_tasks = train_tasks
+        self.val_tasks = val_tasks
+        self.tasks_per_step = tasks_per_step
+        self.seed = seed
+        # Inner loops run during validation too, so Lightning must not switch autograd off there.
+        trainer_kwargs['inference_mode'] = False
+        trainer_kwargs.setdefault('num_sanity_val_steps', 0)
+        # Every epoch draws new meta-steps from a large index space; the generator makes the sequence
+        # a function of the seed alone. Validation always uses the same held-out episodes.
+        episodes = EpisodeDataset(train_tasks, tasks_per_step, steps=2**31 - 1, seed=seed)
+        sampler = RandomSampler(episodes, replacement=True, num_samples=steps_per_epoch,
+                                generator=torch.Generator().manual_seed(seed))
+        train_loader = nni.trace(DataLoader)(episodes, batch_size=None, sampler=sampler, collate_fn=_as_is)
+        val_loader = episode_loader(val_tasks, 1, val_episodes, seed=seed + 1) if val_tasks is not None else None
+        super().__init__(EpisodicModule(criterion), Trainer(**trainer_kwargs),
+                         train_dataloaders=train_loader, val_dataloaders=val_loader)
+
+    def task_config(self) -> dict[str, Any]:
+        """JSON-like description of the task distribution, stored in priors."""
+        return {'train': self.train_tasks.name, 'val': self.val_tasks.name if self.val_tasks else None,
+                'ways': self.train_tasks.ways, 'shots': self.train_tasks.shots, 'queries': self.train_tasks.queries,
+                'image_shape': list(self.train_tasks.image_shape), 'tasks_per_step': self.tasks_per_step,
+                'seed': self.seed}

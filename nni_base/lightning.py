@@ -1,0 +1,305 @@
+"""The search loop of BASE as a Lightning module.
+
+:class:`BaseLightningModule` wraps the evaluator's Lightning module the way NNI's one-shot modules
+do (``BaseOneShotLightningModule``) and runs one of two loops in ``training_step``:
+
+* **meta-training** (an :class:`~nni_base.EpisodicClassification` evaluator): each batch is the list
+  of K tasks of one meta-step. Every task adapts a copy of the shared (weights, alpha) for
+  ``inner_steps`` SGD steps on its support set, drawing a new Gumbel sample per step; the query set
+  measures the adapted model; the outer optimizer then moves the shared values toward the mean of
+  the adapted ones (:mod:`nni_base.meta_update`).
+* **single-task search / adaptation** (any other Lightning evaluator, e.g. NNI's
+  ``Classification``): weights and alpha take a joint gradient step per batch on a fresh Gumbel
+  sample. Started from a prior this is BASE's adaptation to a new dataset; from scratch it is a
+  plain Gumbel-softmax search.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, cast
+
+import torch
+import torch.nn as nn
+from nni.nas.evaluator.pytorch import LightningModule
+from nni.nas.oneshot.pytorch.base_lightning import BaseOneShotLightningModule
+
+from .errors import MetaTrainingDiverged
+from .evaluator import EpisodicModule
+from .meta_update import MeanAccumulator, ModelState, inner_sgd_step, set_reptile_gradients
+from .supermodule import GumbelMixedCell, alpha_entropy
+from .tasks import Task
+from .temperature import TemperatureSchedule
+
+__all__ = ['BaseConfig', 'BaseLightningModule']
+
+
+@dataclass
+class BaseConfig:
+    """Hyper-parameters of BASE (see :class:`~nni_base.BaseStrategy` for their meaning)."""
+
+    inner_steps: int = 5
+    inner_lr: float = 0.05
+    inner_lr_alpha: float = 0.5
+    outer_lr: float = 1.0
+    outer_lr_alpha: float = 1.0
+    adapt_steps: int | None = None
+    arc_learning_rate: float = 3e-3
+    temperature: TemperatureSchedule = field(default_factory=TemperatureSchedule)
+    hard: bool = True
+    sparse: bool = True
+    average_alpha_tasks: int = 0
+
+    def __post_init__(self):
+        if self.inner_steps < 1:
+            raise ValueError(f'inner_steps must be at least 1, got {self.inner_steps}.')
+        for name in ('inner_lr', 'inner_lr_alpha', 'outer_lr', 'outer_lr_alpha', 'arc_learning_rate'):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f'{name} must be a finite number >= 0, got {value!r}.')
+        if self.adapt_steps is not None and self.adapt_steps < 0:
+            raise ValueError(f'adapt_steps must be >= 0, got {self.adapt_steps}.')
+        if self.average_alpha_tasks < 0:
+            raise ValueError(f'average_alpha_tasks must be >= 0, got {self.average_alpha_tasks}.')
+        if not self.hard and self.sparse:
+            self.sparse = False  # relaxed samples weight every operation: nothing to skip
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d['temperature'] = asdict(self.temperature)
+        return d
+
+
+class BaseLightningModule(BaseOneShotLightningModule):
+    """Search logic of :class:`~nni_base.BaseStrategy` (meta-training, adaptation, single-task search).
+
+    Parameters
+    ----------
+    training_module
+        The evaluator's Lightning module (loss and metrics).
+    config
+        BASE hyper-parameters.
+    """
+
+    def __init__(self, training_module: LightningModule, config: BaseConfig):
+        super().__init__(training_module)
+        self.config = config
+        self.meta = isinstance(training_module, EpisodicModule)
+        self.last_metrics: dict[str, float] = {}
+        self.averaged_alpha: dict[str, torch.Tensor] | None = None
+
+    # ---- supernet helpers ----------------------------------------------------------------------
+    def cells(self) -> list[GumbelMixedCell]:
+        return [m for m in self.modules() if isinstance(m, GumbelMixedCell)]
+
+    def alphas(self) -> dict[str, nn.Parameter]:
+        """One logit tensor per cell type, by label."""
+        return {cell.label: cell.alpha for cell in self.cells()}
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return list(self.alphas().values())
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.training_module.model.parameters() if id(p) not in arch and p.requires_grad]
+
+    def set_temperature(self, tau: float) -> None:
+        for cell in self.cells():
+            cell.tau = tau
+
+    def current_temperature(self) -> float:
+        step, total = self._step_position()
+        return self.config.temperature(step, total)
+
+    def _step_position(self) -> tuple[int, int]:
+        trainer = self.trainer
+        per_epoch = max(int(trainer.num_training_batches), 1) if math.isfinite(trainer.num_training_batches) else 1
+        step = trainer.current_epoch * per_epoch + trainer.fit_loop.epoch_loop.batch_progress.current.ready - 1
+        return max(step, 0), max(int(trainer.estimated_stepping_batches), 1)
+
+    def _log_architecture(self) -> None:
+        for label, alpha in self.alphas().items():
+            self.log(f'alpha_entropy/{label}', alpha_entropy(alpha), on_step=True, on_epoch=False)
+
+    # ---- optimizers --------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        if self.meta:
+            # The outer optimizer: plain SGD on the Reptile direction, one step size per group.
+            return torch.optim.SGD([
+                {'params': self.weight_parameters(), 'lr': self.config.outer_lr, 'name': 'weights'},
+                {'params': self.arch_parameters(), 'lr': self.config.outer_lr_alpha, 'name': 'alpha'},
+            ], lr=self.config.outer_lr)
+        return super().configure_optimizers()
+
+    def configure_architecture_optimizers(self):
+        if not self.arch_parameters():
+            raise ValueError('The model space has no cells to search; BaseStrategy found nothing to optimise.')
+        return torch.optim.Adam(self.arch_parameters(), lr=self.config.arc_learning_rate, betas=(0.5, 0.999))
+
+    def postprocess_weight_optimizers(self, optimizer):
+        arch = {id(p) for p in self.arch_parameters()}
+
+        def strip(opt):
+            if isinstance(opt, torch.optim.Optimizer):
+                for group in opt.param_groups:
+                    group['params'] = [p for p in group['params'] if id(p) not in arch]
+            elif isinstance(opt, (list, tuple)):
+                for o in opt:
+                    strip(o)
+            elif isinstance(opt, dict) and 'optimizer' in opt:
+                strip(opt['optimizer'])
+            return opt
+
+        return strip(optimizer)
+
+    # ---- the inner loop ------------------------------------------------------------------------
+    def _task_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.training_module.model(x)
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        return self.training_module.criterion(logits, y), (logits.argmax(-1) == y).float().mean()
+
+    def adapt(self, task: Task, steps: int, state: ModelState, *, where: str) -> float:
+        """Run ``steps`` SGD steps on the task's support set in place; returns the last support loss."""
+        params = state.params
+        arch = {id(p) for p in self.arch_parameters()}
+        lrs = [self.config.inner_lr_alpha if id(p) in arch else self.config.inner_lr for p in params]
+        loss_value = float('nan')
+        self.training_module.model.train()
+        for step in range(steps):
+            self.resample()
+            loss, _ = self._task_loss(task.support_x, task.support_y)
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise MetaTrainingDiverged(
+                    f'Non-finite support loss ({loss_value}) at {where}, inner step {step}. The shared prior was '
+                    'not updated; lower inner_lr / inner_lr_alpha or the outer step sizes.')
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            inner_sgd_step(params, grads, lrs.__getitem__)
+        return loss_value
+
+    @torch.no_grad()
+    def query_metrics(self, task: Task) -> tuple[float, float]:
+        """Query loss and accuracy of the derived architecture (batch statistics, as in the inner loop)."""
+        cells = self.cells()
+        for cell in cells:
+            cell.use_derived = True
+        try:
+            loss, acc = self._task_loss(task.query_x, task.query_y)
+        finally:
+            for cell in cells:
+                cell.use_derived = False
+        return float(loss), float(acc)
+
+    # ---- training --------------------------------------------------------------------------------
+    def on_train_batch_start(self, batch, batch_idx):
+        self.set_temperature(self.current_temperature())
+
+    def training_step(self, batch, batch_idx):
+        if self.meta:
+            return self._meta_training_step(cast(list, batch), batch_idx)
+        return self._search_step(batch, batch_idx)
+
+    def _meta_training_step(self, tasks: list[Task], batch_idx: int):
+        if not (isinstance(tasks, list) and tasks and isinstance(tasks[0], Task)):
+            raise TypeError('Meta-training batches must be lists of nni_base.Task; build the evaluator with '
+                            'nni_base.EpisodicClassification.')
+        state = ModelState(self.training_module.model)
+        shared = state.snapshot()
+        adapted = MeanAccumulator(state.tensors)
+        where = f'meta-step {self.trainer.global_step} (epoch {self.trainer.current_epoch}, batch {batch_idx})'
+        before, after, losses = [], [], []
+        for k, task in enumerate(tasks):
+            task = task.to(self.device)
+            before.append(self.query_metrics(task)[1])
+            self.adapt(task, self.config.inner_steps, state, where=f'{where}, task {k}')
+            loss, acc = self.query_metrics(task)
+            if not math.isfinite(loss):
+                state.restore(shared)
+                raise MetaTrainingDiverged(f'Non-finite query loss at {where}, task {k}; the shared prior was not '
+                                           'updated. Lower the inner or outer step sizes.')
+            losses.append(loss)
+            after.append(acc)
+            adapted.add(state.tensors)
+            state.restore(shared)
+
+        mean = adapted.mean()
+        if not all(bool(torch.isfinite(t).all()) for t in mean):
+            raise MetaTrainingDiverged(f'Non-finite adapted parameters at {where}; the shared prior was not updated.')
+        optimizer = cast(torch.optim.Optimizer, self.optimizers())
+        optimizer.zero_grad()
+        n_params = len(state.params)
+        set_reptile_gradients(state.params, mean[:n_params])
+        optimizer.step()
+        with torch.no_grad():  # BatchNorm statistics: take the task mean directly
+            torch._foreach_copy_(state.buffers, mean[n_params:])
+
+        metrics = {
+            'outer_loss': sum(losses) / len(losses),
+            'query_acc_before': sum(before) / len(before),
+            'query_acc_after': sum(after) / len(after),
+            'temperature': self.cells()[0].tau,
+        }
+        self.last_metrics = metrics
+        self.log_dict(metrics, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(tasks))
+        self._log_architecture()
+        return torch.tensor(metrics['outer_loss'])
+
+    def _search_step(self, batch, batch_idx: int):
+        arch_optim = self.architecture_optimizers()
+        self.resample()
+        arch_optim.zero_grad()  # type: ignore[union-attr]
+        out = self.training_module.training_step(batch, batch_idx)
+        loss = out['loss'] if isinstance(out, dict) else out
+        if not bool(torch.isfinite(loss)):
+            raise MetaTrainingDiverged(f'Non-finite training loss at step {self.trainer.global_step}; lower the '
+                                       'learning rates.')
+        self.advance_optimization(loss, batch_idx)  # backward + weight step; alpha grads come with it
+        arch_optim.step()  # type: ignore[union-attr]
+        self.advance_lr_schedulers(batch_idx)
+        self.log('temperature', self.cells()[0].tau, on_step=True, on_epoch=False)
+        self._log_architecture()
+        return out
+
+    # ---- validation --------------------------------------------------------------------------------
+    def validation_step(self, batch, batch_idx):
+        if not self.meta:
+            return self.training_module.validation_step(batch, batch_idx)
+        steps = self.config.adapt_steps if self.config.adapt_steps is not None else self.config.inner_steps
+        state = ModelState(self.training_module.model)
+        shared = state.snapshot()
+        before, after = [], []
+        with torch.enable_grad():
+            for task in cast(list, batch):
+                task = task.to(self.device)
+                before.append(self.query_metrics(task)[1])
+                self.adapt(task, steps, state, where=f'validation episode {batch_idx}')
+                after.append(self.query_metrics(task)[1])
+                state.restore(shared)
+        n = len(before)
+        self.log('val_acc_before', sum(before) / n, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log('val_acc', sum(after) / n, on_epoch=True, prog_bar=True, batch_size=n)
+
+    def on_validation_epoch_start(self):
+        self.set_temperature(self.current_temperature() if self.trainer.training else self.config.temperature.end)
+        return self.training_module.on_validation_epoch_start()
+
+    def on_validation_epoch_end(self):
+        return self.training_module.on_validation_epoch_end()
+
+    # ---- alpha averaging over tasks (paper section 5.2) --------------------------------------------
+    def average_alpha_over_tasks(self, tasks: list[Task], steps: int) -> dict[str, torch.Tensor]:
+        """Adapt to each task, average the adapted architecture distributions, return their log-probabilities."""
+        state = ModelState(self.training_module.model)
+        shared = state.snapshot()
+        probs: dict[str, torch.Tensor] = {}
+        with torch.enable_grad():
+            for k, task in enumerate(tasks):
+                self.adapt(task.to(self.device), steps, state, where=f'alpha averaging, task {k}')
+                for label, alpha in self.alphas().items():
+                    p = torch.softmax(alpha.detach(), -1)
+                    probs[label] = probs.get(label, 0) + p / len(tasks)
+                state.restore(shared)
+        self.averaged_alpha = {label: p.log() for label, p in probs.items()}
+        return self.averaged_alpha

@@ -1,0 +1,86 @@
+"""The inner loop and the Reptile-style outer update of BASE (Algorithm 1, practical version).
+
+Every task starts from the shared (weights, alpha), takes ``inner_steps`` SGD steps on its support
+data with a fresh Gumbel sample per step, and the shared values then move toward the mean of the
+task-adapted values. The move is expressed as a gradient, ``shared - mean(adapted)``, so any torch
+optimizer (plain SGD gives ``shared += lr * (mean - shared)``) applies it with its own step size per
+parameter group: one for weights, one for alpha.
+
+Tensors are snapshot and restored in place (``torch._foreach_*``) instead of deep-copying modules,
+which keeps the per-task overhead at two memory copies.
+
+Examples
+--------
+>>> model = torch.nn.Linear(2, 1)
+>>> state = ModelState(model)
+>>> shared = state.snapshot()
+>>> mean = MeanAccumulator(state.tensors)
+>>> with torch.no_grad():
+...     _ = model.weight.add_(1.0)
+>>> mean.add(state.tensors); state.restore(shared)
+>>> set_reptile_gradients(state.params, mean.mean()[:len(state.params)])
+>>> bool(torch.allclose(model.weight.grad, -torch.ones(1, 2)))
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn as nn
+
+__all__ = ['ModelState', 'MeanAccumulator', 'inner_sgd_step', 'set_reptile_gradients']
+
+
+class ModelState:
+    """The trainable parameters and the floating-point buffers (BatchNorm statistics) of a module."""
+
+    def __init__(self, module: nn.Module):
+        self.params: list[nn.Parameter] = [p for p in module.parameters() if p.requires_grad]
+        self.buffers: list[torch.Tensor] = [b for b in module.buffers() if b.is_floating_point()]
+
+    @property
+    def tensors(self) -> list[torch.Tensor]:
+        return [p.data for p in self.params] + self.buffers
+
+    def snapshot(self) -> list[torch.Tensor]:
+        return [t.detach().clone() for t in self.tensors]
+
+    @torch.no_grad()
+    def restore(self, saved: Sequence[torch.Tensor]) -> None:
+        torch._foreach_copy_(self.tensors, list(saved))
+
+
+class MeanAccumulator:
+    """Running mean of lists of tensors (the task-adapted states)."""
+
+    def __init__(self, like: Sequence[torch.Tensor]):
+        self.total = [torch.zeros_like(t) for t in like]
+        self.count = 0
+
+    @torch.no_grad()
+    def add(self, tensors: Sequence[torch.Tensor]) -> None:
+        torch._foreach_add_(self.total, list(tensors))
+        self.count += 1
+
+    def mean(self) -> list[torch.Tensor]:
+        if self.count == 0:
+            raise RuntimeError('No task was accumulated.')
+        return torch._foreach_div(self.total, float(self.count))
+
+
+@torch.no_grad()
+def inner_sgd_step(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None],
+                   lr_of: Callable[[int], float]) -> None:
+    """One in-place SGD step; parameters with no gradient (unsampled operations) stay put."""
+    for i, (p, g) in enumerate(zip(params, grads)):
+        if g is not None:
+            p.add_(g, alpha=-lr_of(i))
+
+
+@torch.no_grad()
+def set_reptile_gradients(shared: Sequence[nn.Parameter], adapted_mean: Sequence[torch.Tensor]) -> None:
+    """Store ``shared - mean(adapted)`` as the gradient of each shared parameter."""
+    for p, m in zip(shared, adapted_mean):
+        p.grad = p.detach() - m

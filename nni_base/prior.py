@@ -1,0 +1,129 @@
+"""The BASE prior on disk: meta-trained weights + architecture logits + the space they belong to.
+
+A prior is a plain dict of tensors and JSON-like values saved with ``torch.save``; it is read with
+``torch.load(..., weights_only=True)`` so loading one never runs code from the file. Writes are
+atomic (temporary file + ``os.replace``) and refuse non-finite tensors.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from nni.mutable import Categorical, CategoricalMultiple
+
+from .errors import CorruptPriorError, PriorMismatchError
+
+PRIOR_FORMAT = 'nni-base-prior'
+PRIOR_VERSION = 1
+
+__all__ = ['space_signature', 'build_prior', 'save_prior', 'load_prior', 'apply_prior', 'atomic_torch_save']
+
+
+def space_signature(model: nn.Module) -> dict[str, list[Any]]:
+    """Every choice label of a model space with its candidate values (JSON-like)."""
+    signature: dict[str, list[Any]] = {}
+    for label, mutable in model.simplify().items():  # type: ignore[operator]
+        if isinstance(mutable, (Categorical, CategoricalMultiple)):
+            signature[label] = [v if isinstance(v, (int, float, str, bool)) else repr(v) for v in mutable.values]
+        else:
+            signature[label] = [repr(mutable)]
+    return signature
+
+
+def build_prior(model: nn.Module, alphas: dict[str, torch.Tensor], *, config: dict[str, Any],
+                tasks: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Collect everything a prior holds, detached and on CPU."""
+    return {
+        'format': PRIOR_FORMAT,
+        'version': PRIOR_VERSION,
+        'space': {'class': f'{type(model).__module__}.{type(model).__qualname__}',
+                  'signature': space_signature(model)},
+        'state_dict': {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        'alpha': {label: a.detach().cpu().clone() for label, a in alphas.items()},
+        'config': dict(config),
+        'tasks': dict(tasks or {}),
+        'meta': dict(meta or {}),
+    }
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file in the target directory, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_prior(prior: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write a prior atomically; a prior with NaN/inf tensors is refused and nothing is written."""
+    bad = [k for k, v in {**prior['state_dict'], **{f'alpha/{k}': v for k, v in prior['alpha'].items()}}.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise FloatingPointError(f'Refusing to save a prior with non-finite values in {bad[:5]}; '
+                                 f'the previous file at {path} (if any) is left untouched.')
+    return atomic_torch_save(prior, path)
+
+
+def load_prior(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a prior file (never executes code from it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f'Prior file {path} does not exist. Meta-train one first '
+                                '(BaseStrategy with an EpisodicClassification evaluator, or examples/quickstart.py).')
+    try:
+        prior = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # torch raises many types for truncated or foreign files
+        raise CorruptPriorError(f'Cannot read prior {path}: {type(e).__name__}: {e}. The file is damaged or was not '
+                                'written by nni_base; meta-train again or point to another prior.') from e
+    if not isinstance(prior, dict) or prior.get('format') != PRIOR_FORMAT:
+        raise CorruptPriorError(f'{path} is not an nni-base prior (no {PRIOR_FORMAT!r} format marker).')
+    if prior.get('version') != PRIOR_VERSION:
+        raise CorruptPriorError(f'{path} has prior format version {prior.get("version")}, this nni-base reads '
+                                f'version {PRIOR_VERSION}; re-run meta-training with this version.')
+    missing = [k for k in ('space', 'state_dict', 'alpha', 'config') if k not in prior]
+    if missing:
+        raise CorruptPriorError(f'Prior {path} lacks entries {missing}; it is incomplete or damaged.')
+    return prior
+
+
+def apply_prior(model: nn.Module, prior: dict[str, Any]) -> None:
+    """Load a prior into a supernet, after checking that both describe the same space."""
+    expected = prior['space']['signature']
+    actual = space_signature(model)
+    if expected != actual:
+        only_prior = sorted(set(expected) - set(actual))
+        only_space = sorted(set(actual) - set(expected))
+        differ = sorted(k for k in set(expected) & set(actual) if expected[k] != actual[k])
+        raise PriorMismatchError(
+            f'The prior was meta-trained on another search space ({prior["space"]["class"]}): '
+            f'choices only in the prior: {only_prior[:5]}, only in this space: {only_space[:5]}, '
+            f'with other candidates: {differ[:5]}. Build the space with the same arguments as for meta-training.')
+    own = model.state_dict()
+    saved = prior['state_dict']
+    problems = [f'{k}: missing in prior' for k in own if k not in saved]
+    problems += [f'{k}: not in this space' for k in saved if k not in own]
+    problems += [f'{k}: prior {tuple(saved[k].shape)} vs space {tuple(own[k].shape)}'
+                 for k in own if k in saved and saved[k].shape != own[k].shape]
+    if problems:
+        hint = ''
+        if any(k.startswith('classifier.') for k in problems[0:1]) or any('classifier.' in p for p in problems):
+            ways = prior.get('tasks', {}).get('ways')
+            hint = f' The prior was meta-trained on {ways}-way tasks: build the space with num_classes={ways}.' \
+                if ways else ''
+        raise PriorMismatchError(f'The prior does not fit this space ({len(problems)} tensors differ): '
+                                 f'{problems[:5]}. Use the width, num_cells and num_classes of meta-training.{hint}')
+    model.load_state_dict(saved)

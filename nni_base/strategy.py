@@ -1,0 +1,207 @@
+"""``BaseStrategy``: BASE as an NNI one-shot strategy.
+
+Workflow, as with NNI's ``DARTS`` strategy::
+
+    space = DartsTaskSpace(width=8, num_cells=3, num_classes=5)     # or nni.nas.hub.pytorch.DARTS
+    exp = NasExperiment(space, evaluator, BaseStrategy(...))
+    exp.run()
+    exp.export_top_models(formatter='dict')                          # standard NNI sample
+
+The evaluator decides what the run does: an :class:`~nni_base.EpisodicClassification` evaluator
+meta-trains a prior over its task distribution; any other Lightning evaluator (NNI's
+``Classification``) adapts ``prior`` to its dataset, or searches from scratch without a prior.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from nni.nas.evaluator.pytorch import Lightning
+from nni.nas.oneshot.pytorch.strategy import OneShotStrategy, no_default_hook
+from nni.nas.space import RawFormatModelSpace
+
+from .evaluator import EpisodicClassification
+from .lightning import BaseConfig, BaseLightningModule
+from .prior import apply_prior, build_prior, load_prior, save_prior
+from .supermodule import GumbelMixedCell, derive_cell
+from .temperature import TemperatureSchedule
+
+__all__ = ['BaseStrategy']
+
+_logger = logging.getLogger(__name__)
+
+
+class BaseStrategy(OneShotStrategy):
+    """Bayesian Meta Architecture SEarch (BASE) as a one-shot strategy.
+
+    BASE keeps one Gumbel-softmax distribution per edge of the DARTS cell (one logit tensor for
+    normal cells, one for reduction cells) and learns it, with the supernet weights, over a
+    distribution of tasks. The learned pair is a *prior* that adapts to a new dataset in a few
+    steps.
+
+    Parameters
+    ----------
+    prior
+        Path of a prior (from :meth:`save_prior`) to start from. With a non-episodic evaluator this
+        is BASE's adaptation; with an episodic one, meta-training continues from it.
+    inner_steps
+        SGD steps per task in meta-training (T in the paper).
+    inner_lr, inner_lr_alpha
+        Inner-loop step sizes for weights and for alpha.
+    outer_lr, outer_lr_alpha
+        Outer (meta) step sizes toward the mean of the task-adapted weights and alpha; 1.0 moves all
+        the way to the mean.
+    adapt_steps
+        Inner steps used when adapting to held-out tasks (validation, alpha averaging); defaults
+        to ``inner_steps``.
+    arc_learning_rate
+        Adam step size for alpha in single-task search / adaptation (the weights use the
+        evaluator's optimizer).
+    temperature
+        Gumbel-softmax temperature schedule over the run (a :class:`TemperatureSchedule`, or a
+        ``(start, end)`` pair for exponential decay).
+    hard
+        Straight-through one-hot samples (default) rather than relaxed weights.
+    sparse
+        With ``hard``, compute only the sampled operation of each edge (default). ``False`` is the
+        dense reference path: every operation, weighted by the one-hot sample.
+    average_alpha_tasks
+        If > 0, after the run adapt to this many held-out tasks of the episodic evaluator and
+        export the average of their architecture distributions (paper section 5.2).
+    save_prior_to
+        If set, meta-training writes the prior here after every epoch and at the end (atomically).
+    seed
+        Seeds torch, numpy and Python before the run.
+    """
+
+    def __init__(self, *, prior: str | os.PathLike | None = None, inner_steps: int = 5, inner_lr: float = 0.05,
+                 inner_lr_alpha: float = 0.5, outer_lr: float = 1.0, outer_lr_alpha: float = 1.0,
+                 adapt_steps: int | None = None, arc_learning_rate: float = 3e-3,
+                 temperature: TemperatureSchedule | tuple[float, float] = TemperatureSchedule(),
+                 hard: bool = True, sparse: bool = True, average_alpha_tasks: int = 0,
+                 save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
+        super().__init__(**kwargs)
+        if isinstance(temperature, tuple):
+            temperature = TemperatureSchedule(*temperature)
+        self.config = BaseConfig(inner_steps=inner_steps, inner_lr=inner_lr, inner_lr_alpha=inner_lr_alpha,
+                                 outer_lr=outer_lr, outer_lr_alpha=outer_lr_alpha, adapt_steps=adapt_steps,
+                                 arc_learning_rate=arc_learning_rate, temperature=temperature, hard=hard,
+                                 sparse=sparse, average_alpha_tasks=average_alpha_tasks)
+        self.prior_path = Path(prior) if prior is not None else None
+        self.prior = load_prior(self.prior_path) if self.prior_path is not None else None
+        self.save_prior_to = Path(save_prior_to) if save_prior_to is not None else None
+        self.seed = seed
+        self._task_config: dict[str, Any] = {}
+
+    # ---- supernet --------------------------------------------------------------------------------
+    def default_mutation_hooks(self):
+        return [GumbelMixedCell.mutate, no_default_hook]
+
+    def run_hook(self, hook, name, module, memo):
+        # The memo carries one alpha per cell label, created by the first cell of that label.
+        return hook(module, name, memo, {'hard': self.config.hard, 'sparse': self.config.sparse})
+
+    def mutate_model(self, model):
+        choices = model.simplify()
+        if not choices:
+            raise ValueError(f'The model space {type(model).__name__} has no choices: there is nothing to search. '
+                             'Use a space built from NNI Cells, e.g. nni_base.DartsTaskSpace or '
+                             'nni.nas.hub.pytorch.DARTS with fixed width and num_cells.')
+        for label, mutable in choices.items():
+            cell, _, choice = label.rpartition('/')
+            if not cell or not choice.startswith(('op_', 'input_')):
+                raise TypeError(f'BaseStrategy searches NNI Cell architectures; choice {label!r} '
+                                f'({type(mutable).__name__}) is not part of a cell. Fix it to one value '
+                                '(e.g. an int width / num_cells) or use a cell-based space such as DartsTaskSpace.')
+        model = super().mutate_model(model)
+        if self.prior is not None:
+            apply_prior(model, self.prior)
+        return model
+
+    def mutate_evaluator(self, evaluator):
+        if not isinstance(evaluator, Lightning):
+            raise TypeError(f'BaseStrategy needs a Lightning evaluator (nni.nas.evaluator.pytorch.Classification '
+                            f'or nni_base.EpisodicClassification), got {type(evaluator).__name__}.')
+        if self.config.average_alpha_tasks and not isinstance(evaluator, EpisodicClassification):
+            raise TypeError('average_alpha_tasks needs an EpisodicClassification evaluator to draw tasks from.')
+        if isinstance(evaluator, EpisodicClassification):
+            self._task_config = evaluator.task_config()
+            self._episodic = evaluator
+        else:
+            self._task_config = {}
+            self._episodic = None
+        mutated = super().mutate_evaluator(evaluator)
+        if self.save_prior_to is not None:
+            from .callbacks import PriorCheckpoint
+            mutated.trainer.callbacks.append(PriorCheckpoint(self, self.save_prior_to))
+        return mutated
+
+    def configure_oneshot_module(self, training_module):
+        return BaseLightningModule(training_module, self.config)
+
+    def _initialize(self, model_space: RawFormatModelSpace, engine):
+        if self.seed is not None:
+            import pytorch_lightning as pl
+            pl.seed_everything(self.seed, workers=True, verbose=False)
+        return super()._initialize(model_space, engine)
+
+    def _run(self) -> None:
+        super()._run()
+        if self.config.average_alpha_tasks and self._episodic is not None:
+            tasks_from = self._episodic.val_tasks or self._episodic.train_tasks
+            tasks = [tasks_from.sample() for _ in range(self.config.average_alpha_tasks)]
+            steps = self.config.adapt_steps if self.config.adapt_steps is not None else self.config.inner_steps
+            self.oneshot_module.average_alpha_over_tasks(tasks, steps)
+
+    # ---- results -------------------------------------------------------------------------------------
+    @property
+    def oneshot_module(self) -> BaseLightningModule:  # type: ignore[override]
+        return super().oneshot_module  # type: ignore[return-value]
+
+    def export_sample(self) -> dict[str, Any]:
+        """The most probable architecture as an NNI sample (DARTS rule, or the task-averaged alpha)."""
+        module = self.oneshot_module
+        if module.averaged_alpha is None:
+            return module.export()
+        sample: dict[str, Any] = {}
+        for cell in module.cells():
+            if cell.label not in {k.split('/')[0] for k in sample}:
+                sample.update(derive_cell(module.averaged_alpha[cell.label], cell.op_names, cell.label,
+                                          cell.num_nodes, cell.num_predecessors, cell.num_ops_per_node))
+        return sample
+
+    def export_probs(self) -> dict[str, dict[str, float]]:
+        """Probability of every operation (and ``none``) on every edge: ``{'normal/3_1': {'sep_conv_3x3': p}}``."""
+        module = self.oneshot_module
+        if module.averaged_alpha is None:
+            return module.export_probs()
+        probs: dict[str, dict[str, float]] = {}
+        for cell in module.cells():
+            saved = cell.alpha.detach().clone()
+            with torch.no_grad():
+                cell.alpha.copy_(module.averaged_alpha[cell.label])
+            probs.update(cell.export_probs(probs))
+            with torch.no_grad():
+                cell.alpha.copy_(saved)
+        return probs
+
+    def list_models(self, sort: bool = True, limit: int | None = 1) -> Iterator:
+        self.oneshot_module.set_model(self.supernet)
+        yield self.model_space.freeze(self.export_sample())
+
+    def prior_dict(self) -> dict[str, Any]:
+        """The current prior (weights, alpha, space and task description) as a dict."""
+        module = self.oneshot_module
+        return build_prior(self.supernet, module.alphas(), config=self.config.to_dict(), tasks=self._task_config,
+                           meta={'steps': int(module.trainer.global_step) if module._trainer else 0,
+                                 'seed': self.seed, 'metrics': dict(module.last_metrics)})
+
+    def save_prior(self, path: str | os.PathLike) -> Path:
+        """Write the current prior atomically (refused if any value is NaN/inf)."""
+        return save_prior(self.prior_dict(), path)

@@ -1,0 +1,257 @@
+"""Gumbel-softmax supernet cell for BASE.
+
+A :class:`GumbelMixedCell` replaces each :class:`nni.nas.nn.pytorch.Cell` of a DARTS-style model
+space. Like DARTS it builds the fully connected cell DAG (every intermediate node receives an edge
+from every earlier node) and keeps one categorical distribution per edge over the candidate
+operations plus ``none``. The logits (``alpha``) are one tensor per cell *type*: all cells that
+share a label (``'normal'`` or ``'reduce'`` in NNI's DARTS space) share the tensor and, within one
+forward pass, the same Gumbel sample, so a sample is one architecture for the whole network.
+
+Two forward modes are used while searching:
+
+* ``hard`` sampling (default): a one-hot Gumbel sample per edge with straight-through gradients
+  to ``alpha``. Only the sampled operation of each edge is computed and edges that sampled
+  ``none`` are skipped, so a step costs about as much as training one sub-network.
+* ``soft`` sampling: the relaxed Gumbel-softmax weights, every operation computed and mixed
+  (what NNI's ``GumbelDARTS`` does).
+
+In ``eval()`` mode the cell runs the architecture that :func:`derive_cell` exports, so the
+validation accuracy is the accuracy of the architecture a user gets.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, cast
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from nni.nas.nn.pytorch import Cell
+from nni.nas.nn.pytorch.cell import preprocess_cell_inputs
+from nni.nas.oneshot.pytorch.supermodule.sampling import PathSamplingCell
+
+NONE_OP = 'none'
+
+__all__ = ['GumbelMixedCell', 'derive_cell', 'edge_index', 'num_edges', 'alpha_entropy', 'NONE_OP']
+
+
+def num_edges(num_nodes: int, num_predecessors: int) -> int:
+    """Number of edges in a fully connected cell DAG."""
+    return sum(range(num_predecessors, num_predecessors + num_nodes))
+
+
+def edge_index(node: int, pred: int, num_predecessors: int) -> int:
+    """Row of ``alpha`` that holds edge ``pred -> node`` (nodes are numbered from the inputs, 0-based)."""
+    return sum(range(num_predecessors, node)) + pred
+
+
+def derive_cell(alpha: torch.Tensor, op_names: Sequence[str], label: str, num_nodes: int,
+                num_predecessors: int = 2, num_inputs_per_node: int = 2) -> dict[str, Any]:
+    """Most probable discrete cell under the DARTS rule.
+
+    For every edge take the most probable operation other than ``none``; for every node keep the
+    ``num_inputs_per_node`` incoming edges whose best operation is most probable.
+
+    Parameters
+    ----------
+    alpha
+        Logits, shape ``(num_edges, len(op_names) + 1)``; the last column is ``none``.
+    op_names
+        Candidate operation names, in column order.
+    label
+        Cell label, the prefix of the exported keys.
+
+    Returns
+    -------
+    dict
+        NNI sample entries ``'{label}/op_{i}_{k}'`` and ``'{label}/input_{i}_{k}'`` (inputs as ``[j]``).
+    """
+    probs = F.softmax(alpha.detach().float(), dim=-1)[:, :len(op_names)]
+    sample: dict[str, Any] = {}
+    for node in range(num_predecessors, num_predecessors + num_nodes):
+        candidates = []
+        for pred in range(node):
+            p, op = probs[edge_index(node, pred, num_predecessors)].max(dim=0)
+            # Sort key: strongest first; ties broken toward the earlier input for determinism.
+            candidates.append((-float(p), pred, op_names[int(op)]))
+        chosen = sorted(sorted(candidates)[:num_inputs_per_node], key=lambda c: c[1])
+        for k in range(num_inputs_per_node):
+            _, pred, op = chosen[k % len(chosen)]
+            sample[f'{label}/op_{node}_{k}'] = op
+            sample[f'{label}/input_{node}_{k}'] = [pred]
+    return sample
+
+
+def alpha_entropy(alpha: torch.Tensor) -> torch.Tensor:
+    """Mean entropy (nats) of the per-edge categorical distributions."""
+    logp = F.log_softmax(alpha.detach().float(), dim=-1)
+    return -(logp.exp() * logp).sum(-1).mean()
+
+
+class GumbelMixedCell(PathSamplingCell):
+    """Supernet version of a DARTS cell with a Gumbel-softmax distribution over each edge.
+
+    Built by :meth:`mutate` from an NNI :class:`~nni.nas.nn.pytorch.Cell`; users do not create it.
+
+    Parameters
+    ----------
+    alpha
+        Shared logits of this cell type, ``(num_edges, num_ops + 1)``.
+    hard
+        One-hot samples with straight-through gradients, computing only sampled operations.
+    sparse
+        With ``hard``, skip the operations that were not sampled. ``False`` computes all of them
+        and weights them by the one-hot sample (the dense reference path; same forward value).
+    """
+
+    def __init__(self, op_factory, num_nodes, num_ops_per_node, num_predecessors, preprocessor, postprocessor,
+                 concat_dim, memo, mutate_kwargs, label):
+        super().__init__(op_factory, num_nodes, num_ops_per_node, num_predecessors, preprocessor, postprocessor,
+                         concat_dim, memo, mutate_kwargs, label)
+        expected = (num_edges(num_nodes, num_predecessors), len(self.op_names) + 1)
+        if self.label not in memo:  # first cell of this type: it creates the shared logits
+            memo[self.label] = nn.Parameter(torch.randn(*expected) * 1e-3)
+        alpha = memo[self.label]
+        if tuple(alpha.shape) != expected:
+            raise ValueError(f'Cells labelled {self.label!r} disagree on their shape: alpha {tuple(alpha.shape)} '
+                             f'vs {expected}. Give differently shaped cells different labels.')
+        self._arch_alpha = alpha
+        self.hard: bool = mutate_kwargs.get('hard', True)
+        self.sparse: bool = mutate_kwargs.get('sparse', True)
+        self.tau: float = 1.0
+        # Weights of the current sample: set by resample(), shared by all cells of this label.
+        self._weights: torch.Tensor | None = None
+        self._chosen: list[int] | None = None
+        self._derived: dict[int, list[tuple[int, int]]] | None = None
+        self._derived_version = -1
+        # Run the derived architecture even in train mode (query evaluation with batch statistics).
+        self.use_derived = False
+
+    @classmethod
+    def mutate(cls, module, name, memo, mutate_kwargs):
+        if type(module) is Cell:
+            if module.op_candidates_factory is None:
+                raise TypeError(f'Cell {module.label!r} has no op candidate factory; BaseStrategy supports cells '
+                                'built from a list or dict of candidate operations (as in NNI\'s DARTS space).')
+            return cls(module.op_candidates_factory, module.num_nodes, module.num_ops_per_node,
+                       module.num_predecessors, module.preprocessor, module.postprocessor, module.concat_dim,
+                       memo, mutate_kwargs, module.label)
+        return None
+
+    # ---- architecture parameters -------------------------------------------------------------
+    @property
+    def alpha(self) -> nn.Parameter:
+        return cast(nn.Parameter, self._arch_alpha)
+
+    def arch_parameters(self):
+        yield self._arch_alpha
+
+    @property
+    def all_op_names(self) -> list[str]:
+        return list(self.op_names) + [NONE_OP]
+
+    # ---- sampling ------------------------------------------------------------------------------
+    def resample(self, memo: dict[str, Any]) -> dict[str, Any]:
+        """Draw a Gumbel sample for this cell type, or reuse the one another cell of the type drew."""
+        key = f'{self.label}/__gumbel__'
+        if key not in memo:
+            logits = self.alpha
+            if self.hard:
+                weights = F.gumbel_softmax(logits, tau=self.tau, hard=True, dim=-1)
+                chosen = weights.detach().argmax(-1).tolist()
+            else:
+                weights = F.gumbel_softmax(logits, tau=self.tau, hard=False, dim=-1)
+                chosen = None
+            memo[key] = (weights, chosen)
+        self._weights, self._chosen = memo[key]
+        return {key: memo[key]}
+
+    def set_sample(self, weights: torch.Tensor) -> None:
+        """Use the given (one-hot or relaxed) edge weights for the next forward passes."""
+        self._weights = weights
+        self._chosen = weights.detach().argmax(-1).tolist() if self.hard else None
+
+    def export(self, memo: dict[str, Any]) -> dict[str, Any]:
+        if f'{self.label}/op_{self.num_predecessors}_0' in memo:
+            return {}
+        return derive_cell(self.alpha, self.op_names, self.label, self.num_nodes, self.num_predecessors,
+                           self.num_ops_per_node)
+
+    def export_probs(self, memo: dict[str, Any]) -> dict[str, Any]:
+        probs = F.softmax(self.alpha.detach(), dim=-1).cpu().tolist()
+        result = {}
+        for node in range(self.num_predecessors, self.num_predecessors + self.num_nodes):
+            for pred in range(node):
+                edge = f'{self.label}/{node}_{pred}'
+                if edge not in memo:
+                    result[edge] = dict(zip(self.all_op_names, probs[edge_index(node, pred, self.num_predecessors)]))
+        return result
+
+    def _derived_edges(self) -> dict[int, list[tuple[int, int]]]:
+        """``node -> [(pred, op index)]`` of the exported architecture (recomputed when alpha changes)."""
+        version = self.alpha._version
+        if self._derived is None or self._derived_version != version:
+            sample = self.export({})
+            derived: dict[int, list[tuple[int, int]]] = {}
+            for node in range(self.num_predecessors, self.num_predecessors + self.num_nodes):
+                derived[node] = [(sample[f'{self.label}/input_{node}_{k}'][0],
+                                  self.op_names.index(sample[f'{self.label}/op_{node}_{k}']))
+                                 for k in range(self.num_ops_per_node)]
+            self._derived, self._derived_version = derived, version
+        return self._derived
+
+    # ---- forward -------------------------------------------------------------------------------
+    def forward(self, *inputs: list[torch.Tensor] | torch.Tensor) -> tuple[torch.Tensor, ...] | torch.Tensor:
+        processed: list[torch.Tensor] = preprocess_cell_inputs(self.num_predecessors, *inputs)
+        states: list[torch.Tensor] = self.preprocessor(processed)
+        if not self.training or self.use_derived:
+            self._forward_derived(states)
+        else:
+            if self._weights is None:
+                raise RuntimeError('GumbelMixedCell has no sample: call resample() before a training forward pass.')
+            self._forward_sampled(states)
+        this_cell = torch.cat(states[self.num_predecessors:], self.concat_dim)
+        return self.postprocessor(this_cell, processed)
+
+    def _forward_derived(self, states: list[torch.Tensor]) -> None:
+        for node, edges in self._derived_edges().items():
+            node_ops = cast(Sequence[nn.ModuleDict], self.ops[node - self.num_predecessors])
+            out = None
+            for pred, op in edges:
+                y = node_ops[pred][self.op_names[op]](states[pred])
+                out = y if out is None else out + y
+            states.append(cast(torch.Tensor, out))
+
+    def _forward_sampled(self, states: list[torch.Tensor]) -> None:
+        weights = cast(torch.Tensor, self._weights)
+        none_idx = len(self.op_names)
+        for node in range(self.num_predecessors, self.num_predecessors + self.num_nodes):
+            node_ops = cast(Sequence[nn.ModuleDict], self.ops[node - self.num_predecessors])
+            out = None
+            for pred in range(node):
+                e = edge_index(node, pred, self.num_predecessors)
+                if self.hard and self.sparse:
+                    k = cast(list, self._chosen)[e]
+                    if k == none_idx:
+                        continue
+                    # weights[e, k] is 1 in value; it carries the straight-through gradient to alpha.
+                    y = node_ops[pred][self.op_names[k]](states[pred]) * weights[e, k]
+                else:
+                    y = sum(weights[e, k] * op(states[pred]) for k, op in enumerate(node_ops[pred].values()))
+                out = y if out is None else out + y
+            if out is None:  # every incoming edge sampled `none`
+                out = self._zeros_like_node(states)
+            states.append(cast(torch.Tensor, out))
+
+    def _zeros_like_node(self, states: list[torch.Tensor]) -> torch.Tensor:
+        ref = states[self.num_predecessors - 1]
+        if len(states) > self.num_predecessors:
+            return torch.zeros_like(states[-1])
+        # The first node of a reduction cell has no computed sibling: infer the strided shape.
+        reduction = any(getattr(m, 'stride', 1) in (2, (2, 2)) for m in self.ops[0].modules())
+        h, w = ref.shape[-2:]
+        if reduction:
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+        return ref.new_zeros(ref.shape[0], ref.shape[1], h, w)
