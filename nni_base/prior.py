@@ -28,11 +28,19 @@ def space_signature(model: nn.Module) -> dict[str, list[Any]]:
     """Every choice label of a model space with its candidate values (JSON-like)."""
     signature: dict[str, list[Any]] = {}
     for label, mutable in model.simplify().items():  # type: ignore[operator]
+        # Plain built-in types only (NNI's labels are str subclasses), so weights_only loading accepts them.
         if isinstance(mutable, (Categorical, CategoricalMultiple)):
-            signature[label] = [v if isinstance(v, (int, float, str, bool)) else repr(v) for v in mutable.values]
+            signature[str(label)] = [_plain(v) for v in mutable.values]
         else:
-            signature[label] = [repr(mutable)]
+            signature[str(label)] = [repr(mutable)]
     return signature
+
+
+def _plain(value: Any) -> Any:
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return repr(value)
 
 
 def build_prior(model: nn.Module, alphas: dict[str, torch.Tensor], *, config: dict[str, Any],
@@ -44,7 +52,7 @@ def build_prior(model: nn.Module, alphas: dict[str, torch.Tensor], *, config: di
         'space': {'class': f'{type(model).__module__}.{type(model).__qualname__}',
                   'signature': space_signature(model)},
         'state_dict': {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        'alpha': {label: a.detach().cpu().clone() for label, a in alphas.items()},
+        'alpha': {str(label): a.detach().cpu().clone() for label, a in alphas.items()},
         'config': dict(config),
         'tasks': dict(tasks or {}),
         'meta': dict(meta or {}),
