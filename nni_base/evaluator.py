@@ -14,7 +14,6 @@ import nni
 import torch
 import torch.nn as nn
 from nni.nas.evaluator.pytorch import Lightning, LightningModule, Trainer
-
 from torch.utils.data import DataLoader, RandomSampler
 
 from .tasks import EpisodeDataset, TaskDistribution, episode_loader
@@ -107,7 +106,8 @@ class EpisodicClassification(Lightning):
         sampler = RandomSampler(episodes, replacement=True, num_samples=steps_per_epoch,
                                 generator=torch.Generator().manual_seed(seed))
         train_loader = nni.trace(DataLoader)(episodes, batch_size=None, sampler=sampler, collate_fn=_as_is)
-        val_loader = episode_loader(val_tasks, 1, val_episodes, seed=seed + 1) if val_tasks is not None else None
+        # NNI's one-shot strategies insist on a validation loader; an empty list means none.
+        val_loader = episode_loader(val_tasks, 1, val_episodes, seed=seed + 1) if val_tasks is not None else []
         super().__init__(EpisodicModule(criterion), Trainer(**trainer_kwargs),
                          train_dataloaders=train_loader, val_dataloaders=val_loader)
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
 from nni.nas.evaluator.pytorch import Lightning
 from nni.nas.oneshot.pytorch.strategy import OneShotStrategy, no_default_hook
 from nni.nas.space import RawFormatModelSpace
@@ -65,7 +64,7 @@ class BaseStrategy(OneShotStrategy):
         evaluator's optimizer).
     temperature
         Gumbel-softmax temperature schedule over the run (a :class:`TemperatureSchedule`, or a
-        ``(start, end)`` pair for exponential decay).
+        ``(start, end)`` pair for exponential decay). Default: 5.0 decaying exponentially to 0.5.
     hard
         Straight-through one-hot samples (default) rather than relaxed weights.
     sparse
@@ -83,11 +82,13 @@ class BaseStrategy(OneShotStrategy):
     def __init__(self, *, prior: str | os.PathLike | None = None, inner_steps: int = 5, inner_lr: float = 0.05,
                  inner_lr_alpha: float = 0.5, outer_lr: float = 1.0, outer_lr_alpha: float = 1.0,
                  adapt_steps: int | None = None, arc_learning_rate: float = 3e-3,
-                 temperature: TemperatureSchedule | tuple[float, float] = TemperatureSchedule(),
+                 temperature: TemperatureSchedule | tuple[float, float] | None = None,
                  hard: bool = True, sparse: bool = True, average_alpha_tasks: int = 0,
                  save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
         super().__init__(**kwargs)
-        if isinstance(temperature, tuple):
+        if temperature is None:
+            temperature = TemperatureSchedule()
+        elif isinstance(temperature, tuple):
             temperature = TemperatureSchedule(*temperature)
         self.config = BaseConfig(inner_steps=inner_steps, inner_lr=inner_lr, inner_lr_alpha=inner_lr_alpha,
                                  outer_lr=outer_lr, outer_lr_alpha=outer_lr_alpha, adapt_steps=adapt_steps,

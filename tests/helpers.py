@@ -1,0 +1,38 @@
+"""Small shared builders for the tests (tiny sizes, fixed seeds)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+from nni.nas.experiment import NasExperiment
+
+from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, TaskDistribution
+from nni_base.data import digits_splits
+
+WAYS = 5
+
+
+def tiny_space(num_classes: int = WAYS) -> DartsTaskSpace:
+    return DartsTaskSpace(width=4, num_cells=3, num_classes=num_classes)
+
+
+def digits_tasks(shots: int = 5, queries: int = 5):
+    splits = digits_splits()
+    return (TaskDistribution(splits['train'], WAYS, shots, queries, name='digits-train'),
+            TaskDistribution(splits['test'], WAYS, shots, queries, name='digits-test'))
+
+
+def episodic_evaluator(train, val=None, *, steps_per_epoch: int = 3, max_epochs: int = 1, **kwargs):
+    return EpisodicClassification(train, val, tasks_per_step=2, steps_per_epoch=steps_per_epoch, val_episodes=2,
+                                  max_epochs=max_epochs, logger=False, enable_progress_bar=False,
+                                  enable_checkpointing=False, enable_model_summary=False, **kwargs)
+
+
+def run(space, evaluator, strategy: BaseStrategy) -> NasExperiment:
+    exp = NasExperiment(space, evaluator, strategy)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        logging.getLogger('nni').setLevel(logging.ERROR)
+        exp.run()
+    return exp
