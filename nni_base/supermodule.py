@@ -34,7 +34,7 @@ from nni.nas.oneshot.pytorch.supermodule.sampling import PathSamplingCell
 
 NONE_OP = 'none'
 
-__all__ = ['GumbelMixedCell', 'derive_cell', 'edge_index', 'num_edges', 'alpha_entropy', 'NONE_OP']
+__all__ = ['GumbelMixedCell', 'derive_cell', 'edge_index', 'num_edges', 'alpha_entropy', 'straight_through', 'NONE_OP']
 
 
 def num_edges(num_nodes: int, num_predecessors: int) -> int:
@@ -82,6 +82,16 @@ def derive_cell(alpha: torch.Tensor, op_names: Sequence[str], label: str, num_no
             sample[f'{label}/op_{node}_{k}'] = op
             sample[f'{label}/input_{node}_{k}'] = [pred]
     return sample
+
+
+def straight_through(soft: torch.Tensor) -> torch.Tensor:
+    """One-hot of the argmax in value, with the gradient of the chosen entry's relaxed weight (as in GDAS).
+
+    Only the sampled entry carries a gradient, so computing just the sampled operation (the sparse
+    path) and computing every operation (the dense path) give the same gradients.
+    """
+    hard = F.one_hot(soft.detach().argmax(-1), soft.shape[-1]).to(soft.dtype)
+    return hard + hard * (soft - soft.detach())
 
 
 def alpha_entropy(alpha: torch.Tensor) -> torch.Tensor:
@@ -159,7 +169,7 @@ class GumbelMixedCell(PathSamplingCell):
         if key not in memo:
             logits = self.alpha
             if self.hard:
-                weights = F.gumbel_softmax(logits, tau=self.tau, hard=True, dim=-1)
+                weights = straight_through(F.gumbel_softmax(logits, tau=self.tau, hard=False, dim=-1))
                 chosen = weights.detach().argmax(-1).tolist()
             else:
                 weights = F.gumbel_softmax(logits, tau=self.tau, hard=False, dim=-1)
