@@ -137,8 +137,7 @@ def main(argv=None) -> dict:
         'adapt_seconds': round(adapt_seconds, 1),
     }
     write_json(summary, out / 'summary.json')
-    print('\nHeld-out digits tasks ({}-way {}-shot, {} tasks, {} adaptation steps each):'.format(
-        args.ways, args.shots, args.heldout_tasks, args.inner_steps))
+    print(f'\nHeld-out digits tasks ({args.ways}-way {args.shots}-shot, {args.heldout_tasks} tasks, {args.inner_steps} adaptation steps each):')
     print(f'  query accuracy from the prior:   before {from_prior["before"]:.3f} -> after {from_prior["after"]:.3f}')
     print(f'  query accuracy from scratch:     after {from_scratch["after"]:.3f}')
     print(f'Adapted to held-out classes in {adapt_seconds:.0f} s (meta-training took {meta_seconds:.0f} s); '

@@ -76,7 +76,8 @@ class BaseStrategy(OneShotStrategy):
     save_prior_to
         If set, meta-training writes the prior here after every epoch and at the end (atomically).
     seed
-        Seeds torch, numpy and Python before the run.
+        Seeds torch, numpy and Python before the run and, without a prior, re-draws the space's initial
+        weights, so the same seed gives the same result on CPU. ``None`` leaves all randomness alone.
     """
 
     def __init__(self, *, prior: str | os.PathLike | None = None, inner_steps: int = 5, inner_lr: float = 0.05,
@@ -120,6 +121,11 @@ class BaseStrategy(OneShotStrategy):
                 raise TypeError(f'BaseStrategy searches NNI Cell architectures; choice {label!r} '
                                 f'({type(mutable).__name__}) is not part of a cell. Fix it to one value '
                                 '(e.g. an int width / num_cells) or use a cell-based space such as DartsTaskSpace.')
+        if self.prior is None and self.seed is not None:
+            # The space was initialised when the user built it; re-draw its weights so the seed decides them.
+            for module in model.modules():
+                if hasattr(module, 'reset_parameters'):
+                    module.reset_parameters()
         model = super().mutate_model(model)
         if self.prior is not None:
             apply_prior(model, self.prior)
@@ -147,10 +153,14 @@ class BaseStrategy(OneShotStrategy):
         return BaseLightningModule(training_module, self.config)
 
     def _initialize(self, model_space: RawFormatModelSpace, engine):
+        self.seed_everything()
+        return super()._initialize(model_space, engine)
+
+    def seed_everything(self) -> None:
+        """Seed Python, numpy and torch with ``seed`` (no-op when it is None)."""
         if self.seed is not None:
             import pytorch_lightning as pl
             pl.seed_everything(self.seed, workers=True, verbose=False)
-        return super()._initialize(model_space, engine)
 
     def _run(self) -> None:
         super()._run()

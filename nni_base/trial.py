@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ['DEFAULT_PARAMS', 'DATASETS', 'validate_params', 'load_task_splits', 'run_trial', 'main']
+__all__ = ['DEFAULT_PARAMS', 'ACCELERATORS', 'DATASETS', 'validate_params', 'load_task_splits', 'run_trial', 'main']
 
 _logger = logging.getLogger('nni_base.trial')
 
@@ -74,8 +74,12 @@ DEFAULT_PARAMS: dict[str, Any] = {
     'prior': None,
     'seed': 0,
     'num_threads': 2,
+    # 'auto' uses a GPU when the trial sees one (trialGpuNumber >= 1 in the experiment config)
+    'accelerator': 'auto',
 }
 
+#: Values of the ``accelerator`` parameter.
+ACCELERATORS = ('auto', 'cpu', 'gpu')
 #: Values of the ``dataset`` parameter.
 DATASETS = ('digits', 'image_folder', 'cifar10', 'cifar100', 'svhn', 'imagenet32', 'imagenet64')
 
@@ -148,6 +152,9 @@ def validate_params(params: dict[str, Any] | None) -> dict[str, Any]:
     if merged['temperature_end'] > merged['temperature_start']:
         raise ValueError(f"parameter 'temperature_end' ({merged['temperature_end']}) must not exceed "
                          f"'temperature_start' ({merged['temperature_start']}): the temperature anneals downwards")
+    if merged['accelerator'] not in ACCELERATORS:
+        raise ValueError(f"parameter 'accelerator' must be one of {', '.join(ACCELERATORS)}; "
+                         f"got {merged['accelerator']!r}")
     if merged['dataset'] not in DATASETS:
         raise ValueError(f"parameter 'dataset' must be one of {', '.join(DATASETS)}; got {merged['dataset']!r}")
     for name in ('data_root', 'prior'):
@@ -339,7 +346,7 @@ def _meta_train(params: dict[str, Any], train_tasks, held_out, prior_path: Path,
         train_tasks, held_out, tasks_per_step=params['tasks_per_step'], steps_per_epoch=params['steps_per_epoch'],
         val_episodes=params['val_episodes'], seed=params['seed'], max_epochs=params['meta_epochs'],
         callbacks=[callback], logger=False, enable_progress_bar=False, enable_checkpointing=False,
-        enable_model_summary=False, accelerator='cpu')
+        enable_model_summary=False, accelerator=params['accelerator'], devices=1)
     space = DartsTaskSpace(width=params['width'], num_cells=params['num_cells'], num_classes=params['ways'])
     strategy = BaseStrategy(save_prior_to=prior_path, seed=params['seed'], **_strategy_kwargs(params))
     experiment = NasExperiment(space, evaluator, strategy)
@@ -347,7 +354,12 @@ def _meta_train(params: dict[str, Any], train_tasks, held_out, prior_path: Path,
     # the prior and the exported files, so keep that folder out of the user's experiment list.
     with tempfile.TemporaryDirectory(prefix='nni_base_trial_') as workdir:
         experiment.config.experiment_working_directory = workdir
-        experiment.run()
+        try:
+            experiment.run()
+        finally:
+            # run() leaves the experiment to an atexit hook, which would write a checkpoint into the deleted
+            # folder (and log to closed streams under pytest); stop it here instead.
+            experiment.stop()
     strategy.save_prior(prior_path)
     return callback.reported
 
@@ -368,6 +380,9 @@ def _adapt_and_export(params: dict[str, Any], prior_path: Path, held_out) -> dic
     steps = params['adapt_steps'] if params['adapt_steps'] is not None else params['inner_steps']
     # Tasks depend on the seed only; a different stream from the validation episodes of meta-training.
     tasks = sample_tasks(held_out, params['eval_tasks'], seed=10_000 + params['seed'])
+    device = torch.device('cuda' if params['accelerator'] != 'cpu' and torch.cuda.is_available() else 'cpu')
+    supernet.to(device)
+    tasks = [task.to(device) for task in tasks]
     torch.manual_seed(params['seed'])
     accuracy = adaptation_accuracy(supernet, tasks, steps)
     averaged = supernet.average_alpha_over_tasks(tasks, steps)

@@ -63,3 +63,10 @@ def test_divergence_names_the_step_and_keeps_the_last_good_prior(tmp_path):
         run(tiny_space(), episodic_evaluator(train, steps_per_epoch=2), strategy)
     assert path.read_bytes() == good
     assert torch.isfinite(load_prior(path)['alpha']['normal']).all()
+
+
+def test_episodic_evaluator_with_nni_darts_says_what_to_use():
+    from nni.nas.oneshot.pytorch.strategy import DARTS as NniDarts
+    train, test = digits_tasks()
+    with pytest.raises(TypeError, match='only nni_base.BaseStrategy can train'):
+        run(tiny_space(), episodic_evaluator(train, test, steps_per_epoch=1), NniDarts())

@@ -1,0 +1,173 @@
+"""The NNI trial entry point (``python -m nni_base.trial``) without nnictl: parameter checks and a tiny run."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import nni.trial
+import pytest
+import torch
+from nni.runtime.trial_command_channel import (
+    TrialCommandChannel,
+    get_default_trial_command_channel,
+    set_default_trial_command_channel,
+)
+
+from nni_base.trial import DEFAULT_PARAMS, main, validate_params
+
+# Small enough for a few seconds per meta-step on 2 CPU cores.
+TINY = {'width': 4, 'num_cells': 3, 'inner_steps': 1, 'tasks_per_step': 1, 'steps_per_epoch': 1, 'meta_epochs': 2,
+        'val_episodes': 1, 'eval_tasks': 1, 'shots': 2, 'queries': 2}
+REPO = Path(__file__).resolve().parents[1]
+
+
+class RecordingChannel(TrialCommandChannel):
+    """Stands in for the NNI manager: hands out one parameter set and records the reported metrics."""
+
+    def __init__(self, parameters: dict, parameter_id: int):
+        self.parameters = parameters
+        self.parameter_id = parameter_id
+        self.metrics: list[tuple[str, int | None, object]] = []
+
+    def receive_parameter(self):
+        return {'parameter_id': self.parameter_id, 'parameter_source': 'algorithm', 'parameters': self.parameters,
+                'parameter_index': 0}
+
+    def send_metric(self, type, parameter_id, trial_job_id, sequence, value):  # noqa: A002 - NNI's signature
+        self.metrics.append((type, parameter_id, value))
+
+
+@contextlib.contextmanager
+def recording_channel(parameters: dict, parameter_id: int = 7) -> Iterator[RecordingChannel]:
+    """Install a recording channel as NNI's trial channel; restore NNI's trial state afterwards."""
+    previous = get_default_trial_command_channel(), nni.trial._params, nni.trial._intermediate_seq
+    channel = RecordingChannel(parameters, parameter_id)
+    set_default_trial_command_channel(channel)
+    try:
+        yield channel
+    finally:
+        set_default_trial_command_channel(previous[0])
+        nni.trial._params, nni.trial._intermediate_seq = previous[1], previous[2]
+
+
+# ---- parameter validation -----------------------------------------------------------------------------------------
+def test_defaults_are_valid():
+    params = validate_params(None)
+    assert params == {**DEFAULT_PARAMS}
+    assert params['dataset'] == 'digits' and params['prior'] is None
+
+
+@pytest.mark.parametrize(('params', 'message'), [
+    ({'inner_step': 3}, "unknown parameter(s) 'inner_step'"),
+    ({'inner_steps': 0}, "parameter 'inner_steps' must be at least 1, got 0"),
+    ({'inner_steps': 2.5}, "parameter 'inner_steps' must be an integer"),
+    ({'inner_steps': True}, "parameter 'inner_steps' must be an integer"),
+    ({'inner_lr': -0.1}, "parameter 'inner_lr' must be > 0"),
+    ({'outer_lr': float('nan')}, "parameter 'outer_lr' must be a finite number"),
+    ({'inner_lr_alpha': 'big'}, "parameter 'inner_lr_alpha' must be a finite number"),
+    ({'temperature_start': 0.5, 'temperature_end': 2.0}, "'temperature_end' (2.0) must not exceed"),
+    ({'ways': 1}, "parameter 'ways' must be at least 2"),
+    ({'accelerator': 'tpu'}, "parameter 'accelerator' must be one of auto, cpu, gpu"),
+    ({'dataset': 'mnist'}, "parameter 'dataset' must be one of digits, image_folder"),
+    ({'dataset': 'cifar100'}, "set parameter 'data_root'"),
+    ({'data_root': '/tmp'}, "dataset 'digits' is embedded"),
+    ({'prior': '/nonexistent/prior.pt'}, "parameter 'prior' is not a file"),
+])
+def test_bad_parameters_are_refused_with_a_clear_message(params, message):
+    with pytest.raises(ValueError) as info:
+        validate_params(params)
+    assert message in str(info.value)
+
+
+def test_integral_floats_from_tuners_become_ints():
+    params = validate_params({'inner_steps': 3.0, 'tasks_per_step': 2.0})
+    assert params['inner_steps'] == 3 and isinstance(params['inner_steps'], int)
+
+
+def test_data_root_must_exist_and_hold_enough_classes(tmp_path):
+    with pytest.raises(ValueError, match="'data_root' is not a folder"):
+        validate_params({'dataset': 'image_folder', 'data_root': str(tmp_path / 'missing')})
+
+
+def test_cli_rejects_non_object_params(tmp_path):
+    with pytest.raises(ValueError, match='--params must be a JSON object'):
+        main(['--params', '[1, 2]', '--output-dir', str(tmp_path)])
+    with pytest.raises(ValueError, match='--params is not valid JSON'):
+        main(['--params', '{inner_steps: 1}', '--output-dir', str(tmp_path)])
+
+
+def test_bad_parameter_fails_the_process_with_the_message_on_stderr(tmp_path):
+    proc = subprocess.run([sys.executable, '-m', 'nni_base.trial', '--params', '{"inner_steps": 0}',
+                           '--output-dir', str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "ValueError: parameter 'inner_steps' must be at least 1, got 0" in proc.stderr
+    assert not any(tmp_path.iterdir())
+
+
+# ---- tiny runs ----------------------------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    """One tiny meta-training run, its parameters coming from a (recording) NNI channel."""
+    out = tmp_path_factory.mktemp('trial')
+    torch.set_num_threads(2)
+    with pytest.MonkeyPatch.context() as mp, recording_channel(TINY, parameter_id=7) as channel:
+        mp.delenv('NNI_OUTPUT_DIR', raising=False)
+        metrics = main(['--output-dir', str(out)])
+    return out, metrics, channel
+
+
+def test_main_writes_arch_probs_and_prior_and_returns_final_metrics(tiny_run):
+    out, metrics, _ = tiny_run
+    assert set(metrics) == {'default', 'accuracy_before_adaptation', 'params', 'search_seconds',
+                            'meta_train_seconds'}
+    assert 0.0 <= metrics['default'] <= 1.0 and 0.0 <= metrics['accuracy_before_adaptation'] <= 1.0
+    assert metrics['params'] > 1000 and metrics['meta_train_seconds'] > 0 and metrics['search_seconds'] > 0
+    assert sorted(p.name for p in out.iterdir()) == ['arch.json', 'prior.pt', 'probs.json']  # no temp files left
+
+    sample = json.loads((out / 'arch.json').read_text())
+    assert sorted(k for k in sample if k.startswith('normal/op_')) == [f'normal/op_{i}_{k}' for i in range(2, 6)
+                                                                      for k in range(2)]
+    probs = json.loads((out / 'probs.json').read_text())
+    assert abs(sum(probs['normal/2_0'].values()) - 1) < 1e-5
+
+    from nni_base import DartsTaskSpace, load_prior
+    prior = load_prior(out / 'prior.pt')
+    assert prior['tasks']['ways'] == DEFAULT_PARAMS['ways'] and prior['meta']['steps'] == TINY['meta_epochs']
+    network = DartsTaskSpace(width=4, num_cells=3, num_classes=DEFAULT_PARAMS['ways']).freeze(sample)
+    assert sum(p.numel() for p in network.parameters()) == metrics['params']
+
+
+def test_reports_go_to_the_trials_channel_with_its_parameter_id(tiny_run):
+    # NasExperiment swaps NNI's channel and parameter record while it runs; the trial must still report every
+    # meta-epoch and the final dict to its own channel, under its own parameter id.
+    _, metrics, channel = tiny_run
+    periodical = [m for m in channel.metrics if m[0] == 'PERIODICAL']
+    assert len(periodical) == TINY['meta_epochs']
+    assert all(pid == 7 and 0.0 <= value <= 1.0 for _, pid, value in periodical)
+    assert [m for m in channel.metrics if m[0] == 'FINAL'] == [('FINAL', 7, metrics)]
+
+
+def test_shared_prior_skips_meta_training_and_output_dir_comes_from_nni(tiny_run, tmp_path, monkeypatch):
+    out = tiny_run[0]
+    monkeypatch.setenv('NNI_OUTPUT_DIR', str(tmp_path / 'nni'))
+    with recording_channel({'inner_lr': 0.02}, parameter_id=3) as channel:
+        # --params wins over the tuner's values and is merged with them
+        metrics = main(['--params', json.dumps({**TINY, 'prior': str(out / 'prior.pt')}),
+                        '--output-dir', str(tmp_path / 'cli')])
+    assert metrics['meta_train_seconds'] < 1.0
+    assert not (tmp_path / 'cli').exists()
+    written = tmp_path / 'nni'
+    assert sorted(p.name for p in written.iterdir()) == ['arch.json', 'prior.pt', 'probs.json']
+    assert (written / 'prior.pt').read_bytes() == (out / 'prior.pt').read_bytes()
+    assert channel.metrics == [('FINAL', 3, metrics)]
+
+
+def test_tuner_parameters_are_validated(tmp_path):
+    with recording_channel({'inner_steps': 0}), pytest.raises(ValueError, match="'inner_steps' must be at least 1"):
+        main(['--output-dir', str(tmp_path)])
+    assert not any(tmp_path.iterdir())
