@@ -137,7 +137,8 @@ def main(argv=None) -> dict:
         'adapt_seconds': round(adapt_seconds, 1),
     }
     write_json(summary, out / 'summary.json')
-    print(f'\nHeld-out digits tasks ({args.ways}-way {args.shots}-shot, {args.heldout_tasks} tasks, {args.inner_steps} adaptation steps each):')
+    print(f'\nHeld-out digits tasks ({args.ways}-way {args.shots}-shot, {args.heldout_tasks} tasks, '
+          f'{args.inner_steps} adaptation steps each):')
     print(f'  query accuracy from the prior:   before {from_prior["before"]:.3f} -> after {from_prior["after"]:.3f}')
     print(f'  query accuracy from scratch:     after {from_scratch["after"]:.3f}')
     print(f'Adapted to held-out classes in {adapt_seconds:.0f} s (meta-training took {meta_seconds:.0f} s); '
