@@ -50,6 +50,7 @@ class BaseConfig:
     hard: bool = True
     sparse: bool = True
     average_alpha_tasks: int = 0
+    inner_grad_clip: float | None = 5.0
 
     def __post_init__(self):
         if self.inner_steps < 1:
@@ -176,6 +177,14 @@ class BaseLightningModule(BaseOneShotLightningModule):
                     f'Non-finite support loss ({loss_value}) at {where}, inner step {step}. The shared prior was '
                     'not updated; lower inner_lr / inner_lr_alpha or the outer step sizes.')
             grads = torch.autograd.grad(loss, params, allow_unused=True)
+            if self.config.inner_grad_clip:
+                # Each step trains another sampled sub-network; clipping keeps one bad sample from
+                # throwing the shared weights far off.
+                present = [g for g in grads if g is not None]
+                norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in present]))
+                scale = min(1.0, self.config.inner_grad_clip / (float(norm) + 1e-12))
+                if scale < 1.0:
+                    grads = tuple(g * scale if g is not None else None for g in grads)
             inner_sgd_step(params, grads, lrs.__getitem__)
         return loss_value
 

@@ -73,6 +73,10 @@ class BaseStrategy(OneShotStrategy):
     average_alpha_tasks
         If > 0, after the run adapt to this many held-out tasks of the episodic evaluator and
         export the average of their architecture distributions (paper section 5.2).
+    inner_grad_clip
+        Clip the global gradient norm of each inner step to this value (``None``: no clipping). Each
+        step trains another sampled sub-network, and clipping keeps an unlucky sample from derailing
+        the shared weights.
     save_prior_to
         If set, meta-training writes the prior here after every epoch and at the end (atomically).
     seed
@@ -85,6 +89,7 @@ class BaseStrategy(OneShotStrategy):
                  adapt_steps: int | None = None, arc_learning_rate: float = 3e-3,
                  temperature: TemperatureSchedule | tuple[float, float] | None = None,
                  hard: bool = True, sparse: bool = True, average_alpha_tasks: int = 0,
+                 inner_grad_clip: float | None = 5.0,
                  save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
         super().__init__(**kwargs)
         if temperature is None:
@@ -94,7 +99,8 @@ class BaseStrategy(OneShotStrategy):
         self.config = BaseConfig(inner_steps=inner_steps, inner_lr=inner_lr, inner_lr_alpha=inner_lr_alpha,
                                  outer_lr=outer_lr, outer_lr_alpha=outer_lr_alpha, adapt_steps=adapt_steps,
                                  arc_learning_rate=arc_learning_rate, temperature=temperature, hard=hard,
-                                 sparse=sparse, average_alpha_tasks=average_alpha_tasks)
+                                 sparse=sparse, average_alpha_tasks=average_alpha_tasks,
+                                 inner_grad_clip=inner_grad_clip)
         self.prior_path = Path(prior) if prior is not None else None
         self.prior = load_prior(self.prior_path) if self.prior_path is not None else None
         self.save_prior_to = Path(save_prior_to) if save_prior_to is not None else None

@@ -1,0 +1,571 @@
+"""Performance benchmark: BASE's supernet steps and adaptation speed against NNI's DARTS / GumbelDARTS.
+
+One command::
+
+    python benchmarks/run.py --output-dir benchmarks/results [--quick]
+
+writes ``results.json``, ``results.md`` and ``results.png`` to the output directory. Every method uses the same
+supernet (``DartsTaskSpace(width=8, num_cells=3, num_classes=5)``, 3x8x8 rotated digits), the same data and
+``torch.set_num_threads(2)``. Three measurements:
+
+1. **Time per training step** (:func:`bench_step_time`). Each method's supernet is built with its own
+   strategy's ``mutate_model`` and runs interleaved, one step each per round, on the same batch of 32:
+
+   * BASE: one inner step, ``BaseLightningModule.adapt(task, 1, ...)`` (Gumbel sample, forward, ``autograd.grad``,
+     in-place SGD on weights and alpha), for the sparse hard path, the dense hard path and soft samples.
+   * NNI ``GumbelDARTS`` / ``DARTS``, *same work*: one forward + backward on the batch, then the weight optimizer
+     and the architecture optimizer (Adam) step -- one batch, weights and alpha updated, as in BASE's step.
+   * NNI ``GumbelDARTS`` / ``DARTS``, *as their training_step*: NNI's ``DartsLightningModule.training_step`` takes
+     an architecture step on a validation batch and then a weight step on a training batch, i.e. two
+     forward/backward passes; reproduced here without the Lightning trainer around it.
+
+   The headline ratio is BASE (sparse) over GumbelDARTS *same work* (the conservative one).
+2. **Peak memory** (:func:`bench_memory`): a short BASE meta-training run and a short GumbelDARTS single-task search,
+   each through ``NasExperiment`` in a fresh subprocess, reading the child's ``ru_maxrss``. An import-only child
+   gives the floor (torch + NNI + Lightning), so the increments are reported too.
+3. **Time to accuracy on held-out tasks** (:func:`bench_time_to_accuracy`): meta-train a prior on the digits train
+   classes (its cost on its own line), then on held-out 5-way tasks from the test classes adapt the prior (BASE
+   inner steps) and search from scratch with GumbelDARTS and DARTS, round-robin one step each, on the task's
+   support set; query accuracy is measured every few steps with the clock stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# On a shared, oversubscribed CPU, OpenMP threads that spin while waiting slow every small op down several-fold;
+# passive waiting is fairer to all methods alike (set before torch initialises OpenMP; recorded in the results).
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+warnings.filterwarnings('ignore')
+logging.getLogger('nni').setLevel(logging.ERROR)
+logging.getLogger('pytorch_lightning').setLevel(logging.ERROR)
+logging.getLogger('lightning.pytorch').setLevel(logging.ERROR)
+
+from nni.nas.oneshot.pytorch.strategy import DARTS, GumbelDARTS  # noqa: E402
+
+from nni_base import BaseStrategy, DartsTaskSpace, Task, TaskDistribution  # noqa: E402
+from nni_base.api import build_supernet, load_strategy, sample_tasks  # noqa: E402
+from nni_base.meta_update import ModelState  # noqa: E402
+
+__all__ = ['SPACE', 'machine_info', 'bench_step_time', 'bench_memory', 'bench_time_to_accuracy', 'meta_train_prior',
+           'write_results', 'main']
+
+#: The supernet every method searches.
+SPACE = {'width': 8, 'num_cells': 3, 'num_classes': 5}
+THREADS = 2
+BATCH = 32
+WAYS = 5
+
+# Learning rates. BASE uses its meta-trained inner loop (inner_lr / inner_lr_alpha of the prior). The NNI baselines
+# use Adam for the weights (NNI Classification's optimizer, at 3e-3 rather than 1e-3 because few steps are allowed)
+# and their own architecture optimizer (Adam, betas (0.5, 0.999), weight decay 1e-3) at DARTS's 3e-4 and 3e-3.
+NNI_WEIGHT_LR = 3e-3
+NNI_ARC_LR = 3e-3
+
+
+def space() -> DartsTaskSpace:
+    """A fresh copy of the benchmark's model space."""
+    return DartsTaskSpace(**SPACE)
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, core count, Python / torch / NNI versions and the thread setting."""
+    cpu = platform.processor() or 'unknown'
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                cpu = line.split(':', 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import nni
+    return {'cpu': cpu, 'cpu_count': os.cpu_count(), 'torch': torch.__version__, 'nni': nni.__version__,
+            'python': platform.python_version(), 'threads': torch.get_num_threads(),
+            'platform': platform.platform(), 'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY'),
+            'load_average_at_start': os.getloadavg()}
+
+
+def _digits(shots: int, queries: int) -> tuple[TaskDistribution, TaskDistribution]:
+    from nni_base.data import digits_splits
+    splits = digits_splits()
+    return (TaskDistribution(splits['train'], WAYS, shots, queries, name='digits-train'),
+            TaskDistribution(splits['test'], WAYS, shots, queries, name='digits-test'))
+
+
+# ---- methods ------------------------------------------------------------------------------------------------------
+class Method:
+    """A supernet with one training step on a batch and a query-accuracy probe.
+
+    Parameters
+    ----------
+    name
+        Label used in the results.
+    step
+        ``step(x, y)``: one training step in place.
+    accuracy
+        ``accuracy(x, y)``: accuracy of the method's current prediction (no gradient).
+    """
+
+    def __init__(self, name: str, step: Callable[[torch.Tensor, torch.Tensor], None],
+                 accuracy: Callable[[torch.Tensor, torch.Tensor], float]):
+        self.name = name
+        self.step = step
+        self.accuracy = accuracy
+
+
+def base_method(name: str, strategy: BaseStrategy, tau: float | None = None) -> Method:
+    """BASE inner steps (``BaseLightningModule.adapt``) on the supernet that ``strategy`` builds."""
+    supernet = build_supernet(space(), strategy)
+    supernet.set_temperature(tau if tau is not None else strategy.config.temperature.end)
+    state = ModelState(supernet.training_module.model)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        supernet.adapt(Task(x, y, x, y), 1, state, where=name)
+
+    def accuracy(x: torch.Tensor, y: torch.Tensor) -> float:
+        return supernet.query_metrics(Task(x, y, x, y))[1]
+
+    return Method(name, step, accuracy)
+
+
+def nni_method(name: str, kind: str, *, same_work: bool, weight_lr: float = NNI_WEIGHT_LR,
+               arc_lr: float = NNI_ARC_LR) -> Method:
+    """NNI's ``GumbelDARTS`` (``kind='gumbel'``) or ``DARTS`` supernet, built by the strategy's ``mutate_model``.
+
+    With ``same_work`` a step is one forward/backward on the batch followed by the weight and architecture optimizer
+    steps; otherwise it is what ``DartsLightningModule.training_step`` does: an architecture step on the validation
+    batch, then a weight step on the training batch (here both are the given batch).
+    """
+    strategy = GumbelDARTS() if kind == 'gumbel' else DARTS()
+    model = strategy.mutate_model(space())
+    arch: list[nn.Parameter] = []
+    for module in model.modules():
+        if hasattr(module, 'arch_parameters') and module is not model:
+            arch += [p for p in module.arch_parameters() if all(p is not q for q in arch)]
+    arch_ids = {id(p) for p in arch}
+    weights = [p for p in model.parameters() if id(p) not in arch_ids]
+    weight_opt = torch.optim.Adam(weights, lr=weight_lr)
+    # DartsLightningModule.configure_architecture_optimizers
+    arch_opt = torch.optim.Adam(arch, lr=arc_lr, betas=(0.5, 0.999), weight_decay=1e-3)
+    model.train()
+
+    def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(x), y)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        if same_work:
+            weight_opt.zero_grad()
+            arch_opt.zero_grad()
+            loss_of(x, y).backward()
+            weight_opt.step()
+            arch_opt.step()
+        else:
+            arch_opt.zero_grad()
+            loss_of(x, y).backward()
+            arch_opt.step()
+            weight_opt.zero_grad()
+            loss_of(x, y).backward()
+            weight_opt.step()
+
+    @torch.no_grad()
+    def accuracy(x: torch.Tensor, y: torch.Tensor) -> float:
+        # Batch statistics, as BASE's query evaluation; the supernet's own (mixed) prediction.
+        return float((model(x).argmax(-1) == y).float().mean())
+
+    return Method(name, step, accuracy)
+
+
+def _median(xs: list[float]) -> float:
+    return float(statistics.median(xs))
+
+
+# ---- 1. time per step ---------------------------------------------------------------------------------------------
+def bench_step_time(repeats: int = 20, warmup: int = 3, seed: int = 0) -> dict[str, Any]:
+    """Median wall time of one training step per method, measured interleaved on the same batch of 32.
+
+    Parameters
+    ----------
+    repeats
+        Timed rounds; every round runs one step of every method, in a rotating order.
+    warmup
+        Untimed rounds first.
+    seed
+        Seeds the batch and the supernets.
+
+    Returns
+    -------
+    dict
+        ``ms`` (median per method), ``ms_all`` (every sample), ``ratios`` and the settings.
+    """
+    torch.manual_seed(seed)
+    train, _ = _digits(5, 5)
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(train.dataset), generator=g)[:BATCH].tolist()
+    x = torch.stack([train.dataset[i][0] for i in idx])
+    y = torch.as_tensor([int(train.dataset[i][1]) for i in idx])
+    y = y % WAYS  # any 5 labels: the classifier is 5-way
+    methods = [
+        base_method('BASE sparse (hard)', BaseStrategy(seed=seed), tau=1.0),
+        base_method('BASE dense (hard, sparse=False)', BaseStrategy(sparse=False, seed=seed), tau=1.0),
+        base_method('BASE soft (hard=False)', BaseStrategy(hard=False, seed=seed), tau=1.0),
+        nni_method('GumbelDARTS (same work)', 'gumbel', same_work=True),
+        nni_method('DARTS (same work)', 'darts', same_work=True),
+        nni_method('GumbelDARTS (training_step)', 'gumbel', same_work=False),
+        nni_method('DARTS (training_step)', 'darts', same_work=False),
+    ]
+    samples: dict[str, list[float]] = {m.name: [] for m in methods}
+    for r in range(warmup + repeats):
+        shift = r % len(methods)
+        for m in methods[shift:] + methods[:shift]:
+            start = time.perf_counter()
+            m.step(x, y)
+            elapsed = time.perf_counter() - start
+            if r >= warmup:
+                samples[m.name].append(elapsed * 1e3)
+    ms = {k: _median(v) for k, v in samples.items()}
+    base = ms['BASE sparse (hard)']
+    ratios = {
+        'base_sparse_over_gumbel_same_work': base / ms['GumbelDARTS (same work)'],
+        'base_sparse_over_darts_same_work': base / ms['DARTS (same work)'],
+        'base_sparse_over_gumbel_training_step': base / ms['GumbelDARTS (training_step)'],
+        'base_dense_over_gumbel_same_work': ms['BASE dense (hard, sparse=False)'] / ms['GumbelDARTS (same work)'],
+        'base_soft_over_gumbel_same_work': ms['BASE soft (hard=False)'] / ms['GumbelDARTS (same work)'],
+        'base_sparse_over_base_dense': base / ms['BASE dense (hard, sparse=False)'],
+    }
+    return {'batch': BATCH, 'repeats': repeats, 'warmup': warmup, 'ms': ms, 'ms_all': samples, 'ratios': ratios,
+            'target': {'base_sparse_over_gumbel_same_work': 0.3}}
+
+
+# ---- 2. peak memory -----------------------------------------------------------------------------------------------
+def _memory_child(kind: str, steps: int) -> None:
+    """Body of a memory subprocess: run ``kind`` for ``steps`` steps, then print the peak RSS as JSON."""
+    torch.set_num_threads(THREADS)
+    from nni.nas.experiment import NasExperiment
+    train, test = _digits(5, 5)
+    if kind == 'base':
+        from nni_base import EpisodicClassification
+        with tempfile.TemporaryDirectory() as tmp:
+            evaluator = EpisodicClassification(train, test, tasks_per_step=4, steps_per_epoch=steps, val_episodes=2,
+                                               max_epochs=1, logger=False, enable_progress_bar=False,
+                                               enable_checkpointing=False, enable_model_summary=False)
+            NasExperiment(space(), evaluator, BaseStrategy(save_prior_to=Path(tmp) / 'p.pt')).run()
+    elif kind == 'gumbel':
+        import nni
+        from nni.nas.evaluator.pytorch import Classification
+        from torch.utils.data import DataLoader
+        data = test.dataset.subset_classes(list(range(WAYS)))
+        evaluator = Classification(num_classes=WAYS, learning_rate=NNI_WEIGHT_LR,
+                                   train_dataloaders=nni.trace(DataLoader)(data, batch_size=BATCH, shuffle=True),
+                                   val_dataloaders=nni.trace(DataLoader)(data, batch_size=BATCH, shuffle=True),
+                                   max_epochs=1, limit_train_batches=steps, limit_val_batches=2, logger=False,
+                                   enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False)
+        NasExperiment(space(), evaluator, GumbelDARTS()).run()
+    elif kind != 'idle':
+        raise ValueError(kind)
+    # Linux keeps ru_maxrss across fork + exec, so a child of a big parent reports the parent's peak; VmHWM (the
+    # high-water mark of this process's own address space, reset by exec) is the child's true peak RSS.
+    hwm = next((int(ln.split()[1]) for ln in Path('/proc/self/status').read_text().splitlines()
+                if ln.startswith('VmHWM:')), None) if Path('/proc/self/status').exists() else None
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({'kind': kind, 'maxrss_kb': hwm if hwm is not None else maxrss, 'ru_maxrss_kb': maxrss}))
+
+
+def bench_memory(base_steps: int = 5, gumbel_steps: int = 10) -> dict[str, Any]:
+    """Peak RSS of a short BASE meta-training run and a short GumbelDARTS search, each in a fresh subprocess.
+
+    Each child reports its own peak: ``VmHWM`` from ``/proc/self/status`` where it exists, else ``ru_maxrss``.
+    (``ru_maxrss`` of a child started by this large process is inherited across fork + exec on Linux, so it
+    would report this process's peak, not the child's.)
+    """
+    results: dict[str, float] = {}
+    # The children run concurrently: contention changes their speed, not their peak RSS.
+    procs = {kind: subprocess.Popen([sys.executable, str(Path(__file__).resolve()), '--memory-child', kind,
+                                     '--memory-steps', str(steps)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, cwd=str(ROOT))
+             for kind, steps in (('idle', 0), ('base', base_steps), ('gumbel', gumbel_steps))}
+    for kind, proc in procs.items():
+        out, err = proc.communicate()
+        lines = [ln for ln in out.splitlines() if ln.startswith('{"kind"')]
+        if proc.returncode != 0 or not lines:
+            raise RuntimeError(f'memory child {kind} failed ({proc.returncode}):\n{err[-3000:]}')
+        results[kind] = json.loads(lines[-1])['maxrss_kb'] / 1024
+    idle = results['idle']
+    return {'peak_rss_mb': results, 'base_steps': base_steps, 'gumbel_steps': gumbel_steps,
+            'ratio_base_over_gumbel': results['base'] / results['gumbel'],
+            'increment_mb': {'base': results['base'] - idle, 'gumbel': results['gumbel'] - idle},
+            'ratio_increment_base_over_gumbel': (results['base'] - idle) / max(results['gumbel'] - idle, 1e-6),
+            'target': {'ratio_base_over_gumbel': 1.3}}
+
+
+# ---- 3. time to accuracy ------------------------------------------------------------------------------------------
+def meta_train_prior(path: Path, *, steps_per_epoch: int, max_epochs: int, tasks_per_step: int = 4,
+                     inner_steps: int = 5, seed: int = 0) -> dict[str, Any]:
+    """Meta-train a BASE prior on the digits train classes with ``NasExperiment``; returns its cost."""
+    from nni.nas.experiment import NasExperiment
+
+    from nni_base import EpisodicClassification
+    train, test = _digits(5, 5)
+    evaluator = EpisodicClassification(train, test, tasks_per_step=tasks_per_step, steps_per_epoch=steps_per_epoch,
+                                       val_episodes=2, max_epochs=max_epochs, logger=False, enable_progress_bar=False,
+                                       enable_checkpointing=False, enable_model_summary=False, seed=seed)
+    strategy = BaseStrategy(inner_steps=inner_steps, save_prior_to=path, seed=seed)
+    start = time.perf_counter()
+    NasExperiment(space(), evaluator, strategy).run()
+    seconds = time.perf_counter() - start
+    return {'seconds': seconds, 'meta_steps': steps_per_epoch * max_epochs, 'tasks_per_step': tasks_per_step,
+            'inner_steps': inner_steps,
+            'inner_sgd_steps': steps_per_epoch * max_epochs * tasks_per_step * inner_steps,
+            'last_metrics': dict(strategy.oneshot_module.last_metrics)}
+
+
+def bench_time_to_accuracy(prior: Path, *, tasks: int = 4, steps: int = 30, eval_every: int = 5, shots: int = 5,
+                           queries: int = 15, seed: int = 1234) -> dict[str, Any]:
+    """Held-out query accuracy against wall time and steps: BASE from the prior vs GumbelDARTS / DARTS from scratch.
+
+    For each held-out task every method starts fresh (the prior, or a new random supernet) and the methods take
+    their steps round-robin on the task's support set (full batch of ``WAYS * shots`` images); query accuracy is
+    measured at step 0 and every ``eval_every`` steps with the clock stopped. Curves are averaged over tasks.
+    """
+    _, test = _digits(shots, queries)
+    task_list = sample_tasks(test, tasks, seed=seed)
+    names = ['BASE (from prior)', 'GumbelDARTS (scratch)', 'DARTS (scratch)']
+    checkpoints = sorted({0, *range(eval_every, steps + 1, eval_every), steps})
+    acc = {n: [[0.0] * len(checkpoints) for _ in task_list] for n in names}
+    clock = {n: [[0.0] * len(checkpoints) for _ in task_list] for n in names}
+    for t, task in enumerate(task_list):
+        torch.manual_seed(seed + t)
+        methods = [base_method(names[0], load_strategy(prior)),
+                   nni_method(names[1], 'gumbel', same_work=False),
+                   nni_method(names[2], 'darts', same_work=False)]
+        elapsed = {n: 0.0 for n in names}
+        for s in range(steps + 1):
+            if s in checkpoints:
+                c = checkpoints.index(s)
+                for m in methods:
+                    acc[m.name][t][c] = m.accuracy(task.query_x, task.query_y)
+                    clock[m.name][t][c] = elapsed[m.name]
+            if s == steps:
+                break
+            shift = s % len(methods)
+            for m in methods[shift:] + methods[:shift]:
+                start = time.perf_counter()
+                m.step(task.support_x, task.support_y)
+                elapsed[m.name] += time.perf_counter() - start
+    curves = {}
+    for n in names:
+        curves[n] = {'steps': checkpoints,
+                     'accuracy': [sum(acc[n][t][c] for t in range(len(task_list))) / len(task_list)
+                                  for c in range(len(checkpoints))],
+                     'seconds': [sum(clock[n][t][c] for t in range(len(task_list))) / len(task_list)
+                                 for c in range(len(checkpoints))],
+                     'per_task_final_accuracy': [acc[n][t][-1] for t in range(len(task_list))]}
+    return {'tasks': tasks, 'steps': steps, 'eval_every': eval_every, 'shots': shots, 'queries': queries,
+            'curves': curves, 'summary': _time_to_accuracy_summary(curves, names)}
+
+
+def _time_to_accuracy_summary(curves: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    base, gumbel = curves[names[0]], curves[names[1]]
+    target = gumbel['accuracy'][-1]
+    gumbel_time = gumbel['seconds'][-1]
+    reach = next((i for i, a in enumerate(base['accuracy']) if a >= target), None)
+    out: dict[str, Any] = {'gumbel_final_accuracy': target, 'gumbel_total_seconds': gumbel_time,
+                           'darts_final_accuracy': curves[names[2]]['accuracy'][-1],
+                           'darts_total_seconds': curves[names[2]]['seconds'][-1],
+                           'base_final_accuracy': base['accuracy'][-1], 'base_total_seconds': base['seconds'][-1],
+                           'base_initial_accuracy': base['accuracy'][0]}
+    if reach is None:
+        out.update(base_reached=False, base_seconds_to_target=math.inf, base_steps_to_target=None,
+                   fraction_of_gumbel_time=math.inf)
+    else:
+        out.update(base_reached=True, base_seconds_to_target=base['seconds'][reach],
+                   base_steps_to_target=base['steps'][reach],
+                   fraction_of_gumbel_time=base['seconds'][reach] / gumbel_time if gumbel_time > 0 else math.inf)
+    out['target'] = {'fraction_of_gumbel_time': 0.1}
+    return out
+
+
+# ---- output -------------------------------------------------------------------------------------------------------
+def _fmt(v: float, digits: int = 3) -> str:
+    return 'inf' if not math.isfinite(v) else f'{v:.{digits}g}'
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    info = results['machine']
+    lines = ['# BASE vs NNI DARTS / GumbelDARTS: benchmark results', '',
+             f"Machine: {info['cpu']} ({info['cpu_count']} cores), torch {info['torch']}, NNI {info['nni']}, "
+             f"Python {info['python']}, torch threads {info['threads']}. Mode: {results['mode']}. "
+             f"Supernet: DartsTaskSpace(width={SPACE['width']}, num_cells={SPACE['num_cells']}, "
+             f"num_classes={SPACE['num_classes']}), 3x8x8 rotated digits.", '']
+    st = results.get('step_time')
+    if st:
+        lines += [f"## 1. Time per training step (batch {st['batch']}, median of {st['repeats']} interleaved "
+                  f"rounds after {st['warmup']} warm-up)", '', '| method | ms / step | vs GumbelDARTS (same work) |',
+                  '|---|---:|---:|']
+        ref = st['ms']['GumbelDARTS (same work)']
+        lines += [f'| {k} | {v:.1f} | {v / ref:.3f} |' for k, v in st['ms'].items()]
+        r = st['ratios']['base_sparse_over_gumbel_same_work']
+        lines += ['', f"**BASE sparse / GumbelDARTS (same work): {r:.3f}** (target <= 0.3: "
+                  f"{'met' if r <= 0.3 else 'missed'}); vs GumbelDARTS training_step (2 passes): "
+                  f"{st['ratios']['base_sparse_over_gumbel_training_step']:.3f}.", '']
+    mem = results.get('memory')
+    if mem:
+        p, inc = mem['peak_rss_mb'], mem['increment_mb']
+        r = mem['ratio_base_over_gumbel']
+        lines += ['## 2. Peak memory (fresh subprocess each, peak RSS of the child: VmHWM)', '',
+                  '| run | peak RSS (MB) | above import-only floor (MB) |', '|---|---:|---:|',
+                  f"| import-only floor | {p['idle']:.0f} | 0 |",
+                  f"| BASE meta-training ({mem['base_steps']} meta-steps x 4 tasks) | {p['base']:.0f} | "
+                  f"{inc['base']:.0f} |",
+                  f"| GumbelDARTS search ({mem['gumbel_steps']} steps, batch {BATCH}) | {p['gumbel']:.0f} | "
+                  f"{inc['gumbel']:.0f} |", '',
+                  f"**BASE / GumbelDARTS peak RSS: {r:.3f}** (target <= 1.3: {'met' if r <= 1.3 else 'missed'}); "
+                  f"increments above the floor: {_fmt(mem['ratio_increment_base_over_gumbel'])}.", '']
+    tta = results.get('time_to_accuracy')
+    if tta:
+        prior = results['prior']
+        s = tta['summary']
+        lines += ['## 3. Time to accuracy on held-out tasks', '',
+                  f"Prior meta-training cost: **{prior['seconds']:.1f} s** on {info['threads']} CPU threads "
+                  f"({prior['meta_steps']} meta-steps x {prior['tasks_per_step']} tasks x {prior['inner_steps']} "
+                  f"inner steps = {prior['inner_sgd_steps']} inner SGD steps), paid once for all tasks.", '',
+                  f"{tta['tasks']} held-out 5-way tasks (digits 8/9 x 4 rotations), support {WAYS}x{tta['shots']}, "
+                  f"query {WAYS}x{tta['queries']}, {tta['steps']} steps per method, averaged over tasks.", '',
+                  '| method | query acc @0 | final query acc | total adaptation/search time (s) |',
+                  '|---|---:|---:|---:|']
+        for name, c in tta['curves'].items():
+            lines.append(f"| {name} | {c['accuracy'][0]:.3f} | {c['accuracy'][-1]:.3f} | {c['seconds'][-1]:.2f} |")
+        frac = s['fraction_of_gumbel_time']
+        lines += ['', f"GumbelDARTS reaches {s['gumbel_final_accuracy']:.3f} in {s['gumbel_total_seconds']:.2f} s; "
+                  f"BASE reaches it in {_fmt(s['base_seconds_to_target'])} s "
+                  f"(step {s['base_steps_to_target']}): **fraction {_fmt(frac)}** (target <= 0.1: "
+                  f"{'met' if frac <= 0.1 else 'missed'}).", '']
+    return '\n'.join(lines)
+
+
+def _plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    tta = results['time_to_accuracy']
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, c in tta['curves'].items():
+        axes[0].plot(c['seconds'], c['accuracy'], marker='o', label=name)
+        axes[1].plot(c['steps'], c['accuracy'], marker='o', label=name)
+    axes[0].set_xscale('symlog', linthresh=0.1)
+    axes[0].set_xlabel('wall time (s, adaptation / search only)')
+    axes[1].set_xlabel('steps')
+    for ax in axes:
+        ax.set_ylabel('held-out query accuracy')
+        ax.grid(alpha=0.3)
+        ax.axhline(1 / WAYS, color='gray', ls=':', lw=1)
+    axes[0].legend()
+    fig.suptitle(f"BASE from prior (meta-training {results['prior']['seconds']:.0f} s, once) vs NNI from scratch, "
+                 f"{tta['tasks']} held-out 5-way tasks")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, torch.Tensor):
+        return obj.item()
+    return obj
+
+
+def write_results(results: dict[str, Any], output_dir: Path) -> dict[str, Path]:
+    """Write ``results.json``, ``results.md`` and (with time-to-accuracy results) ``results.png``."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = {'json': output_dir / 'results.json', 'md': output_dir / 'results.md'}
+    paths['json'].write_text(json.dumps(_jsonable(results), indent=2) + '\n')
+    paths['md'].write_text(_markdown(results) + '\n')
+    if 'time_to_accuracy' in results:
+        paths['png'] = output_dir / 'results.png'
+        _plot(results, paths['png'])
+    return paths
+
+
+SIZES = {
+    'tiny': {'step_repeats': 1, 'step_warmup': 0, 'mem_base': 1, 'mem_gumbel': 1, 'meta_steps': 1, 'meta_epochs': 1,
+             'inner_steps': 1, 'tasks': 1, 'steps': 1, 'eval_every': 1},
+    'quick': {'step_repeats': 3, 'step_warmup': 1, 'mem_base': 2, 'mem_gumbel': 4, 'meta_steps': 5, 'meta_epochs': 1,
+              'inner_steps': 5, 'tasks': 1, 'steps': 6, 'eval_every': 2},
+    'full': {'step_repeats': 10, 'step_warmup': 2, 'mem_base': 4, 'mem_gumbel': 8, 'meta_steps': 10,
+             'meta_epochs': 1, 'inner_steps': 5, 'tasks': 2, 'steps': 10, 'eval_every': 2},
+}
+
+
+def run_all(mode: str, output_dir: Path, *, verbose: bool = True) -> dict[str, Any]:
+    """Run the three benchmarks at the sizes of ``mode`` (``'tiny'``, ``'quick'`` or ``'full'``) and write them."""
+    torch.set_num_threads(THREADS)
+    size = SIZES[mode]
+    log = print if verbose else (lambda *a, **k: None)
+    results: dict[str, Any] = {'mode': mode, 'machine': machine_info(), 'sizes': size}
+    t0 = time.perf_counter()
+    log('[1/3] time per step ...', flush=True)
+    results['step_time'] = bench_step_time(size['step_repeats'], size['step_warmup'])
+    log(json.dumps(results['step_time']['ms'], indent=1), flush=True)
+    log('[2/3] peak memory ...', flush=True)
+    results['memory'] = bench_memory(size['mem_base'], size['mem_gumbel'])
+    log(json.dumps(results['memory']['peak_rss_mb']), flush=True)
+    log('[3/3] meta-training a prior, then time to accuracy ...', flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        prior = Path(tmp) / 'prior.pt'
+        results['prior'] = meta_train_prior(prior, steps_per_epoch=size['meta_steps'], max_epochs=size['meta_epochs'],
+                                            inner_steps=size['inner_steps'])
+        log(f"prior: {results['prior']['seconds']:.1f} s", flush=True)
+        results['time_to_accuracy'] = bench_time_to_accuracy(prior, tasks=size['tasks'], steps=size['steps'],
+                                                             eval_every=size['eval_every'])
+    results['total_seconds'] = time.perf_counter() - t0
+    paths = write_results(results, output_dir)
+    log(paths['md'].read_text())
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--output-dir', type=Path, default=ROOT / 'benchmarks' / 'results')
+    parser.add_argument('--quick', action='store_true', help='small budgets (about 3 minutes on 2 cores)')
+    parser.add_argument('--tiny', action='store_true', help=argparse.SUPPRESS)
+    parser.add_argument('--memory-child', choices=['idle', 'base', 'gumbel'], help=argparse.SUPPRESS)
+    parser.add_argument('--memory-steps', type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        _memory_child(args.memory_child, args.memory_steps)
+        return 0
+    run_all('tiny' if args.tiny else 'quick' if args.quick else 'full', args.output_dir)
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
