@@ -90,7 +90,9 @@ def main(argv=None) -> dict:
         logger=CSVLogger(out / 'logs', name='meta'), log_every_n_steps=1)
     strategy = BaseStrategy(inner_steps=args.inner_steps, save_prior_to=out / 'prior.pt', seed=args.seed)
     start = time.time()
-    NasExperiment(space(), evaluator, strategy).run()
+    meta_exp = NasExperiment(space(), evaluator, strategy)
+    meta_exp.run()
+    meta_exp.stop()
     meta_seconds = time.time() - start
 
     # 2. Held-out tasks: the prior against a random initialisation, same number of steps.
@@ -116,6 +118,7 @@ def main(argv=None) -> dict:
     exp.run()
     adapt_seconds = time.time() - start
     sample = exp.export_top_models(formatter='dict')[0]
+    exp.stop()
     adapted_acc = float(adapt_strategy.oneshot_module.trainer.callback_metrics.get('val_acc', float('nan')))
 
     write_json(sample, out / 'arch.json')

@@ -34,5 +34,8 @@ def run(space, evaluator, strategy: BaseStrategy) -> NasExperiment:
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         logging.getLogger('nni').setLevel(logging.ERROR)
-        exp.run()
+        try:
+            exp.run()
+        finally:
+            exp.stop()  # now, not from NNI's exit hook, which logs to streams pytest has closed
     return exp
