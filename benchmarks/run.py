@@ -519,8 +519,9 @@ SIZES = {
              'inner_steps': 1, 'tasks': 1, 'steps': 1, 'eval_every': 1},
     'quick': {'step_repeats': 3, 'step_warmup': 1, 'mem_base': 2, 'mem_gumbel': 4, 'meta_steps': 5, 'meta_epochs': 1,
               'inner_steps': 5, 'tasks': 1, 'steps': 6, 'eval_every': 2},
+    # The prior matches examples/quickstart.py (4 epochs x 10 meta-steps); fewer steps leave it under-trained.
     'full': {'step_repeats': 10, 'step_warmup': 2, 'mem_base': 4, 'mem_gumbel': 8, 'meta_steps': 10,
-             'meta_epochs': 1, 'inner_steps': 5, 'tasks': 2, 'steps': 10, 'eval_every': 2},
+             'meta_epochs': 4, 'inner_steps': 5, 'tasks': 4, 'steps': 20, 'eval_every': 2},
 }
 
 

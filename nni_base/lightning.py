@@ -50,7 +50,7 @@ class BaseConfig:
     hard: bool = True
     sparse: bool = True
     average_alpha_tasks: int = 0
-    inner_grad_clip: float | None = 5.0
+    inner_grad_clip: float | None = None
 
     def __post_init__(self):
         if self.inner_steps < 1:

@@ -89,7 +89,7 @@ class BaseStrategy(OneShotStrategy):
                  adapt_steps: int | None = None, arc_learning_rate: float = 3e-3,
                  temperature: TemperatureSchedule | tuple[float, float] | None = None,
                  hard: bool = True, sparse: bool = True, average_alpha_tasks: int = 0,
-                 inner_grad_clip: float | None = 5.0,
+                 inner_grad_clip: float | None = None,
                  save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
         super().__init__(**kwargs)
         if temperature is None:
