@@ -178,11 +178,6 @@ class GumbelMixedCell(PathSamplingCell):
         self._weights, self._chosen = memo[key]
         return {key: memo[key]}
 
-    def set_sample(self, weights: torch.Tensor) -> None:
-        """Use the given (one-hot or relaxed) edge weights for the next forward passes."""
-        self._weights = weights
-        self._chosen = weights.detach().argmax(-1).tolist() if self.hard else None
-
     def export(self, memo: dict[str, Any]) -> dict[str, Any]:
         if f'{self.label}/op_{self.num_predecessors}_0' in memo:
             return {}
