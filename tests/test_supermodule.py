@@ -44,7 +44,9 @@ def test_short_meta_training_gives_the_same_prior_on_both_paths():
     for label in ('normal', 'reduce'):
         assert torch.allclose(priors[0]['alpha'][label], priors[1]['alpha'][label], atol=1e-4), label
     for key, value in priors[0]['state_dict'].items():
-        if value.is_floating_point():
+        # The dense path also runs unsampled operations, so their BatchNorm running statistics move;
+        # every trained parameter must agree.
+        if value.is_floating_point() and 'running_' not in key:
             assert torch.allclose(value, priors[1]['state_dict'][key], atol=1e-4, rtol=1e-3), key
 
 
