@@ -18,11 +18,24 @@ from torch.utils.data import DataLoader, RandomSampler
 
 from .tasks import EpisodeDataset, TaskDistribution, episode_loader
 
-__all__ = ['EpisodicModule', 'EpisodicClassification']
+__all__ = ['EpisodicModule', 'EpisodicClassification', 'meta_train_loader']
 
 
 def _as_is(item):
     return item
+
+
+def meta_train_loader(tasks: TaskDistribution, tasks_per_step: int, steps_per_epoch: int, seed: int) -> DataLoader:
+    """The meta-training loader of :class:`EpisodicClassification`: batch = list of ``tasks_per_step`` tasks.
+
+    Every epoch draws ``steps_per_epoch`` new meta-steps from a large index space; the sampler's generator makes the
+    sequence a function of ``seed`` alone, so two loaders with the same arguments yield the same episodes (the
+    few-shot pipeline trains the found architecture on exactly the episodes the search saw).
+    """
+    episodes = EpisodeDataset(tasks, tasks_per_step, steps=2**31 - 1, seed=seed)
+    sampler = RandomSampler(episodes, replacement=True, num_samples=steps_per_epoch,
+                            generator=torch.Generator().manual_seed(seed))
+    return nni.trace(DataLoader)(episodes, batch_size=None, sampler=sampler, collate_fn=_as_is)
 
 
 @nni.trace
@@ -100,12 +113,7 @@ class EpisodicClassification(Lightning):
         # Inner loops run during validation too, so Lightning must not switch autograd off there.
         trainer_kwargs['inference_mode'] = False
         trainer_kwargs.setdefault('num_sanity_val_steps', 0)
-        # Every epoch draws new meta-steps from a large index space; the generator makes the sequence
-        # a function of the seed alone. Validation always uses the same held-out episodes.
-        episodes = EpisodeDataset(train_tasks, tasks_per_step, steps=2**31 - 1, seed=seed)
-        sampler = RandomSampler(episodes, replacement=True, num_samples=steps_per_epoch,
-                                generator=torch.Generator().manual_seed(seed))
-        train_loader = nni.trace(DataLoader)(episodes, batch_size=None, sampler=sampler, collate_fn=_as_is)
+        train_loader = meta_train_loader(train_tasks, tasks_per_step, steps_per_epoch, seed)
         # NNI's one-shot strategies insist on a validation loader; an empty list means none.
         val_loader = episode_loader(val_tasks, 1, val_episodes, seed=seed + 1) if val_tasks is not None else []
         super().__init__(EpisodicModule(criterion), Trainer(**trainer_kwargs),

@@ -7,7 +7,9 @@ do (``BaseOneShotLightningModule``) and runs one of two loops in ``training_step
   of K tasks of one meta-step. Every task adapts a copy of the shared (weights, alpha) for
   ``inner_steps`` SGD steps on its support set, drawing a new Gumbel sample per step; the query set
   measures the adapted model; the outer optimizer then moves the shared values toward the mean of
-  the adapted ones (:mod:`nni_base.meta_update`).
+  the adapted ones (:mod:`nni_base.meta_update`). With ``meta_algorithm='maml'`` (few-shot BASE)
+  the inner loop is instead unrolled with learn2learn's MAML and the query loss after adaptation is
+  back-propagated through it (:mod:`nni_base.optimization_embedding`).
 * **single-task search / adaptation** (any other Lightning evaluator, e.g. NNI's
   ``Classification``): weights and alpha take a joint gradient step per batch on a fresh Gumbel
   sample. Started from a prior this is BASE's adaptation to a new dataset; from scratch it is a
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn as nn
@@ -28,6 +30,7 @@ from nni.nas.oneshot.pytorch.base_lightning import BaseOneShotLightningModule
 from .errors import MetaTrainingDiverged
 from .evaluator import EpisodicModule
 from .meta_update import MeanAccumulator, ModelState, inner_sgd_step, set_reptile_gradients
+from .optimization_embedding import ArchMAML, maml_query_loss
 from .supermodule import GumbelMixedCell, alpha_entropy
 from .tasks import Task
 from .temperature import TemperatureSchedule
@@ -42,8 +45,8 @@ class BaseConfig:
     inner_steps: int = 5
     inner_lr: float = 0.05
     inner_lr_alpha: float = 0.5
-    outer_lr: float = 1.0
-    outer_lr_alpha: float = 1.0
+    outer_lr: float | None = None
+    outer_lr_alpha: float | None = None
     adapt_steps: int | None = None
     arc_learning_rate: float = 3e-3
     temperature: TemperatureSchedule = field(default_factory=TemperatureSchedule)
@@ -51,8 +54,24 @@ class BaseConfig:
     sparse: bool = True
     average_alpha_tasks: int = 0
     inner_grad_clip: float | None = None
+    meta_algorithm: Literal['reptile', 'maml'] = 'reptile'
+    first_order: bool = False
+    relaxation: Literal['gumbel', 'softmax'] = 'gumbel'
 
     def __post_init__(self):
+        if self.meta_algorithm not in ('reptile', 'maml'):
+            raise ValueError(f"meta_algorithm must be 'reptile' or 'maml', got {self.meta_algorithm!r}.")
+        if self.relaxation not in ('gumbel', 'softmax'):
+            raise ValueError(f"relaxation must be 'gumbel' or 'softmax', got {self.relaxation!r}.")
+        # Reptile moves the prior toward the mean adapted values (1.0: all the way); MAML's outer
+        # optimizer is Adam on the query loss, which wants a small step.
+        maml = self.meta_algorithm == 'maml'
+        if self.outer_lr is None:
+            self.outer_lr = 1e-3 if maml else 1.0
+        if self.outer_lr_alpha is None:
+            self.outer_lr_alpha = 3e-3 if maml else 1.0
+        if self.relaxation == 'softmax':
+            self.hard = self.sparse = False  # a softmax mixture computes every operation
         if self.inner_steps < 1:
             raise ValueError(f'inner_steps must be at least 1, got {self.inner_steps}.')
         for name in ('inner_lr', 'inner_lr_alpha', 'outer_lr', 'outer_lr_alpha', 'arc_learning_rate'):
@@ -125,6 +144,12 @@ class BaseLightningModule(BaseOneShotLightningModule):
 
     # ---- optimizers --------------------------------------------------------------------------------
     def configure_optimizers(self):
+        if self.meta and self.config.meta_algorithm == 'maml':
+            # The outer optimizer of the optimization embedding: Adam on the post-adaptation query loss.
+            return torch.optim.Adam([
+                {'params': self.weight_parameters(), 'lr': self.config.outer_lr, 'name': 'weights'},
+                {'params': self.arch_parameters(), 'lr': self.config.outer_lr_alpha, 'name': 'alpha'},
+            ])
         if self.meta:
             # The outer optimizer: plain SGD on the Reptile direction, one step size per group.
             return torch.optim.SGD([
@@ -214,6 +239,8 @@ class BaseLightningModule(BaseOneShotLightningModule):
         if not (isinstance(tasks, list) and tasks and isinstance(tasks[0], Task)):
             raise TypeError('Meta-training batches must be lists of nni_base.Task; build the evaluator with '
                             'nni_base.EpisodicClassification.')
+        if self.config.meta_algorithm == 'maml':
+            return self._maml_meta_step(tasks, batch_idx)
         state = ModelState(self.training_module.model)
         shared = state.snapshot()
         adapted = MeanAccumulator(state.tensors)
@@ -243,6 +270,52 @@ class BaseLightningModule(BaseOneShotLightningModule):
         optimizer.step()
         with torch.no_grad():  # BatchNorm statistics: take the task mean directly
             torch._foreach_copy_(state.buffers, mean[n_params:])
+
+        metrics = {
+            'outer_loss': sum(losses) / len(losses),
+            'query_acc_before': sum(before) / len(before),
+            'query_acc_after': sum(after) / len(after),
+            'temperature': self.cells()[0].tau,
+        }
+        self.last_metrics = metrics
+        self.log_dict(metrics, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(tasks))
+        self._log_architecture()
+        return torch.tensor(metrics['outer_loss'])
+
+    def _model_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(x)
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        return self.training_module.criterion(logits, y), (logits.argmax(-1) == y).float().mean()
+
+    def _maml_meta_step(self, tasks: list[Task], batch_idx: int):
+        """Few-shot BASE: back-propagate each task's post-adaptation query loss through its inner loop."""
+        model = self.training_module.model
+        model.train()
+        maml = ArchMAML(model, self.config.inner_lr, self.config.inner_lr_alpha, self.arch_parameters(),
+                        first_order=self.config.first_order)
+        optimizer = cast(torch.optim.Optimizer, self.optimizers())
+        optimizer.zero_grad()
+        where = f'meta-step {self.trainer.global_step} (epoch {self.trainer.current_epoch}, batch {batch_idx})'
+        before, after, losses = [], [], []
+        for k, task in enumerate(tasks):
+            task = task.to(self.device)
+            before.append(self.query_metrics(task)[1])
+            loss, acc = maml_query_loss(maml, task, self.config.inner_steps, self._model_loss,
+                                        where=f'{where}, task {k}')
+            if not bool(torch.isfinite(loss)):
+                optimizer.zero_grad()
+                raise MetaTrainingDiverged(f'Non-finite query loss at {where}, task {k}; the shared prior was not '
+                                           'updated. Lower the inner or outer step sizes.')
+            # One backward per task frees its unrolled graph before the next task is built.
+            self.manual_backward(loss / len(tasks))
+            losses.append(float(loss.detach()))
+            after.append(float(acc))
+        params = self.weight_parameters() + self.arch_parameters()
+        if not all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params):
+            optimizer.zero_grad()
+            raise MetaTrainingDiverged(f'Non-finite meta-gradient at {where}; the shared prior was not updated.')
+        optimizer.step()
 
         metrics = {
             'outer_loss': sum(losses) / len(losses),

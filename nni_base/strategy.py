@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from nni.nas.evaluator.pytorch import Lightning
@@ -54,8 +54,9 @@ class BaseStrategy(OneShotStrategy):
     inner_lr, inner_lr_alpha
         Inner-loop step sizes for weights and for alpha.
     outer_lr, outer_lr_alpha
-        Outer (meta) step sizes toward the mean of the task-adapted weights and alpha; 1.0 moves all
-        the way to the mean.
+        Outer (meta) step sizes for weights and alpha. With Reptile, the step toward the mean of the
+        task-adapted values (default 1.0: all the way to the mean); with MAML, Adam's step size on the
+        query loss (defaults 1e-3 and 3e-3).
     adapt_steps
         Inner steps used when adapting to held-out tasks (validation, alpha averaging); defaults
         to ``inner_steps``.
@@ -77,6 +78,16 @@ class BaseStrategy(OneShotStrategy):
         Clip the global gradient norm of each inner step to this value (``None``: no clipping). Each
         step trains another sampled sub-network, and clipping keeps an unlucky sample from derailing
         the shared weights.
+    meta_algorithm
+        ``'reptile'`` (default): the paper's practical Algorithm 1, a finite-difference update toward
+        the task-adapted values. ``'maml'``: few-shot BASE (paper section 6.3), the inner loop is
+        learn2learn's MAML over weights and alpha and the query loss after adaptation is
+        differentiated through it (the optimization embedding).
+    first_order
+        With ``'maml'``, drop the second-order terms (first-order MAML).
+    relaxation
+        ``'gumbel'`` (default): Gumbel-softmax samples of the architecture. ``'softmax'``: the paper's
+        ablation, every operation weighted by ``softmax(alpha)`` as in DARTS (implies dense compute).
     save_prior_to
         If set, meta-training writes the prior here after every epoch and at the end (atomically).
     seed
@@ -85,11 +96,13 @@ class BaseStrategy(OneShotStrategy):
     """
 
     def __init__(self, *, prior: str | os.PathLike | None = None, inner_steps: int = 5, inner_lr: float = 0.05,
-                 inner_lr_alpha: float = 0.5, outer_lr: float = 1.0, outer_lr_alpha: float = 1.0,
+                 inner_lr_alpha: float = 0.5, outer_lr: float | None = None, outer_lr_alpha: float | None = None,
                  adapt_steps: int | None = None, arc_learning_rate: float = 3e-3,
                  temperature: TemperatureSchedule | tuple[float, float] | None = None,
                  hard: bool = True, sparse: bool = True, average_alpha_tasks: int = 0,
                  inner_grad_clip: float | None = None,
+                 meta_algorithm: Literal['reptile', 'maml'] = 'reptile', first_order: bool = False,
+                 relaxation: Literal['gumbel', 'softmax'] = 'gumbel',
                  save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
         super().__init__(**kwargs)
         if temperature is None:
@@ -100,7 +113,8 @@ class BaseStrategy(OneShotStrategy):
                                  outer_lr=outer_lr, outer_lr_alpha=outer_lr_alpha, adapt_steps=adapt_steps,
                                  arc_learning_rate=arc_learning_rate, temperature=temperature, hard=hard,
                                  sparse=sparse, average_alpha_tasks=average_alpha_tasks,
-                                 inner_grad_clip=inner_grad_clip)
+                                 inner_grad_clip=inner_grad_clip, meta_algorithm=meta_algorithm,
+                                 first_order=first_order, relaxation=relaxation)
         self.prior_path = Path(prior) if prior is not None else None
         self.prior = load_prior(self.prior_path) if self.prior_path is not None else None
         self.save_prior_to = Path(save_prior_to) if save_prior_to is not None else None
@@ -113,7 +127,8 @@ class BaseStrategy(OneShotStrategy):
 
     def run_hook(self, hook, name, module, memo):
         # The memo carries one alpha per cell label, created by the first cell of that label.
-        return hook(module, name, memo, {'hard': self.config.hard, 'sparse': self.config.sparse})
+        return hook(module, name, memo, {'hard': self.config.hard, 'sparse': self.config.sparse,
+                                         'relaxation': self.config.relaxation})
 
     def mutate_model(self, model):
         choices = model.simplify()

@@ -7,13 +7,15 @@ operations plus ``none``. The logits (``alpha``) are one tensor per cell *type*:
 share a label (``'normal'`` or ``'reduce'`` in NNI's DARTS space) share the tensor and, within one
 forward pass, the same Gumbel sample, so a sample is one architecture for the whole network.
 
-Two forward modes are used while searching:
+Three forward modes are used while searching:
 
 * ``hard`` sampling (default): a one-hot Gumbel sample per edge with straight-through gradients
   to ``alpha``. Only the sampled operation of each edge is computed and edges that sampled
   ``none`` are skipped, so a step costs about as much as training one sub-network.
 * ``soft`` sampling: the relaxed Gumbel-softmax weights, every operation computed and mixed
   (what NNI's ``GumbelDARTS`` does).
+* ``softmax`` relaxation (the paper's ablation): no sampling, every operation weighted by
+  ``softmax(alpha)`` as in DARTS.
 
 In ``eval()`` mode the cell runs the architecture that :func:`derive_cell` exports, so the
 validation accuracy is the accuracy of the architecture a user gets.
@@ -114,6 +116,9 @@ class GumbelMixedCell(PathSamplingCell):
     sparse
         With ``hard``, skip the operations that were not sampled. ``False`` computes all of them
         and weights them by the one-hot sample (the dense reference path; same forward value).
+    relaxation
+        ``'gumbel'`` (default) samples from the Gumbel-softmax distribution; ``'softmax'`` mixes every
+        operation with ``softmax(alpha)`` weights (no noise; ``hard`` and ``sparse`` do not apply).
     """
 
     def __init__(self, op_factory, num_nodes, num_ops_per_node, num_predecessors, preprocessor, postprocessor,
@@ -130,12 +135,15 @@ class GumbelMixedCell(PathSamplingCell):
         self._arch_alpha = alpha
         self.hard: bool = mutate_kwargs.get('hard', True)
         self.sparse: bool = mutate_kwargs.get('sparse', True)
+        self.relaxation: str = mutate_kwargs.get('relaxation', 'gumbel')
+        if self.relaxation not in ('gumbel', 'softmax'):
+            raise ValueError(f"relaxation must be 'gumbel' or 'softmax', got {self.relaxation!r}.")
         self.tau: float = 1.0
         # Weights of the current sample: set by resample(), shared by all cells of this label.
         self._weights: torch.Tensor | None = None
         self._chosen: list[int] | None = None
         self._derived: dict[int, list[tuple[int, int]]] | None = None
-        self._derived_version = -1
+        self._derived_from: torch.Tensor | None = None
         # Run the derived architecture even in train mode (query evaluation with batch statistics).
         self.use_derived = False
 
@@ -168,7 +176,11 @@ class GumbelMixedCell(PathSamplingCell):
         key = f'{self.label}/__gumbel__'
         if key not in memo:
             logits = self.alpha
-            if self.hard:
+            if self.relaxation == 'softmax':
+                # The DARTS-style ablation: a deterministic mixture of every operation, no noise.
+                weights = F.softmax(logits, dim=-1)
+                chosen = None
+            elif self.hard:
                 weights = straight_through(F.gumbel_softmax(logits, tau=self.tau, hard=False, dim=-1))
                 chosen = weights.detach().argmax(-1).tolist()
             else:
@@ -196,15 +208,17 @@ class GumbelMixedCell(PathSamplingCell):
 
     def _derived_edges(self) -> dict[int, list[tuple[int, int]]]:
         """``node -> [(pred, op index)]`` of the exported architecture (recomputed when alpha changes)."""
-        version = self.alpha._version
-        if self._derived is None or self._derived_version != version:
+        # Compare values, not tensor versions: a MAML clone holds a fresh alpha tensor whose version
+        # counter can equal the original's while its values differ.
+        alpha = self.alpha.detach()
+        if self._derived is None or self._derived_from is None or not torch.equal(self._derived_from, alpha):
             sample = self.export({})
             derived: dict[int, list[tuple[int, int]]] = {}
             for node in range(self.num_predecessors, self.num_predecessors + self.num_nodes):
                 derived[node] = [(sample[f'{self.label}/input_{node}_{k}'][0],
                                   self.op_names.index(sample[f'{self.label}/op_{node}_{k}']))
                                  for k in range(self.num_ops_per_node)]
-            self._derived, self._derived_version = derived, version
+            self._derived, self._derived_from = derived, alpha.clone()
         return self._derived
 
     # ---- forward -------------------------------------------------------------------------------
@@ -237,7 +251,7 @@ class GumbelMixedCell(PathSamplingCell):
             out = None
             for pred in range(node):
                 e = edge_index(node, pred, self.num_predecessors)
-                if self.hard and self.sparse:
+                if self.hard and self.sparse and self.relaxation == 'gumbel':
                     k = cast(list, self._chosen)[e]
                     if k == none_idx:
                         continue

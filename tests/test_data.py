@@ -103,7 +103,8 @@ def test_digits_image_size_and_options():
         ({"image_size": 3}, "image_size must be an int >= 4"),
         ({"heldout_digits": (3, 10)}, r"heldout_digits must be digits in 0\.\.9, got \[10\]"),
         ({"heldout_digits": ()}, "heldout_digits is empty"),
-        ({"heldout_digits": range(10)}, "leaving none for training"),
+        ({"heldout_digits": range(10)}, "leave no digit for training"),
+        ({"heldout_digits": (8, 9), "val_digits": (7, 8)}, r"digits \[8\] are in both"),
     ],
 )
 def test_digits_bad_args(kwargs, message):

@@ -2,6 +2,7 @@
 
 from .datasets import LabeledArrayDataset, LabeledFileDataset, LabeledTensorDataset, normalize_uint8_image
 from .digits import DIGITS_MEAN, DIGITS_STD, digits_splits
+from .fewshot import MINI_IMAGENET_SPLITS, load_mini_imagenet, load_omniglot, omniglot_splits
 from .loaders import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -29,6 +30,7 @@ __all__ = [
     "IMAGENET_STD",
     "SVHN_MEAN",
     "SVHN_STD",
+    "MINI_IMAGENET_SPLITS",
     "LabeledArrayDataset",
     "LabeledFileDataset",
     "LabeledTensorDataset",
@@ -37,6 +39,9 @@ __all__ = [
     "load_cifar100",
     "load_downsampled_imagenet",
     "load_image_folder",
+    "load_mini_imagenet",
+    "load_omniglot",
+    "omniglot_splits",
     "load_svhn",
     "normalize_uint8_image",
 ]

@@ -23,7 +23,8 @@ DIGITS_MEAN = 0.3053
 DIGITS_STD = 0.3760
 
 
-def _check_args(image_size: int, rotations: int, heldout_digits: Sequence[int]) -> list[int]:
+def _check_args(image_size: int, rotations: int, heldout_digits: Sequence[int],
+                val_digits: Sequence[int] = ()) -> list[int]:
     if isinstance(rotations, bool) or not isinstance(rotations, int) or not 1 <= rotations <= 4:
         raise ValueError(
             f"rotations must be an int in 1..4 (number of 90-degree rotations per digit), got {rotations!r}"
@@ -38,8 +39,15 @@ def _check_args(image_size: int, rotations: int, heldout_digits: Sequence[int]) 
         raise ValueError(
             "heldout_digits is empty, so the test split would have no classes: hold out at least one digit"
         )
-    if len(heldout) == 10:
-        raise ValueError("heldout_digits holds out all 10 digits, leaving none for training: keep at least one digit")
+    val = sorted({int(d) for d in val_digits})
+    bad = [d for d in val if not 0 <= d <= 9]
+    if bad:
+        raise ValueError(f"val_digits must be digits in 0..9, got {bad}")
+    overlap = sorted(set(val) & set(heldout))
+    if overlap:
+        raise ValueError(f"digits {overlap} are in both val_digits and heldout_digits: the splits must be disjoint")
+    if len(heldout) + len(val) >= 10:
+        raise ValueError("heldout_digits and val_digits leave no digit for training: keep at least one digit")
     return heldout
 
 
@@ -58,7 +66,7 @@ def _build_split(
 
 
 def digits_splits(
-    image_size: int = 8, rotations: int = 4, heldout_digits: Sequence[int] = (8, 9)
+    image_size: int = 8, rotations: int = 4, heldout_digits: Sequence[int] = (8, 9), val_digits: Sequence[int] = ()
 ) -> dict[str, LabeledTensorDataset]:
     """Build the rotated-digits meta-train / meta-test splits.
 
@@ -71,12 +79,15 @@ def digits_splits(
         counter-clockwise, and every (digit, rotation) pair is a separate class.
     heldout_digits
         Digits whose classes go to the ``'test'`` split; all other digits go to ``'train'``.
+    val_digits
+        Digits whose classes form a ``'val'`` split (meta-validation), disjoint from both others; the
+        split is only returned when this is non-empty. The few-shot example uses ``(6, 7)``.
 
     Returns
     -------
     dict[str, LabeledTensorDataset]
-        ``{'train': ..., 'test': ...}`` with disjoint classes. Images are ``(3, image_size, image_size)``
-        floats (gray repeated over 3 channels for the RGB DARTS stem) normalised with
+        ``{'train': ..., 'test': ...}`` (plus ``'val'``) with disjoint classes. Images are
+        ``(3, image_size, image_size)`` floats (gray repeated over 3 channels for the RGB DARTS stem) normalised with
         :data:`DIGITS_MEAN` / :data:`DIGITS_STD`; labels run ``0..C-1`` within each split and
         ``class_names`` reads like ``'digit3_rot90'``.
 
@@ -85,7 +96,8 @@ def digits_splits(
     ValueError
         If an argument is out of range.
     """
-    heldout = _check_args(image_size, rotations, heldout_digits)
+    heldout = _check_args(image_size, rotations, heldout_digits, val_digits)
+    val = sorted({int(d) for d in val_digits})
     from sklearn.datasets import load_digits  # local import: sklearn is slow to import and only needed here
 
     bunch = load_digits()
@@ -95,8 +107,11 @@ def digits_splits(
         # resize before rotating; bilinear resizing of a square commutes with 90-degree rotations anyway
         images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False)
     images = ((images - DIGITS_MEAN) / DIGITS_STD).repeat(1, 3, 1, 1)
-    train_digits = [d for d in range(10) if d not in heldout]
-    return {
+    train_digits = [d for d in range(10) if d not in heldout and d not in val]
+    splits = {
         "train": _build_split(images, targets, train_digits, rotations),
         "test": _build_split(images, targets, heldout, rotations),
     }
+    if val:
+        splits["val"] = _build_split(images, targets, val, rotations)
+    return splits

@@ -1,0 +1,20 @@
+"""Few-shot BASE (paper section 6.3): search cells with MAML over weights and alpha, then train and test them.
+
+>>> from nni_base.fewshot import Conv4, MAMLModule, evaluate_fewshot, search_cells, train_maml
+"""
+
+from .maml import MAMLModule, mean_confidence_interval
+from .models import Conv4
+from .pipeline import (
+    FewShotScore,
+    count_parameters,
+    darts_cells_without_meta,
+    evaluate_fewshot,
+    full_network,
+    search_cells,
+    timed,
+    train_maml,
+)
+
+__all__ = ['Conv4', 'FewShotScore', 'MAMLModule', 'count_parameters', 'darts_cells_without_meta',
+           'evaluate_fewshot', 'full_network', 'mean_confidence_interval', 'search_cells', 'timed', 'train_maml']

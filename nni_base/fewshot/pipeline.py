@@ -1,0 +1,168 @@
+"""Few-shot architecture search end to end: search, build the full network, train it with MAML, test it.
+
+The steps of paper section 6.3 / Appendix B, each usable on its own:
+
+1. :func:`search_cells` — few-shot BASE (``meta_algorithm='maml'``) on the meta-train episodes, with an
+   NNI ``NasExperiment``; returns the exported NNI sample. ``relaxation='softmax'`` is the ablation.
+2. :func:`darts_cells_without_meta` — the non-meta baseline: NNI's own ``DARTS`` strategy on all
+   meta-train classes pooled into one classification problem.
+3. :func:`full_network` — the sample frozen into NNI's DARTS space with an N-way head.
+4. :func:`train_maml` — second-order MAML on the same episodes as the search (same seed).
+5. :func:`evaluate_fewshot` — mean accuracy and 95% confidence interval over (at least 600) test episodes.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import nni
+import pytorch_lightning as pl
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ..evaluator import EpisodicClassification, meta_train_loader
+from ..spaces import DartsTaskSpace
+from ..strategy import BaseStrategy
+from ..tasks import TaskDistribution, episode_loader
+from .maml import MAMLModule, mean_confidence_interval
+
+__all__ = ['FewShotScore', 'search_cells', 'darts_cells_without_meta', 'full_network', 'train_maml',
+           'evaluate_fewshot', 'count_parameters', 'timed']
+
+
+@dataclass
+class FewShotScore:
+    """Accuracy over held-out episodes: mean, 95% confidence half-width, and the per-episode values."""
+
+    mean: float
+    ci95: float
+    episodes: int
+    accuracies: list[float] = field(repr=False, default_factory=list)
+
+    def __str__(self) -> str:
+        return f'{100 * self.mean:.2f} ± {100 * self.ci95:.2f}%'
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters of a model."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _quiet_run(exp) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)  # NNI warns about every non-Module it traces
+        try:
+            exp.run()
+        finally:
+            exp.stop()  # now rather than from NNI's atexit hook
+
+
+def search_cells(train_tasks: TaskDistribution, val_tasks: TaskDistribution | None = None, *, width: int = 8,
+                 num_cells: int = 3, steps_per_epoch: int = 20, max_epochs: int = 1, tasks_per_step: int = 4,
+                 seed: int = 0, trainer_kwargs: dict[str, Any] | None = None, **strategy_kwargs: Any) -> dict[str, Any]:
+    """Few-shot BASE on the meta-train episodes; returns the exported NNI sample.
+
+    ``strategy_kwargs`` go to :class:`~nni_base.BaseStrategy` (``meta_algorithm`` defaults to ``'maml'``
+    here; pass ``relaxation='softmax'`` for the ablation, ``first_order=True`` for first-order MAML).
+    """
+    strategy_kwargs.setdefault('meta_algorithm', 'maml')
+    evaluator = EpisodicClassification(train_tasks, val_tasks, tasks_per_step=tasks_per_step,
+                                       steps_per_epoch=steps_per_epoch, max_epochs=max_epochs, seed=seed,
+                                       **(trainer_kwargs or {}))
+    from nni.nas.experiment import NasExperiment
+
+    strategy = BaseStrategy(seed=seed, **strategy_kwargs)
+    exp = NasExperiment(DartsTaskSpace(width, num_cells, train_tasks.ways), evaluator, strategy)
+    _quiet_run(exp)
+    return strategy.export_sample()
+
+
+def darts_cells_without_meta(dataset: Dataset, num_classes: int, *, width: int = 8, num_cells: int = 3,
+                             steps: int = 30, batch_size: int = 32, seed: int = 0,
+                             trainer_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """NNI's DARTS search on ``dataset`` as one ``num_classes``-way problem (no episodes, no meta-learning).
+
+    Half of the images train the weights, the other half the architecture (DARTS's split).
+    """
+    from nni.nas.evaluator.pytorch import Classification
+    from nni.nas.experiment import NasExperiment
+    from nni.nas.oneshot.pytorch.strategy import DARTS
+
+    pl.seed_everything(seed, workers=True, verbose=False)
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    half = len(order) // 2
+    loader = nni.trace(DataLoader)
+    evaluator = Classification(
+        num_classes=num_classes,
+        train_dataloaders=loader(Subset(dataset, order[:half]), batch_size=batch_size, shuffle=True,
+                                 generator=torch.Generator().manual_seed(seed)),
+        val_dataloaders=loader(Subset(dataset, order[half:]), batch_size=batch_size, shuffle=True,
+                               generator=torch.Generator().manual_seed(seed + 1)),
+        max_epochs=1, limit_train_batches=steps, **{'logger': False, 'enable_checkpointing': False,
+                                                     **(trainer_kwargs or {})})
+    exp = NasExperiment(DartsTaskSpace(width, num_cells, num_classes), evaluator, DARTS())
+    _quiet_run(exp)
+    return exp.export_top_models(formatter='dict')[0]
+
+
+def full_network(sample: dict[str, Any], ways: int, *, width: int = 8, num_cells: int = 3) -> nn.Module:
+    """The found cells in NNI's DARTS space with a ``ways``-wide head (the paper's "full network")."""
+    return DartsTaskSpace(width, num_cells, ways).freeze(sample)
+
+
+def train_maml(model: nn.Module, train_tasks: TaskDistribution, val_tasks: TaskDistribution | None = None, *,
+               steps_per_epoch: int = 20, max_epochs: int = 1, tasks_per_step: int = 4, inner_steps: int = 5,
+               adapt_steps: int | None = None, inner_lr: float = 0.05, meta_lr: float = 1e-3,
+               first_order: bool = False, val_episodes: int = 16, seed: int = 0, **trainer_kwargs: Any) -> MAMLModule:
+    """Train ``model`` with MAML (second order by default) on the episodes ``seed`` selects.
+
+    With the same ``train_tasks``, ``tasks_per_step``, ``steps_per_epoch`` and ``seed`` as
+    :func:`search_cells`, the episodes are exactly those the search saw. ``trainer_kwargs`` go to the
+    Lightning ``Trainer`` (``accelerator``, ``devices``, ``logger``, ``enable_progress_bar``, ...).
+    """
+    ways = _classifier_width(model)
+    if ways is not None and ways != train_tasks.ways:
+        raise ValueError(f'the model has {ways} outputs but the tasks are {train_tasks.ways}-way: build the model '
+                         f'with ways={train_tasks.ways}.')
+    pl.seed_everything(seed, workers=True, verbose=False)
+    module = MAMLModule(model, inner_lr=inner_lr, inner_steps=inner_steps, adapt_steps=adapt_steps, meta_lr=meta_lr,
+                        first_order=first_order)
+    trainer_kwargs.setdefault('num_sanity_val_steps', 0)
+    trainer = pl.Trainer(max_epochs=max_epochs, inference_mode=False, **trainer_kwargs)
+    val = episode_loader(val_tasks, 1, val_episodes, seed=seed + 1) if val_tasks is not None else None
+    trainer.fit(module, meta_train_loader(train_tasks, tasks_per_step, steps_per_epoch, seed), val)
+    return module
+
+
+def evaluate_fewshot(module: MAMLModule, test_tasks: TaskDistribution, *, episodes: int = 600, seed: int = 0,
+                     **trainer_kwargs: Any) -> FewShotScore:
+    """Mean query accuracy after adaptation over ``episodes`` test tasks, with its 95% confidence interval.
+
+    Episodes depend only on ``seed``, so every method compared with the same seed sees the same tasks.
+    """
+    if episodes < 2:
+        raise ValueError(f'episodes must be at least 2 for a confidence interval, got {episodes}.')
+    trainer_kwargs.setdefault('logger', False)
+    trainer = pl.Trainer(inference_mode=False, **trainer_kwargs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*does not have many workers.*')
+        trainer.test(module, episode_loader(test_tasks, 1, episodes, seed=seed), verbose=False)
+    mean, ci95 = mean_confidence_interval(module.test_accuracies)
+    return FewShotScore(mean, ci95, len(module.test_accuracies), list(module.test_accuracies))
+
+
+def _classifier_width(model: nn.Module) -> int | None:
+    classifier = getattr(model, 'classifier', None)
+    return getattr(classifier, 'out_features', None)
+
+
+def timed(fn, *args, **kwargs) -> tuple[Any, float]:
+    """``fn(*args, **kwargs)`` and its wall time in seconds."""
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
+
