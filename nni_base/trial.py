@@ -31,9 +31,11 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from .io import write_atomic, write_text
 
 __all__ = ['DEFAULT_PARAMS', 'ACCELERATORS', 'DATASETS', 'validate_params', 'load_task_splits', 'run_trial', 'main']
 
@@ -240,21 +242,8 @@ def load_task_splits(params: dict[str, Any]):
             TaskDistribution(held_out, ways, shots, queries, name=f'{name}-heldout'))
 
 
-def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be read by others too
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_json(path: Path, data: Any) -> None:
-    _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + '\n'))
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + '\n')
 
 
 class _NniTrialState:
@@ -430,7 +419,7 @@ def run_trial(params: dict[str, Any], output_dir: str | os.PathLike,
         intermediate = _meta_train(params, train_tasks, held_out, prior_path, state)
     else:
         if Path(params['prior']) != prior_path.resolve():
-            _write_atomic(prior_path, lambda tmp: shutil.copyfile(params['prior'], tmp))
+            write_atomic(prior_path, lambda tmp: shutil.copyfile(params['prior'], tmp))
         intermediate = []
     meta_train_seconds = time.perf_counter() - start
 
