@@ -48,12 +48,16 @@ DEFAULT_PARAMS: dict[str, Any] = {
     'inner_steps': 3,
     'inner_lr': 0.05,
     'inner_lr_alpha': 0.5,
-    'outer_lr': 1.0,
-    'outer_lr_alpha': 1.0,
+    'outer_lr': None,  # None: the strategy's default for meta_algorithm (1.0 Reptile, 1e-3 MAML)
+    'outer_lr_alpha': None,
     'adapt_steps': None,
     'arc_learning_rate': 3e-3,
     'temperature_start': 5.0,
     'temperature_end': 0.5,
+    # 'reptile' (Algorithm 1) or 'maml' (few-shot BASE, second order unless first_order); 'gumbel' or 'softmax'
+    'meta_algorithm': 'reptile',
+    'first_order': False,
+    'relaxation': 'gumbel',
     # meta-training budget
     'tasks_per_step': 2,
     'steps_per_epoch': 5,
@@ -97,6 +101,8 @@ _FLOATS: dict[str, bool] = {
     'inner_lr': True, 'inner_lr_alpha': False, 'outer_lr': True, 'outer_lr_alpha': False, 'arc_learning_rate': False,
     'temperature_start': True, 'temperature_end': True,
 }
+_OPTIONAL_FLOATS = ('outer_lr', 'outer_lr_alpha')
+_CHOICES: dict[str, tuple[str, ...]] = {'meta_algorithm': ('reptile', 'maml'), 'relaxation': ('gumbel', 'softmax')}
 
 
 def _as_int(name: str, value: Any, minimum: int, optional: bool) -> int | None:
@@ -150,7 +156,14 @@ def validate_params(params: dict[str, Any] | None) -> dict[str, Any]:
     for name, (minimum, optional) in _INTS.items():
         merged[name] = _as_int(name, merged[name], minimum, optional)
     for name, positive in _FLOATS.items():
+        if merged[name] is None and name in _OPTIONAL_FLOATS:
+            continue
         merged[name] = _as_float(name, merged[name], positive)
+    for name, choices in _CHOICES.items():
+        if merged[name] not in choices:
+            raise ValueError(f"parameter {name!r} must be one of {', '.join(choices)}; got {merged[name]!r}")
+    if not isinstance(merged['first_order'], bool):
+        raise ValueError(f"parameter 'first_order' must be true or false, got {merged['first_order']!r}")
     if merged['temperature_end'] > merged['temperature_start']:
         raise ValueError(f"parameter 'temperature_end' ({merged['temperature_end']}) must not exceed "
                          f"'temperature_start' ({merged['temperature_start']}): the temperature anneals downwards")
@@ -318,7 +331,8 @@ def _report_callback(state: _NniTrialState):
 
 def _strategy_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     return {name: params[name] for name in ('inner_steps', 'inner_lr', 'inner_lr_alpha', 'outer_lr', 'outer_lr_alpha',
-                                            'adapt_steps', 'arc_learning_rate')} | {
+                                            'adapt_steps', 'arc_learning_rate', 'meta_algorithm', 'first_order',
+                                            'relaxation')} | {
         'temperature': (params['temperature_start'], params['temperature_end'])}
 
 

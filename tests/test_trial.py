@@ -77,11 +77,24 @@ def test_defaults_are_valid():
     ({'dataset': 'cifar100'}, "set parameter 'data_root'"),
     ({'data_root': '/tmp'}, "dataset 'digits' is embedded"),
     ({'prior': '/nonexistent/prior.pt'}, "parameter 'prior' is not a file"),
+    ({'meta_algorithm': 'imaml'}, "parameter 'meta_algorithm' must be one of reptile, maml"),
+    ({'relaxation': 'sparsemax'}, "parameter 'relaxation' must be one of gumbel, softmax"),
+    ({'first_order': 'yes'}, "parameter 'first_order' must be true or false"),
 ])
 def test_bad_parameters_are_refused_with_a_clear_message(params, message):
     with pytest.raises(ValueError) as info:
         validate_params(params)
     assert message in str(info.value)
+
+
+def test_fewshot_options_reach_the_strategy():
+    from nni_base import BaseStrategy
+    from nni_base.trial import _strategy_kwargs
+
+    params = validate_params({'meta_algorithm': 'maml', 'first_order': True, 'relaxation': 'softmax'})
+    config = BaseStrategy(**_strategy_kwargs(params)).config
+    assert (config.meta_algorithm, config.first_order, config.relaxation) == ('maml', True, 'softmax')
+    assert config.outer_lr == 1e-3  # the MAML default, since the trial left outer_lr unset
 
 
 def test_integral_floats_from_tuners_become_ints():
