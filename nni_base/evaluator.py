@@ -16,6 +16,7 @@ import torch.nn as nn
 from nni.nas.evaluator.pytorch import Lightning, LightningModule, Trainer
 from torch.utils.data import DataLoader, RandomSampler
 
+from .task_mixture import ResolutionMixture
 from .tasks import EpisodeDataset, TaskDistribution, episode_loader
 
 __all__ = ['EpisodicModule', 'EpisodicClassification', 'meta_train_loader']
@@ -25,14 +26,18 @@ def _as_is(item):
     return item
 
 
-def meta_train_loader(tasks: TaskDistribution, tasks_per_step: int, steps_per_epoch: int, seed: int) -> DataLoader:
+def meta_train_loader(tasks: TaskDistribution | ResolutionMixture, tasks_per_step: int, steps_per_epoch: int,
+                      seed: int) -> DataLoader:
     """The meta-training loader of :class:`EpisodicClassification`: batch = list of ``tasks_per_step`` tasks.
 
     Every epoch draws ``steps_per_epoch`` new meta-steps from a large index space; the sampler's generator makes the
     sequence a function of ``seed`` alone, so two loaders with the same arguments yield the same episodes (the
     few-shot pipeline trains the found architecture on exactly the episodes the search saw).
     """
-    episodes = EpisodeDataset(tasks, tasks_per_step, steps=2**31 - 1, seed=seed)
+    if isinstance(tasks, ResolutionMixture):  # balanced steps: tasks_per_step / R tasks of each image size
+        episodes = tasks.episodes(tasks_per_step, steps=2**31 - 1, seed=seed)
+    else:
+        episodes = EpisodeDataset(tasks, tasks_per_step, steps=2**31 - 1, seed=seed)
     sampler = RandomSampler(episodes, replacement=True, num_samples=steps_per_epoch,
                             generator=torch.Generator().manual_seed(seed))
     return nni.trace(DataLoader)(episodes, batch_size=None, sampler=sampler, collate_fn=_as_is)
@@ -70,7 +75,9 @@ class EpisodicClassification(Lightning):
     Parameters
     ----------
     train_tasks
-        Tasks for meta-training (see :class:`~nni_base.tasks.TaskDistribution`).
+        Tasks for meta-training (see :class:`~nni_base.tasks.TaskDistribution`), or a
+        :class:`~nni_base.task_mixture.ResolutionMixture` to draw every meta-step's tasks equally from
+        several image sizes (``tasks_per_step`` must then be a multiple of the number of sizes).
     val_tasks
         Held-out tasks (classes disjoint from ``train_tasks``); after every meta-epoch the strategy
         adapts to ``val_episodes`` of them and logs query accuracy before and after adaptation.
@@ -94,11 +101,13 @@ class EpisodicClassification(Lightning):
     ...                                    max_epochs=2, enable_progress_bar=False, logger=False)
     """
 
-    def __init__(self, train_tasks: TaskDistribution, val_tasks: TaskDistribution | None = None, *,
+    def __init__(self, train_tasks: TaskDistribution | ResolutionMixture,
+                 val_tasks: TaskDistribution | ResolutionMixture | None = None, *,
                  tasks_per_step: int = 4, steps_per_epoch: int = 50, val_episodes: int = 8, seed: int = 0,
                  criterion: type[nn.Module] = nn.CrossEntropyLoss, **trainer_kwargs: Any):
-        if not isinstance(train_tasks, TaskDistribution):
-            raise TypeError(f'train_tasks must be a nni_base.TaskDistribution, got {type(train_tasks).__name__}.')
+        if not isinstance(train_tasks, TaskDistribution | ResolutionMixture):
+            raise TypeError('train_tasks must be a nni_base.TaskDistribution or ResolutionMixture, got '
+                            f'{type(train_tasks).__name__}.')
         if val_tasks is not None and val_tasks.ways != train_tasks.ways:
             raise ValueError(f'val_tasks are {val_tasks.ways}-way but train_tasks {train_tasks.ways}-way: the '
                              'classifier is shared, use the same number of ways.')
@@ -115,7 +124,10 @@ class EpisodicClassification(Lightning):
         trainer_kwargs.setdefault('num_sanity_val_steps', 0)
         train_loader = meta_train_loader(train_tasks, tasks_per_step, steps_per_epoch, seed)
         # NNI's one-shot strategies insist on a validation loader; an empty list means none.
-        val_loader = episode_loader(val_tasks, 1, val_episodes, seed=seed + 1) if val_tasks is not None else []
+        if isinstance(val_tasks, ResolutionMixture):  # one task of each size per validation batch
+            val_loader = val_tasks.episode_loader(val_tasks.num_resolutions, val_episodes, seed=seed + 1)
+        else:
+            val_loader = episode_loader(val_tasks, 1, val_episodes, seed=seed + 1) if val_tasks is not None else []
         super().__init__(EpisodicModule(criterion), Trainer(**trainer_kwargs),
                          train_dataloaders=train_loader, val_dataloaders=val_loader)
 
