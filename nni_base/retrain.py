@@ -256,7 +256,8 @@ def retrain(arch: str | os.PathLike | dict[str, Any] | None, recipe: RetrainReci
             resume: bool = False,
             stop_after_epochs: int | None = None, accelerator: str = 'auto', devices: int | str = 'auto',
             num_workers: int = 4, limit_train_batches: int | float | None = None,
-            limit_val_batches: int | float | None = None, enable_progress_bar: bool = True) -> dict[str, Any]:
+            limit_val_batches: int | float | None = None, precision: str | None = None,
+            enable_progress_bar: bool = True) -> dict[str, Any]:
     """Train ``arch`` with ``recipe`` on the dataset in ``data_root``; everything goes to ``output_dir``.
 
     Parameters
@@ -279,6 +280,8 @@ def retrain(arch: str | os.PathLike | dict[str, Any] | None, recipe: RetrainReci
         Data-loading processes per device.
     limit_train_batches, limit_val_batches
         Lightning flags to shorten epochs (smoke tests).
+    precision
+        Lightning ``precision`` (e.g. ``'bf16-mixed'`` on GPUs); ``None`` keeps full precision.
 
     Returns
     -------
@@ -334,7 +337,7 @@ def retrain(arch: str | os.PathLike | dict[str, Any] | None, recipe: RetrainReci
                          callbacks=[checkpoints, LearningRateMonitor(logging_interval='epoch')],
                          gradient_clip_val=recipe.grad_clip or None, num_sanity_val_steps=0,
                          limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
-                         enable_progress_bar=enable_progress_bar, log_every_n_steps=10,
+                         enable_progress_bar=enable_progress_bar, log_every_n_steps=10, precision=precision,
                          default_root_dir=out)
     start = time.time()
     with warnings.catch_warnings():
@@ -401,6 +404,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     t.add_argument('--accelerator', default='auto', help="Lightning accelerator: auto, cpu, gpu, ...")
     t.add_argument('--devices', default='auto', help='Lightning devices: auto, a count, or a list like 0,1')
     t.add_argument('--num-workers', type=int, default=4)
+    t.add_argument('--precision', help="Lightning precision, e.g. bf16-mixed (default: full 32-bit)")
     t.add_argument('--stop-after-epochs', type=int, help='stop early (keeping the full schedule); resume later')
     t.add_argument('--limit-train-batches', type=_limit, help='batches per epoch (int) or fraction (float)')
     t.add_argument('--limit-val-batches', type=_limit)
@@ -432,7 +436,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      stop_after_epochs=args.stop_after_epochs, accelerator=args.accelerator,
                      devices=_devices(args.devices), num_workers=args.num_workers,
                      limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
-                     enable_progress_bar=not args.no_progress_bar)
+                     precision=args.precision, enable_progress_bar=not args.no_progress_bar)
     summary = json.loads((args.output_dir / 'model_summary.json').read_text())
     print(f"params {summary['params']:,}, MACs {summary['macs']:,}; "
           f"epochs {result['epochs_completed']}/{result['epochs_planned']}, val_acc {result['val_acc']}, "
