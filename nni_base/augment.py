@@ -2,7 +2,7 @@
 
 Retraining must give the same weights whether it ran in one go or was stopped and resumed, and
 whatever the number of loader workers. So every random choice here comes from a ``torch.Generator``
-seeded per (run seed, epoch, sample) by :class:`EpochSeededSampler`, never from global RNG state.
+seeded per (run seed, epoch, sample) by :class:`SeededShuffleSampler`, never from global RNG state.
 
 Images arrive already normalised (the :mod:`nni_base.data` loaders normalise on access), so
 zero-padding and the Cutout mask fill with the dataset mean, as in the DARTS training code.
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ['Augment', 'AugmentedDataset', 'EpochSeededSampler', 'center_crop', 'derive_seed']
+__all__ = ['Augment', 'AugmentedDataset', 'SeededShuffleSampler', 'center_crop', 'derive_seed']
 
 
 def derive_seed(*keys: int) -> int:
@@ -145,7 +145,7 @@ class EvalView(Dataset):
         return (center_crop(img, self.crop) if self.crop else img), label
 
 
-class EpochSeededSampler(Sampler):
+class SeededShuffleSampler(Sampler):
     """Shuffles ``num_samples`` indices per epoch and gives each a seed, both functions of (seed, epoch) only.
 
     Yields ``(index, sample_seed)`` pairs for :class:`AugmentedDataset`. Lightning calls

@@ -43,7 +43,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset
 
-from .augment import Augment, AugmentedDataset, EpochSeededSampler, EvalView, derive_seed
+from .augment import Augment, AugmentedDataset, EvalView, SeededShuffleSampler, derive_seed
 from .genotype import DARTS_V2, format_genotype, genotype_to_sample, parse_genotype, sample_to_genotype
 from .io import write_json
 from .macs import count_macs, count_parameters
@@ -143,7 +143,7 @@ class RetrainModule(pl.LightningModule):
     """
 
     def __init__(self, network: DartsTaskSpace, recipe: RetrainRecipe, seed: int = 0,
-                 sampler: EpochSeededSampler | None = None):
+                 sampler: SeededShuffleSampler | None = None):
         super().__init__()
         self.network = network
         self.recipe = recipe
@@ -321,7 +321,7 @@ def retrain(arch: str | os.PathLike | dict[str, Any] | None, recipe: RetrainReci
         write_json(run_file, {**settings, 'data_root': str(data_root)})
         write_json(out / 'model_summary.json', summary)
 
-    sampler = EpochSeededSampler(len(train_set), seed)
+    sampler = SeededShuffleSampler(len(train_set), seed)
     pin = accelerator not in ('cpu',) and torch.cuda.is_available()
     train_loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler, num_workers=num_workers,
                               pin_memory=pin, persistent_workers=num_workers > 0)

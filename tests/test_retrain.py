@@ -16,7 +16,7 @@ from nni.nas.hub.pytorch import DARTS
 from nni.nas.hub.pytorch.utils.nn import DropPath
 from torch.utils.flop_counter import FlopCounterMode
 
-from nni_base.augment import Augment, EpochSeededSampler, cutout
+from nni_base.augment import Augment, SeededShuffleSampler, cutout
 from nni_base.genotype import DARTS_V2, genotype_to_sample
 from nni_base.macs import count_macs, count_parameters
 from nni_base.retrain import RetrainModule, build_network, load_arch, load_retrained, main, retrain
@@ -145,7 +145,7 @@ def test_augmentation_is_a_function_of_the_seed():
     holed = cutout(torch.ones(3, 32, 32), 16, torch.Generator().manual_seed(3))
     zeros = int((holed[0] == 0).sum())
     assert 0 < zeros <= 16 * 16 and torch.equal(holed[0] == 0, holed[2] == 0)
-    sampler = EpochSeededSampler(10, seed=5)
+    sampler = SeededShuffleSampler(10, seed=5)
     first = list(sampler)
     assert sorted(i for i, _ in first) == list(range(10)) and first == list(sampler)
     sampler.set_epoch(1)
