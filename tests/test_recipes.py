@@ -81,6 +81,12 @@ def _write_data(root: Path, classes: int = 10, per_class: int = 3) -> None:
         for i in range(per_class):
             Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(folder / f'{i}.JPEG')
     _write_cifar10(root / 'cifar', per_batch=4)
+    from scipy.io import savemat
+
+    (root / 'svhn').mkdir()
+    for split, n in (('train', 20), ('test', 6)):
+        savemat(root / 'svhn' / f'{split}_32x32.mat', {'X': rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
+                                                       'y': (np.arange(n) % 10 + 1).reshape(n, 1).astype(np.uint8)})
 
 
 def _quiet(fn, argv):
@@ -113,6 +119,12 @@ def test_meta_train_adapt_and_retrain_pipeline(tmp_path):
     assert 0.0 <= adapted['val_acc'] <= 1.0 and adapted['alpha_averaged_over_tasks'] == 0
     arch = json.loads((tmp_path / 'adapt-c10' / 'arch.json').read_text())
     assert DARTS(width=4, num_cells=3, dataset='cifar').freeze(arch).eval()(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+
+    # SVHN: the same adaptation on the .mat files.
+    svhn = _quiet(recipes_main, [
+        'adapt', '--prior', str(prior_dir / 'prior.pt'), '--dataset', 'svhn', '--data-root', str(tmp_path / 'svhn'),
+        '--batch-size', '8', '--output-dir', str(tmp_path / 'adapt-svhn'), *common])
+    assert svhn['dataset'] == 'svhn' and (tmp_path / 'adapt-svhn' / 'genotype.txt').read_text().startswith('Genotype(')
 
     # ImageNet (§5.2): the exported cells are the argmax of alpha averaged over adapted 10-class tasks.
     averaged = _quiet(recipes_main, [

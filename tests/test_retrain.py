@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -219,6 +220,23 @@ def test_resume_refuses_what_it_cannot_honour(cifar_root, tmp_path):
         retrain(None, None, cifar_root, out, resume=True, seed=3)
     with pytest.raises(FileNotFoundError, match=r'python version.*data_batch_1'):
         retrain('darts-v2', recipe, tmp_path / 'no-data', tmp_path / 'run2')
+
+    # Resuming never runs code from a checkpoint file: it is read with weights_only=True.
+    marker = tmp_path / 'pwned'
+    torch.save({'state_dict': _RunsCode(marker)}, out / 'checkpoints' / 'last.ckpt')
+    with pytest.raises(Exception, match='(?i)weights.only|unsupported global'):
+        retrain(None, None, cifar_root, out, resume=True, num_workers=0, accelerator='cpu', enable_progress_bar=False)
+    assert not marker.exists()
+
+
+class _RunsCode:
+    """Pickles to a call of os.system: what a malicious checkpoint would contain."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f'touch {self.marker}',)
 
 
 def test_svhn_recipe_end_to_end(tmp_path):
