@@ -382,6 +382,9 @@ def load_retrained(run_dir: str | os.PathLike) -> DartsTaskSpace:
 
 
 # ---- command line ------------------------------------------------------------------------------------
+_NUM_CLASSES = {'cifar10': 10, 'cifar100': 100, 'svhn': 10, 'imagenet': 1000}  # for --summary-only (no data)
+
+
 def _limit(text: str) -> int | float:
     value = float(text)
     return int(value) if value.is_integer() and value >= 1 else value
@@ -391,8 +394,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog='python -m nni_base.retrain', description=__doc__.split('\n')[0])
     p.add_argument('--recipe', help="shipped recipe name (cifar10, svhn, imagenet) or a .json/.yaml file")
     p.add_argument('--arch', help="arch.json of a BASE run (an NNI DARTS sample), a genotype file, or 'darts-v2'")
-    p.add_argument('--data-root', required=True, help='folder with the dataset files (never downloaded)')
-    p.add_argument('--output-dir', required=True, type=Path)
+    p.add_argument('--data-root', help='folder with the dataset files (never downloaded)')
+    p.add_argument('--output-dir', type=Path)
+    p.add_argument('--summary-only', action='store_true',
+                   help='print parameters and MACs of the recipe network for --arch, train nothing')
     p.add_argument('--resume', action='store_true', help='continue OUTPUT_DIR/checkpoints/last.ckpt')
     p.add_argument('--seed', type=int, help='default 0 (a resumed run keeps its own)')
     g = p.add_argument_group('recipe overrides (e.g. for a tiny smoke run)')
@@ -412,6 +417,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.resume and (args.recipe is None or args.arch is None):
         p.error('--recipe and --arch are required (except with --resume, which reuses the run\'s)')
+    if not args.summary_only and (args.data_root is None or args.output_dir is None):
+        p.error('--data-root and --output-dir are required to train (or pass --summary-only)')
     return args
 
 
@@ -432,6 +439,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.recipe is None and any(v is not None for v in overrides.values()):
         raise SystemExit('error: recipe overrides need --recipe (a resumed run keeps its recipe unchanged)')
     recipe = load_recipe(args.recipe).override(**overrides) if args.recipe is not None else None
+    if args.summary_only:
+        sample = load_arch(args.arch)
+        summary = model_summary(build_network(sample, recipe, _NUM_CLASSES[recipe.dataset]), recipe, sample)
+        print(json.dumps(summary, indent=2))
+        return summary
     result = retrain(args.arch, recipe, args.data_root, args.output_dir, seed=args.seed, resume=args.resume,
                      stop_after_epochs=args.stop_after_epochs, accelerator=args.accelerator,
                      devices=_devices(args.devices), num_workers=args.num_workers,

@@ -103,6 +103,13 @@ def test_full_size_cifar10_network_has_the_published_size():
     assert count_macs(network, (3, 32, 32)) == 528_359_040
 
 
+def test_summary_only_reports_the_imagenet_mobile_network_size(capsys):
+    summary = _quiet_main(['--recipe', 'imagenet', '--arch', 'darts-v2', '--summary-only'])
+    # DARTS-V2 in the 14-cell, width-48 mobile setting: 4.7M parameters (as published), under 600M MACs
+    assert summary['params'] == 4_718_752 and summary['macs'] < 600e6 and summary['num_classes'] == 1000
+    assert json.loads(capsys.readouterr().out)['macs'] == summary['macs']
+
+
 def test_retrain_network_is_nni_darts_in_retrain_mode():
     recipe = load_recipe('cifar10').override(width=4, num_cells=3)
     sample = load_arch('darts-v2')
