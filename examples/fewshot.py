@@ -39,9 +39,12 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger
 
-from nni_base import TaskDistribution
-from nni_base.data import digits_splits, load_mini_imagenet, omniglot_splits
-from nni_base.fewshot import (
+# NNI 3.0 warns once per unknown torch class at import; irrelevant here, and it would bury the results.
+warnings.filterwarnings('ignore', message='.*(not a nn.Module|does not have many workers|LeafSpec).*')
+
+from nni_base import TaskDistribution  # noqa: E402
+from nni_base.data import digits_splits, load_mini_imagenet, omniglot_splits  # noqa: E402
+from nni_base.fewshot import (  # noqa: E402
     Conv4,
     count_parameters,
     darts_cells_without_meta,
@@ -51,8 +54,8 @@ from nni_base.fewshot import (
     timed,
     train_maml,
 )
-from nni_base.io import write_json, write_text
-from nni_base.plotting import plot_cells
+from nni_base.io import write_json, write_text  # noqa: E402
+from nni_base.plotting import plot_cells  # noqa: E402
 
 METHODS = ('base-gumbel', 'base-softmax', 'darts', 'conv4')
 TITLES = {'base-gumbel': 'BASE (Gumbel)', 'base-softmax': 'BASE (Softmax)',
@@ -116,7 +119,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    warnings.filterwarnings('ignore', message='.*(not a nn.Module|does not have many workers|LeafSpec).*')
     logging.getLogger('nni').setLevel(logging.WARNING)
 
     splits = load_splits(args)

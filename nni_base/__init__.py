@@ -5,9 +5,11 @@
 
 from .errors import CorruptPriorError, MetaTrainingDiverged, PriorMismatchError
 from .evaluator import EpisodicClassification, EpisodicModule
+from .multires import MultiResolutionDartsSpace
 from .prior import load_prior, save_prior
 from .spaces import DartsTaskSpace
 from .strategy import BaseStrategy
+from .task_mixture import ResolutionMixture
 from .tasks import EpisodeDataset, Task, TaskDistribution
 from .temperature import TemperatureSchedule
 
@@ -16,5 +18,5 @@ __version__ = '0.1.0'
 __all__ = [
     'BaseStrategy', 'DartsTaskSpace', 'EpisodicClassification', 'EpisodicModule', 'TaskDistribution', 'Task',
     'EpisodeDataset', 'TemperatureSchedule', 'load_prior', 'save_prior', 'PriorMismatchError',
-    'CorruptPriorError', 'MetaTrainingDiverged',
+    'CorruptPriorError', 'MetaTrainingDiverged', 'MultiResolutionDartsSpace', 'ResolutionMixture',
 ]

@@ -8,38 +8,65 @@ how to score a task; :class:`~nni_base.BaseStrategy` runs the inner and outer lo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import nni
+import numpy as np
 import torch
 import torch.nn as nn
 from nni.nas.evaluator.pytorch import Lightning, LightningModule, Trainer
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, Sampler
 
 from .task_mixture import ResolutionMixture
 from .tasks import EpisodeDataset, TaskDistribution, episode_loader
 
-__all__ = ['EpisodicModule', 'EpisodicClassification', 'meta_train_loader']
+__all__ = ['EpisodicModule', 'EpisodicClassification', 'EpochSeededSampler', 'meta_train_loader']
 
 
 def _as_is(item):
     return item
 
 
+class EpochSeededSampler(Sampler[int]):
+    """``num_samples`` random meta-step indices per epoch, a function of ``(seed, epoch)`` only.
+
+    Lightning calls :meth:`set_epoch` before every epoch, so a run resumed from an end-of-epoch
+    checkpoint draws exactly the episodes the uninterrupted run would have drawn (a sampler with one
+    running generator would start over at epoch 0's episodes after a restart).
+    """
+
+    def __init__(self, num_samples: int, seed: int, high: int = 2**31 - 1):
+        self.num_samples, self.seed, self.high, self.epoch = int(num_samples), int(seed), int(high), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[int]:
+        # A generator, so the epoch is read at the first draw: Lightning may create the iterator before set_epoch.
+        # SeedSequence mixes (seed, epoch) into an unrelated stream per epoch.
+        state = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
+        generator = torch.Generator().manual_seed(state)
+        yield from torch.randint(self.high, (self.num_samples,), generator=generator).tolist()
+
+
 def meta_train_loader(tasks: TaskDistribution | ResolutionMixture, tasks_per_step: int, steps_per_epoch: int,
                       seed: int) -> DataLoader:
     """The meta-training loader of :class:`EpisodicClassification`: batch = list of ``tasks_per_step`` tasks.
 
-    Every epoch draws ``steps_per_epoch`` new meta-steps from a large index space; the sampler's generator makes the
-    sequence a function of ``seed`` alone, so two loaders with the same arguments yield the same episodes (the
-    few-shot pipeline trains the found architecture on exactly the episodes the search saw).
+    Every epoch draws ``steps_per_epoch`` new meta-steps from a large index space, as a function of ``(seed,
+    epoch)`` alone (:class:`EpochSeededSampler`), so two loaders with the same arguments yield the same episodes (the
+    few-shot pipeline trains the found architecture on exactly the episodes the search saw) and a resumed run
+    continues the sequence.
     """
     if isinstance(tasks, ResolutionMixture):  # balanced steps: tasks_per_step / R tasks of each image size
         episodes = tasks.episodes(tasks_per_step, steps=2**31 - 1, seed=seed)
     else:
         episodes = EpisodeDataset(tasks, tasks_per_step, steps=2**31 - 1, seed=seed)
-    sampler = RandomSampler(episodes, replacement=True, num_samples=steps_per_epoch,
-                            generator=torch.Generator().manual_seed(seed))
+    sampler = EpochSeededSampler(steps_per_epoch, seed)
     return nni.trace(DataLoader)(episodes, batch_size=None, sampler=sampler, collate_fn=_as_is)
 
 

@@ -19,6 +19,7 @@ do (``BaseOneShotLightningModule``) and runs one of two loops in ``training_step
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, cast
 
@@ -225,6 +226,26 @@ class BaseLightningModule(BaseOneShotLightningModule):
             for cell in cells:
                 cell.use_derived = False
         return float(loss), float(acc)
+
+    # ---- checkpoints -------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Gumbel noise comes from torch's global generator; a resumed run must continue its stream to
+        # reproduce the uninterrupted run. Plain tensors and tuples keep the file loadable with weights_only.
+        checkpoint['nni_base_rng'] = {
+            'torch': torch.get_rng_state(),
+            'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            'python': random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get('nni_base_rng')
+        if state is None:
+            return
+        torch.set_rng_state(state['torch'])
+        if state['cuda'] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state['cuda'])
+        version, internal, gauss = state['python']
+        random.setstate((version, tuple(internal), gauss))
 
     # ---- training --------------------------------------------------------------------------------
     def on_train_batch_start(self, batch, batch_idx):

@@ -88,6 +88,10 @@ class BaseStrategy(OneShotStrategy):
     relaxation
         ``'gumbel'`` (default): Gumbel-softmax samples of the architecture. ``'softmax'``: the paper's
         ablation, every operation weighted by ``softmax(alpha)`` as in DARTS (implies dense compute).
+    resume_from
+        A Lightning checkpoint of an interrupted meta-training run (e.g. ``last.ckpt`` of a
+        ``ModelCheckpoint`` in the evaluator's trainer). The run continues from it, loaded with
+        ``weights_only=True``; with the same seed and evaluator it ends where the uninterrupted run would.
     save_prior_to
         If set, meta-training writes the prior here after every epoch and at the end (atomically).
     seed
@@ -103,6 +107,7 @@ class BaseStrategy(OneShotStrategy):
                  inner_grad_clip: float | None = None,
                  meta_algorithm: Literal['reptile', 'maml'] = 'reptile', first_order: bool = False,
                  relaxation: Literal['gumbel', 'softmax'] = 'gumbel',
+                 resume_from: str | os.PathLike | None = None,
                  save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
         super().__init__(**kwargs)
         if temperature is None:
@@ -118,6 +123,10 @@ class BaseStrategy(OneShotStrategy):
         self.prior_path = Path(prior) if prior is not None else None
         self.prior = load_prior(self.prior_path) if self.prior_path is not None else None
         self.save_prior_to = Path(save_prior_to) if save_prior_to is not None else None
+        self.resume_from = Path(resume_from) if resume_from is not None else None
+        if self.resume_from is not None and not self.resume_from.is_file():
+            raise FileNotFoundError(f'resume_from={str(self.resume_from)!r} is not a file: pass the Lightning '
+                                    'checkpoint (e.g. last.ckpt) that the interrupted run wrote.')
         self.seed = seed
         self._task_config: dict[str, Any] = {}
 
@@ -165,6 +174,10 @@ class BaseStrategy(OneShotStrategy):
             self._task_config = {}
             self._episodic = None
         mutated = super().mutate_evaluator(evaluator)
+        if self.resume_from is not None:
+            # Lightning restores weights, alpha, optimizer, loop position and (our hook) the RNG streams.
+            mutated.fit_kwargs['ckpt_path'] = str(self.resume_from)
+            mutated.fit_kwargs['weights_only'] = True
         if self.save_prior_to is not None:
             from .callbacks import PriorCheckpoint
             mutated.trainer.callbacks.append(PriorCheckpoint(self, self.save_prior_to))
