@@ -182,10 +182,7 @@ class BaseLightningModule(BaseOneShotLightningModule):
 
     # ---- the inner loop ------------------------------------------------------------------------
     def _task_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.training_module.model(x)
-        if isinstance(logits, tuple):
-            logits = logits[0]
-        return self.training_module.criterion(logits, y), (logits.argmax(-1) == y).float().mean()
+        return self._model_loss(self.training_module.model, x, y)
 
     def adapt(self, task: Task, steps: int, state: ModelState, *, where: str) -> float:
         """Run ``steps`` SGD steps on the task's support set in place; returns the last support loss."""
@@ -292,6 +289,9 @@ class BaseLightningModule(BaseOneShotLightningModule):
         with torch.no_grad():  # BatchNorm statistics: take the task mean directly
             torch._foreach_copy_(state.buffers, mean[n_params:])
 
+        return self._log_meta_step(losses, before, after)
+
+    def _log_meta_step(self, losses: list[float], before: list[float], after: list[float]) -> torch.Tensor:
         metrics = {
             'outer_loss': sum(losses) / len(losses),
             'query_acc_before': sum(before) / len(before),
@@ -299,7 +299,7 @@ class BaseLightningModule(BaseOneShotLightningModule):
             'temperature': self.cells()[0].tau,
         }
         self.last_metrics = metrics
-        self.log_dict(metrics, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(tasks))
+        self.log_dict(metrics, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(losses))
         self._log_architecture()
         return torch.tensor(metrics['outer_loss'])
 
@@ -338,16 +338,7 @@ class BaseLightningModule(BaseOneShotLightningModule):
             raise MetaTrainingDiverged(f'Non-finite meta-gradient at {where}; the shared prior was not updated.')
         optimizer.step()
 
-        metrics = {
-            'outer_loss': sum(losses) / len(losses),
-            'query_acc_before': sum(before) / len(before),
-            'query_acc_after': sum(after) / len(after),
-            'temperature': self.cells()[0].tau,
-        }
-        self.last_metrics = metrics
-        self.log_dict(metrics, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(tasks))
-        self._log_architecture()
-        return torch.tensor(metrics['outer_loss'])
+        return self._log_meta_step(losses, before, after)
 
     def _search_step(self, batch, batch_idx: int):
         arch_optim = self.architecture_optimizers()

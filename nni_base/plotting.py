@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch
 
 from nni_base.genotype import CELLS, DARTS_OPS, NODES, cell_from_sample
+from nni_base.io import write_atomic
 
 __all__ = ["plot_cell", "plot_cells", "plot_curves"]
 
@@ -321,24 +321,5 @@ def _arrow(
 
 def _save_atomic(fig: Figure, path: str | os.PathLike[str], dpi: int) -> Path:
     """Render ``fig`` to a temp file next to ``path`` and move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)  # attach an Agg canvas explicitly; no pyplot, so no global backend switch
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
-        # mkstemp creates the file 0600; give it the mode a plain open() would have.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    # os.umask can only be read by setting it; restore it straight away.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
