@@ -59,6 +59,20 @@ def test_mini_imagenet_pickle_cannot_run_code(tmp_path, monkeypatch):
     assert not (tmp_path / 'pwned.txt').exists()
 
 
+def test_dataset_pickles_are_read_without_running_code(tmp_path, monkeypatch):
+    from nni_base.data.safe_pickle import load_array_pickle
+
+    monkeypatch.chdir(tmp_path)
+    good = {'data': np.arange(6, dtype=np.uint8).reshape(2, 3), 'labels': [1, 2], 'name': b'batch'}
+    (tmp_path / 'good.pkl').write_bytes(pickle.dumps(good, protocol=2))
+    loaded = load_array_pickle(tmp_path / 'good.pkl')
+    assert np.array_equal(loaded['data'], good['data']) and loaded['labels'] == [1, 2]
+    (tmp_path / 'bad.pkl').write_bytes(pickle.dumps({'data': _RunsCode()}))
+    with pytest.raises(pickle.UnpicklingError, match='refusing to load'):
+        load_array_pickle(tmp_path / 'bad.pkl')
+    assert not (tmp_path / 'pwned.txt').exists()
+
+
 def test_mini_imagenet_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match=r'mini-imagenet-cache-train\.pkl does not exist(.|\n)*Fix: download'):
         load_mini_imagenet(tmp_path, 'train')

@@ -15,7 +15,6 @@ Nothing here downloads. Both loaders return datasets with the :mod:`nni_base.dat
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,36 +22,11 @@ import numpy as np
 
 from .datasets import LabeledArrayDataset, LabeledFileDataset
 from .loaders import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, PathLike, _check_image_size, _missing
+from .safe_pickle import load_array_pickle
 
 __all__ = ["MINI_IMAGENET_SPLITS", "load_mini_imagenet", "load_omniglot", "omniglot_splits"]
 
 MINI_IMAGENET_SPLITS = ("train", "validation", "test")
-
-# What a Mini-ImageNet cache pickle may reference: numpy's array reconstruction and nothing else.
-_ALLOWED_GLOBALS = {
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("collections", "OrderedDict"),
-}
-
-
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(
-            f"refusing to load {module}.{name}: a Mini-ImageNet cache file only holds numpy arrays, lists and dicts"
-        )
-
-
-def _safe_unpickle(path: Path) -> object:
-    with open(path, "rb") as f:
-        return _ArrayOnlyUnpickler(f, encoding="latin1").load()
-
 
 def load_mini_imagenet(root: PathLike, split: str = "train", image_size: int | None = None) -> LabeledArrayDataset:
     """One split of Mini-ImageNet from learn2learn's cache pickles.
@@ -84,7 +58,7 @@ def load_mini_imagenet(root: PathLike, split: str = "train", image_size: int | N
             "download them once where you have network access (learn2learn.vision.datasets.MiniImagenet(root, "
             "download=True)) and copy them to ROOT",
         )
-    record = _safe_unpickle(path)
+    record = load_array_pickle(path)
     if not isinstance(record, dict) or "image_data" not in record or "class_dict" not in record:
         keys = sorted(record) if isinstance(record, dict) else type(record).__name__
         raise ValueError(f"{path} must hold a dict with 'image_data' and 'class_dict', found {keys}")

@@ -5,14 +5,13 @@ and raises :class:`FileNotFoundError` naming the missing path, the expected layo
 All returned datasets follow the :mod:`nni_base.data.datasets` contract (``.labels`` 1-D LongTensor,
 ``.class_names``, ``dataset[i] -> (float CxHxW tensor, int)``) and keep images as ``uint8`` until accessed.
 
-.. warning::
-   CIFAR and downsampled-ImageNet batches are Python pickles; only load files from sources you trust.
+CIFAR and downsampled-ImageNet batches are Python pickles; they are read with an unpickler that only builds numpy
+arrays and plain containers (:mod:`nni_base.data.safe_pickle`), so a tampered file cannot run code.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .datasets import LabeledArrayDataset, LabeledFileDataset
+from .safe_pickle import load_array_pickle
 
 __all__ = [
     "CIFAR10_MEAN",
@@ -66,9 +66,8 @@ def _get(record: dict, key: str) -> Any:
 
 
 def _unpickle(path: Path) -> dict:
-    with open(path, "rb") as f:
-        # latin1 is what numpy needs to read arrays pickled by Python 2; Python-3 bytes keys stay bytes
-        record = pickle.load(f, encoding="latin1")
+    # latin1 is what numpy needs to read arrays pickled by Python 2; Python-3 bytes keys stay bytes
+    record = load_array_pickle(path)
     if not isinstance(record, dict):
         raise ValueError(f"{path} does not hold a pickled dict (got {type(record).__name__}); is it the right file?")
     return record
