@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import nni
-import numpy as np
 import torch
 import torch.nn as nn
 from nni.nas.evaluator.pytorch import Lightning, LightningModule, Trainer
@@ -31,9 +30,11 @@ def _as_is(item):
 class EpochSeededSampler(Sampler[int]):
     """``num_samples`` random meta-step indices per epoch, a function of ``(seed, epoch)`` only.
 
-    Lightning calls :meth:`set_epoch` before every epoch, so a run resumed from an end-of-epoch
-    checkpoint draws exactly the episodes the uninterrupted run would have drawn (a sampler with one
-    running generator would start over at epoch 0's episodes after a restart).
+    The indices are those of ``RandomSampler(replacement=True, num_samples=num_samples)`` with a
+    generator seeded once with ``seed`` and iterated epoch after epoch; epoch ``e`` is rebuilt by
+    replaying the draws of the epochs before it. Lightning calls :meth:`set_epoch` before every epoch,
+    so a run resumed from an end-of-epoch checkpoint draws exactly the episodes the uninterrupted run
+    would have drawn, where a sampler holding one running generator would start over at epoch 0.
     """
 
     def __init__(self, num_samples: int, seed: int, high: int = 2**31 - 1):
@@ -45,12 +46,21 @@ class EpochSeededSampler(Sampler[int]):
     def __len__(self) -> int:
         return self.num_samples
 
+    def _epoch_draws(self, generator: torch.Generator) -> list[int]:
+        # RandomSampler's chunking (32 at a time, then the remainder); the chunks decide the stream's values.
+        draws: list[int] = []
+        for _ in range(self.num_samples // 32):
+            draws += torch.randint(self.high, (32,), dtype=torch.int64, generator=generator).tolist()
+        draws += torch.randint(self.high, (self.num_samples % 32,), dtype=torch.int64, generator=generator).tolist()
+        return draws
+
     def __iter__(self) -> Iterator[int]:
-        # A generator, so the epoch is read at the first draw: Lightning may create the iterator before set_epoch.
-        # SeedSequence mixes (seed, epoch) into an unrelated stream per epoch.
-        state = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
-        generator = torch.Generator().manual_seed(state)
-        yield from torch.randint(self.high, (self.num_samples,), generator=generator).tolist()
+        # A generator function, so the epoch is read at the first draw: Lightning may create the iterator
+        # before it calls set_epoch.
+        generator = torch.Generator().manual_seed(self.seed)
+        for _ in range(self.epoch):
+            self._epoch_draws(generator)
+        yield from self._epoch_draws(generator)
 
 
 def meta_train_loader(tasks: TaskDistribution | ResolutionMixture, tasks_per_step: int, steps_per_epoch: int,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from torch.utils.data import RandomSampler
 
 from nni_base import BaseStrategy, EpisodicClassification
 from nni_base.evaluator import EpochSeededSampler
@@ -66,3 +67,16 @@ def test_epoch_seeded_sampler_depends_on_seed_and_epoch_only():
     assert list(again) == epoch1 != epoch0  # a fresh sampler (a restarted job) draws the same epoch-1 steps
     assert list(EpochSeededSampler(5, seed=2)) != epoch0
     assert len(sampler) == 5
+
+
+def test_epoch_seeded_sampler_continues_one_random_sampler_stream():
+    # Same episodes as torch's RandomSampler iterated epoch after epoch, so uninterrupted runs are unchanged.
+    reference = RandomSampler(range(2**31 - 1), replacement=True, num_samples=40,
+                              generator=torch.Generator().manual_seed(7))
+    expected = [list(reference) for _ in range(3)]
+    sampler = EpochSeededSampler(40, seed=7)
+    got = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        got.append(list(sampler))
+    assert got == expected
