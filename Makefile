@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.nni-base-installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench fewshot clean
 
 $(STAMP): pyproject.toml requirements.txt scripts/install.sh
 	PYTHON=$(PYTHON) bash scripts/install.sh $(VENV)
@@ -19,6 +19,9 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check nni_base tests examples benchmarks search_spaces
+
+fewshot: $(STAMP)
+	$(VENV)/bin/python examples/fewshot.py --output-dir runs/fewshot
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/run.py --output-dir benchmarks/results
