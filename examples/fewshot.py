@@ -51,7 +51,6 @@ from nni_base.fewshot import (  # noqa: E402
     evaluate_fewshot,
     full_network,
     search_cells,
-    timed,
     train_maml,
 )
 from nni_base.io import write_json, write_text  # noqa: E402
@@ -60,6 +59,13 @@ from nni_base.plotting import plot_cells  # noqa: E402
 METHODS = ('base-gumbel', 'base-softmax', 'darts', 'conv4')
 TITLES = {'base-gumbel': 'BASE (Gumbel)', 'base-softmax': 'BASE (Softmax)',
           'darts': 'DARTS search, no meta-learning', 'conv4': 'MAML 4-layer conv'}
+
+
+def timed(fn, *args, **kwargs) -> tuple[Any, float]:
+    """``fn(*args, **kwargs)`` and its wall time in seconds."""
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -12,9 +12,8 @@ from .pipeline import (
     evaluate_fewshot,
     full_network,
     search_cells,
-    timed,
     train_maml,
 )
 
 __all__ = ['Conv4', 'FewShotScore', 'MAMLModule', 'count_parameters', 'darts_cells_without_meta',
-           'evaluate_fewshot', 'full_network', 'mean_confidence_interval', 'search_cells', 'timed', 'train_maml']
+           'evaluate_fewshot', 'full_network', 'mean_confidence_interval', 'search_cells', 'train_maml']

@@ -13,7 +13,6 @@ The steps of paper section 6.3 / Appendix B, each usable on its own:
 
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,7 @@ from ..tasks import TaskDistribution, episode_loader
 from .maml import MAMLModule, mean_confidence_interval
 
 __all__ = ['FewShotScore', 'search_cells', 'darts_cells_without_meta', 'full_network', 'train_maml',
-           'evaluate_fewshot', 'count_parameters', 'timed']
+           'evaluate_fewshot', 'count_parameters']
 
 
 @dataclass
@@ -158,11 +157,3 @@ def evaluate_fewshot(module: MAMLModule, test_tasks: TaskDistribution, *, episod
 def _classifier_width(model: nn.Module) -> int | None:
     classifier = getattr(model, 'classifier', None)
     return getattr(classifier, 'out_features', None)
-
-
-def timed(fn, *args, **kwargs) -> tuple[Any, float]:
-    """``fn(*args, **kwargs)`` and its wall time in seconds."""
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return result, time.perf_counter() - start
-
