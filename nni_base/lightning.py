@@ -32,7 +32,7 @@ from .errors import MetaTrainingDiverged
 from .evaluator import EpisodicModule
 from .meta_update import MeanAccumulator, ModelState, inner_sgd_step, set_reptile_gradients
 from .optimization_embedding import ArchMAML, maml_query_loss
-from .supermodule import GumbelMixedCell, alpha_entropy
+from .supermodule import GumbelMixedCell, alpha_entropy, derived_architecture
 from .tasks import Task
 from .temperature import TemperatureSchedule
 
@@ -58,6 +58,7 @@ class BaseConfig:
     meta_algorithm: Literal['reptile', 'maml'] = 'reptile'
     first_order: bool = False
     relaxation: Literal['gumbel', 'softmax'] = 'gumbel'
+    freeze_architecture_after: int | None = None
 
     def __post_init__(self):
         if self.meta_algorithm not in ('reptile', 'maml'):
@@ -81,6 +82,11 @@ class BaseConfig:
                 raise ValueError(f'{name} must be a finite number >= 0, got {value!r}.')
         if self.adapt_steps is not None and self.adapt_steps < 0:
             raise ValueError(f'adapt_steps must be >= 0, got {self.adapt_steps}.')
+        if self.freeze_architecture_after is not None and (
+                isinstance(self.freeze_architecture_after, bool) or not isinstance(self.freeze_architecture_after, int)
+                or self.freeze_architecture_after < 0):
+            raise ValueError('freeze_architecture_after must be None or an int >= 0 (the number of search steps '
+                             f'before the architecture is fixed), got {self.freeze_architecture_after!r}.')
         if self.average_alpha_tasks < 0:
             raise ValueError(f'average_alpha_tasks must be >= 0, got {self.average_alpha_tasks}.')
         if not self.hard and self.sparse:
@@ -214,14 +220,8 @@ class BaseLightningModule(BaseOneShotLightningModule):
     @torch.no_grad()
     def query_metrics(self, task: Task) -> tuple[float, float]:
         """Query loss and accuracy of the derived architecture (batch statistics, as in the inner loop)."""
-        cells = self.cells()
-        for cell in cells:
-            cell.use_derived = True
-        try:
+        with derived_architecture(self.cells()):
             loss, acc = self._task_loss(task.query_x, task.query_y)
-        finally:
-            for cell in cells:
-                cell.use_derived = False
         return float(loss), float(acc)
 
     # ---- checkpoints -------------------------------------------------------------------------------
@@ -340,18 +340,31 @@ class BaseLightningModule(BaseOneShotLightningModule):
 
         return self._log_meta_step(losses, before, after)
 
+    def architecture_frozen(self, step: int) -> bool:
+        """Whether single-task step ``step`` trains the derived architecture only (``freeze_architecture_after``)."""
+        after = self.config.freeze_architecture_after
+        return after is not None and step >= after
+
     def _search_step(self, batch, batch_idx: int):
         arch_optim = self.architecture_optimizers()
-        self.resample()
+        frozen = self.architecture_frozen(self._step_position()[0])
         arch_optim.zero_grad()  # type: ignore[union-attr]
-        out = self.training_module.training_step(batch, batch_idx)
+        if frozen:
+            # The architecture is chosen: train the weights of the derived cells only, as the user gets them.
+            with derived_architecture(self.cells()):
+                out = self.training_module.training_step(batch, batch_idx)
+        else:
+            self.resample()
+            out = self.training_module.training_step(batch, batch_idx)
         loss = out['loss'] if isinstance(out, dict) else out
         if not bool(torch.isfinite(loss)):
             raise MetaTrainingDiverged(f'Non-finite training loss at step {self.trainer.global_step}; lower the '
                                        'learning rates.')
         self.advance_optimization(loss, batch_idx)  # backward + weight step; alpha grads come with it
-        arch_optim.step()  # type: ignore[union-attr]
+        if not frozen:
+            arch_optim.step()  # type: ignore[union-attr]
         self.advance_lr_schedulers(batch_idx)
+        self.log('architecture_frozen', float(frozen), on_step=True, on_epoch=False)
         self.log('temperature', self.cells()[0].tau, on_step=True, on_epoch=False)
         self._log_architecture()
         return out

@@ -88,6 +88,11 @@ class BaseStrategy(OneShotStrategy):
     relaxation
         ``'gumbel'`` (default): Gumbel-softmax samples of the architecture. ``'softmax'``: the paper's
         ablation, every operation weighted by ``softmax(alpha)`` as in DARTS (implies dense compute).
+    freeze_architecture_after
+        Single-task search / adaptation only: after this many steps, fix the architecture to the
+        derived (most probable) cell and train only its weights for the rest of the run, so the
+        validation accuracy is that of a trained cell rather than of a supernet whose weights were
+        spread over many sampled sub-networks. ``None`` (default): search until the end.
     resume_from
         A Lightning checkpoint of an interrupted meta-training run (e.g. ``last.ckpt`` of a
         ``ModelCheckpoint`` in the evaluator's trainer). The run continues from it, loaded with
@@ -107,6 +112,7 @@ class BaseStrategy(OneShotStrategy):
                  inner_grad_clip: float | None = None,
                  meta_algorithm: Literal['reptile', 'maml'] = 'reptile', first_order: bool = False,
                  relaxation: Literal['gumbel', 'softmax'] = 'gumbel',
+                 freeze_architecture_after: int | None = None,
                  resume_from: str | os.PathLike | None = None,
                  save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
         super().__init__(**kwargs)
@@ -119,7 +125,8 @@ class BaseStrategy(OneShotStrategy):
                                  arc_learning_rate=arc_learning_rate, temperature=temperature, hard=hard,
                                  sparse=sparse, average_alpha_tasks=average_alpha_tasks,
                                  inner_grad_clip=inner_grad_clip, meta_algorithm=meta_algorithm,
-                                 first_order=first_order, relaxation=relaxation)
+                                 first_order=first_order, relaxation=relaxation,
+                                 freeze_architecture_after=freeze_architecture_after)
         self.prior_path = Path(prior) if prior is not None else None
         self.prior = load_prior(self.prior_path) if self.prior_path is not None else None
         self.save_prior_to = Path(save_prior_to) if save_prior_to is not None else None

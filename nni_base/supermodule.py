@@ -23,8 +23,9 @@ validation accuracy is the accuracy of the architecture a user gets.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
 import torch
@@ -36,7 +37,8 @@ from nni.nas.oneshot.pytorch.supermodule.sampling import PathSamplingCell
 
 NONE_OP = 'none'
 
-__all__ = ['GumbelMixedCell', 'derive_cell', 'edge_index', 'num_edges', 'alpha_entropy', 'straight_through', 'NONE_OP']
+__all__ = ['GumbelMixedCell', 'derived_architecture', 'derive_cell', 'edge_index', 'num_edges', 'alpha_entropy',
+           'straight_through', 'NONE_OP']
 
 
 def num_edges(num_nodes: int, num_predecessors: int) -> int:
@@ -94,6 +96,23 @@ def straight_through(soft: torch.Tensor) -> torch.Tensor:
     """
     hard = F.one_hot(soft.detach().argmax(-1), soft.shape[-1]).to(soft.dtype)
     return hard + hard * (soft - soft.detach())
+
+
+@contextlib.contextmanager
+def derived_architecture(cells: Iterable[GumbelMixedCell]) -> Iterator[None]:
+    """Run the exported (most probable) architecture of ``cells`` inside the block, also in train mode.
+
+    Used to score the architecture a user gets with batch statistics, and to train only its weights
+    once the architecture is frozen. Alpha receives no gradient inside the block.
+    """
+    cells = list(cells)
+    for cell in cells:
+        cell.use_derived = True
+    try:
+        yield
+    finally:
+        for cell in cells:
+            cell.use_derived = False
 
 
 def alpha_entropy(alpha: torch.Tensor) -> torch.Tensor:

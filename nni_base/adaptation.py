@@ -1,0 +1,106 @@
+"""Adapting a supernet to one small task outside a Lightning trainer: search, then train the chosen cell.
+
+:class:`TaskAdapter` is the step-by-step form of single-task adaptation (what ``BaseStrategy(prior=...)``
+does with NNI's ``Classification`` evaluator): the first ``search_steps`` steps train the weights and
+alpha of Gumbel-sampled sub-networks (:meth:`~nni_base.lightning.BaseLightningModule.resample`), the
+remaining steps train only the weights of the derived architecture (``freeze_architecture_after``).
+Why the second phase: every search step trains another sampled sub-network, so with a flat
+distribution over operations no single network gets fitted; once the cell is fixed, each step
+trains the same network. The benchmark (``benchmarks/run.py``) times these steps against NNI's
+DARTS and GumbelDARTS.
+
+Examples
+--------
+>>> from nni_base import BaseStrategy, DartsTaskSpace
+>>> from nni_base.api import build_supernet
+>>> supernet = build_supernet(DartsTaskSpace(width=4, num_cells=3, num_classes=3), BaseStrategy())
+>>> adapter = TaskAdapter(supernet, search_steps=1)
+>>> x, y = torch.randn(6, 3, 8, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+>>> loss = adapter.step(x, y)          # a search step (sampled sub-network, weights and alpha)
+>>> loss = adapter.step(x, y)          # a step on the derived cell (weights only)
+>>> adapter.steps_taken, adapter.frozen
+(2, True)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .errors import MetaTrainingDiverged
+from .lightning import BaseLightningModule
+from .supermodule import derived_architecture
+from .tasks import Task
+
+__all__ = ['TaskAdapter']
+
+
+class TaskAdapter:
+    """Adapt ``supernet`` (a loaded prior or a fresh supernet) to one task in place.
+
+    Parameters
+    ----------
+    supernet
+        From :func:`nni_base.api.build_supernet`.
+    search_steps
+        Steps that search (sampled sub-networks, weights and alpha); later steps train the derived
+        architecture's weights only. Defaults to the supernet config's ``freeze_architecture_after``;
+        ``None`` there too means every step searches.
+    weight_lr
+        Adam step size of the weights (NNI ``Classification``'s optimizer).
+    arc_lr
+        Adam step size of alpha; defaults to the config's ``arc_learning_rate`` (betas as in
+        :meth:`~nni_base.lightning.BaseLightningModule.configure_architecture_optimizers`).
+    """
+
+    def __init__(self, supernet: BaseLightningModule, *, search_steps: int | None = None, weight_lr: float = 3e-3,
+                 arc_lr: float | None = None):
+        if search_steps is None:
+            search_steps = supernet.config.freeze_architecture_after
+        if search_steps is not None and (isinstance(search_steps, bool) or not isinstance(search_steps, int)
+                                         or search_steps < 0):
+            raise ValueError(f'search_steps must be None or an int >= 0, got {search_steps!r}.')
+        for name, value in (('weight_lr', weight_lr), ('arc_lr', arc_lr)):
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f'{name} must be a finite number > 0, got {value!r}.')
+        self.supernet = supernet
+        self.search_steps = search_steps
+        self.steps_taken = 0
+        self.weight_optimizer = torch.optim.Adam(supernet.weight_parameters(), lr=weight_lr)
+        self.arch_optimizer = torch.optim.Adam(supernet.arch_parameters(),
+                                               lr=arc_lr if arc_lr is not None else supernet.config.arc_learning_rate,
+                                               betas=(0.5, 0.999))
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the next step trains the derived architecture only."""
+        return self.search_steps is not None and self.steps_taken >= self.search_steps
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One training step on the batch ``(x, y)``; returns its loss."""
+        supernet = self.supernet
+        supernet.training_module.model.train()
+        frozen = self.frozen
+        self.weight_optimizer.zero_grad()
+        self.arch_optimizer.zero_grad()
+        if frozen:
+            with derived_architecture(supernet.cells()):
+                loss, _ = supernet._task_loss(x, y)
+        else:
+            supernet.resample()
+            loss, _ = supernet._task_loss(x, y)
+        if not bool(torch.isfinite(loss)):
+            raise MetaTrainingDiverged(f'Non-finite loss at adaptation step {self.steps_taken}; lower weight_lr '
+                                       'or arc_lr.')
+        loss.backward()
+        self.weight_optimizer.step()
+        if not frozen:
+            self.arch_optimizer.step()
+        self.steps_taken += 1
+        return float(loss.detach())
+
+    @torch.no_grad()
+    def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Accuracy of the derived architecture on ``(x, y)`` (batch statistics, as in the inner loop)."""
+        return self.supernet.query_metrics(Task(x, y, x, y))[1]
