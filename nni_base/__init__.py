@@ -3,6 +3,7 @@
 >>> from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, TaskDistribution
 """
 
+from .adaptation import TaskAdapter
 from .errors import CorruptPriorError, MetaTrainingDiverged, PriorMismatchError
 from .evaluator import EpisodicClassification, EpisodicModule
 from .multires import MultiResolutionDartsSpace
@@ -18,5 +19,5 @@ __version__ = '0.1.0'
 __all__ = [
     'BaseStrategy', 'DartsTaskSpace', 'EpisodicClassification', 'EpisodicModule', 'TaskDistribution', 'Task',
     'EpisodeDataset', 'TemperatureSchedule', 'load_prior', 'save_prior', 'PriorMismatchError',
-    'CorruptPriorError', 'MetaTrainingDiverged', 'MultiResolutionDartsSpace', 'ResolutionMixture',
+    'CorruptPriorError', 'MetaTrainingDiverged', 'MultiResolutionDartsSpace', 'ResolutionMixture', 'TaskAdapter',
 ]

@@ -175,6 +175,9 @@ class BaseStrategy(OneShotStrategy):
         if self.config.average_alpha_tasks and not isinstance(evaluator, EpisodicClassification):
             raise TypeError('average_alpha_tasks needs an EpisodicClassification evaluator to draw tasks from.')
         if isinstance(evaluator, EpisodicClassification):
+            if self.config.freeze_architecture_after is not None:
+                _logger.warning('freeze_architecture_after applies to single-task search / adaptation only; '
+                                'meta-training with an EpisodicClassification evaluator ignores it.')
             self._task_config = evaluator.task_config()
             self._episodic = evaluator
         else:
