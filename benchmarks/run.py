@@ -6,7 +6,7 @@ One command::
 
 writes ``results.json``, ``results.md`` and ``results.png`` to the output directory. Every method uses the same
 supernet (``DartsTaskSpace(width=8, num_cells=3, num_classes=5)``, 3x8x8 rotated digits), the same data and
-``torch.set_num_threads(2)``. Three measurements:
+``torch.set_num_threads(2)``. Four measurements:
 
 1. **Time per training step** (:func:`bench_step_time`). Each method's supernet is built with its own
    strategy's ``mutate_model`` and runs interleaved, one step each per round, on the same batch of 32:
@@ -28,6 +28,9 @@ supernet (``DartsTaskSpace(width=8, num_cells=3, num_classes=5)``, 3x8x8 rotated
    Gumbel search steps, then the derived cell; :class:`nni_base.adaptation.TaskAdapter`), run the same procedure
    from scratch as a control, and search from scratch with GumbelDARTS and DARTS, round-robin one step each, on the
    task's support set; query accuracy is measured every few steps with the clock stopped.
+4. **The K tasks' inner step vectorised with torch.func** (:func:`bench_vectorized_tasks`): the weight gradients of
+   K tasks' support losses for one shared hard sample, sequentially vs one ``vmap(grad(functional_call))`` over K
+   stacked weight copies; the two must agree.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ from nni_base.api import build_supernet, load_strategy, sample_tasks  # noqa: E4
 from nni_base.meta_update import ModelState  # noqa: E402
 
 __all__ = ['SPACE', 'machine_info', 'bench_step_time', 'bench_memory', 'bench_time_to_accuracy', 'meta_train_prior',
-           'write_results', 'main']
+           'bench_vectorized_tasks', 'sequential_task_grads', 'vectorized_task_grads', 'write_results', 'main']
 
 #: The supernet every method searches.
 SPACE = {'width': 8, 'num_cells': 3, 'num_classes': 5}
@@ -436,6 +439,72 @@ def _time_to_accuracy_summary(curves: dict[str, Any]) -> dict[str, Any]:
             'target': {'fraction_of_gumbel_time': 0.1}}
 
 
+# ---- 4. K tasks vectorised with torch.func -------------------------------------------------------------------------
+def _task_batch(tasks: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    train, _ = _digits(5, 5)
+    task_list = sample_tasks(train, tasks, seed=seed)
+    return torch.stack([t.support_x for t in task_list]), torch.stack([t.support_y for t in task_list])
+
+
+def sequential_task_grads(supernet, xs: torch.Tensor, ys: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Weight gradients of each task's support loss, one task after another (what the inner loop does now)."""
+    model = supernet.training_module.model
+    arch = {id(p) for p in supernet.arch_parameters()}
+    named = [(n, p) for n, p in model.named_parameters() if id(p) not in arch]
+    per_task = []
+    for x, y in zip(xs, ys):
+        loss, _ = supernet._task_loss(x, y)
+        per_task.append(torch.autograd.grad(loss, [p for _, p in named], allow_unused=True))
+    return {n: torch.stack([g[i] if g[i] is not None else torch.zeros_like(p) for g in per_task])
+            for i, (n, p) in enumerate(named)}
+
+
+def vectorized_task_grads(supernet, xs: torch.Tensor, ys: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The same gradients for all K tasks in one ``torch.func.vmap(grad(...))`` call over K stacked weight copies.
+
+    Batching needs one computation for all tasks, so every task runs the current sample: the K tasks share one
+    Gumbel sample per inner step, whereas BASE draws one per task. BatchNorm buffers are stacked too, so each task
+    keeps its own running statistics.
+    """
+    from torch.func import functional_call, grad, vmap
+    model = supernet.training_module.model
+    arch = {id(p) for p in supernet.arch_parameters()}
+    k = xs.shape[0]
+    params = {n: p.detach().expand(k, *p.shape).clone() for n, p in model.named_parameters() if id(p) not in arch}
+    buffers = {n: b.expand(k, *b.shape).clone() for n, b in model.named_buffers()}
+
+    def loss_of(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor):
+        logits = functional_call(model, (p, b), (x,))
+        return supernet.training_module.criterion(logits[0] if isinstance(logits, tuple) else logits, y)
+
+    return vmap(grad(loss_of))(params, buffers, xs, ys)
+
+
+def bench_vectorized_tasks(tasks: int = 4, repeats: int = 5, warmup: int = 1, seed: int = 0) -> dict[str, Any]:
+    """Median time of the K tasks' weight gradients for one inner step: sequential vs ``torch.func.vmap``.
+
+    Both run the same hard sample (sparse path), so the comparison isolates batching; the gradients must agree.
+    """
+    torch.manual_seed(seed)
+    supernet = build_supernet(space(), BaseStrategy(seed=seed))
+    supernet.set_temperature(supernet.config.temperature.end)
+    supernet.training_module.model.train()
+    supernet.resample()
+    xs, ys = _task_batch(tasks, seed)
+    seq, vec = sequential_task_grads(supernet, xs, ys), vectorized_task_grads(supernet, xs, ys)
+    diff = max(float((seq[n] - vec[n]).abs().max()) for n in seq)
+    times: dict[str, list[float]] = {'sequential': [], 'vmap': []}
+    for r in range(warmup + repeats):
+        for name, fn in (('sequential', sequential_task_grads), ('vmap', vectorized_task_grads)):
+            start = time.perf_counter()
+            fn(supernet, xs, ys)
+            if r >= warmup:
+                times[name].append(time.perf_counter() - start)
+    ms = {name: 1000 * _median(ts) for name, ts in times.items()}
+    return {'tasks': tasks, 'support': int(xs.shape[1]), 'repeats': repeats, 'ms': ms,
+            'ratio_vmap_over_sequential': ms['vmap'] / ms['sequential'], 'max_abs_grad_difference': diff}
+
+
 # ---- output -------------------------------------------------------------------------------------------------------
 def _fmt(v: float, digits: int = 3) -> str:
     return 'inf' if not math.isfinite(v) else f'{v:.{digits}g}'
@@ -496,6 +565,15 @@ def _markdown(results: dict[str, Any]) -> str:
         lines += ['', f"**{TTA_BASE}: fraction {_fmt(frac)}** (target <= 0.1: {'met' if frac <= 0.1 else 'missed'}). "
                   f"BASE searches for {tta['search_steps']} steps, then trains the derived cell; the control runs "
                   'the same procedure from an un-meta-trained supernet.', '']
+    vec = results.get('vectorized')
+    if vec:
+        lines += [f"## 4. The K tasks' inner step vectorised with torch.func ({vec['tasks']} tasks, support "
+                  f"{vec['support']}, median of {vec['repeats']})", '', '| path | ms for all tasks |', '|---|---:|',
+                  f"| sequential (as meta-training runs) | {vec['ms']['sequential']:.1f} |",
+                  f"| torch.func vmap(grad) over stacked weights | {vec['ms']['vmap']:.1f} |", '',
+                  f"**vmap / sequential: {vec['ratio_vmap_over_sequential']:.3f}**; largest gradient difference "
+                  f"{vec['max_abs_grad_difference']:.2e}. Both run one shared hard sample (vmap needs one computation "
+                  'for all tasks); BASE itself draws a sample per task.', '']
     return '\n'.join(lines)
 
 
@@ -550,14 +628,14 @@ def write_results(results: dict[str, Any], output_dir: Path) -> dict[str, Path]:
 SIZES = {
     'tiny': {'step_repeats': 1, 'step_warmup': 0, 'mem_base': 1, 'mem_gumbel': 1, 'meta_steps': 1, 'meta_epochs': 1,
              'inner_steps': 1, 'tasks': 1, 'steps': 1, 'eval_every': 1,
-             'search_steps': 1},
+             'search_steps': 1, 'vec_repeats': 1},
     'quick': {'step_repeats': 3, 'step_warmup': 1, 'mem_base': 2, 'mem_gumbel': 4, 'meta_steps': 5, 'meta_epochs': 1,
               'inner_steps': 5, 'tasks': 1, 'steps': 6, 'eval_every': 2,
-              'search_steps': 2},
+              'search_steps': 2, 'vec_repeats': 2},
     # The prior matches examples/quickstart.py (4 epochs x 10 meta-steps); fewer steps leave it under-trained.
     'full': {'step_repeats': 10, 'step_warmup': 2, 'mem_base': 4, 'mem_gumbel': 8, 'meta_steps': 10,
              'meta_epochs': 4, 'inner_steps': 5, 'tasks': 4, 'steps': 20, 'eval_every': 2,
-             'search_steps': 5},
+             'search_steps': 5, 'vec_repeats': 7},
 }
 
 
@@ -568,13 +646,16 @@ def run_all(mode: str, output_dir: Path, *, verbose: bool = True) -> dict[str, A
     log = print if verbose else (lambda *a, **k: None)
     results: dict[str, Any] = {'mode': mode, 'machine': machine_info(), 'sizes': size}
     t0 = time.perf_counter()
-    log('[1/3] time per step ...', flush=True)
+    log('[1/4] time per step ...', flush=True)
     results['step_time'] = bench_step_time(size['step_repeats'], size['step_warmup'])
     log(json.dumps(results['step_time']['ms'], indent=1), flush=True)
-    log('[2/3] peak memory ...', flush=True)
+    log('[2/4] peak memory ...', flush=True)
     results['memory'] = bench_memory(size['mem_base'], size['mem_gumbel'])
     log(json.dumps(results['memory']['peak_rss_mb']), flush=True)
-    log('[3/3] meta-training a prior, then time to accuracy ...', flush=True)
+    log('[3/4] K tasks vectorised with torch.func ...', flush=True)
+    results['vectorized'] = bench_vectorized_tasks(repeats=size['vec_repeats'])
+    log(json.dumps(results['vectorized']['ms']), flush=True)
+    log('[4/4] meta-training a prior, then time to accuracy ...', flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         prior = Path(tmp) / 'prior.pt'
         results['prior'] = meta_train_prior(prior, steps_per_epoch=size['meta_steps'], max_epochs=size['meta_epochs'],

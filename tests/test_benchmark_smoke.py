@@ -39,6 +39,11 @@ def test_benchmarks_run_at_tiny_sizes_and_write_results(bench, tmp_path: Path):
     assert _positive(memory['ratio_base_over_gumbel'])
     results['memory'] = memory
 
+    vec = bench.bench_vectorized_tasks(tasks=2, repeats=1, warmup=0)
+    assert _positive(vec['ms']['vmap']) and _positive(vec['ms']['sequential'])
+    assert vec['max_abs_grad_difference'] < 1e-4, 'vmap must compute the same per-task gradients'
+    results['vectorized'] = vec
+
     prior = tmp_path / 'prior.pt'
     results['prior'] = bench.meta_train_prior(prior, steps_per_epoch=1, max_epochs=1, tasks_per_step=1, inner_steps=1)
     assert prior.exists() and _positive(results['prior']['seconds'])
@@ -51,6 +56,7 @@ def test_benchmarks_run_at_tiny_sizes_and_write_results(bench, tmp_path: Path):
 
     paths = bench.write_results(results, tmp_path / 'out')
     saved = json.loads(paths['json'].read_text())
-    assert {'machine', 'step_time', 'memory', 'prior', 'time_to_accuracy'} <= set(saved)
+    assert {'machine', 'step_time', 'memory', 'vectorized', 'prior', 'time_to_accuracy'} <= set(saved)
+    assert '## 4.' in paths['md'].read_text()
     assert paths['png'].read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert '| method |' in paths['md'].read_text()
