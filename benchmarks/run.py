@@ -21,7 +21,7 @@ supernet (``DartsTaskSpace(width=8, num_cells=3, num_classes=5)``, 3x8x8 rotated
 
    The headline ratio is BASE (sparse) over GumbelDARTS *same work* (the conservative one).
 2. **Peak memory** (:func:`bench_memory`): a short BASE meta-training run and a short GumbelDARTS single-task search,
-   each through ``NasExperiment`` in a fresh subprocess, reading the child's ``ru_maxrss``. An import-only child
+   each through ``NasExperiment`` in a fresh subprocess, reading the child's peak RSS (``VmHWM``). An import-only child
    gives the floor (torch + NNI + Lightning), so the increments are reported too.
 3. **Time to accuracy on held-out tasks** (:func:`bench_time_to_accuracy`): meta-train a prior on the digits train
    classes (its cost on its own line), then on held-out 5-way tasks from the test classes adapt the prior (a few

@@ -98,19 +98,18 @@ def test_freeze_architecture_after_in_a_single_task_nas_experiment():
     task = _task()
     data = TensorDataset(task.support_x, task.support_y)
 
-    def alpha_after(freeze):
+    def alpha_after(freeze, arc_lr=0.05):
         evaluator = Classification(num_classes=5, learning_rate=0.01,
                                    train_dataloaders=nni.trace(DataLoader)(data, batch_size=5, shuffle=False),
                                    val_dataloaders=nni.trace(DataLoader)(data, batch_size=25), max_epochs=1,
                                    logger=False, enable_progress_bar=False, enable_checkpointing=False,
                                    enable_model_summary=False)
-        strategy = BaseStrategy(seed=0, freeze_architecture_after=freeze, arc_learning_rate=0.05)
+        strategy = BaseStrategy(seed=0, freeze_architecture_after=freeze, arc_learning_rate=arc_lr)
         run(tiny_space(), evaluator, strategy)
         return strategy.oneshot_module.alphas()['normal'].detach().clone()
 
-    initial = alpha_after(0)  # frozen from the first step: alpha is the seeded initial value
-    torch.manual_seed(0)
-    assert torch.equal(initial, alpha_after(0))
+    initial = alpha_after(None, arc_lr=0.0)  # alpha as initialised: a search whose alpha step size is 0
+    assert torch.equal(alpha_after(0), initial), 'frozen from the first step, alpha must never move'
     two = alpha_after(2)
     full = alpha_after(None)
     assert not torch.equal(two, initial) and not torch.equal(full, two)
