@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal, cast
 
 import torch
@@ -50,7 +50,7 @@ class BaseConfig:
     outer_lr_alpha: float | None = None
     adapt_steps: int | None = None
     arc_learning_rate: float = 3e-3
-    temperature: TemperatureSchedule = field(default_factory=TemperatureSchedule)
+    temperature: TemperatureSchedule | None = None
     hard: bool = True
     sparse: bool = True
     average_alpha_tasks: int = 0
@@ -59,6 +59,12 @@ class BaseConfig:
     first_order: bool = False
     relaxation: Literal['gumbel', 'softmax'] = 'gumbel'
     freeze_architecture_after: int | None = None
+    sample_none: bool = False
+    samples_per_step: int = 1
+    outer_optimizer_alpha: Literal['sgd', 'adam'] = 'adam'
+    alpha_warmup_steps: int = 0
+    inner_batch_size: int | None = None
+    parameterization: Literal['darts', 'slot'] = 'darts'
 
     def __post_init__(self):
         if self.meta_algorithm not in ('reptile', 'maml'):
@@ -68,12 +74,31 @@ class BaseConfig:
         # Reptile moves the prior toward the mean adapted values (1.0: all the way); MAML's outer
         # optimizer is Adam on the query loss, which wants a small step.
         maml = self.meta_algorithm == 'maml'
+        if self.parameterization not in ('darts', 'slot'):
+            raise ValueError(f"parameterization must be 'darts' or 'slot', got {self.parameterization!r}.")
+        if self.outer_optimizer_alpha not in ('sgd', 'adam'):
+            raise ValueError(f"outer_optimizer_alpha must be 'sgd' or 'adam', got {self.outer_optimizer_alpha!r}.")
         if self.outer_lr is None:
             self.outer_lr = 1e-3 if maml else 1.0
         if self.outer_lr_alpha is None:
-            self.outer_lr_alpha = 3e-3 if maml else 1.0
+            # Reptile + Adam: the step is the *sign-consistent* part of the task directions, in logits.
+            self.outer_lr_alpha = 3e-3 if maml else (0.05 if self.outer_optimizer_alpha == 'adam' else 1.0)
         if self.relaxation == 'softmax':
             self.hard = self.sparse = False  # a softmax mixture computes every operation
+        if self.temperature is None:
+            # Under hard samples argmax(alpha + g) does not depend on tau, so annealing would only shrink
+            # alpha's early gradients: keep tau constant there; anneal only relaxed samples.
+            hard_gumbel = self.hard and self.relaxation == 'gumbel'
+            self.temperature = TemperatureSchedule(1.0, 1.0, 'constant') if hard_gumbel else TemperatureSchedule()
+        elif isinstance(self.temperature, dict):  # from a prior file
+            self.temperature = TemperatureSchedule(**self.temperature)
+        for name in ('samples_per_step',):
+            if isinstance(getattr(self, name), bool) or int(getattr(self, name)) < 1:
+                raise ValueError(f'{name} must be an int >= 1, got {getattr(self, name)!r}.')
+        if self.alpha_warmup_steps < 0:
+            raise ValueError(f'alpha_warmup_steps must be >= 0, got {self.alpha_warmup_steps}.')
+        if self.inner_batch_size is not None and self.inner_batch_size < 1:
+            raise ValueError(f'inner_batch_size must be None (whole support set) or >= 1, got {self.inner_batch_size}.')
         if self.inner_steps < 1:
             raise ValueError(f'inner_steps must be at least 1, got {self.inner_steps}.')
         for name in ('inner_lr', 'inner_lr_alpha', 'outer_lr', 'outer_lr_alpha', 'arc_learning_rate'):
@@ -94,7 +119,7 @@ class BaseConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d['temperature'] = asdict(self.temperature)
+        d['temperature'] = asdict(cast(TemperatureSchedule, self.temperature))
         return d
 
 
@@ -115,6 +140,8 @@ class BaseLightningModule(BaseOneShotLightningModule):
         self.meta = isinstance(training_module, EpisodicModule)
         self.last_metrics: dict[str, float] = {}
         self.averaged_alpha: dict[str, torch.Tensor] | None = None
+        for cell in self.cells():
+            cell.sample_none = config.sample_none
 
     # ---- supernet helpers ----------------------------------------------------------------------
     def cells(self) -> list[GumbelMixedCell]:
@@ -134,10 +161,11 @@ class BaseLightningModule(BaseOneShotLightningModule):
     def set_temperature(self, tau: float) -> None:
         for cell in self.cells():
             cell.tau = tau
+            cell.sample_none = self.config.sample_none
 
     def current_temperature(self) -> float:
         step, total = self._step_position()
-        return self.config.temperature(step, total)
+        return cast(TemperatureSchedule, self.config.temperature)(step, total)
 
     def _step_position(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -157,6 +185,13 @@ class BaseLightningModule(BaseOneShotLightningModule):
                 {'params': self.weight_parameters(), 'lr': self.config.outer_lr, 'name': 'weights'},
                 {'params': self.arch_parameters(), 'lr': self.config.outer_lr_alpha, 'name': 'alpha'},
             ])
+        if self.meta and self.config.outer_optimizer_alpha == 'adam':
+            # Reptile: SGD moves the weights toward the task mean; alpha's per-task direction is small and
+            # noisy (one sampled op per edge and step), so Adam steps along its consistent sign instead.
+            return [torch.optim.SGD([{'params': self.weight_parameters(), 'lr': self.config.outer_lr,
+                                      'name': 'weights'}]),
+                    torch.optim.Adam([{'params': self.arch_parameters(), 'lr': self.config.outer_lr_alpha,
+                                       'name': 'alpha'}])]
         if self.meta:
             # The outer optimizer: plain SGD on the Reptile direction, one step size per group.
             return torch.optim.SGD([
@@ -190,16 +225,30 @@ class BaseLightningModule(BaseOneShotLightningModule):
     def _task_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self._model_loss(self.training_module.model, x, y)
 
-    def adapt(self, task: Task, steps: int, state: ModelState, *, where: str) -> float:
-        """Run ``steps`` SGD steps on the task's support set in place; returns the last support loss."""
+    def adapt(self, task: Task, steps: int, state: ModelState, *, where: str, train_alpha: bool = True) -> float:
+        """Run ``steps`` SGD steps on the task's support set in place; returns the last support loss.
+
+        Each step draws ``inner_batch_size`` support images (all of them by default) and averages the loss
+        over ``samples_per_step`` Gumbel samples. ``train_alpha=False`` keeps alpha fixed (weight warm-up).
+        """
         params = state.params
         arch = {id(p) for p in self.arch_parameters()}
-        lrs = [self.config.inner_lr_alpha if id(p) in arch else self.config.inner_lr for p in params]
+        alpha_lr = self.config.inner_lr_alpha if train_alpha else 0.0
+        lrs = [alpha_lr if id(p) in arch else self.config.inner_lr for p in params]
         loss_value = float('nan')
         self.training_module.model.train()
+        n, batch = len(task.support_y), self.config.inner_batch_size
         for step in range(steps):
-            self.resample()
-            loss, _ = self._task_loss(task.support_x, task.support_y)
+            if batch is not None and batch < n:
+                idx = torch.randperm(n, device=task.support_y.device)[:batch]
+                x, y = task.support_x[idx], task.support_y[idx]
+            else:
+                x, y = task.support_x, task.support_y
+            loss = 0.0
+            for _ in range(self.config.samples_per_step):
+                self.resample()
+                loss = loss + self._task_loss(x, y)[0] / self.config.samples_per_step
+            loss = cast(torch.Tensor, loss)
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 raise MetaTrainingDiverged(
@@ -217,11 +266,21 @@ class BaseLightningModule(BaseOneShotLightningModule):
             inner_sgd_step(params, grads, lrs.__getitem__)
         return loss_value
 
+    def alpha_warming_up(self) -> bool:
+        """Whether meta-training is still in the weight warm-up (alpha fixed for ``alpha_warmup_steps`` meta-steps)."""
+        return self.meta and self.trainer.global_step < self.config.alpha_warmup_steps
+
     @torch.no_grad()
     def query_metrics(self, task: Task) -> tuple[float, float]:
-        """Query loss and accuracy of the derived architecture (batch statistics, as in the inner loop)."""
+        """Query loss and accuracy of the derived architecture (batch statistics, as in the inner loop).
+
+        BatchNorm running statistics are restored afterwards: query data never reaches the prior.
+        """
+        buffers = ModelState(self.training_module.model).buffers
+        saved = [b.clone() for b in buffers]
         with derived_architecture(self.cells()):
             loss, acc = self._task_loss(task.query_x, task.query_y)
+        torch._foreach_copy_(buffers, saved)
         return float(loss), float(acc)
 
     # ---- checkpoints -------------------------------------------------------------------------------
@@ -262,12 +321,13 @@ class BaseLightningModule(BaseOneShotLightningModule):
         state = ModelState(self.training_module.model)
         shared = state.snapshot()
         adapted = MeanAccumulator(state.tensors)
+        train_alpha = not self.alpha_warming_up()
         where = f'meta-step {self.trainer.global_step} (epoch {self.trainer.current_epoch}, batch {batch_idx})'
         before, after, losses = [], [], []
         for k, task in enumerate(tasks):
             task = task.to(self.device)
             before.append(self.query_metrics(task)[1])
-            self.adapt(task, self.config.inner_steps, state, where=f'{where}, task {k}')
+            self.adapt(task, self.config.inner_steps, state, where=f'{where}, task {k}', train_alpha=train_alpha)
             loss, acc = self.query_metrics(task)
             if not math.isfinite(loss):
                 state.restore(shared)
@@ -281,11 +341,17 @@ class BaseLightningModule(BaseOneShotLightningModule):
         mean = adapted.mean()
         if not all(bool(torch.isfinite(t).all()) for t in mean):
             raise MetaTrainingDiverged(f'Non-finite adapted parameters at {where}; the shared prior was not updated.')
-        optimizer = cast(torch.optim.Optimizer, self.optimizers())
-        optimizer.zero_grad()
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        for optimizer in optimizers:
+            optimizer.zero_grad()
         n_params = len(state.params)
         set_reptile_gradients(state.params, mean[:n_params])
-        optimizer.step()
+        if not train_alpha:  # warm-up: no alpha step (Adam would still move it on a zero gradient's momentum)
+            for p in self.arch_parameters():
+                p.grad = None
+        for optimizer in optimizers:
+            optimizer.step()
         with torch.no_grad():  # BatchNorm statistics: take the task mean directly
             torch._foreach_copy_(state.buffers, mean[n_params:])
 
@@ -389,7 +455,8 @@ class BaseLightningModule(BaseOneShotLightningModule):
         self.log('val_acc', sum(after) / n, on_epoch=True, prog_bar=True, batch_size=n)
 
     def on_validation_epoch_start(self):
-        self.set_temperature(self.current_temperature() if self.trainer.training else self.config.temperature.end)
+        self.set_temperature(self.current_temperature() if self.trainer.training
+                             else cast(TemperatureSchedule, self.config.temperature).end)
         return self.training_module.on_validation_epoch_start()
 
     def on_validation_epoch_end(self):

@@ -65,7 +65,9 @@ class BaseStrategy(OneShotStrategy):
         evaluator's optimizer).
     temperature
         Gumbel-softmax temperature schedule over the run (a :class:`TemperatureSchedule`, or a
-        ``(start, end)`` pair for exponential decay). Default: 5.0 decaying exponentially to 0.5.
+        ``(start, end)`` pair for exponential decay). Default: constant 1.0 for hard samples (the sample
+        argmax(alpha + g) does not depend on it, only the gradient's scale does); 5.0 decaying
+        exponentially to 0.5 for relaxed samples and the softmax relaxation.
     hard
         Straight-through one-hot samples (default) rather than relaxed weights.
     sparse
@@ -93,6 +95,24 @@ class BaseStrategy(OneShotStrategy):
         derived (most probable) cell and train only its weights for the rest of the run, so the
         validation accuracy is that of a trained cell rather than of a supernet whose weights were
         spread over many sampled sub-networks. ``None`` (default): search until the end.
+    sample_none
+        Let hard samples draw ``none``. Off by default: a sampled ``none`` computes nothing, so its edge gets
+        no alpha gradient and ``none`` drifts upward; the DARTS export never picks ``none`` anyway.
+    samples_per_step
+        Gumbel samples averaged per inner step (more samples, less noisy alpha gradients, more compute).
+    outer_optimizer_alpha
+        Reptile's outer step on alpha: ``'adam'`` (default, step size ``outer_lr_alpha`` = 0.05 logits) on the
+        direction toward the task-adapted alpha, or ``'sgd'`` (the plain finite-difference step, 1.0).
+    alpha_warmup_steps
+        Meta-steps at the start of meta-training during which alpha stays fixed and only weights learn, so
+        the operations are trained before alpha compares them.
+    inner_batch_size
+        Images per inner step, drawn from the task's support set (``None``: the whole support set). With
+        dataset-level tasks (many shots) and tens of inner steps this is the paper's mini-batch inner loop.
+    parameterization
+        ``'darts'`` (default): one categorical per edge of the fully connected cell, exported by the DARTS rule.
+        ``'slot'``: the paper's parameterisation, one categorical per node input slot over (input, op) pairs,
+        as NNI's ``Cell`` exposes them (``op_i_k``, ``input_i_k``); export = the most probable pair per slot.
     resume_from
         A Lightning checkpoint of an interrupted meta-training run (e.g. ``last.ckpt`` of a
         ``ModelCheckpoint`` in the evaluator's trainer). The run continues from it, loaded with
@@ -113,12 +133,13 @@ class BaseStrategy(OneShotStrategy):
                  meta_algorithm: Literal['reptile', 'maml'] = 'reptile', first_order: bool = False,
                  relaxation: Literal['gumbel', 'softmax'] = 'gumbel',
                  freeze_architecture_after: int | None = None,
+                 sample_none: bool = False, samples_per_step: int = 1,
+                 outer_optimizer_alpha: Literal['sgd', 'adam'] = 'adam', alpha_warmup_steps: int = 0,
+                 inner_batch_size: int | None = None, parameterization: Literal['darts', 'slot'] = 'darts',
                  resume_from: str | os.PathLike | None = None,
                  save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
         super().__init__(**kwargs)
-        if temperature is None:
-            temperature = TemperatureSchedule()
-        elif isinstance(temperature, tuple):
+        if isinstance(temperature, tuple):
             temperature = TemperatureSchedule(*temperature)
         self.config = BaseConfig(inner_steps=inner_steps, inner_lr=inner_lr, inner_lr_alpha=inner_lr_alpha,
                                  outer_lr=outer_lr, outer_lr_alpha=outer_lr_alpha, adapt_steps=adapt_steps,
@@ -126,7 +147,10 @@ class BaseStrategy(OneShotStrategy):
                                  sparse=sparse, average_alpha_tasks=average_alpha_tasks,
                                  inner_grad_clip=inner_grad_clip, meta_algorithm=meta_algorithm,
                                  first_order=first_order, relaxation=relaxation,
-                                 freeze_architecture_after=freeze_architecture_after)
+                                 freeze_architecture_after=freeze_architecture_after, sample_none=sample_none,
+                                 samples_per_step=samples_per_step, outer_optimizer_alpha=outer_optimizer_alpha,
+                                 alpha_warmup_steps=alpha_warmup_steps, inner_batch_size=inner_batch_size,
+                                 parameterization=parameterization)
         self.prior_path = Path(prior) if prior is not None else None
         self.prior = load_prior(self.prior_path) if self.prior_path is not None else None
         self.save_prior_to = Path(save_prior_to) if save_prior_to is not None else None
@@ -144,7 +168,8 @@ class BaseStrategy(OneShotStrategy):
     def run_hook(self, hook, name, module, memo):
         # The memo carries one alpha per cell label, created by the first cell of that label.
         return hook(module, name, memo, {'hard': self.config.hard, 'sparse': self.config.sparse,
-                                         'relaxation': self.config.relaxation})
+                                         'relaxation': self.config.relaxation,
+                                         'parameterization': self.config.parameterization})
 
     def mutate_model(self, model):
         choices = model.simplify()

@@ -158,6 +158,10 @@ class GumbelMixedCell(PathSamplingCell):
         if self.relaxation not in ('gumbel', 'softmax'):
             raise ValueError(f"relaxation must be 'gumbel' or 'softmax', got {self.relaxation!r}.")
         self.tau: float = 1.0
+        # Whether hard samples may draw `none`. A sampled `none` computes nothing, so its edge gets no alpha
+        # gradient and `none` drifts up whenever shrinking an op helps; by default it is left out of the
+        # samples (its logit stays put) and the DARTS export ignores it anyway.
+        self.sample_none: bool = False
         # Weights of the current sample: set by resample(), shared by all cells of this label.
         self._weights: torch.Tensor | None = None
         self._chosen: list[int] | None = None
@@ -200,6 +204,10 @@ class GumbelMixedCell(PathSamplingCell):
                 weights = F.softmax(logits, dim=-1)
                 chosen = None
             elif self.hard:
+                if not self.sample_none:
+                    mask = torch.zeros_like(logits, dtype=torch.bool)
+                    mask[:, len(self.op_names)] = True
+                    logits = logits.masked_fill(mask, float('-inf'))
                 weights = straight_through(F.gumbel_softmax(logits, tau=self.tau, hard=False, dim=-1))
                 chosen = weights.detach().argmax(-1).tolist()
             else:

@@ -1,0 +1,87 @@
+"""Known answers by exhaustive evaluation: rank every single-operation cell on each task family.
+
+For every family (procedural, :mod:`nni_base.data.families`, and digits at 16 px) and every DARTS
+operation ``o``, build the network whose every edge is ``o`` (:func:`nni_base.evaluation.single_op_sample`),
+train it from scratch on the same held-out tasks, and record the query accuracy. The ranking of the
+operations (mean ± 95% CI over tasks, and paired differences against the winner) is the family's known
+answer that the prior's α must recover (``benchmarks/alpha_recovery.py``).
+
+    python benchmarks/known_answer.py --output benchmarks/results/known_answer.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nni_base import DartsTaskSpace, TaskDistribution
+from nni_base.api import sample_tasks
+from nni_base.data import digits_splits
+from nni_base.data.families import FAMILIES, family_splits
+from nni_base.evaluation import DARTS_OPS, mean_ci, single_op_sample, train_on_task
+from nni_base.io import write_json
+
+
+def family_data(name: str, image_size: int):
+    if name == 'digits':
+        return digits_splits(image_size=image_size)
+    return family_splits(name, image_size=image_size)
+
+
+def rank_family(name: str, args) -> dict:
+    split = family_data(name, args.image_size)['test']
+    tasks = sample_tasks(TaskDistribution(split, args.ways, args.shots, args.queries, name=name), args.tasks,
+                         seed=args.seed + 1000)
+    acc = {op: [] for op in DARTS_OPS}
+    for t, task in enumerate(tasks):
+        for op in DARTS_OPS:
+            torch.manual_seed(args.seed + t)
+            net = DartsTaskSpace(width=args.width, num_cells=args.num_cells, num_classes=args.ways).freeze(
+                single_op_sample(op))
+            acc[op].append(train_on_task(net, task, args.steps, lr=args.lr, batch_size=args.batch_size, seed=t))
+    summary = {op: dict(zip(('mean', 'ci95'), mean_ci(v))) for op, v in acc.items()}
+    order = sorted(DARTS_OPS, key=lambda o: -summary[o]['mean'])
+    best = order[0]
+    for op in DARTS_OPS:  # paired per-task difference to the winner
+        summary[op]['diff_to_best'] = dict(zip(('mean', 'ci95'), mean_ci(np.subtract(acc[op], acc[best]))))
+    return {'ranking': order, 'winner': best, 'ops': summary, 'per_task': acc}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--families', nargs='+', default=list(FAMILIES) + ['digits'])
+    p.add_argument('--image-size', type=int, default=16)
+    p.add_argument('--width', type=int, default=8)
+    p.add_argument('--num-cells', type=int, default=4)
+    p.add_argument('--ways', type=int, default=5)
+    p.add_argument('--shots', type=int, default=20)
+    p.add_argument('--queries', type=int, default=20)
+    p.add_argument('--tasks', type=int, default=8)
+    p.add_argument('--steps', type=int, default=40)
+    p.add_argument('--lr', type=float, default=3e-3)
+    p.add_argument('--batch-size', type=int, default=32)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--output', type=Path, default=None)
+    args = p.parse_args(argv)
+    warnings.filterwarnings('ignore')
+    logging.getLogger('nni').setLevel(logging.WARNING)
+    results = {'settings': {k: v for k, v in vars(args).items() if k != 'output'}, 'families': {}}
+    for name in args.families:
+        start = time.time()
+        res = rank_family(name, args)
+        results['families'][name] = res
+        line = '  '.join(f"{op} {res['ops'][op]['mean']:.3f}±{res['ops'][op]['ci95']:.3f}" for op in res['ranking'])
+        print(f'{name} ({time.time() - start:.0f} s): {line}', flush=True)
+    if args.output is not None:
+        write_json(args.output, results)
+    return results
+
+
+if __name__ == '__main__':
+    main()

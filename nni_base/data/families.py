@@ -1,0 +1,135 @@
+"""Procedural task families whose best operation differs, for checking that BASE's α learns.
+
+Each family is a labelled dataset of generated images whose classes are defined by one kind of
+structure, chosen so that a different DARTS operation should serve it best:
+
+* ``'peaks'``   — a class is the height of one bright pixel in bright clutter whose level varies per
+  image: the class is in the image's *maximum*, which repeated max-pooling spreads and averaging
+  washes out.
+* ``'texture'`` — a class is the orientation and period (3–4 px) of a faint grating with random
+  phase under strong pixel noise: orientation evidence must be pooled over a patch.
+* ``'pairs'``   — a class is the offset (4–6 px) between the two dots of each of four dot pairs: the
+  two dots must meet in one receptive field.
+
+Which operation *actually* wins is not assumed here: ``benchmarks/known_answer.py`` trains every
+single-operation cell on held-out tasks of each family and ranks the operations with confidence
+intervals; that ranking is the family's known answer.
+
+Classes of a family are split into meta-train and held-out classes by interleaving, so both splits
+cover the family's whole parameter range. Images are ``(3, S, S)`` (one channel repeated for the
+RGB DARTS stem), standardised per family.
+
+Examples
+--------
+>>> splits = family_splits('texture', image_size=16, images_per_class=8)
+>>> splits['train'][0][0].shape, splits['train'].num_classes, splits['test'].num_classes
+(torch.Size([3, 16, 16]), 11, 5)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .datasets import LabeledTensorDataset
+
+__all__ = ['FAMILIES', 'family_splits', 'family_classes']
+
+FAMILIES = ('peaks', 'texture', 'pairs')
+# Every third class (from the second) is held out: 16 classes -> 11 meta-train, 5 held-out.
+_HELDOUT_EVERY = 3
+
+
+def family_classes(family: str) -> list[tuple[float, ...]]:
+    """The class parameters of ``family``: peak height; (angle, period); (dy, dx) offset."""
+    if family == 'peaks':
+        return [(h,) for h in np.linspace(1.6, 4.6, 16).round(3).tolist()]
+    if family == 'texture':
+        return [(math.pi * a / 8, p) for p in (3.0, 4.0) for a in range(8)]
+    if family == 'pairs':
+        offsets = []
+        for length in (4.0, 6.0):
+            for a in range(8):
+                angle = math.pi * a / 8
+                offsets.append((round(length * math.sin(angle)), round(length * math.cos(angle))))
+        return offsets
+    raise ValueError(f'Unknown task family {family!r}; choose one of {", ".join(FAMILIES)}.')
+
+
+def _peaks(params: tuple[float, ...], n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    level = rng.uniform(0.3, 1.0, size=(n, 1, 1))  # clutter level per image: the mean carries no class
+    images = rng.uniform(0.0, 1.0, size=(n, size, size)) * level
+    ys, xs = rng.integers(1, size - 1, n), rng.integers(1, size - 1, n)
+    images[np.arange(n), ys, xs] = params[0]
+    return images
+
+
+def _texture(params: tuple[float, ...], n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    # A faint fine grating under strong pixel noise: one 3x3 filter is too noisy to read its orientation,
+    # filters that integrate oriented evidence over a larger patch are not; isotropic pooling loses it.
+    angle, period = params
+    angle = angle + rng.normal(0.0, 0.05, size=(n, 1, 1))
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    phase = rng.uniform(0, 2 * math.pi, size=(n, 1, 1))
+    amp = rng.uniform(0.8, 1.2, size=(n, 1, 1))
+    wave = amp * np.cos(2 * math.pi / period * (xx * np.cos(angle) + yy * np.sin(angle)) + phase)
+    return wave + rng.normal(0.0, 1.0, size=(n, size, size))
+
+
+def _pairs(params: tuple[float, ...], n: int, size: int, rng: np.random.Generator, num_pairs: int = 4
+           ) -> np.ndarray:
+    dy, dx = int(params[0]), int(params[1])
+    images = rng.normal(0.0, 0.1, size=(n, size, size))
+    for i in range(n):
+        for _ in range(num_pairs):
+            y = rng.integers(max(0, -dy), size - max(0, dy))
+            x = rng.integers(max(0, -dx), size - max(0, dx))
+            images[i, y, x] += 1.5
+            images[i, y + dy, x + dx] += 1.5
+    return images
+
+
+_GENERATORS = {'peaks': _peaks, 'texture': _texture, 'pairs': _pairs}
+
+
+def family_splits(family: str, image_size: int = 16, images_per_class: int = 60, seed: int = 0
+                  ) -> dict[str, LabeledTensorDataset]:
+    """Generate the meta-train and held-out splits of a task family.
+
+    Parameters
+    ----------
+    family
+        One of :data:`FAMILIES`.
+    image_size
+        Side length, 16 to 32.
+    images_per_class
+        Images per class; a task draws ``shots + queries`` of them per class.
+    seed
+        Seed of the generator: same seed, same images.
+
+    Returns
+    -------
+    dict
+        ``{'train': ..., 'test': ...}``, disjoint classes; ``class_names`` like ``'texture/3'``.
+    """
+    if family not in _GENERATORS:
+        raise ValueError(f'Unknown task family {family!r}; choose one of {", ".join(FAMILIES)}.')
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or not 16 <= image_size <= 32:
+        raise ValueError(f'image_size must be an int in 16..32, got {image_size!r}.')
+    if isinstance(images_per_class, bool) or not isinstance(images_per_class, int) or images_per_class < 2:
+        raise ValueError(f'images_per_class must be an int >= 2, got {images_per_class!r}.')
+    # One stream per (family, seed), so adding a family never changes another family's images.
+    rng = np.random.default_rng([seed, FAMILIES.index(family)])
+    classes = family_classes(family)
+    images = np.stack([_GENERATORS[family](params, images_per_class, image_size, rng) for params in classes])
+    images = (images - images.mean()) / images.std()
+    data = torch.as_tensor(images, dtype=torch.float32).unsqueeze(2).repeat(1, 1, 3, 1, 1)
+    splits = {}
+    for split, keep in (('train', lambda c: c % _HELDOUT_EVERY != 1), ('test', lambda c: c % _HELDOUT_EVERY == 1)):
+        chosen = [c for c in range(len(classes)) if keep(c)]
+        x = data[chosen].flatten(0, 1)
+        y = torch.arange(len(chosen)).repeat_interleave(images_per_class)
+        splits[split] = LabeledTensorDataset(x.contiguous(), y, [f'{family}/{c}' for c in chosen])
+    return splits
