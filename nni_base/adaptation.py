@@ -47,15 +47,21 @@ class TaskAdapter:
         Steps that search (sampled sub-networks, weights and alpha); later steps train the derived
         architecture's weights only. Defaults to the supernet config's ``freeze_architecture_after``;
         ``None`` there too means every step searches.
-    weight_lr
-        Adam step size of the weights (NNI ``Classification``'s optimizer).
-    arc_lr
-        Adam step size of alpha; defaults to the config's ``arc_learning_rate`` (betas as in
-        :meth:`~nni_base.lightning.BaseLightningModule.configure_architecture_optimizers`).
+    optimizer
+        ``'sgd'`` (default): the inner loop the prior was meta-trained for, SGD with the config's
+        ``inner_lr`` (weights) and ``inner_lr_alpha`` (alpha), so alpha moves as it did in meta-training.
+        ``'adam'``: Adam on both (betas (0.5, 0.999) for alpha), NNI ``Classification``'s habit.
+    weight_lr, arc_lr
+        Step sizes of the weights and of alpha; default: the config's ``inner_lr`` / ``inner_lr_alpha``
+        with SGD, 3e-3 / ``arc_learning_rate`` (or 3e-3) with Adam.
+    freeze_alpha
+        Keep alpha at the prior's values while the sampled sub-networks train (the paper's frozen-alpha
+        ablation, Fig. 4).
     """
 
-    def __init__(self, supernet: BaseLightningModule, *, search_steps: int | None = None, weight_lr: float = 3e-3,
-                 arc_lr: float | None = None):
+    def __init__(self, supernet: BaseLightningModule, *, search_steps: int | None = None,
+                 optimizer: str = 'sgd', weight_lr: float | None = None, arc_lr: float | None = None,
+                 freeze_alpha: bool = False):
         if search_steps is None:
             search_steps = supernet.config.freeze_architecture_after
         if search_steps is not None and (isinstance(search_steps, bool) or not isinstance(search_steps, int)
@@ -64,13 +70,24 @@ class TaskAdapter:
         for name, value in (('weight_lr', weight_lr), ('arc_lr', arc_lr)):
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ValueError(f'{name} must be a finite number > 0, got {value!r}.')
+        if optimizer not in ('sgd', 'adam'):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}.")
         self.supernet = supernet
         self.search_steps = search_steps
+        self.freeze_alpha = bool(freeze_alpha)
         self.steps_taken = 0
-        self.weight_optimizer = torch.optim.Adam(supernet.weight_parameters(), lr=weight_lr)
-        self.arch_optimizer = torch.optim.Adam(supernet.arch_parameters(),
-                                               lr=arc_lr if arc_lr is not None else supernet.config.arc_learning_rate,
-                                               betas=(0.5, 0.999))
+        config = supernet.config
+        if optimizer == 'sgd':
+            self.weight_optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                supernet.weight_parameters(), lr=weight_lr if weight_lr is not None else config.inner_lr)
+            self.arch_optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                supernet.arch_parameters(), lr=arc_lr if arc_lr is not None else config.inner_lr_alpha)
+        else:
+            self.weight_optimizer = torch.optim.Adam(supernet.weight_parameters(),
+                                                     lr=weight_lr if weight_lr is not None else 3e-3)
+            self.arch_optimizer = torch.optim.Adam(
+                supernet.arch_parameters(), betas=(0.5, 0.999),
+                lr=arc_lr if arc_lr is not None else (config.arc_learning_rate or 3e-3))
 
     @property
     def frozen(self) -> bool:
@@ -95,7 +112,7 @@ class TaskAdapter:
                                        'or arc_lr.')
         loss.backward()
         self.weight_optimizer.step()
-        if not frozen:
+        if not frozen and not self.freeze_alpha:
             self.arch_optimizer.step()
         self.steps_taken += 1
         return float(loss.detach())

@@ -49,7 +49,7 @@ class BaseConfig:
     outer_lr: float | None = None
     outer_lr_alpha: float | None = None
     adapt_steps: int | None = None
-    arc_learning_rate: float = 3e-3
+    arc_learning_rate: float | None = None
     temperature: TemperatureSchedule | None = None
     hard: bool = True
     sparse: bool = True
@@ -65,6 +65,7 @@ class BaseConfig:
     alpha_warmup_steps: int = 0
     inner_batch_size: int | None = None
     parameterization: Literal['darts', 'slot'] = 'darts'
+    freeze_alpha: bool = False
 
     def __post_init__(self):
         if self.meta_algorithm not in ('reptile', 'maml'):
@@ -103,6 +104,8 @@ class BaseConfig:
             raise ValueError(f'inner_steps must be at least 1, got {self.inner_steps}.')
         for name in ('inner_lr', 'inner_lr_alpha', 'outer_lr', 'outer_lr_alpha', 'arc_learning_rate'):
             value = getattr(self, name)
+            if value is None and name == 'arc_learning_rate':
+                continue
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f'{name} must be a finite number >= 0, got {value!r}.')
         if self.adapt_steps is not None and self.adapt_steps < 0:
@@ -203,6 +206,10 @@ class BaseLightningModule(BaseOneShotLightningModule):
     def configure_architecture_optimizers(self):
         if not self.arch_parameters():
             raise ValueError('The model space has no cells to search; BaseStrategy found nothing to optimise.')
+        if self.config.arc_learning_rate is None:
+            # Adaptation moves alpha as the inner loop it was meta-trained with did (SGD, inner_lr_alpha); an
+            # Adam step of 3e-3 would leave the prior's argmax in place (the frozen-alpha condition).
+            return torch.optim.SGD(self.arch_parameters(), lr=self.config.inner_lr_alpha)
         return torch.optim.Adam(self.arch_parameters(), lr=self.config.arc_learning_rate, betas=(0.5, 0.999))
 
     def postprocess_weight_optimizers(self, optimizer):
@@ -233,7 +240,7 @@ class BaseLightningModule(BaseOneShotLightningModule):
         """
         params = state.params
         arch = {id(p) for p in self.arch_parameters()}
-        alpha_lr = self.config.inner_lr_alpha if train_alpha else 0.0
+        alpha_lr = self.config.inner_lr_alpha if train_alpha and not self.config.freeze_alpha else 0.0
         lrs = [alpha_lr if id(p) in arch else self.config.inner_lr for p in params]
         loss_value = float('nan')
         self.training_module.model.train()
@@ -321,7 +328,7 @@ class BaseLightningModule(BaseOneShotLightningModule):
         state = ModelState(self.training_module.model)
         shared = state.snapshot()
         adapted = MeanAccumulator(state.tensors)
-        train_alpha = not self.alpha_warming_up()
+        train_alpha = not self.alpha_warming_up() and not self.config.freeze_alpha
         where = f'meta-step {self.trainer.global_step} (epoch {self.trainer.current_epoch}, batch {batch_idx})'
         before, after, losses = [], [], []
         for k, task in enumerate(tasks):
@@ -427,7 +434,7 @@ class BaseLightningModule(BaseOneShotLightningModule):
             raise MetaTrainingDiverged(f'Non-finite training loss at step {self.trainer.global_step}; lower the '
                                        'learning rates.')
         self.advance_optimization(loss, batch_idx)  # backward + weight step; alpha grads come with it
-        if not frozen:
+        if not frozen and not self.config.freeze_alpha:
             arch_optim.step()  # type: ignore[union-attr]
         self.advance_lr_schedulers(batch_idx)
         self.log('architecture_frozen', float(frozen), on_step=True, on_epoch=False)

@@ -17,6 +17,8 @@ import torch.nn as nn
 from nni.mutable import Categorical, CategoricalMultiple
 
 from .errors import CorruptPriorError, PriorMismatchError
+from .slot_cell import SlotGumbelCell
+from .supermodule import GumbelMixedCell
 
 PRIOR_FORMAT = 'nni-base-prior'
 PRIOR_VERSION = 1
@@ -120,6 +122,7 @@ def apply_prior(model: nn.Module, prior: dict[str, Any]) -> None:
             f'The prior was meta-trained on another search space ({prior["space"]["class"]}): '
             f'choices only in the prior: {only_prior[:5]}, only in this space: {only_space[:5]}, '
             f'with other candidates: {differ[:5]}. Build the space with the same arguments as for meta-training.')
+    _check_parameterization(model, prior)
     own = model.state_dict()
     saved = prior['state_dict']
     problems = [f'{k}: missing in prior' for k in own if k not in saved]
@@ -135,3 +138,17 @@ def apply_prior(model: nn.Module, prior: dict[str, Any]) -> None:
         raise PriorMismatchError(f'The prior does not fit this space ({len(problems)} tensors differ): '
                                  f'{problems[:5]}. Use the width, num_cells and num_classes of meta-training.{hint}')
     model.load_state_dict(saved)
+
+
+def _check_parameterization(model: nn.Module, prior: dict[str, Any]) -> None:
+    """Refuse a prior whose alpha layout (``'darts'`` per edge, ``'slot'`` per input slot) is not the model's."""
+    cells = [m for m in model.modules() if isinstance(m, GumbelMixedCell)]
+    if not cells:
+        return
+    own = 'slot' if isinstance(cells[0], SlotGumbelCell) else 'darts'
+    saved = prior['config'].get('parameterization', 'darts')  # priors written before the option are 'darts'
+    if saved != own:
+        raise PriorMismatchError(
+            f"The prior was meta-trained with parameterization={saved!r}, this supernet uses {own!r}: their "
+            f"architecture logits do not correspond. Build the strategy with parameterization={saved!r} "
+            "(nni_base.api.load_strategy(prior) takes it from the prior).")

@@ -14,11 +14,12 @@ meta-trains a prior over its task distribution; any other Lightning evaluator (N
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from nni.nas.evaluator.pytorch import Lightning
@@ -28,7 +29,7 @@ from nni.nas.space import RawFormatModelSpace
 from .evaluator import EpisodicClassification
 from .lightning import BaseConfig, BaseLightningModule
 from .prior import apply_prior, build_prior, load_prior, save_prior
-from .supermodule import GumbelMixedCell, derive_cell
+from .supermodule import GumbelMixedCell
 from .temperature import TemperatureSchedule
 
 __all__ = ['BaseStrategy']
@@ -61,8 +62,12 @@ class BaseStrategy(OneShotStrategy):
         Inner steps used when adapting to held-out tasks (validation, alpha averaging); defaults
         to ``inner_steps``.
     arc_learning_rate
-        Adam step size for alpha in single-task search / adaptation (the weights use the
-        evaluator's optimizer).
+        Single-task search / adaptation (the weights use the evaluator's optimizer): ``None`` (default)
+        moves alpha with SGD at ``inner_lr_alpha``, the inner loop the prior was meta-trained with, so
+        adaptation really adapts the architecture; a number switches to Adam at that step size.
+    freeze_alpha
+        Keep alpha fixed at its initial (prior) values everywhere: adaptation trains only the weights of
+        the sampled sub-networks. The paper's frozen-alpha ablation (Fig. 4).
     temperature
         Gumbel-softmax temperature schedule over the run (a :class:`TemperatureSchedule`, or a
         ``(start, end)`` pair for exponential decay). Default: constant 1.0 for hard samples (the sample
@@ -126,7 +131,7 @@ class BaseStrategy(OneShotStrategy):
 
     def __init__(self, *, prior: str | os.PathLike | None = None, inner_steps: int = 5, inner_lr: float = 0.05,
                  inner_lr_alpha: float = 0.5, outer_lr: float | None = None, outer_lr_alpha: float | None = None,
-                 adapt_steps: int | None = None, arc_learning_rate: float = 3e-3,
+                 adapt_steps: int | None = None, arc_learning_rate: float | None = None,
                  temperature: TemperatureSchedule | tuple[float, float] | None = None,
                  hard: bool = True, sparse: bool = True, average_alpha_tasks: int = 0,
                  inner_grad_clip: float | None = None,
@@ -136,6 +141,7 @@ class BaseStrategy(OneShotStrategy):
                  sample_none: bool = False, samples_per_step: int = 1,
                  outer_optimizer_alpha: Literal['sgd', 'adam'] = 'adam', alpha_warmup_steps: int = 0,
                  inner_batch_size: int | None = None, parameterization: Literal['darts', 'slot'] = 'darts',
+                 freeze_alpha: bool = False,
                  resume_from: str | os.PathLike | None = None,
                  save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
         super().__init__(**kwargs)
@@ -150,7 +156,7 @@ class BaseStrategy(OneShotStrategy):
                                  freeze_architecture_after=freeze_architecture_after, sample_none=sample_none,
                                  samples_per_step=samples_per_step, outer_optimizer_alpha=outer_optimizer_alpha,
                                  alpha_warmup_steps=alpha_warmup_steps, inner_batch_size=inner_batch_size,
-                                 parameterization=parameterization)
+                                 parameterization=parameterization, freeze_alpha=freeze_alpha)
         self.prior_path = Path(prior) if prior is not None else None
         self.prior = load_prior(self.prior_path) if self.prior_path is not None else None
         self.save_prior_to = Path(save_prior_to) if save_prior_to is not None else None
@@ -245,31 +251,37 @@ class BaseStrategy(OneShotStrategy):
         return super().oneshot_module  # type: ignore[return-value]
 
     def export_sample(self) -> dict[str, Any]:
-        """The most probable architecture as an NNI sample (DARTS rule, or the task-averaged alpha)."""
+        """The most probable architecture as an NNI sample (of the task-averaged alpha, if there is one)."""
         module = self.oneshot_module
         if module.averaged_alpha is None:
             return module.export()
-        sample: dict[str, Any] = {}
-        for cell in module.cells():
-            if cell.label not in {k.split('/')[0] for k in sample}:
-                sample.update(derive_cell(module.averaged_alpha[cell.label], cell.op_names, cell.label,
-                                          cell.num_nodes, cell.num_predecessors, cell.num_ops_per_node))
-        return sample
+        with self._averaged_alpha(module):
+            return module.export()
 
     def export_probs(self) -> dict[str, dict[str, float]]:
         """Probability of every operation (and ``none``) on every edge: ``{'normal/3_1': {'sep_conv_3x3': p}}``."""
         module = self.oneshot_module
         if module.averaged_alpha is None:
             return module.export_probs()
-        probs: dict[str, dict[str, float]] = {}
-        for cell in module.cells():
-            saved = cell.alpha.detach().clone()
+        with self._averaged_alpha(module):
+            return module.export_probs()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _averaged_alpha(module: BaseLightningModule) -> Iterator[None]:
+        """Put the task-averaged alpha (paper section 5.2) in the cells for the block, then restore it."""
+        averaged = cast(dict[str, torch.Tensor], module.averaged_alpha)
+        saved = {label: alpha.detach().clone() for label, alpha in module.alphas().items()}
+        alphas = module.alphas()
+        try:
             with torch.no_grad():
-                cell.alpha.copy_(module.averaged_alpha[cell.label])
-            probs.update(cell.export_probs(probs))
+                for label, alpha in alphas.items():
+                    alpha.copy_(averaged[label])
+            yield
+        finally:
             with torch.no_grad():
-                cell.alpha.copy_(saved)
-        return probs
+                for label, alpha in alphas.items():
+                    alpha.copy_(saved[label])
 
     def list_models(self, sort: bool = True, limit: int | None = 1) -> Iterator:
         self.oneshot_module.set_model(self.supernet)

@@ -176,6 +176,12 @@ class GumbelMixedCell(PathSamplingCell):
             if module.op_candidates_factory is None:
                 raise TypeError(f'Cell {module.label!r} has no op candidate factory; BaseStrategy supports cells '
                                 'built from a list or dict of candidate operations (as in NNI\'s DARTS space).')
+            if mutate_kwargs.get('parameterization', 'darts') == 'slot':
+                # Imported here, not at the top, only to avoid a circular import: slot_cell subclasses this class.
+                # SlotGumbelCell keeps its logits under memo['{label}/__slot_alpha__'], never memo[label].
+                from .slot_cell import SlotGumbelCell
+                if not issubclass(cls, SlotGumbelCell):
+                    cls = SlotGumbelCell
             return cls(module.op_candidates_factory, module.num_nodes, module.num_ops_per_node,
                        module.num_predecessors, module.preprocessor, module.postprocessor, module.concat_dim,
                        memo, mutate_kwargs, module.label)

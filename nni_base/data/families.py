@@ -8,8 +8,8 @@ structure, chosen so that a different DARTS operation should serve it best:
   washes out.
 * ``'texture'`` — a class is the orientation and period (3–4 px) of a faint grating with random
   phase under strong pixel noise: orientation evidence must be pooled over a patch.
-* ``'pairs'``   — a class is the offset (4–6 px) between the two dots of each of four dot pairs: the
-  two dots must meet in one receptive field.
+* ``'pairs'``   — a class is the direction of the 7 px offset between the two dots of each of four
+  dot pairs: the two dots must meet in one receptive field.
 
 Which operation *actually* wins is not assumed here: ``benchmarks/known_answer.py`` trains every
 single-operation cell on held-out tasks of each family and ranks the operations with confidence
@@ -49,12 +49,9 @@ def family_classes(family: str) -> list[tuple[float, ...]]:
     if family == 'texture':
         return [(math.pi * a / 8, p) for p in (3.0, 4.0) for a in range(8)]
     if family == 'pairs':
-        offsets = []
-        for length in (4.0, 6.0):
-            for a in range(8):
-                angle = math.pi * a / 8
-                offsets.append((round(length * math.sin(angle)), round(length * math.cos(angle))))
-        return offsets
+        # One length, 16 directions: the class is the direction alone (a length cue would let blurring tell
+        # classes apart without ever seeing both dots of a pair).
+        return [(round(7 * math.sin(math.pi * a / 16)), round(7 * math.cos(math.pi * a / 16))) for a in range(16)]
     raise ValueError(f'Unknown task family {family!r}; choose one of {", ".join(FAMILIES)}.')
 
 
@@ -75,7 +72,7 @@ def _texture(params: tuple[float, ...], n: int, size: int, rng: np.random.Genera
     phase = rng.uniform(0, 2 * math.pi, size=(n, 1, 1))
     amp = rng.uniform(0.8, 1.2, size=(n, 1, 1))
     wave = amp * np.cos(2 * math.pi / period * (xx * np.cos(angle) + yy * np.sin(angle)) + phase)
-    return wave + rng.normal(0.0, 1.0, size=(n, size, size))
+    return wave + rng.normal(0.0, 1.5, size=(n, size, size))
 
 
 def _pairs(params: tuple[float, ...], n: int, size: int, rng: np.random.Generator, num_pairs: int = 4
