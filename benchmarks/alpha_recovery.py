@@ -1,12 +1,20 @@
-"""Does the prior's α learn the known answer? Meta-train on each task family and compare α with its ranking.
+"""Does the prior's α learn the known answer, and does the prior help? Evidence per task family.
 
-For each family, meta-train a prior on the family's meta-train classes through ``NasExperiment`` with
-:class:`~nni_base.BaseStrategy`, then read α: per cell type, the mean probability of every operation
-over the edges. Compared with the family's exhaustive ranking (``benchmarks/known_answer.py``):
-whether α's top operation is the family's winner, Kendall τ between α's per-op probability and the
-measured accuracies, and α's concentration (mean max probability per edge; uniform is 1/8).
+For each family (``benchmarks/known_answer.py`` gives its exhaustive ranking) and each seed:
 
-    python benchmarks/alpha_recovery.py --known benchmarks/results/known_answer.json
+1. meta-train a prior on the family's meta-train classes through ``NasExperiment`` +
+   :class:`~nni_base.BaseStrategy` at the library's defaults (CSV log: α concentration per meta-step);
+2. read α: per cell type the mean probability of each operation over the edges; is the top one the
+   family's winner, Kendall τ against the measured accuracies, mean max probability per edge
+   (uniform: 1/8); the derived cell of every seed (stability);
+3. (first seed) the derived cell against 10 random cells of the space, each trained from scratch
+   on the same held-out tasks (mean ± 95% CI);
+4. (first seed) paper Fig. 4 at CPU scale: on held-out tasks, adaptation from the prior with α
+   adapting (the default), with α frozen at the prior, and the same procedure from an
+   un-meta-trained supernet; query accuracy of the derived cell against steps.
+
+    python benchmarks/alpha_recovery.py --known benchmarks/results/known_answer.json \
+        --output benchmarks/results/alpha_recovery.json
 """
 
 from __future__ import annotations
@@ -14,64 +22,125 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from nni.nas.experiment import NasExperiment
+from pytorch_lightning.loggers import CSVLogger
 
 from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, TaskDistribution
+from nni_base.adaptation import TaskAdapter
+from nni_base.api import build_supernet, sample_tasks
 from nni_base.data import digits_splits
 from nni_base.data.families import family_splits
-from nni_base.evaluation import DARTS_OPS, kendall_tau
+from nni_base.evaluation import DARTS_OPS, kendall_tau, mean_ci, random_sample, train_on_task
 from nni_base.io import write_json
+from nni_base.plotting import plot_prior
 
 
 def family_data(name: str, image_size: int):
     return digits_splits(image_size=image_size) if name == 'digits' else family_splits(name, image_size=image_size)
 
 
-def alpha_summary(alphas: dict[str, torch.Tensor]) -> dict:
+def alpha_summary(alphas: dict[str, torch.Tensor], known: dict | None) -> dict:
     out = {}
     for label, alpha in alphas.items():
         probs = torch.softmax(alpha.detach().float(), -1)
         per_op = probs[:, :len(DARTS_OPS)].mean(0).tolist()
-        out[label] = {'per_op': dict(zip(DARTS_OPS, per_op)), 'top_op': DARTS_OPS[int(torch.tensor(per_op).argmax())],
+        top = DARTS_OPS[int(np.argmax(per_op))]
+        out[label] = {'per_op': dict(zip(DARTS_OPS, per_op)), 'top_op': top,
                       'mean_max_prob': float(probs.max(-1).values.mean())}
+        if known is not None:  # else benchmarks/report_prior.py compares once the known answers exist
+            acc = [known['ops'][op]['mean'] for op in DARTS_OPS]
+            out[label].update(top_is_winner=top == known['winner'], kendall_tau=kendall_tau(per_op, acc))
     return out
 
 
-def meta_train(name: str, args, seed: int, **strategy_kwargs) -> tuple[dict, float]:
-    split = family_data(name, args.image_size)['train']
-    tasks = TaskDistribution(split, args.ways, args.shots, args.queries, name=name)
+def space(args) -> DartsTaskSpace:
+    return DartsTaskSpace(width=args.width, num_cells=args.num_cells, num_classes=args.ways)
+
+
+def meta_train(name: str, args, seed: int, out: Path) -> tuple[BaseStrategy, float, Path]:
+    tasks = TaskDistribution(family_data(name, args.image_size)['train'], args.ways, args.shots, args.queries,
+                             name=name)
+    logger = CSVLogger(out / 'logs', name=f'{name}-seed{seed}')
     evaluator = EpisodicClassification(tasks, None, tasks_per_step=args.tasks_per_step,
                                        steps_per_epoch=args.meta_steps, seed=seed, max_epochs=1,
-                                       enable_checkpointing=False, logger=False, enable_progress_bar=False,
-                                       enable_model_summary=False)
+                                       enable_checkpointing=False, logger=logger, log_every_n_steps=1,
+                                       enable_progress_bar=False, enable_model_summary=False)
+    prior = out / f'{name}-seed{seed}.pt'
     strategy = BaseStrategy(inner_steps=args.inner_steps, inner_batch_size=args.inner_batch_size, seed=seed,
-                            **strategy_kwargs)
-    space = DartsTaskSpace(width=args.width, num_cells=args.num_cells, num_classes=args.ways)
+                            save_prior_to=prior, **args.strategy)
     start = time.time()
-    exp = NasExperiment(space, evaluator, strategy)
+    exp = NasExperiment(space(args), evaluator, strategy)
     exp.run()
     seconds = time.time() - start
     exp.stop()
-    return alpha_summary(strategy.oneshot_module.alphas()), seconds
+    return strategy, seconds, Path(logger.log_dir) / 'metrics.csv'
 
 
-def compare(summary: dict, known: dict) -> dict:
-    acc = [known['ops'][op]['mean'] for op in DARTS_OPS]
-    return {label: {'top_is_winner': s['top_op'] == known['winner'],
-                    'kendall_tau': kendall_tau([s['per_op'][op] for op in DARTS_OPS], acc), **s}
-            for label, s in summary.items()}
+def concentration_curve(metrics_csv: Path) -> dict[str, list[float]]:
+    import csv
+
+    curves: dict[str, list[float]] = {}
+    with open(metrics_csv) as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                if key.startswith('alpha_max_prob/') and value:
+                    curves.setdefault(key.split('/')[1], []).append(float(value))
+    return curves
+
+
+def cells_vs_random(sample: dict, tasks, args) -> dict:
+    rng = random.Random(args.seeds[0])
+    candidates = {'derived': sample, **{f'random{i}': random_sample(rng) for i in range(args.random_cells)}}
+    acc = {}
+    for name, cell in candidates.items():
+        acc[name] = []
+        for t, task in enumerate(tasks):
+            torch.manual_seed(t)
+            acc[name].append(train_on_task(space(args).freeze(cell), task, args.train_steps, seed=t))
+    randoms = sorted(float(np.mean(v)) for k, v in acc.items() if k != 'derived')
+    return {'derived': dict(zip(('mean', 'ci95'), mean_ci(acc['derived']))),
+            'random_means': randoms, 'random_median': float(np.median(randoms)),
+            'random_median_cell_ci95': mean_ci(acc[sorted((k for k in acc if k != 'derived'),
+                                                          key=lambda k: np.mean(acc[k]))[len(randoms) // 2]])[1]}
+
+
+def adaptation_curves(prior: Path, tasks, args) -> dict:
+    checkpoints = sorted({0, *range(args.adapt_every, args.adapt_steps + 1, args.adapt_every)})
+    curves = {}
+    for condition in ('adapted', 'frozen_alpha', 'scratch'):
+        per_task = []
+        for t, task in enumerate(tasks):
+            torch.manual_seed(t)
+            strategy = BaseStrategy(prior=None if condition == 'scratch' else prior, seed=t,
+                                    inner_batch_size=args.inner_batch_size)
+            adapter = TaskAdapter(build_supernet(space(args), strategy), freeze_alpha=condition == 'frozen_alpha')
+            gen = torch.Generator().manual_seed(t)
+            accs = []
+            for step in range(args.adapt_steps + 1):
+                if step in checkpoints:
+                    accs.append(adapter.accuracy(task.query_x, task.query_y))
+                if step < args.adapt_steps:
+                    idx = torch.randperm(len(task.support_y), generator=gen)[:args.inner_batch_size]
+                    adapter.step(task.support_x[idx], task.support_y[idx])
+            per_task.append(accs)
+        arr = np.asarray(per_task)
+        curves[condition] = {'steps': checkpoints, 'mean': arr.mean(0).tolist(),
+                             'ci95': [mean_ci(arr[:, i])[1] for i in range(arr.shape[1])], 'per_task': per_task}
+    return curves
 
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--known', type=Path, default=Path('benchmarks/results/known_answer.json'))
     p.add_argument('--families', nargs='+', default=None)
-    p.add_argument('--seeds', type=int, nargs='+', default=[0])
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--image-size', type=int, default=16)
     p.add_argument('--width', type=int, default=8)
     p.add_argument('--num-cells', type=int, default=4)
@@ -79,27 +148,54 @@ def main(argv=None) -> dict:
     p.add_argument('--shots', type=int, default=20)
     p.add_argument('--queries', type=int, default=10)
     p.add_argument('--tasks-per-step', type=int, default=2)
-    p.add_argument('--meta-steps', type=int, default=30)
+    p.add_argument('--meta-steps', type=int, default=40)
     p.add_argument('--inner-steps', type=int, default=10)
     p.add_argument('--inner-batch-size', type=int, default=32)
+    p.add_argument('--heldout-tasks', type=int, default=5)
+    p.add_argument('--random-cells', type=int, default=10)
+    p.add_argument('--train-steps', type=int, default=30)
+    p.add_argument('--adapt-steps', type=int, default=30)
+    p.add_argument('--adapt-every', type=int, default=5)
     p.add_argument('--strategy', type=json.loads, default={}, help='extra BaseStrategy kwargs as JSON')
-    p.add_argument('--output', type=Path, default=None)
+    p.add_argument('--skip-controls', action='store_true', help='meta-train and read alpha only')
+    p.add_argument('--output-dir', type=Path, default=Path('benchmarks/results/alpha_recovery'))
+    p.add_argument('--threads', type=int, default=None)
     args = p.parse_args(argv)
     warnings.filterwarnings('ignore')
-    logging.getLogger('nni').setLevel(logging.WARNING)
-    known = json.loads(args.known.read_text())['families']
-    results = {'settings': {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, 'families': {}}
-    for name in args.families or list(known):
+    logging.getLogger('nni').setLevel(logging.ERROR)
+    logging.getLogger('pytorch_lightning').setLevel(logging.ERROR)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    known = json.loads(args.known.read_text())['families'] if args.known.is_file() else {}
+    out = args.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    results = {'settings': settings, 'families': {}}
+    for name in args.families or list(known) or ['peaks', 'texture', 'pairs', 'digits']:
+        heldout = sample_tasks(TaskDistribution(family_data(name, args.image_size)['test'], args.ways, args.shots,
+                                                args.queries, name=name), args.heldout_tasks, seed=10_000)
         runs = []
         for seed in args.seeds:
-            summary, seconds = meta_train(name, args, seed, **args.strategy)
-            runs.append({'seed': seed, 'seconds': seconds, 'cells': compare(summary, known[name])})
-            for label, c in runs[-1]['cells'].items():
-                print(f"{name} seed {seed} {label}: top {c['top_op']} (winner {known[name]['winner']}) "
-                      f"tau {c['kendall_tau']:.2f} max-p {c['mean_max_prob']:.3f}  ({seconds:.0f} s)", flush=True)
+            strategy, seconds, csv_path = meta_train(name, args, seed, out)
+            sample = strategy.export_sample()
+            plot_prior(sample, strategy.export_probs(), out / f'{name}-seed{seed}.png')
+            run = {'seed': seed, 'meta_train_seconds': round(seconds, 1), 'derived_cell': sample,
+                   'cells': alpha_summary(strategy.oneshot_module.alphas(), known.get(name)),
+                   'concentration': concentration_curve(csv_path)}
+            for label, c in run['cells'].items():
+                print(f"{name} seed {seed} {label}: top {c['top_op']} max-p {c['mean_max_prob']:.3f} ({seconds:.0f} s) "
+                      + ' '.join(f'{op[:7]}={v:.2f}' for op, v in c['per_op'].items()), flush=True)
+            if seed == args.seeds[0] and not args.skip_controls:
+                run['vs_random'] = cells_vs_random(sample, heldout, args)
+                print(f"{name}: derived cell {run['vs_random']['derived']} vs random median "
+                      f"{run['vs_random']['random_median']:.3f}", flush=True)
+                run['adaptation'] = adaptation_curves(out / f'{name}-seed{seed}.pt', heldout, args)
+                print(f"{name}: adaptation " + ', '.join(f"{k} {v['mean'][-1]:.3f}"
+                                                         for k, v in run['adaptation'].items()), flush=True)
+            runs.append(run)
+            write_json(out / 'results.json', {**results, 'families': {**results['families'], name: runs}})
         results['families'][name] = runs
-    if args.output is not None:
-        write_json(args.output, results)
+    write_json(out / 'results.json', results)
     return results
 
 

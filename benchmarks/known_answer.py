@@ -68,18 +68,21 @@ def main(argv=None) -> dict:
     p.add_argument('--batch-size', type=int, default=32)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--output', type=Path, default=None)
+    p.add_argument('--threads', type=int, default=None)
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     warnings.filterwarnings('ignore')
     logging.getLogger('nni').setLevel(logging.WARNING)
-    results = {'settings': {k: v for k, v in vars(args).items() if k != 'output'}, 'families': {}}
+    results = {'settings': {k: v for k, v in vars(args).items() if k not in ('output', 'threads')}, 'families': {}}
     for name in args.families:
         start = time.time()
         res = rank_family(name, args)
         results['families'][name] = res
         line = '  '.join(f"{op} {res['ops'][op]['mean']:.3f}±{res['ops'][op]['ci95']:.3f}" for op in res['ranking'])
         print(f'{name} ({time.time() - start:.0f} s): {line}', flush=True)
-    if args.output is not None:
-        write_json(args.output, results)
+        if args.output is not None:
+            write_json(args.output, results)
     return results
 
 

@@ -32,7 +32,7 @@ from .errors import MetaTrainingDiverged
 from .evaluator import EpisodicModule
 from .meta_update import MeanAccumulator, ModelState, inner_sgd_step, set_reptile_gradients
 from .optimization_embedding import ArchMAML, maml_query_loss
-from .supermodule import GumbelMixedCell, alpha_entropy, derived_architecture
+from .supermodule import GumbelMixedCell, alpha_entropy, alpha_max_prob, derived_architecture
 from .tasks import Task
 from .temperature import TemperatureSchedule
 
@@ -66,6 +66,7 @@ class BaseConfig:
     inner_batch_size: int | None = None
     parameterization: Literal['darts', 'slot'] = 'darts'
     freeze_alpha: bool = False
+    alpha_estimator: Literal['paired', 'straight_through'] = 'paired'
 
     def __post_init__(self):
         if self.meta_algorithm not in ('reptile', 'maml'):
@@ -75,6 +76,8 @@ class BaseConfig:
         # Reptile moves the prior toward the mean adapted values (1.0: all the way); MAML's outer
         # optimizer is Adam on the query loss, which wants a small step.
         maml = self.meta_algorithm == 'maml'
+        if self.alpha_estimator not in ('paired', 'straight_through'):
+            raise ValueError(f"alpha_estimator must be 'paired' or 'straight_through', got {self.alpha_estimator!r}.")
         if self.parameterization not in ('darts', 'slot'):
             raise ValueError(f"parameterization must be 'darts' or 'slot', got {self.parameterization!r}.")
         if self.outer_optimizer_alpha not in ('sgd', 'adam'):
@@ -83,7 +86,7 @@ class BaseConfig:
             self.outer_lr = 1e-3 if maml else 1.0
         if self.outer_lr_alpha is None:
             # Reptile + Adam: the step is the *sign-consistent* part of the task directions, in logits.
-            self.outer_lr_alpha = 3e-3 if maml else (0.05 if self.outer_optimizer_alpha == 'adam' else 1.0)
+            self.outer_lr_alpha = 3e-3 if maml else (0.15 if self.outer_optimizer_alpha == 'adam' else 1.0)
         if self.relaxation == 'softmax':
             self.hard = self.sparse = False  # a softmax mixture computes every operation
         if self.temperature is None:
@@ -145,6 +148,7 @@ class BaseLightningModule(BaseOneShotLightningModule):
         self.averaged_alpha: dict[str, torch.Tensor] | None = None
         for cell in self.cells():
             cell.sample_none = config.sample_none
+            cell.estimator = config.alpha_estimator
 
     # ---- supernet helpers ----------------------------------------------------------------------
     def cells(self) -> list[GumbelMixedCell]:
@@ -165,6 +169,7 @@ class BaseLightningModule(BaseOneShotLightningModule):
         for cell in self.cells():
             cell.tau = tau
             cell.sample_none = self.config.sample_none
+            cell.estimator = self.config.alpha_estimator
 
     def current_temperature(self) -> float:
         step, total = self._step_position()
@@ -179,6 +184,7 @@ class BaseLightningModule(BaseOneShotLightningModule):
     def _log_architecture(self) -> None:
         for label, alpha in self.alphas().items():
             self.log(f'alpha_entropy/{label}', alpha_entropy(alpha), on_step=True, on_epoch=False)
+            self.log(f'alpha_max_prob/{label}', alpha_max_prob(alpha), on_step=True, on_epoch=False)
 
     # ---- optimizers --------------------------------------------------------------------------------
     def configure_optimizers(self):

@@ -22,7 +22,7 @@ from matplotlib.patches import Circle, FancyArrowPatch
 from nni_base.genotype import CELLS, DARTS_OPS, NODES, cell_from_sample
 from nni_base.io import write_atomic
 
-__all__ = ["plot_cell", "plot_cells", "plot_curves"]
+__all__ = ["plot_cell", "plot_cells", "plot_curves", "plot_prior"]
 
 # One colour per op (tab10), so the same op reads the same in both cells.
 _OP_COLORS = dict(zip(DARTS_OPS, ("#1f77b4", "#ff7f0e", "#7f7f7f", "#2ca02c", "#d62728", "#9467bd", "#8c564b")))
@@ -101,6 +101,48 @@ def plot_cells(
     axes = fig.subplots(1, len(cells))
     for ax, (cell, pairs) in zip(axes, cells):
         _draw_cell(ax, pairs, cell, probs)
+    return _save_atomic(fig, path, dpi)
+
+
+def plot_prior(
+    sample: Mapping[str, Any],
+    probs: Mapping[str, Mapping[str, float]],
+    path: str | os.PathLike[str],
+    *,
+    dpi: int = 120,
+) -> Path:
+    """The architecture distribution beside the cell it exports: per-edge probability heat maps over the cells.
+
+    Parameters
+    ----------
+    sample
+        The exported NNI sample (DARTS space).
+    probs
+        ``BaseStrategy.export_probs()``: ``{'normal/3_1': {'sep_conv_3x3': p, ..., 'none': p}}``.
+    path
+        Destination PNG.
+    """
+    fig = Figure(figsize=(12, 11))
+    axes = fig.subplots(2, len(CELLS), gridspec_kw={"height_ratios": [1, 1.1]})
+    for col, cell in enumerate(CELLS):
+        edges = sorted((k for k in probs if k.startswith(f"{cell}/")),
+                       key=lambda k: tuple(int(v) for v in k.split("/")[1].split("_")))
+        ops = list(probs[edges[0]]) if edges else []
+        grid = [[probs[e][op] for op in ops] for e in edges]
+        ax = axes[0][col]
+        image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(ops)), [op.replace("_", " ") for op in ops], rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(edges)), [f"{e.split('/')[1].replace('_', ' <- ')}" for e in edges], fontsize=8)
+        mean_max = sum(max(row) for row in grid) / max(len(grid), 1)
+        ax.set_title(f"{cell}: p(op | edge), mean max {mean_max:.2f} (uniform {1 / max(len(ops), 1):.2f})",
+                     fontsize=10)
+        for i, row in enumerate(grid):
+            for j, value in enumerate(row):
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                        color="black" if value > 0.5 else "white")
+        fig.colorbar(image, ax=ax, fraction=0.04)
+        _draw_cell(axes[1][col], cell_from_sample(sample, cell), cell, None)
+    fig.tight_layout()
     return _save_atomic(fig, path, dpi)
 
 

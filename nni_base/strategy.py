@@ -65,6 +65,11 @@ class BaseStrategy(OneShotStrategy):
         Single-task search / adaptation (the weights use the evaluator's optimizer): ``None`` (default)
         moves alpha with SGD at ``inner_lr_alpha``, the inner loop the prior was meta-trained with, so
         adaptation really adapts the architecture; a number switches to Adam at that step size.
+    alpha_estimator
+        How a hard sample's gradient reaches alpha. ``'paired'`` (default): the sampled op is compared with
+        the runner-up of the same Gumbel draw (computed without a weight gradient), so alpha learns whether
+        the other op would lower the loss; ``'straight_through'``: the sampled op's gate only (GDAS), which
+        with BatchNorm after each op mostly measures output scale. Costs one extra forward per edge.
     freeze_alpha
         Keep alpha fixed at its initial (prior) values everywhere: adaptation trains only the weights of
         the sampled sub-networks. The paper's frozen-alpha ablation (Fig. 4).
@@ -106,7 +111,7 @@ class BaseStrategy(OneShotStrategy):
     samples_per_step
         Gumbel samples averaged per inner step (more samples, less noisy alpha gradients, more compute).
     outer_optimizer_alpha
-        Reptile's outer step on alpha: ``'adam'`` (default, step size ``outer_lr_alpha`` = 0.05 logits) on the
+        Reptile's outer step on alpha: ``'adam'`` (default, step size ``outer_lr_alpha`` = 0.15 logits) on the
         direction toward the task-adapted alpha, or ``'sgd'`` (the plain finite-difference step, 1.0).
     alpha_warmup_steps
         Meta-steps at the start of meta-training during which alpha stays fixed and only weights learn, so
@@ -141,7 +146,7 @@ class BaseStrategy(OneShotStrategy):
                  sample_none: bool = False, samples_per_step: int = 1,
                  outer_optimizer_alpha: Literal['sgd', 'adam'] = 'adam', alpha_warmup_steps: int = 0,
                  inner_batch_size: int | None = None, parameterization: Literal['darts', 'slot'] = 'darts',
-                 freeze_alpha: bool = False,
+                 freeze_alpha: bool = False, alpha_estimator: Literal['paired', 'straight_through'] = 'paired',
                  resume_from: str | os.PathLike | None = None,
                  save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
         super().__init__(**kwargs)
@@ -156,7 +161,8 @@ class BaseStrategy(OneShotStrategy):
                                  freeze_architecture_after=freeze_architecture_after, sample_none=sample_none,
                                  samples_per_step=samples_per_step, outer_optimizer_alpha=outer_optimizer_alpha,
                                  alpha_warmup_steps=alpha_warmup_steps, inner_batch_size=inner_batch_size,
-                                 parameterization=parameterization, freeze_alpha=freeze_alpha)
+                                 parameterization=parameterization, freeze_alpha=freeze_alpha,
+                                 alpha_estimator=alpha_estimator)
         self.prior_path = Path(prior) if prior is not None else None
         self.prior = load_prior(self.prior_path) if self.prior_path is not None else None
         self.save_prior_to = Path(save_prior_to) if save_prior_to is not None else None

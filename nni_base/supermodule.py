@@ -38,7 +38,7 @@ from nni.nas.oneshot.pytorch.supermodule.sampling import PathSamplingCell
 NONE_OP = 'none'
 
 __all__ = ['GumbelMixedCell', 'derived_architecture', 'derive_cell', 'edge_index', 'num_edges', 'alpha_entropy',
-           'straight_through', 'NONE_OP']
+           'straight_through', 'paired_straight_through', 'alpha_max_prob', 'NONE_OP']
 
 
 def num_edges(num_nodes: int, num_predecessors: int) -> int:
@@ -98,6 +98,27 @@ def straight_through(soft: torch.Tensor) -> torch.Tensor:
     return hard + hard * (soft - soft.detach())
 
 
+def paired_straight_through(logits: torch.Tensor, tau: float) -> tuple[torch.Tensor, list[int], list[int]]:
+    """A hard Gumbel sample whose alpha gradient compares the sampled op with the runner-up.
+
+    Per row, draw the two largest of ``(logits + Gumbel noise) / tau`` (a sample without replacement, as
+    ProxylessNAS's binary gates): ``first`` is the sample, ``second`` its runner-up. In value the weights are
+    the one-hot of ``first``; their gradient is that of the two-way softmax over (first, second), so alpha
+    moves by ``dL/dw_first - dL/dw_second`` — whether the runner-up's output would lower the loss — instead of
+    by ``dL/dw_first`` alone, which with BatchNorm after the op mostly measures the output's scale.
+
+    Returns the weights ``(rows, cols)`` and the two index lists.
+    """
+    gumbel = -torch.empty_like(logits).exponential_().log()
+    perturbed = (logits + gumbel) / tau
+    top = perturbed.detach().topk(2, dim=-1).indices
+    soft = perturbed.gather(-1, top).softmax(-1)
+    hard = torch.zeros_like(soft)
+    hard[:, 0] = 1.0
+    weights = torch.zeros_like(logits).scatter(-1, top, hard + soft - soft.detach())
+    return weights, top[:, 0].tolist(), top[:, 1].tolist()
+
+
 @contextlib.contextmanager
 def derived_architecture(cells: Iterable[GumbelMixedCell]) -> Iterator[None]:
     """Run the exported (most probable) architecture of ``cells`` inside the block, also in train mode.
@@ -113,6 +134,11 @@ def derived_architecture(cells: Iterable[GumbelMixedCell]) -> Iterator[None]:
     finally:
         for cell in cells:
             cell.use_derived = False
+
+
+def alpha_max_prob(alpha: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of the largest probability: 1/columns when uniform, 1 when every choice is certain."""
+    return F.softmax(alpha.detach().float(), dim=-1).max(-1).values.mean()
 
 
 def alpha_entropy(alpha: torch.Tensor) -> torch.Tensor:
@@ -162,6 +188,9 @@ class GumbelMixedCell(PathSamplingCell):
         # gradient and `none` drifts up whenever shrinking an op helps; by default it is left out of the
         # samples (its logit stays put) and the DARTS export ignores it anyway.
         self.sample_none: bool = False
+        # How hard samples send a gradient to alpha: 'paired' (sampled op vs. runner-up) or 'straight_through'.
+        self.estimator: str = 'paired'
+        self._second: list[int] | None = None
         # Weights of the current sample: set by resample(), shared by all cells of this label.
         self._weights: torch.Tensor | None = None
         self._chosen: list[int] | None = None
@@ -214,13 +243,18 @@ class GumbelMixedCell(PathSamplingCell):
                     mask = torch.zeros_like(logits, dtype=torch.bool)
                     mask[:, len(self.op_names)] = True
                     logits = logits.masked_fill(mask, float('-inf'))
-                weights = straight_through(F.gumbel_softmax(logits, tau=self.tau, hard=False, dim=-1))
-                chosen = weights.detach().argmax(-1).tolist()
+                if self.estimator == 'paired':
+                    weights, chosen, second = paired_straight_through(logits, self.tau)
+                    memo[key] = (weights, chosen, second)
+                else:
+                    weights = straight_through(F.gumbel_softmax(logits, tau=self.tau, hard=False, dim=-1))
+                    chosen = weights.detach().argmax(-1).tolist()
             else:
                 weights = F.gumbel_softmax(logits, tau=self.tau, hard=False, dim=-1)
                 chosen = None
-            memo[key] = (weights, chosen)
-        self._weights, self._chosen = memo[key]
+            if key not in memo:
+                memo[key] = (weights, chosen, None)
+        self._weights, self._chosen, self._second = memo[key]
         return {key: memo[key]}
 
     def export(self, memo: dict[str, Any]) -> dict[str, Any]:
@@ -286,10 +320,20 @@ class GumbelMixedCell(PathSamplingCell):
                 e = edge_index(node, pred, self.num_predecessors)
                 if self.hard and self.sparse and self.relaxation == 'gumbel':
                     k = cast(list, self._chosen)[e]
-                    if k == none_idx:
+                    terms = []
+                    if k != none_idx:
+                        # weights[e, k] is 1 in value; it carries the straight-through gradient to alpha.
+                        terms.append(node_ops[pred][self.op_names[k]](states[pred]) * weights[e, k])
+                    j = self._second[e] if self._second is not None else none_idx
+                    if j != none_idx:
+                        # The runner-up adds 0 in value: only its output's inner product with the loss
+                        # gradient is needed (for alpha), so its own weights get no gradient.
+                        with torch.no_grad():
+                            runner_up = node_ops[pred][self.op_names[j]](states[pred])
+                        terms.append(runner_up * weights[e, j])
+                    if not terms:
                         continue
-                    # weights[e, k] is 1 in value; it carries the straight-through gradient to alpha.
-                    y = node_ops[pred][self.op_names[k]](states[pred]) * weights[e, k]
+                    y = terms[0] if len(terms) == 1 else terms[0] + terms[1]
                 else:
                     y = sum(weights[e, k] * op(states[pred]) for k, op in enumerate(node_ops[pred].values()))
                 out = y if out is None else out + y
