@@ -115,7 +115,7 @@ def paired_straight_through(logits: torch.Tensor, tau: float) -> tuple[torch.Ten
     soft = perturbed.gather(-1, top).softmax(-1)
     hard = torch.zeros_like(soft)
     hard[:, 0] = 1.0
-    weights = torch.zeros_like(logits).scatter(-1, top, hard + soft - soft.detach())
+    weights = torch.zeros_like(logits).scatter(-1, top, hard + (soft - soft.detach()))  # exactly one-hot in value
     return weights, top[:, 0].tolist(), top[:, 1].tolist()
 
 
