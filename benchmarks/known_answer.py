@@ -74,7 +74,12 @@ def main(argv=None) -> dict:
         torch.set_num_threads(args.threads)
     warnings.filterwarnings('ignore')
     logging.getLogger('nni').setLevel(logging.WARNING)
-    results = {'settings': {k: v for k, v in vars(args).items() if k not in ('output', 'threads')}, 'families': {}}
+    settings = {k: v for k, v in vars(args).items() if k not in ('output', 'threads', 'families')}
+    results: dict = {'settings': settings, 'families': {}}
+    if args.output is not None and args.output.is_file():  # add families to an earlier run with the same settings
+        earlier = json.loads(args.output.read_text())
+        if {k: v for k, v in earlier['settings'].items() if k != 'families'} == settings:
+            results['families'] = earlier['families']
     for name in args.families:
         start = time.time()
         res = rank_family(name, args)

@@ -163,7 +163,8 @@ def adapter_method(name: str, strategy: BaseStrategy, search_steps: int | None, 
     and alpha, then the derived cell's weights only; Adam at the NNI baselines' weight step size."""
     supernet = build_supernet(space(), strategy)
     supernet.set_temperature(strategy.config.temperature.end)
-    adapter = TaskAdapter(supernet, search_steps=search_steps, weight_lr=weight_lr)
+    # Adam on both, as the NNI baselines this section compares with (the library's default is the SGD inner loop).
+    adapter = TaskAdapter(supernet, search_steps=search_steps, optimizer='adam', weight_lr=weight_lr)
     return Method(name, lambda x, y: adapter.step(x, y), adapter.accuracy)
 
 

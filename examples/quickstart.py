@@ -1,6 +1,7 @@
-"""Quickstart: meta-train a BASE prior on digits tasks, adapt it to held-out classes, export the cells.
+"""Quickstart: meta-train a BASE prior on a task family, adapt it to held-out classes, export the cells.
 
-Runs on the embedded scikit-learn digits (no download) and finishes in a few minutes on 2 CPU cores::
+Runs on the package's procedural ``peaks`` family (16x16 images whose class is the height of one bright
+pixel in clutter; no download) and finishes in a few minutes on 2 CPU cores::
 
     python examples/quickstart.py --output-dir runs/quickstart
 
@@ -11,6 +12,7 @@ Writes to the output directory:
 * ``probs.json``          the probability of every operation on every edge after adaptation
 * ``genotype.txt``        the same cells in the DARTS genotype notation
 * ``cells.png``           picture of the normal and reduction cells
+* ``prior.png``           the prior's per-edge operation probabilities beside the cell it exports
 * ``meta_curves.png``     meta-training curves (query accuracy before/after adaptation, outer loss)
 * ``summary.json``        held-out accuracies and timings printed at the end
 * ``logs/``               Lightning CSV logs of meta-training and adaptation
@@ -36,9 +38,9 @@ from torch.utils.data import DataLoader, random_split
 
 from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, TaskDistribution
 from nni_base.api import adaptation_accuracy, build_supernet, sample_tasks
-from nni_base.data import digits_splits
+from nni_base.data.families import FAMILIES, family_splits
 from nni_base.genotype import format_genotype, sample_to_genotype
-from nni_base.plotting import plot_cells, plot_curves
+from nni_base.plotting import plot_cells, plot_curves, plot_prior
 
 
 def write_json(obj, path: Path) -> None:
@@ -52,15 +54,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--output-dir', type=Path, default=Path('runs/quickstart'))
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--family', default='peaks', choices=FAMILIES)
     p.add_argument('--ways', type=int, default=5)
-    p.add_argument('--shots', type=int, default=5)
-    p.add_argument('--queries', type=int, default=5)
+    p.add_argument('--shots', type=int, default=20)
+    p.add_argument('--queries', type=int, default=10)
     p.add_argument('--width', type=int, default=8)
-    p.add_argument('--num-cells', type=int, default=3)
-    p.add_argument('--meta-epochs', type=int, default=4)
+    p.add_argument('--num-cells', type=int, default=4)
+    p.add_argument('--meta-epochs', type=int, default=3)
     p.add_argument('--steps-per-epoch', type=int, default=10)
-    p.add_argument('--tasks-per-step', type=int, default=4)
-    p.add_argument('--inner-steps', type=int, default=5)
+    p.add_argument('--tasks-per-step', type=int, default=2)
+    p.add_argument('--inner-steps', type=int, default=10)
+    p.add_argument('--inner-batch-size', type=int, default=32)
     p.add_argument('--heldout-tasks', type=int, default=10)
     p.add_argument('--adapt-epochs', type=int, default=2)
     p.add_argument('--threads', type=int, default=2)
@@ -78,17 +82,20 @@ def main(argv=None) -> dict:
     def space() -> DartsTaskSpace:
         return DartsTaskSpace(width=args.width, num_cells=args.num_cells, num_classes=args.ways)
 
-    splits = digits_splits()
-    train_tasks = TaskDistribution(splits['train'], args.ways, args.shots, args.queries, name='digits-train')
-    heldout_tasks = TaskDistribution(splits['test'], args.ways, args.shots, args.queries, name='digits-heldout')
-    print(f'Meta-training on {train_tasks.num_classes} digit classes, held-out: {heldout_tasks.num_classes} classes')
+    splits = family_splits(args.family, image_size=16, seed=args.seed)
+    train_tasks = TaskDistribution(splits['train'], args.ways, args.shots, args.queries, name=f'{args.family}-train')
+    heldout_tasks = TaskDistribution(splits['test'], args.ways, args.shots, args.queries,
+                                     name=f'{args.family}-heldout')
+    print(f'Meta-training on {train_tasks.num_classes} {args.family} classes, held-out: '
+          f'{heldout_tasks.num_classes} classes')
 
     # 1. Meta-train the prior.
     evaluator = EpisodicClassification(
         train_tasks, heldout_tasks, tasks_per_step=args.tasks_per_step, steps_per_epoch=args.steps_per_epoch,
-        val_episodes=4, seed=args.seed, max_epochs=args.meta_epochs, enable_checkpointing=False,
+        val_episodes=2, seed=args.seed, max_epochs=args.meta_epochs, enable_checkpointing=False,
         logger=CSVLogger(out / 'logs', name='meta'), log_every_n_steps=1)
-    strategy = BaseStrategy(inner_steps=args.inner_steps, save_prior_to=out / 'prior.pt', seed=args.seed)
+    strategy = BaseStrategy(inner_steps=args.inner_steps, inner_batch_size=args.inner_batch_size,
+                            save_prior_to=out / 'prior.pt', seed=args.seed)
     start = time.time()
     meta_exp = NasExperiment(space(), evaluator, strategy)
     meta_exp.run()
@@ -98,10 +105,14 @@ def main(argv=None) -> dict:
     # 2. Held-out tasks: the prior against a random initialisation, same number of steps.
     tasks = sample_tasks(heldout_tasks, args.heldout_tasks, seed=args.seed + 100)
     torch.manual_seed(args.seed)
-    from_prior = adaptation_accuracy(build_supernet(space(), BaseStrategy(prior=out / 'prior.pt')), tasks,
+    inner = {'inner_steps': args.inner_steps, 'inner_batch_size': args.inner_batch_size}
+    from_prior = adaptation_accuracy(build_supernet(space(), BaseStrategy(prior=out / 'prior.pt', **inner)), tasks,
                                      args.inner_steps)
     torch.manual_seed(args.seed)
-    from_scratch = adaptation_accuracy(build_supernet(space(), BaseStrategy()), tasks, args.inner_steps)
+    from_scratch = adaptation_accuracy(build_supernet(space(), BaseStrategy(**inner)), tasks, args.inner_steps)
+    prior_alpha = {label: torch.softmax(a.detach(), -1) for label, a in strategy.oneshot_module.alphas().items()}
+    concentration = {label: float(p.max(-1).values.mean()) for label, p in prior_alpha.items()}
+    plot_prior(strategy.export_sample(), strategy.export_probs(), out / 'prior.png')
 
     # 3. Adapt the prior to a held-out dataset (the first `ways` held-out classes) and export.
     data = splits['test'].subset_classes(list(range(args.ways)))
@@ -111,8 +122,7 @@ def main(argv=None) -> dict:
         train_dataloaders=nni.trace(DataLoader)(train_set, batch_size=32, shuffle=True),
         val_dataloaders=nni.trace(DataLoader)(val_set, batch_size=128), max_epochs=args.adapt_epochs,
         enable_checkpointing=False, logger=CSVLogger(out / 'logs', name='adapt'), log_every_n_steps=1)
-    adapt_strategy = BaseStrategy(prior=out / 'prior.pt', arc_learning_rate=0.05, temperature=(1.0, 0.5),
-                                  seed=args.seed)
+    adapt_strategy = BaseStrategy(prior=out / 'prior.pt', seed=args.seed)
     start = time.time()
     exp = NasExperiment(space(), adapt_eval, adapt_strategy)
     exp.run()
@@ -127,7 +137,8 @@ def main(argv=None) -> dict:
     plot_cells(sample, out / 'cells.png')
     meta_csv = Path(evaluator.trainer.logger.log_dir) / 'metrics.csv'
     plot_curves(meta_csv, out / 'meta_curves.png',
-                ['query_acc_before_step', 'query_acc_after_step', 'outer_loss_step', 'val_acc'])
+                ['query_acc_before_step', 'query_acc_after_step', 'outer_loss_step', 'alpha_max_prob/normal',
+                 'alpha_max_prob/reduce'])
 
     summary = {
         'heldout_tasks': args.heldout_tasks,
@@ -135,18 +146,22 @@ def main(argv=None) -> dict:
         'prior_accuracy_before_adaptation': from_prior['before'],
         'prior_accuracy_after_adaptation': from_prior['after'],
         'scratch_accuracy_after_adaptation': from_scratch['after'],
+        'prior_alpha_mean_max_prob': concentration,
         'adapted_dataset_val_accuracy': adapted_acc,
         'meta_train_seconds': round(meta_seconds, 1),
         'adapt_seconds': round(adapt_seconds, 1),
     }
     write_json(summary, out / 'summary.json')
-    print(f'\nHeld-out digits tasks ({args.ways}-way {args.shots}-shot, {args.heldout_tasks} tasks, '
+    print(f'\nHeld-out {args.family} tasks ({args.ways}-way {args.shots}-shot, {args.heldout_tasks} tasks, '
           f'{args.inner_steps} adaptation steps each):')
     print(f'  query accuracy from the prior:   before {from_prior["before"]:.3f} -> after {from_prior["after"]:.3f}')
     print(f'  query accuracy from scratch:     after {from_scratch["after"]:.3f}')
+    print('  prior alpha concentration (mean max probability per edge, uniform 0.125): '
+          + ', '.join(f'{label} {value:.2f}' for label, value in concentration.items()))
     print(f'Adapted to held-out classes in {adapt_seconds:.0f} s (meta-training took {meta_seconds:.0f} s); '
           f'validation accuracy of the exported cells with shared weights: {adapted_acc:.3f}')
-    print(f'Architecture: {out / "arch.json"}  picture: {out / "cells.png"}  prior: {out / "prior.pt"}')
+    print(f'Architecture: {out / "arch.json"}  pictures: {out / "cells.png"}, {out / "prior.png"}  '
+          f'prior: {out / "prior.pt"}')
     return summary
 
 

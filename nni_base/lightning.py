@@ -30,7 +30,7 @@ from nni.nas.oneshot.pytorch.base_lightning import BaseOneShotLightningModule
 
 from .errors import MetaTrainingDiverged
 from .evaluator import EpisodicModule
-from .meta_update import MeanAccumulator, ModelState, inner_sgd_step, set_reptile_gradients
+from .meta_update import MeanAccumulator, ModelState, OuterOptimizer, inner_sgd_step, set_reptile_gradients
 from .optimization_embedding import ArchMAML, maml_query_loss
 from .supermodule import GumbelMixedCell, alpha_entropy, alpha_max_prob, derived_architecture
 from .tasks import Task
@@ -67,6 +67,7 @@ class BaseConfig:
     parameterization: Literal['darts', 'slot'] = 'darts'
     freeze_alpha: bool = False
     alpha_estimator: Literal['paired', 'straight_through'] = 'paired'
+    pool_batchnorm: bool = True
 
     def __post_init__(self):
         if self.meta_algorithm not in ('reptile', 'maml'):
@@ -149,6 +150,7 @@ class BaseLightningModule(BaseOneShotLightningModule):
         for cell in self.cells():
             cell.sample_none = config.sample_none
             cell.estimator = config.alpha_estimator
+            cell.pool_batchnorm = config.pool_batchnorm
 
     # ---- supernet helpers ----------------------------------------------------------------------
     def cells(self) -> list[GumbelMixedCell]:
@@ -170,6 +172,7 @@ class BaseLightningModule(BaseOneShotLightningModule):
             cell.tau = tau
             cell.sample_none = self.config.sample_none
             cell.estimator = self.config.alpha_estimator
+            cell.pool_batchnorm = self.config.pool_batchnorm
 
     def current_temperature(self) -> float:
         step, total = self._step_position()
@@ -197,10 +200,10 @@ class BaseLightningModule(BaseOneShotLightningModule):
         if self.meta and self.config.outer_optimizer_alpha == 'adam':
             # Reptile: SGD moves the weights toward the task mean; alpha's per-task direction is small and
             # noisy (one sampled op per edge and step), so Adam steps along its consistent sign instead.
-            return [torch.optim.SGD([{'params': self.weight_parameters(), 'lr': self.config.outer_lr,
-                                      'name': 'weights'}]),
-                    torch.optim.Adam([{'params': self.arch_parameters(), 'lr': self.config.outer_lr_alpha,
-                                       'name': 'alpha'}])]
+            return OuterOptimizer([
+                {'params': self.weight_parameters(), 'lr': self.config.outer_lr, 'name': 'weights'},
+                {'params': self.arch_parameters(), 'lr': self.config.outer_lr_alpha, 'name': 'alpha',
+                 'adaptive': True}])
         if self.meta:
             # The outer optimizer: plain SGD on the Reptile direction, one step size per group.
             return torch.optim.SGD([
@@ -354,17 +357,14 @@ class BaseLightningModule(BaseOneShotLightningModule):
         mean = adapted.mean()
         if not all(bool(torch.isfinite(t).all()) for t in mean):
             raise MetaTrainingDiverged(f'Non-finite adapted parameters at {where}; the shared prior was not updated.')
-        optimizers = self.optimizers()
-        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        for optimizer in optimizers:
-            optimizer.zero_grad()
+        optimizer = cast(torch.optim.Optimizer, self.optimizers())
+        optimizer.zero_grad()
         n_params = len(state.params)
         set_reptile_gradients(state.params, mean[:n_params])
         if not train_alpha:  # warm-up: no alpha step (Adam would still move it on a zero gradient's momentum)
             for p in self.arch_parameters():
                 p.grad = None
-        for optimizer in optimizers:
-            optimizer.step()
+        optimizer.step()
         with torch.no_grad():  # BatchNorm statistics: take the task mean directly
             torch._foreach_copy_(state.buffers, mean[n_params:])
 

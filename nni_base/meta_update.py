@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn as nn
 
-__all__ = ['ModelState', 'MeanAccumulator', 'inner_sgd_step', 'set_reptile_gradients']
+__all__ = ['ModelState', 'MeanAccumulator', 'OuterOptimizer', 'inner_sgd_step', 'set_reptile_gradients']
 
 
 class ModelState:
@@ -84,3 +84,38 @@ def set_reptile_gradients(shared: Sequence[nn.Parameter], adapted_mean: Sequence
     """Store ``shared - mean(adapted)`` as the gradient of each shared parameter."""
     for p, m in zip(shared, adapted_mean):
         p.grad = p.detach() - m
+
+
+class OuterOptimizer(torch.optim.Optimizer):
+    """Reptile's outer step: plain SGD for groups with ``adaptive=False``, Adam for groups with ``adaptive=True``.
+
+    One optimizer (not one per group) so that Lightning counts one step per meta-step and checkpoints
+    both states together. Weights take the SGD step toward the task mean (1.0: all the way); alpha's
+    per-task directions are small and noisy, so Adam steps along their sign-consistent part.
+    """
+
+    def __init__(self, groups: list[dict], betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        super().__init__(groups, {'lr': 1.0, 'adaptive': False, 'betas': betas, 'eps': eps})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: D102 - torch's Optimizer.step
+        for group in self.param_groups:
+            for p in group['params']:
+                if p.grad is None:
+                    continue
+                if not group['adaptive']:
+                    p.add_(p.grad, alpha=-group['lr'])
+                    continue
+                state = self.state[p]
+                if not state:
+                    state['step'] = torch.zeros(())
+                    state['exp_avg'] = torch.zeros_like(p)
+                    state['exp_avg_sq'] = torch.zeros_like(p)
+                beta1, beta2 = group['betas']
+                state['step'] += 1
+                state['exp_avg'].mul_(beta1).add_(p.grad, alpha=1 - beta1)
+                state['exp_avg_sq'].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+                t = float(state['step'])
+                denom = (state['exp_avg_sq'] / (1 - beta2 ** t)).sqrt_().add_(group['eps'])
+                p.addcdiv_(state['exp_avg'], denom, value=-group['lr'] / (1 - beta1 ** t))
+        return None

@@ -191,6 +191,7 @@ class GumbelMixedCell(PathSamplingCell):
         # How hard samples send a gradient to alpha: 'paired' (sampled op vs. runner-up) or 'straight_through'.
         self.estimator: str = 'paired'
         self._second: list[int] | None = None
+        self.pool_batchnorm: bool = True
         # Weights of the current sample: set by resample(), shared by all cells of this label.
         self._weights: torch.Tensor | None = None
         self._chosen: list[int] | None = None
@@ -323,23 +324,38 @@ class GumbelMixedCell(PathSamplingCell):
                     terms = []
                     if k != none_idx:
                         # weights[e, k] is 1 in value; it carries the straight-through gradient to alpha.
-                        terms.append(node_ops[pred][self.op_names[k]](states[pred]) * weights[e, k])
+                        terms.append(self._search_op(node_ops[pred], k, states[pred]) * weights[e, k])
                     j = self._second[e] if self._second is not None else none_idx
                     if j != none_idx:
                         # The runner-up adds 0 in value: only its output's inner product with the loss
                         # gradient is needed (for alpha), so its own weights get no gradient.
                         with torch.no_grad():
-                            runner_up = node_ops[pred][self.op_names[j]](states[pred])
+                            runner_up = self._search_op(node_ops[pred], j, states[pred])
                         terms.append(runner_up * weights[e, j])
                     if not terms:
                         continue
                     y = terms[0] if len(terms) == 1 else terms[0] + terms[1]
                 else:
-                    y = sum(weights[e, k] * op(states[pred]) for k, op in enumerate(node_ops[pred].values()))
+                    y = sum(weights[e, k] * self._search_op(node_ops[pred], k, states[pred])
+                            for k in range(len(self.op_names)))
                 out = y if out is None else out + y
             if out is None:  # every incoming edge sampled `none`
                 out = self._zeros_like_node(states)
             states.append(cast(torch.Tensor, out))
+
+    def _search_op(self, ops: nn.ModuleDict, k: int, x: torch.Tensor) -> torch.Tensor:
+        """Operation ``k`` as the search runs it: pooling outputs normalised by their batch statistics.
+
+        Every parametric DARTS op ends in BatchNorm, NNI's pooling ops do not; unnormalised, a pooled output's
+        scale alone decides how it compares with the others. DARTS adds a non-affine BatchNorm after pooling
+        during search for this reason; here it is stateless (batch statistics, no buffers), so priors keep
+        their tensors and the exported cell is unchanged.
+        """
+        name = self.op_names[k]
+        y = ops[name](x)
+        if self.pool_batchnorm and 'pool' in name:
+            y = F.batch_norm(y, None, None, training=True)
+        return y
 
     def _zeros_like_node(self, states: list[torch.Tensor]) -> torch.Tensor:
         ref = states[self.num_predecessors - 1]

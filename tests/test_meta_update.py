@@ -49,3 +49,19 @@ def test_inner_step_uses_per_parameter_step_size_and_skips_unused():
     inner_sgd_step([a, b], [torch.tensor([1.0, -2.0]), None], [0.1, 99.0].__getitem__)
     assert torch.allclose(a, torch.tensor([0.9, 1.2]))
     assert torch.equal(b, torch.tensor([5.0]))
+
+
+def test_outer_optimizer_is_sgd_for_weights_and_adam_for_alpha():
+    from nni_base.meta_update import OuterOptimizer
+
+    weights, alpha = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3))
+    reference = torch.nn.Parameter(torch.zeros(3))
+    adam = torch.optim.Adam([reference], lr=0.15)
+    outer = OuterOptimizer([{'params': [weights], 'lr': 1.0}, {'params': [alpha], 'lr': 0.15, 'adaptive': True}])
+    for i in range(5):
+        grad = torch.tensor([1.0, -2.0, 0.5]) * (i + 1)
+        weights.grad, alpha.grad, reference.grad = grad.clone(), grad.clone(), grad.clone()
+        outer.step()
+        adam.step()
+    assert torch.allclose(alpha, reference, atol=1e-6)
+    assert torch.allclose(weights, -torch.tensor([1.0, -2.0, 0.5]) * 15)
