@@ -12,6 +12,7 @@ answer that the prior's α must recover (``benchmarks/alpha_recovery.py``).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 import warnings

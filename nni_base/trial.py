@@ -52,8 +52,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     'outer_lr_alpha': None,
     'adapt_steps': None,
     'arc_learning_rate': 3e-3,
-    'temperature_start': 5.0,
-    'temperature_end': 0.5,
+    'temperature_start': 1.0,  # hard samples do not depend on it (only alpha's gradient scale does)
+    'temperature_end': 1.0,
     # 'reptile' (Algorithm 1) or 'maml' (few-shot BASE, second order unless first_order); 'gumbel' or 'softmax'
     'meta_algorithm': 'reptile',
     'first_order': False,

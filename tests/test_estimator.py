@@ -109,3 +109,36 @@ def test_default_adaptation_moves_alpha_and_the_frozen_ablation_does_not():
     # the old default (Adam at 3e-3) could move them by at most 0.015.
     assert moved[False] > 0.02
     assert moved[True] == 0.0
+
+
+def test_sampled_none_gets_a_gradient_through_its_runner_up():
+    supernet = _supernet(sample_none=True)
+    none = len(supernet.cells()[0].op_names)
+    with torch.no_grad():  # `none` first on the even edges; the odd edges keep the nodes' outputs non-zero
+        for alpha in supernet.arch_parameters():
+            alpha[::2, none] = 20.0
+    train, _ = digits_tasks()
+    task = train.sample()
+    supernet.resample()
+    assert all(k == none for k in supernet.cells()[0]._chosen[::2])
+    loss, _ = supernet._task_loss(task.support_x, task.support_y)
+    loss.backward()
+    for alpha in supernet.arch_parameters():
+        # Before the paired estimator a sampled `none` computed nothing and its row got no gradient at all.
+        assert bool((alpha.grad[::2, none].abs() > 0).any())
+
+
+def test_pooling_is_normalised_while_searching():
+    supernet = _supernet()
+    cell = supernet.cells()[0]  # the first (normal, stride 1) cell
+    ops = cell.ops[0][0]
+    channels = ops['sep_conv_3x3'][1].in_channels
+    x = torch.randn(4, channels, 8, 8) + 3
+    pooled = cell._search_op(ops, cell.op_names.index('max_pool_3x3'), x)
+    assert abs(float(pooled.mean())) < 1e-4  # batch statistics take the pooled output's positive bias out
+    cell.pool_batchnorm = False
+    assert float(cell._search_op(ops, cell.op_names.index('max_pool_3x3'), x).mean()) > 2.0
+    # Parametric ops are left alone: they end in their own BatchNorm.
+    conv = cell.op_names.index('sep_conv_3x3')
+    cell.pool_batchnorm = True
+    assert torch.equal(cell._search_op(ops, conv, x), ops['sep_conv_3x3'](x))
