@@ -24,6 +24,7 @@ __all__ = [
     "DARTS_V2",
     "Genotype",
     "NODES",
+    "as_genotype",
     "cell_from_sample",
     "format_genotype",
     "genotype_to_sample",
@@ -54,6 +55,9 @@ NODES: tuple[int, ...] = (2, 3, 4, 5)
 CONCAT: tuple[int, ...] = NODES
 
 _PAIRS_PER_CELL = 2 * len(NODES)
+
+#: Fields every genotype form must provide, named as in the original DARTS code.
+_FIELDS: tuple[str, ...] = ("normal", "normal_concat", "reduce", "reduce_concat")
 
 
 class Genotype(NamedTuple):
@@ -121,22 +125,73 @@ def sample_keys(cell: str | None = None) -> list[str]:
     return [f"{c}/{kind}_{i}_{k}" for c in cells for i in NODES for k in (0, 1) for kind in ("op", "input")]
 
 
-def validate_genotype(genotype: Genotype) -> None:
+def as_genotype(genotype: Any) -> Genotype:
+    """Convert any common genotype form into a validated :class:`Genotype`.
+
+    Parameters
+    ----------
+    genotype
+        One of: this module's :class:`Genotype`; DARTS's own ``Genotype`` namedtuple (or any other object) with
+        attributes ``normal``, ``normal_concat``, ``reduce`` and ``reduce_concat``; a mapping with those keys; or
+        the published string form (parsed by :func:`parse_genotype`, never evaluated).
+
+    Returns
+    -------
+    Genotype
+        The genotype, with cells as lists of ``(op, input)`` tuples and concats as ``[2, 3, 4, 5]``.
+
+    Raises
+    ------
+    ValueError
+        If a field is missing or the genotype is invalid (see :func:`validate_genotype`).
+    """
+    if isinstance(genotype, Genotype):
+        _validate_fields(genotype)
+        return genotype
+    if isinstance(genotype, str):
+        return parse_genotype(genotype)
+    if isinstance(genotype, Mapping):
+        missing = [field for field in _FIELDS if field not in genotype]
+        values = {} if missing else {field: genotype[field] for field in _FIELDS}
+        form = "key"
+    else:
+        missing = [field for field in _FIELDS if not hasattr(genotype, field)]
+        values = {} if missing else {field: getattr(genotype, field) for field in _FIELDS}
+        form = "attribute"
+    if missing:
+        raise ValueError(
+            f"{type(genotype).__name__} is not a genotype: it lacks the {form}(s) {', '.join(missing)}; a genotype "
+            f"needs {', '.join(_FIELDS)} (as attributes, e.g. DARTS's Genotype namedtuple, or as mapping keys), or "
+            "can be given as the string 'Genotype(normal=[...], normal_concat=..., reduce=[...], reduce_concat=...)'"
+        )
+    _validate_fields(Genotype(**values))
+    # Validated: every pair is a 2-element list/tuple and every concat equals CONCAT.
+    return Genotype(
+        normal=[(op, j) for op, j in values["normal"]],
+        normal_concat=list(CONCAT),
+        reduce=[(op, j) for op, j in values["reduce"]],
+        reduce_concat=list(CONCAT),
+    )
+
+
+def validate_genotype(genotype: Any) -> None:
     """Check that a genotype can be expressed in NNI's DARTS space.
 
     Parameters
     ----------
     genotype
-        The genotype to check.
+        The genotype to check, in any form accepted by :func:`as_genotype`.
 
     Raises
     ------
     ValueError
-        If a cell does not have exactly 8 pairs, a pair is malformed, an op is ``'none'`` or unknown, an input
-        index is out of range for its node, or a concat list is not ``[2, 3, 4, 5]``.
+        If a field is missing, a cell does not have exactly 8 pairs, a pair is malformed, an op is ``'none'`` or
+        unknown, an input index is out of range for its node, or a concat list is not ``[2, 3, 4, 5]``.
     """
-    if not isinstance(genotype, Genotype):
-        raise ValueError(f"expected a Genotype, got {type(genotype).__name__}")
+    as_genotype(genotype)
+
+
+def _validate_fields(genotype: Genotype) -> None:
     for cell in CELLS:
         _validate_pairs(getattr(genotype, cell), cell)
         concat = getattr(genotype, f"{cell}_concat")
@@ -151,13 +206,15 @@ def validate_genotype(genotype: Genotype) -> None:
             )
 
 
-def genotype_to_sample(genotype: Genotype) -> dict[str, Any]:
+def genotype_to_sample(genotype: Any) -> dict[str, Any]:
     """Convert a genotype into an NNI sample for :class:`nni.nas.hub.pytorch.DARTS`.
 
     Parameters
     ----------
     genotype
-        A valid DARTS genotype.
+        A valid DARTS genotype in any form accepted by :func:`as_genotype`: this module's :class:`Genotype`,
+        DARTS's own ``Genotype`` namedtuple (or any object with ``normal``, ``normal_concat``, ``reduce`` and
+        ``reduce_concat`` attributes), a mapping with those keys, or the published string form.
 
     Returns
     -------
@@ -168,9 +225,9 @@ def genotype_to_sample(genotype: Genotype) -> dict[str, Any]:
     Raises
     ------
     ValueError
-        If the genotype is invalid (see :func:`validate_genotype`).
+        If a field is missing or the genotype is invalid (see :func:`validate_genotype`).
     """
-    validate_genotype(genotype)
+    genotype = as_genotype(genotype)
     sample: dict[str, Any] = {}
     for cell in CELLS:
         pairs = getattr(genotype, cell)
@@ -241,20 +298,20 @@ def sample_to_genotype(sample: Mapping[str, Any]) -> Genotype:
     return Genotype(normal=normal, normal_concat=list(CONCAT), reduce=reduce, reduce_concat=list(CONCAT))
 
 
-def format_genotype(genotype: Genotype) -> str:
+def format_genotype(genotype: Any) -> str:
     """Format a genotype in the published string form, readable by :func:`parse_genotype`.
 
     Parameters
     ----------
     genotype
-        A valid genotype.
+        A valid genotype, in any form accepted by :func:`as_genotype`.
 
     Returns
     -------
     str
         e.g. ``"Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=range(2, 6), reduce=[...], ...)"``.
     """
-    validate_genotype(genotype)
+    genotype = as_genotype(genotype)
 
     def pairs(cell: str) -> str:
         return "[" + ", ".join(f"({op!r}, {int(j)})" for op, j in getattr(genotype, cell)) + "]"
@@ -318,7 +375,7 @@ def parse_genotype(text: str) -> Genotype:
         # Some logs omit concat; NNI's space fixes it to all intermediate nodes anyway.
         fields.setdefault(f"{cell}_concat", list(CONCAT))
     genotype = Genotype(**fields)
-    validate_genotype(genotype)
+    _validate_fields(genotype)
     return genotype
 
 

@@ -20,9 +20,9 @@ class DartsTaskSpace(DARTS):
     Parameters
     ----------
     width
-        Channels of the first stage (fixed: BASE searches cells, not widths).
+        Channels of the first stage (fixed, at least 1: BASE searches cells, not widths).
     num_cells
-        Number of cells (fixed).
+        Number of cells (fixed; at least 3, since the network has 3 stages of at least one cell each).
     num_classes
         Output size of the classifier (and of the auxiliary head in retrain mode).
     dataset, auxiliary_loss, drop_path_prob
@@ -41,6 +41,13 @@ class DartsTaskSpace(DARTS):
         if not isinstance(width, int) or not isinstance(num_cells, int):
             raise TypeError('DartsTaskSpace takes a fixed int width and num_cells: BaseStrategy searches the cell '
                             f'architecture only (got width={width!r}, num_cells={num_cells!r}).')
+        if width < 1:
+            raise ValueError(f'width must be at least 1 (channels of the first stage), got width={width}: pass a '
+                             'positive width such as DartsTaskSpace(width=16).')
+        if num_cells < 3:
+            # NNI's DARTS splits the cells over 3 stages (num_cells * i // 3 each), and every stage needs a cell.
+            raise ValueError(f'num_cells must be at least 3 (one cell per stage of the DARTS network), got '
+                             f'num_cells={num_cells}: pass e.g. DartsTaskSpace(num_cells=3) or the default 8.')
         if num_classes < 2:
             raise ValueError(f'num_classes must be at least 2, got {num_classes}.')
         super().__init__(width=width, num_cells=num_cells, dataset=dataset, auxiliary_loss=auxiliary_loss,

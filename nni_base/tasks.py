@@ -79,19 +79,74 @@ def _check_positive_int(name: str, value: Any, minimum: int) -> int:
 
 
 def _labels_of(dataset: Dataset) -> np.ndarray:
-    labels = getattr(dataset, "labels", None)
-    if labels is None:
+    """One integer label per sample: ``dataset.labels``, else ``dataset.targets`` (torchvision), else read items.
+
+    The last resort reads ``dataset[i][1]`` for every ``i`` once, as learn2learn's ``MetaDataset`` does, so any
+    dataset of ``(image, label)`` items works (e.g. ``torch.utils.data.TensorDataset``), only more slowly.
+    """
+    for attribute in ("labels", "targets"):
+        labels = getattr(dataset, attribute, None)
+        if labels is None:
+            continue
+        labels = labels.numpy() if isinstance(labels, Tensor) else np.asarray(labels)
+        if labels.ndim != 1 or len(labels) != len(dataset) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(
+                f"dataset.{attribute} must be a 1-D integer array with one label per sample ({len(dataset)}), "
+                f"got shape {labels.shape} and dtype {labels.dtype}"
+            )
+        return labels
+    return _read_item_labels(dataset)
+
+
+def _read_item_labels(dataset: Dataset) -> np.ndarray:
+    try:
+        size = len(dataset)  # type: ignore[arg-type]
+    except TypeError:
         raise TypeError(
-            f"{type(dataset).__name__} has no `labels` attribute: use a dataset from nni_base.data, or give it a "
-            "1-D integer `labels` array with one label per sample"
-        )
-    labels = labels.numpy() if isinstance(labels, Tensor) else np.asarray(labels)
-    if labels.ndim != 1 or len(labels) != len(dataset) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(
-            f"dataset.labels must be a 1-D integer array with one label per sample ({len(dataset)}), "
-            f"got shape {labels.shape} and dtype {labels.dtype}"
-        )
+            f"{type(dataset).__name__} has no length: tasks need a map-style dataset of (image, int label) items"
+        ) from None
+    labels = np.empty(size, dtype=np.int64)
+    for i in range(size):
+        item = dataset[i]
+        label = _item_label(item)
+        if label is None:
+            if not isinstance(item, tuple | list):
+                got = type(item).__name__
+            elif len(item) < 2:
+                got = f"a {type(item).__name__} of {len(item)} element(s)"
+            else:
+                got = f"label {_describe(item[1])}"
+            raise ValueError(
+                f"{type(dataset).__name__} item {i} has no integer label: items must be (image, int label) pairs "
+                f"(got {got}); otherwise give the dataset a 1-D integer `labels` or `targets` attribute with one "
+                "label per sample"
+            )
+        labels[i] = label
     return labels
+
+
+_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Tensor | np.ndarray):
+        return f"{type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return repr(value) if isinstance(value, float | str | bool | None) else type(value).__name__
+
+
+def _item_label(item: Any) -> int | None:
+    if not isinstance(item, tuple | list) or len(item) < 2:
+        return None
+    label = item[1]
+    if isinstance(label, Tensor | np.ndarray):
+        if label.ndim != 0:
+            return None
+        dtype_ok = (label.dtype in _INT_DTYPES if isinstance(label, Tensor)
+                    else np.issubdtype(label.dtype, np.integer))
+        return int(label.item()) if dtype_ok else None
+    if isinstance(label, int | np.integer) and not isinstance(label, bool | np.bool_):
+        return int(label)
+    return None
 
 
 def _labels_to_indices(labels: np.ndarray) -> dict[int, list[int]]:
@@ -112,8 +167,10 @@ class TaskDistribution:
     Parameters
     ----------
     dataset
-        A labelled dataset whose ``labels`` attribute is a 1-D integer array (every dataset in
-        :mod:`nni_base.data` qualifies) and whose items are ``(image CxHxW tensor, int label)``.
+        A dataset whose items are ``(image CxHxW tensor, int label)``. Labels are read from its ``labels``
+        attribute (every dataset in :mod:`nni_base.data` has one), else its ``targets`` attribute (torchvision
+        datasets), else from every item once (e.g. ``torch.utils.data.TensorDataset``); an attribute must be a
+        1-D integer array with one label per sample.
     ways
         Classes per task (at least 2 and at most the number of classes in ``dataset``).
     shots
@@ -126,7 +183,8 @@ class TaskDistribution:
     Raises
     ------
     ValueError
-        If a count is out of range or the smallest class has fewer than ``shots + queries`` images.
+        If a count is out of range, the smallest class has fewer than ``shots + queries`` images, the labels are
+        malformed, or an item has no integer label.
     """
 
     def __init__(self, dataset: Dataset, ways: int, shots: int, queries: int, name: str = "tasks"):

@@ -70,3 +70,20 @@ def test_episodic_evaluator_with_nni_darts_says_what_to_use():
     train, test = digits_tasks()
     with pytest.raises(TypeError, match='only nni_base.BaseStrategy can train'):
         run(tiny_space(), episodic_evaluator(train, test, steps_per_epoch=1), NniDarts())
+
+
+@pytest.mark.parametrize(('kwargs', 'message'), [
+    ({'width': 0}, r'width must be at least 1 .*got width=0: pass a positive width such as DartsTaskSpace\(width=16\)'),
+    ({'width': -4}, r'width must be at least 1 .*got width=-4'),
+    ({'num_cells': 0}, r'num_cells must be at least 3 .*got num_cells=0: pass e\.g\. DartsTaskSpace\(num_cells=3\)'),
+    ({'num_cells': 2}, r'num_cells must be at least 3 \(one cell per stage'),
+])
+def test_darts_task_space_sizes(kwargs, message):
+    from nni_base.spaces import DartsTaskSpace
+    with pytest.raises(ValueError, match=message):
+        DartsTaskSpace(num_classes=5, **kwargs)
+
+
+def test_darts_task_space_smallest_sizes_build():
+    from nni_base.spaces import DartsTaskSpace
+    assert DartsTaskSpace(width=1, num_cells=3, num_classes=5).num_cells == 3

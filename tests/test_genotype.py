@@ -10,6 +10,7 @@ from nni_base.genotype import (
     DARTS_OPS,
     DARTS_V2,
     Genotype,
+    as_genotype,
     format_genotype,
     genotype_to_sample,
     parse_genotype,
@@ -188,3 +189,71 @@ def test_parse_refuses_code_without_running_it(tmp_path):
     with pytest.raises(ValueError):
         parse_genotype(f"Genotype(normal=open({str(marker)!r}, 'w'), reduce=[])")
     assert not marker.exists()
+
+
+# --- foreign genotype forms ---------------------------------------------------------------------------------
+
+
+def _darts_repo_genotype():
+    """DARTS_V2 as DARTS-family repositories ship it: their own namedtuple class, tuple pairs, range concats."""
+    from collections import namedtuple
+
+    DartsGenotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")  # noqa: PYI024
+    return DartsGenotype(
+        normal=[tuple(p) for p in DARTS_V2.normal],
+        normal_concat=range(2, 6),
+        reduce=[tuple(p) for p in DARTS_V2.reduce],
+        reduce_concat=range(2, 6),
+    )
+
+
+class _PlainGenotype:
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+def _foreign_forms():
+    fields = {"normal": list(DARTS_V2.normal), "normal_concat": [2, 3, 4, 5],
+              "reduce": list(DARTS_V2.reduce), "reduce_concat": [2, 3, 4, 5]}
+    return {
+        "namedtuple": _darts_repo_genotype(),
+        "dict": dict(fields),
+        "object": _PlainGenotype(**fields),
+        "string": format_genotype(DARTS_V2),
+    }
+
+
+@pytest.mark.parametrize("form", ["namedtuple", "dict", "object", "string"])
+def test_foreign_genotype_forms_give_the_same_sample(form):
+    genotype = _foreign_forms()[form]
+    assert type(genotype) is not Genotype
+    sample = genotype_to_sample(genotype)
+    assert sample == genotype_to_sample(DARTS_V2)
+    assert sample["normal/op_5_1"] == "dil_conv_3x3" and sample["reduce/input_3_0"] == [2]
+    assert as_genotype(genotype) == DARTS_V2
+    assert parse_genotype(format_genotype(genotype)) == DARTS_V2
+    validate_genotype(genotype)
+
+
+def test_foreign_genotype_is_still_validated():
+    bad = _darts_repo_genotype()._replace(normal=[("conv_7x1_1x7", 0)] + list(DARTS_V2.normal[1:]))
+    with pytest.raises(ValueError, match=r"unknown op 'conv_7x1_1x7'"):
+        genotype_to_sample(bad)
+
+
+@pytest.mark.parametrize("form", ["dict", "object"])
+def test_missing_genotype_field_is_named(form):
+    genotype = _foreign_forms()[form]
+    if form == "dict":
+        del genotype["reduce_concat"]
+    else:
+        del genotype.reduce_concat
+    with pytest.raises(ValueError, match=r"lacks the (key|attribute)\(s\) reduce_concat; a genotype needs normal, "
+                                         r"normal_concat, reduce, reduce_concat"):
+        genotype_to_sample(genotype)
+
+
+def test_non_genotype_lists_every_missing_field():
+    with pytest.raises(ValueError, match=r"int is not a genotype: it lacks the attribute\(s\) normal, normal_concat, "
+                                         r"reduce, reduce_concat"):
+        genotype_to_sample(3)

@@ -177,3 +177,117 @@ def test_bad_episode_arguments(toy):
         EpisodeDataset(dist, tasks_per_step=0, steps=3)
     with pytest.raises(ValueError, match="steps must be at least 1"):
         episode_loader(dist, tasks_per_step=1, steps=0)
+
+
+# --- datasets without a `labels` attribute ------------------------------------------------------------------
+
+
+class _Items(torch.utils.data.Dataset):
+    """Map-style dataset of (image, label) items with neither `labels` nor `targets`."""
+
+    def __init__(self, images: torch.Tensor, labels: list):
+        self.images, self._item_labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        return self.images[index], self._item_labels[index]
+
+
+class _WithTargets(_Items):
+    """torchvision-style: labels also in a `targets` list; counts item reads."""
+
+    def __init__(self, images: torch.Tensor, targets: list):
+        super().__init__(images, targets)
+        self.targets = targets
+        self.reads = 0
+
+    def __getitem__(self, index: int):
+        self.reads += 1
+        return super().__getitem__(index)
+
+
+def _check_plain_task(task: Task, labels: torch.Tensor, ways: int, shots: int, queries: int) -> None:
+    assert task.support_x.shape == (ways * shots, 3, 4, 4) and task.query_x.shape == (ways * queries, 3, 4, 4)
+    assert torch.equal(torch.bincount(task.support_y, minlength=ways), torch.full((ways,), shots))
+    assert torch.equal(torch.bincount(task.query_y, minlength=ways), torch.full((ways,), queries))
+    assert 0 <= int(task.support_y.min()) and int(task.query_y.max()) < ways
+    # each task label stands for one class of `labels`, the same in support and query
+    original = {}
+    for x, ys in ((task.support_x, task.support_y), (task.query_x, task.query_y)):
+        for i, y in zip(_ids(x), ys.tolist()):
+            assert original.setdefault(y, int(labels[i])) == int(labels[i])
+    assert len(set(original.values())) == ways
+
+
+def _plain_data() -> tuple[torch.Tensor, torch.Tensor]:
+    toy = _toy_dataset()
+    return toy.images, torch.as_tensor(toy.labels, dtype=torch.long)
+
+
+@pytest.mark.parametrize("kind", ["tensor_dataset", "targets", "items"])
+def test_datasets_without_labels_attribute(kind):
+    images, labels = _plain_data()
+    if kind == "tensor_dataset":
+        dataset = torch.utils.data.TensorDataset(images, labels)
+    elif kind == "targets":
+        dataset = _WithTargets(images, labels.tolist())
+    else:
+        dataset = _Items(images, [np.int64(y) for y in labels.tolist()])
+    assert not hasattr(dataset, "labels")
+    dist = TaskDistribution(dataset, ways=5, shots=2, queries=3)
+    assert dist.num_classes == NUM_CLASSES and dist.image_shape == (3, 4, 4)
+    for _ in range(3):
+        _check_plain_task(dist.sample(), labels, ways=5, shots=2, queries=3)
+
+
+def test_targets_are_used_without_reading_items():
+    images, labels = _plain_data()
+    dataset = _WithTargets(images, [int(y) for y in labels])
+    assert TaskDistribution(dataset, ways=5, shots=1, queries=1).num_classes == NUM_CLASSES
+    assert dataset.reads == 1  # only the image-shape check, not one read per sample
+    fallback = _WithTargets(images, [int(y) for y in labels])
+    del fallback.targets
+    TaskDistribution(fallback, ways=5, shots=1, queries=1)
+    assert fallback.reads == len(labels) + 1
+
+
+@pytest.mark.parametrize(
+    ("item_labels", "got"),
+    [
+        (None, "a tuple of 1 element(s)"),
+        ("cat", "label 'cat'"),
+        (1.0, "label 1.0"),
+        (torch.tensor([1, 2]), "label Tensor of shape (2,)"),
+    ],
+)
+def test_items_without_integer_label(item_labels, got):
+    images, labels = _plain_data()
+
+    class NoLabel(_Items):
+        def __getitem__(self, index):
+            image, label = super().__getitem__(index)
+            if index < 3:  # only one item is bad, but it must still be found
+                return image, label
+            return (image,) if item_labels is None else (image, item_labels)
+
+    dataset = NoLabel(images, labels.tolist())
+    message = f"NoLabel item 3 has no integer label: items must be (image, int label) pairs (got {got}"
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
+        TaskDistribution(dataset, ways=2, shots=1, queries=1)
+    assert "`labels` or `targets` attribute" in str(info.value)
+
+
+def test_bad_targets_attribute():
+    images, labels = _plain_data()
+    dataset = _WithTargets(images, [float(y) for y in labels])
+    with pytest.raises(ValueError, match=r"dataset\.targets must be a 1-D integer array"):
+        TaskDistribution(dataset, ways=2, shots=1, queries=1)
+
+
+def test_item_image_must_still_be_a_chw_tensor():
+    _, labels = _plain_data()
+    dataset = torch.utils.data.TensorDataset(torch.zeros(len(labels), 16), torch.as_tensor(labels))
+    with pytest.raises(ValueError, match=re.escape("items must be (image, label) with image a (C, H, W) tensor")):
+        TaskDistribution(dataset, ways=2, shots=1, queries=1)
