@@ -158,6 +158,8 @@ def main(argv=None) -> dict:
     p.add_argument('--adapt-every', type=int, default=5)
     p.add_argument('--strategy', type=json.loads, default={}, help='extra BaseStrategy kwargs as JSON')
     p.add_argument('--skip-controls', action='store_true', help='meta-train and read alpha only')
+    p.add_argument('--adaptation-only', action='store_true',
+                   help='recompute the adaptation control of the first seed from the priors in --output-dir')
     p.add_argument('--output-dir', type=Path, default=Path('benchmarks/results/alpha_recovery'))
     p.add_argument('--threads', type=int, default=None)
     args = p.parse_args(argv)
@@ -171,6 +173,19 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     results = {'settings': settings, 'families': {}}
+    if args.adaptation_only:
+        results = json.loads((out / 'results.json').read_text())
+        for name, runs in results['families'].items():
+            if args.families and name not in args.families:
+                continue
+            heldout = sample_tasks(TaskDistribution(family_data(name, args.image_size)['test'], args.ways,
+                                                    args.shots, args.queries, name=name), args.heldout_tasks,
+                                   seed=10_000)
+            runs[0]['adaptation'] = adaptation_curves(out / f"{name}-seed{runs[0]['seed']}.pt", heldout, args)
+            print(f"{name}: adaptation " + ', '.join(f"{k} {v['mean'][-1]:.3f}"
+                                                     for k, v in runs[0]['adaptation'].items()), flush=True)
+            write_json(out / 'results.json', results)
+        return results
     for name in args.families or list(known) or ['peaks', 'texture', 'pairs', 'digits']:
         heldout = sample_tasks(TaskDistribution(family_data(name, args.image_size)['test'], args.ways, args.shots,
                                                 args.queries, name=name), args.heldout_tasks, seed=10_000)

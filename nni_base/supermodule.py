@@ -307,7 +307,8 @@ class GumbelMixedCell(PathSamplingCell):
             node_ops = cast(Sequence[nn.ModuleDict], self.ops[node - self.num_predecessors])
             out = None
             for pred, op in edges:
-                y = node_ops[pred][self.op_names[op]](states[pred])
+                # Same op as the search ran it (pooling normalised): these are the weights it trained.
+                y = self._search_op(node_ops[pred], op, states[pred])
                 out = y if out is None else out + y
             states.append(cast(torch.Tensor, out))
 
@@ -349,7 +350,8 @@ class GumbelMixedCell(PathSamplingCell):
         Every parametric DARTS op ends in BatchNorm, NNI's pooling ops do not; unnormalised, a pooled output's
         scale alone decides how it compares with the others. DARTS adds a non-affine BatchNorm after pooling
         during search for this reason; here it is stateless (batch statistics, no buffers), so priors keep
-        their tensors and the exported cell is unchanged.
+        their tensors. The supernet's derived forward uses it too (its weights were trained with it); the
+        exported NNI sample is unchanged and is retrained as NNI's own ops.
         """
         name = self.op_names[k]
         y = ops[name](x)
