@@ -95,15 +95,20 @@ def plot(recovery: dict, path: Path) -> None:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--known', type=Path, default=Path('benchmarks/results/known_answer.json'))
-    p.add_argument('--recovery', type=Path, nargs='+', default=[Path('benchmarks/results/alpha_recovery/results.json')])
+    p.add_argument('--recovery', type=Path, nargs='+',
+                   default=[Path('benchmarks/results/alpha_recovery/results.json'),
+                            Path('benchmarks/results/alpha_recovery_seeds/results.json')])
     p.add_argument('--output', type=Path, default=Path('benchmarks/results/prior_evidence'))
     args = p.parse_args(argv)
     known = json.loads(args.known.read_text())
     recovery: dict = {'settings': {}, 'families': {}}
     for path in args.recovery:
+        if not path.is_file():
+            continue
         part = json.loads(path.read_text())
         recovery['settings'] = part['settings']
-        recovery['families'].update(part['families'])
+        for name, runs in part['families'].items():  # seeds of one family may come from several runs
+            recovery['families'][name] = recovery['families'].get(name, []) + runs
     write_text(args.output.with_suffix('.md'), markdown(known, recovery))
     plot(recovery, args.output.with_suffix('.png'))
     print(args.output.with_suffix('.md').read_text())
