@@ -1,7 +1,7 @@
 """Quickstart: meta-train a BASE prior on a task family, adapt it to held-out classes, export the cells.
 
-Runs on the package's procedural ``peaks`` family (16x16 images whose class is the height of one bright
-pixel in clutter; no download) and finishes in a few minutes on 2 CPU cores::
+Runs on the package's procedural ``texture`` family (16x16 images whose class is the orientation and period
+of a faint grating under strong noise; no download) and finishes in a few minutes on 2 CPU cores::
 
     python examples/quickstart.py --output-dir runs/quickstart
 
@@ -54,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--output-dir', type=Path, default=Path('runs/quickstart'))
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--family', default='peaks', choices=FAMILIES)
+    p.add_argument('--family', default='texture', choices=FAMILIES)
     p.add_argument('--ways', type=int, default=5)
     p.add_argument('--shots', type=int, default=20)
     p.add_argument('--queries', type=int, default=10)
