@@ -39,3 +39,22 @@ def run(space, evaluator, strategy: BaseStrategy) -> NasExperiment:
         finally:
             exp.stop()  # now, not from NNI's exit hook, which logs to streams pytest has closed
     return exp
+
+
+def assert_same_forward_and_alpha_grads(sparse, dense, x) -> None:
+    """Sparse and dense supernets (same weights) give the same output and alpha gradients for one hard sample."""
+    import torch
+
+    outputs, grads = [], []
+    for net in (sparse, dense):
+        net.training_module.model.train()
+        torch.manual_seed(1)  # same Gumbel noise, so the same hard sample
+        net.resample()
+        out = net.training_module.model(x)
+        out.square().sum().backward()
+        outputs.append(out.detach())
+        grads.append({label: a.grad.clone() for label, a in net.alphas().items()})
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
+    for label in ('normal', 'reduce'):
+        assert grads[0][label].abs().sum() > 0, f'no gradient reached {label} alpha'
+        assert torch.allclose(grads[0][label], grads[1][label], atol=1e-4, rtol=1e-3)

@@ -9,6 +9,7 @@ from nni_base.api import build_supernet, load_strategy
 from nni_base.prior import build_prior
 from nni_base.slot_cell import SlotGumbelCell, derive_slot_cell, pair_column, slot_index
 from nni_base.supermodule import GumbelMixedCell, derived_architecture
+from tests.helpers import assert_same_forward_and_alpha_grads
 
 NUM_CLASSES = 3
 OPS = ['max_pool_3x3', 'avg_pool_3x3', 'skip_connect', 'sep_conv_3x3', 'sep_conv_5x5', 'dil_conv_3x3',
@@ -176,19 +177,7 @@ def test_sparse_and_dense_paths_agree_for_the_same_hard_sample():
     sparse, dense = slot_supernet(sparse=True), slot_supernet(sparse=False)
     dense.training_module.model.load_state_dict(sparse.training_module.model.state_dict())
     x = torch.randn(6, 3, 8, 8)
-    outputs, grads = [], []
-    for net in (sparse, dense):
-        net.training_module.model.train()
-        torch.manual_seed(1)  # same Gumbel noise, so the same hard sample
-        net.resample()
-        out = net.training_module.model(x)
-        out.square().sum().backward()
-        outputs.append(out.detach())
-        grads.append({label: a.grad.clone() for label, a in net.alphas().items()})
-    assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
-    for label in ('normal', 'reduce'):
-        assert grads[0][label].abs().sum() > 0, f'no gradient reached {label} alpha'
-        assert torch.allclose(grads[0][label], grads[1][label], atol=1e-4, rtol=1e-3)
+    assert_same_forward_and_alpha_grads(sparse, dense, x)
 
 
 def test_hard_sample_gradient_reaches_the_sampled_columns_only_of_possible_pairs():

@@ -5,7 +5,7 @@ import torch
 
 from nni_base import BaseStrategy
 from nni_base.api import build_supernet
-from tests.helpers import tiny_space
+from tests.helpers import assert_same_forward_and_alpha_grads, tiny_space
 
 
 def supernet(sparse: bool, seed: int = 0):
@@ -17,19 +17,7 @@ def test_sparse_and_dense_paths_agree_for_the_same_hard_sample():
     sparse, dense = supernet(True), supernet(False)
     dense.training_module.model.load_state_dict(sparse.training_module.model.state_dict())
     x = torch.randn(6, 3, 8, 8)
-    outputs, grads = [], []
-    for net in (sparse, dense):
-        net.training_module.model.train()
-        torch.manual_seed(1)  # same Gumbel noise, so the same hard sample
-        net.resample()
-        out = net.training_module.model(x)
-        out.square().sum().backward()
-        outputs.append(out.detach())
-        grads.append({label: a.grad.clone() for label, a in net.alphas().items()})
-    assert torch.allclose(outputs[0], outputs[1], atol=1e-5)
-    for label in ('normal', 'reduce'):
-        assert grads[0][label].abs().sum() > 0, f'no gradient reached {label} alpha'
-        assert torch.allclose(grads[0][label], grads[1][label], atol=1e-4, rtol=1e-3)
+    assert_same_forward_and_alpha_grads(sparse, dense, x)
 
 
 def test_short_meta_training_gives_the_same_prior_on_both_paths():
