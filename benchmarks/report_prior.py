@@ -97,7 +97,8 @@ def main(argv=None) -> None:
     p.add_argument('--known', type=Path, default=Path('benchmarks/results/known_answer.json'))
     p.add_argument('--recovery', type=Path, nargs='+',
                    default=[Path('benchmarks/results/alpha_recovery/results.json'),
-                            Path('benchmarks/results/alpha_recovery_seeds/results.json')])
+                            *sorted(Path('benchmarks/results').glob('alpha_recovery_*/results.json'))],
+                   help='alpha_recovery results; the first holds the controls, the others more seeds')
     p.add_argument('--output', type=Path, default=Path('benchmarks/results/prior_evidence'))
     args = p.parse_args(argv)
     known = json.loads(args.known.read_text())
