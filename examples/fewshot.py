@@ -20,6 +20,9 @@ Mini-ImageNet (learn2learn's cache pickles) or Omniglot (torchvision layout) fro
 
     python examples/fewshot.py --data mini-imagenet --data-root /data/mini-imagenet --image-size 84 --width 16
 
+The accuracies depend on the number of torch threads (a parallel sum rounds differently), so ``--threads`` is fixed
+(default 1) instead of following the machine's core count: the same seed and thread count give the same table.
+
 Writes ``results.json``, ``results.md`` (the table), ``arch_<method>.json`` (NNI samples), ``cells_<method>.png``
 and Lightning CSV logs under ``logs/``.
 """
@@ -93,6 +96,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--inner-lr', type=float, default=0.1)
     p.add_argument('--meta-lr', type=float, default=3e-3)
     p.add_argument('--test-episodes', type=int, default=600)
+    p.add_argument('--threads', type=int, default=1,
+                   help='torch CPU threads; the results depend on it (parallel sums round differently), so the '
+                        'default is fixed rather than the machine\'s core count: same seed + same threads = same table')
     p.add_argument('--progress', action='store_true', help='show Lightning progress bars')
     return p.parse_args(argv)
 
@@ -123,6 +129,17 @@ def markdown_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.threads < 1:
+        sys.exit(f'--threads must be at least 1, got {args.threads}')
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return run(args, argv)
+    finally:
+        torch.set_num_threads(threads_before)  # main() called from Python leaves the caller's setting as it was
+
+
+def run(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     logging.getLogger('nni').setLevel(logging.WARNING)
