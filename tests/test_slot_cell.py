@@ -192,8 +192,17 @@ def test_hard_sample_gradient_reaches_the_sampled_columns_only_of_possible_pairs
             assert grad[r, c] != 0, (cell.label, r, c)
         for node in range(2, 6):
             assert torch.all(grad[row(node, 0):row(node, 0) + 2, invalid(node)] == 0)
-    unused = [name for name, p in net.cells()[0].ops.named_parameters() if p.grad is None]
-    assert unused, 'a sparse step should leave the unsampled pairs without gradient'
+    # Every parameter of a sampled (input, op) pair has a gradient; every other pair's op has none.
+    for cell in net.cells():
+        for node in range(2, 6):
+            sampled = {divmod(cell._chosen[row(node, k)], len(OPS)) for k in range(2)}
+            for pred in range(node):
+                for name, op in cell.ops[node - 2][pred].items():
+                    grads = [p.grad for p in op.parameters()]
+                    if (pred, OPS.index(name)) in sampled:
+                        assert all(g is not None for g in grads), (cell.label, node, pred, name)
+                    else:
+                        assert all(g is None for g in grads), f'unsampled {name} on {cell.label} {pred}->{node}'
 
 
 def test_meta_training_with_slots_exports_a_slot_sample(tmp_path):
