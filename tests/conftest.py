@@ -1,11 +1,13 @@
 import logging
+import os
 import warnings
 
 import pytest
 import torch
 
 warnings.filterwarnings('ignore', message='.*is found to be not a nn.Module.*')
-torch.set_num_threads(2)
+# 2 threads (the CI machine's cores) unless OMP_NUM_THREADS says otherwise, e.g. beside another job.
+torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS') or 2))
 
 
 @pytest.fixture(autouse=True)

@@ -58,3 +58,26 @@ def assert_same_forward_and_alpha_grads(sparse, dense, x) -> None:
     for label in ('normal', 'reduce'):
         assert grads[0][label].abs().sum() > 0, f'no gradient reached {label} alpha'
         assert torch.allclose(grads[0][label], grads[1][label], atol=1e-4, rtol=1e-3)
+
+
+def claim_seed() -> int:
+    """Seed of the claim tests (prior vs. scratch, trained vs. untrained): 0 in CI; set NNI_BASE_TEST_SEED to check
+    that a claim holds for other seeds too."""
+    import os
+
+    return int(os.environ.get('NNI_BASE_TEST_SEED', '0'))
+
+
+def paired_ci95(treatment, control) -> tuple[float, float, float]:
+    """Mean per-task difference ``treatment - control`` and its two-sided 95% t interval ``(mean, low, high)``."""
+    import math
+
+    from scipy import stats
+
+    diffs = [a - b for a, b in zip(treatment, control, strict=True)]
+    n = len(diffs)
+    assert n >= 2, 'a paired interval needs at least two tasks'
+    mean = sum(diffs) / n
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
