@@ -1,0 +1,178 @@
+"""The README's promises as a user meets them: ``make demo``, the shipped nnictl config and its search space."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / 'README.md').read_text()
+
+# The demo at the smallest size that still runs every stage (meta-training, controls, adaptation, export, plots).
+DEMO_SIZE = ['--width', '4', '--num-cells', '3', '--meta-epochs', '1', '--steps-per-epoch', '2', '--tasks-per-step',
+             '1', '--inner-steps', '1', '--shots', '5', '--queries', '5', '--heldout-tasks', '2', '--adapt-epochs', '1']
+
+
+def _make_recipe(target: str) -> list[str]:
+    """The command ``make <target>`` runs, from the Makefile itself (``$(VENV)/bin/python`` -> this interpreter)."""
+    lines = (REPO / 'Makefile').read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(rf'{re.escape(target)}:', line))
+    recipe = lines[start + 1].strip()
+    assert recipe.startswith('$(VENV)/bin/python '), recipe
+    return shlex.split(recipe)[1:]
+
+
+def _readme_output_files() -> list[str]:
+    """The files the README says the demo writes: the backticked names after 'Results land in'."""
+    sentence = README.split('Results land in', 1)[1].split('\n\n', 1)[0]
+    names = re.findall(r'`([^`]+)`', sentence)
+    assert names[0] == 'runs/quickstart/', names
+    return [name.rstrip('/') for name in names[1:]]
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    """``make demo``'s command at a small size, in a fresh process, from the repository root."""
+    args = _make_recipe('demo')
+    assert args[:3] == ['examples/quickstart.py', '--output-dir', 'runs/quickstart'], args
+    out = tmp_path_factory.mktemp('demo') / 'quickstart'
+    command = [sys.executable, args[0], '--output-dir', str(out), '--threads', '1', *DEMO_SIZE]
+    env = {**os.environ, 'PYTHONWARNINGS': 'ignore'}
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+@pytest.mark.e2e
+def test_demo_writes_every_file_the_readme_lists(demo):
+    out, _ = demo
+    promised = _readme_output_files()
+    assert {'prior.pt', 'arch.json', 'probs.json', 'genotype.txt', 'cells.png', 'prior.png', 'meta_curves.png',
+            'summary.json', 'logs'} <= set(promised), promised
+    for name in promised:
+        path = out / name
+        assert path.exists(), f'the README promises {name} in the demo output; it is missing'
+        if path.suffix == '.png':
+            assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
+    assert {p.name for p in (out / 'logs').iterdir()} == {'meta', 'adapt'}
+    assert (out / 'logs' / 'meta' / 'version_0' / 'metrics.csv').stat().st_size > 0
+
+    from nni.nas.hub.pytorch import DARTS
+
+    from nni_base import load_prior
+    from nni_base.genotype import format_genotype, sample_to_genotype
+
+    sample = json.loads((out / 'arch.json').read_text())
+    DARTS(width=4, num_cells=3).freeze(sample)  # a standard NNI DARTS sample
+    assert (out / 'genotype.txt').read_text().strip() == format_genotype(sample_to_genotype(sample))
+    probs = json.loads((out / 'probs.json').read_text())
+    assert all(abs(sum(p.values()) - 1) < 1e-5 for p in probs.values()) and len(probs) == 2 * 14
+    prior = load_prior(out / 'prior.pt')
+    assert prior['meta']['steps'] == 2 and set(prior['alpha']) == {'normal', 'reduce'}
+
+
+@pytest.mark.e2e
+def test_demo_prints_the_figures_the_readme_shows_and_saves_them(demo):
+    out, stdout = demo
+    summary = json.loads((out / 'summary.json').read_text())
+    number = r'(\d+\.\d{3})'
+    # The same lines as the README's demo output, with the numbers of this run.
+    before, after = map(float, re.search(rf'query accuracy from the prior: +before {number} -> after {number}',
+                                         stdout).groups())
+    scratch = float(re.search(rf'query accuracy from scratch: +after {number}', stdout).group(1))
+    concentration = re.search(r'prior alpha concentration \(mean max probability per edge, uniform 0\.125\): '
+                              r'normal (\d\.\d\d), reduce (\d\.\d\d)', stdout)
+    adapted = float(re.search(rf'Adapted to held-out classes in \d+ s \(meta-training took \d+ s\); validation '
+                              rf'accuracy of the exported cells with shared weights: {number}', stdout).group(1))
+    assert 'Held-out texture tasks (5-way 5-shot, 2 tasks, 1 adaptation steps each):' in stdout
+    assert before == round(summary['prior_accuracy_before_adaptation'], 3)
+    assert after == round(summary['prior_accuracy_after_adaptation'], 3)
+    assert scratch == round(summary['scratch_accuracy_after_adaptation'], 3)
+    assert adapted == round(summary['adapted_dataset_val_accuracy'], 3)
+    for label, printed in zip(('normal', 'reduce'), concentration.groups()):
+        value = summary['prior_alpha_mean_max_prob'][label]
+        assert float(printed) == round(value, 2) and 0.125 <= value <= 1.0
+    assert summary['heldout_tasks'] == 2 and summary['meta_train_seconds'] > 0
+
+
+def test_demo_defaults_are_the_readme_run():
+    """The size flags used above leave the defaults of ``make demo`` as the README describes them."""
+    spec = importlib.util.spec_from_file_location('quickstart', REPO / 'examples' / 'quickstart.py')
+    quickstart = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quickstart)
+    args = quickstart.parse_args(_make_recipe('demo')[1:])
+    assert (args.family, args.ways, args.shots, args.heldout_tasks, args.inner_steps, args.seed) == (
+        'texture', 5, 20, 10, 10, 0)  # "5-way 20-shot, 10 tasks, 10 adaptation steps each", seed 0
+    assert 'Held-out texture tasks (5-way 20-shot, 10 tasks, 10 adaptation steps each):' in README
+
+
+# ---- the nnictl config as shipped ---------------------------------------------------------------------------------
+CONFIG = REPO / 'examples' / 'base_exp.yml'
+
+
+def test_readme_runs_nnictl_with_the_shipped_config_from_the_repository_root():
+    assert 'nnictl create --config examples/base_exp.yml --port 8080' in README
+    assert (REPO / 'examples' / 'base_exp.yml').is_file()  # the README's relative path, from the repository root
+
+
+def test_shipped_nnictl_config_paths_resolve(tmp_path, monkeypatch):
+    """NNI's own loader (what ``nnictl create`` calls) resolves every path; none may depend on the shell's folder."""
+    from nni.experiment.config import ExperimentConfig
+
+    raw = yaml.safe_load(CONFIG.read_text())
+    monkeypatch.chdir(tmp_path)  # paths are relative to the config file, not to where nnictl runs
+    config = ExperimentConfig.load(str(REPO / 'examples' / 'base_exp.yml'))
+    canonical = config.canonical_copy()  # validates, resolves paths against the file's folder, reads the space
+    assert Path(canonical.trial_code_directory) == REPO
+    assert Path(canonical.search_space_file) == REPO / 'search_spaces' / 'base_hparams.json'
+    assert canonical.search_space == json.loads((REPO / 'search_spaces' / 'base_hparams.json').read_text())
+    # The trial command imports nni_base from the trial code directory.
+    command = shlex.split(raw['trialCommand'])
+    assert command[1:3] == ['-m', 'nni_base.trial'] and command[0] == 'python'
+    assert (Path(canonical.trial_code_directory) / 'nni_base' / 'trial.py').is_file()
+    assert raw['trainingService']['platform'] == 'local' and raw['trialGpuNumber'] == 0
+    # Every path-valued key of the shipped file resolves to something that exists.
+    for key in ('searchSpaceFile', 'trialCodeDirectory'):
+        assert (CONFIG.parent / raw[key]).resolve().exists(), key
+
+
+# ---- the hyper-parameter file against the trial's validation ---------------------------------------------------
+def _candidates(spec: dict) -> list:
+    kind, values = spec['_type'], spec['_value']
+    if kind == 'choice':
+        return list(values)
+    if kind in ('uniform', 'loguniform'):
+        low, high = values
+        assert low < high and (kind == 'uniform' or low > 0), spec
+        middle = (low + high) / 2 if kind == 'uniform' else math.sqrt(low * high)
+        return [low, middle, high]
+    raise AssertionError(f'unexpected search space type {kind!r}: add it to this test')
+
+
+def test_every_tuner_value_in_the_search_space_passes_the_trials_validation():
+    from nni_base.trial import DEFAULT_PARAMS, validate_params
+
+    space = json.loads((REPO / 'search_spaces' / 'base_hparams.json').read_text())
+    names = re.search(r'`search_spaces/base_hparams.json` tunes (.*?)\.', README.replace('\n', ' ')).group(1)
+    assert set(re.findall(r'`(\w+)`', names)) == set(space), 'README list of tuned parameters'
+    assert set(space) <= set(DEFAULT_PARAMS)
+    grid = [_candidates(spec) for spec in space.values()]
+    combinations = 0
+    for values in itertools.product(*grid):  # the extremes and middle of every range, in every combination
+        params = dict(zip(space, values))
+        validated = validate_params(params)
+        assert all(validated[k] == pytest.approx(v) for k, v in params.items())
+        combinations += 1
+    assert combinations > 1000
+
