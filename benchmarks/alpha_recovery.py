@@ -11,7 +11,10 @@ For each family (``benchmarks/known_answer.py`` gives its exhaustive ranking) an
    on the same held-out tasks (mean ± 95% CI);
 4. (first seed) paper Fig. 4 at CPU scale: on held-out tasks, adaptation from the prior with α
    adapting (the default), with α frozen at the prior, and the same procedure from an
-   un-meta-trained supernet; query accuracy of the derived cell against steps.
+   un-meta-trained supernet; query accuracy of the derived cell against steps and wall time (clock
+   stopped while scoring). Beside them NNI's GumbelDARTS searching each task from scratch for
+   ``--gumbel-steps`` steps (its ``training_step``: an architecture and a weight pass, Adam), scored on
+   its supernet: time to accuracy against NNI's own search.
 
     python benchmarks/alpha_recovery.py --known benchmarks/results/known_answer.json \
         --output benchmarks/results/alpha_recovery.json
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from baselines import nni_method
 from nni.nas.experiment import NasExperiment
 from pytorch_lightning.loggers import CSVLogger
 
@@ -115,25 +119,50 @@ def adaptation_curves(prior: Path, tasks, args) -> dict:
     checkpoints = sorted({0, *range(args.adapt_every, args.adapt_steps + 1, args.adapt_every)})
     curves = {}
     for condition in ('adapted', 'frozen_alpha', 'scratch'):
-        per_task = []
+        per_task, seconds = [], []
         for t, task in enumerate(tasks):
             torch.manual_seed(t)
             strategy = BaseStrategy(prior=None if condition == 'scratch' else prior, seed=t,
                                     inner_batch_size=args.inner_batch_size)
             adapter = TaskAdapter(build_supernet(space(args), strategy), freeze_alpha=condition == 'frozen_alpha')
-            gen = torch.Generator().manual_seed(t)
-            accs = []
-            for step in range(args.adapt_steps + 1):
-                if step in checkpoints:
-                    accs.append(adapter.accuracy(task.query_x, task.query_y))
-                if step < args.adapt_steps:
-                    idx = torch.randperm(len(task.support_y), generator=gen)[:args.inner_batch_size]
-                    adapter.step(task.support_x[idx], task.support_y[idx])
+            accs, clock = _run_curve(adapter.step, adapter.accuracy, task, args.adapt_steps, checkpoints, args, t)
             per_task.append(accs)
-        arr = np.asarray(per_task)
-        curves[condition] = {'steps': checkpoints, 'mean': arr.mean(0).tolist(),
-                             'ci95': [mean_ci(arr[:, i])[1] for i in range(arr.shape[1])], 'per_task': per_task}
+            seconds.append(clock)
+        curves[condition] = _curve(checkpoints, per_task, seconds)
+    if args.gumbel_steps:
+        gumbel_checkpoints = sorted({0, *range(args.adapt_every, args.gumbel_steps + 1, args.adapt_every)})
+        per_task, seconds = [], []
+        for t, task in enumerate(tasks[:args.gumbel_tasks]):  # dense supernet: ~10x a sampled step
+            torch.manual_seed(t)
+            method = nni_method('GumbelDARTS', 'gumbel', space(args), same_work=False)
+            accs, clock = _run_curve(method.step, method.accuracy, task, args.gumbel_steps, gumbel_checkpoints, args, t)
+            per_task.append(accs)
+            seconds.append(clock)
+        curves['gumbel_darts'] = _curve(gumbel_checkpoints, per_task, seconds)
     return curves
+
+
+def _run_curve(step, accuracy, task, steps: int, checkpoints: list[int], args, seed: int):
+    """Mini-batch steps on the support set; query accuracy and elapsed step time at the checkpoints."""
+    gen = torch.Generator().manual_seed(seed)
+    accs, clock, elapsed = [], [], 0.0
+    for s in range(steps + 1):
+        if s in checkpoints:
+            accs.append(accuracy(task.query_x, task.query_y))
+            clock.append(elapsed)
+        if s < steps:
+            idx = torch.randperm(len(task.support_y), generator=gen)[:args.inner_batch_size]
+            start = time.perf_counter()
+            step(task.support_x[idx], task.support_y[idx])
+            elapsed += time.perf_counter() - start
+    return accs, clock
+
+
+def _curve(checkpoints: list[int], per_task: list, seconds: list) -> dict:
+    arr = np.asarray(per_task)
+    return {'steps': checkpoints, 'mean': arr.mean(0).tolist(),
+            'ci95': [mean_ci(arr[:, i])[1] for i in range(arr.shape[1])],
+            'seconds': np.asarray(seconds).mean(0).tolist(), 'per_task': per_task}
 
 
 def main(argv=None) -> dict:
@@ -156,6 +185,9 @@ def main(argv=None) -> dict:
     p.add_argument('--train-steps', type=int, default=30)
     p.add_argument('--adapt-steps', type=int, default=30)
     p.add_argument('--adapt-every', type=int, default=5)
+    p.add_argument('--gumbel-steps', type=int, default=60,
+                   help="NNI GumbelDARTS steps per held-out task in the time-to-accuracy control (0: none)")
+    p.add_argument('--gumbel-tasks', type=int, default=5, help='held-out tasks (the first ones) GumbelDARTS runs on')
     p.add_argument('--strategy', type=json.loads, default={}, help='extra BaseStrategy kwargs as JSON')
     p.add_argument('--skip-controls', action='store_true', help='meta-train and read alpha only')
     p.add_argument('--adaptation-only', action='store_true',

@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -17,14 +18,33 @@ from nni_base.evaluation import DARTS_OPS, kendall_tau
 from nni_base.io import write_text
 
 
-def compare(cells: dict, known: dict) -> dict:
+def _against(c: dict, known: dict) -> tuple[bool, float]:
     acc = [known['ops'][op]['mean'] for op in DARTS_OPS]
-    return {label: {'top_is_winner': c['top_op'] == known['winner'],
-                    'kendall_tau': kendall_tau([c['per_op'][op] for op in DARTS_OPS], acc), **c}
-            for label, c in cells.items()}
+    return c['top_op'] == known['winner'], kendall_tau([c['per_op'][op] for op in DARTS_OPS], acc)
 
 
-def markdown(known: dict, recovery: dict) -> str:
+def compare(cells: dict, known: dict) -> dict:
+    """Each cell type's α against the single-op answer and, where measured, its own cell type's answer."""
+    out = {}
+    for label, c in cells.items():
+        out[label] = dict(c)
+        out[label]['top_is_winner'], out[label]['kendall_tau'] = _against(c, known)
+        own = known.get('cell_types', {}).get(label)
+        if own is not None:
+            out[label]['cell_winner'] = own['winner']
+            out[label]['top_is_cell_winner'], out[label]['cell_kendall_tau'] = _against(c, own)
+    return out
+
+
+# Settings that do not change what a meta-training run measures (runs differing only in these are merged).
+_BOOKKEEPING = ('seeds', 'families', 'output_dir', 'skip_controls', 'adaptation_only', 'threads', 'known')
+
+
+def config_key(settings: dict) -> str:
+    return json.dumps({k: v for k, v in settings.items() if k not in _BOOKKEEPING}, sort_keys=True)
+
+
+def markdown(known: dict, recovery: list[tuple[dict, dict]]) -> str:
     lines = ['# Does the prior learn architectures? (CPU, 2 cores)', '',
              '## Known answers: every single-op cell trained from scratch on held-out tasks', '',
              f"Settings: {json.dumps(known['settings'])}", '',
@@ -38,20 +58,47 @@ def markdown(known: dict, recovery: dict) -> str:
         second = fam['ranking'][1]
         d = fam['ops'][second]['diff_to_best']
         lines.append(f"- {name}: winner {fam['winner']}, runner-up {second}: {d['mean']:+.3f} ± {d['ci95']:.3f}")
-    lines += ['', '## The meta-trained prior against the known answer', '',
-              f"Settings: {json.dumps(recovery['settings'])}", '',
-              '| family | seed | cell | α top op | winner? | Kendall τ | mean max p | meta-train s |',
-              '|---|---|---|---|---|---|---|---|']
-    for name, runs in recovery['families'].items():
+    per_cell = [(n, f) for n, f in known['families'].items() if 'cell_types' in f]
+    if per_cell:
+        lines += ['', '### Per cell type: one cell type\'s edges all `o`, the other cell type at the single-op '
+                  'winner', '', '| family | cell | ' + ' | '.join(DARTS_OPS) + ' |',
+                  '|---' * (len(DARTS_OPS) + 2) + '|']
+        for name, fam in per_cell:
+            for label, res in fam['cell_types'].items():
+                cells = [f"{res['ops'][op]['mean']:.3f} ± {res['ops'][op]['ci95']:.3f}" for op in DARTS_OPS]
+                cells = [f'**{c}**' if op == res['winner'] else c for op, c in zip(DARTS_OPS, cells)]
+                lines.append(f"| {name} | {label} (other: {res['other_cell_op']}) | " + ' | '.join(cells) + ' |')
+        lines += ['']
+        for name, fam in per_cell:
+            for label, res in fam['cell_types'].items():
+                second = res['ranking'][1]
+                d = res['ops'][second]['diff_to_best']
+                lines.append(f"- {name} {label}: winner {res['winner']}, runner-up {second}: "
+                             f"{d['mean']:+.3f} ± {d['ci95']:.3f}")
+    for settings, families in recovery:
+        lines += markdown_recovery(known, settings, families)
+    return '\n'.join(lines) + '\n'
+
+
+def markdown_recovery(known: dict, settings: dict, families: dict) -> list[str]:
+    lines = ['', f"## The meta-trained prior against the known answer ({settings.get('meta_steps')} meta-steps)", '',
+             f'Settings: {json.dumps(settings)}', '',
+             'Winner / τ: against the single-op ranking; cell winner / cell τ: against that cell type\'s own '
+             'ranking (where measured).', '',
+             '| family | seed | cell | α top op | winner? | Kendall τ | cell winner? | cell τ | mean max p '
+             '| meta-train s |', '|---|---|---|---|---|---|---|---|---|---|']
+    for name, runs in families.items():
         if name not in known['families']:
             continue
         for run in runs:
             for label, c in compare(run['cells'], known['families'][name]).items():
+                own = (f"{'yes' if c['top_is_cell_winner'] else 'no'} ({c['cell_winner']}) | "
+                       f"{c['cell_kendall_tau']:.2f}") if 'cell_winner' in c else '– | –'
                 lines.append(f"| {name} | {run['seed']} | {label} | {c['top_op']} | "
-                             f"{'yes' if c['top_is_winner'] else 'no'} | {c['kendall_tau']:.2f} | "
+                             f"{'yes' if c['top_is_winner'] else 'no'} | {c['kendall_tau']:.2f} | {own} | "
                              f"{c['mean_max_prob']:.3f} | {run['meta_train_seconds']:.0f} |")
-    lines += ['', '## Controls on held-out tasks (first seed)', '']
-    for name, runs in recovery['families'].items():
+    lines += ['', '### Controls on held-out tasks (first seed)', '']
+    for name, runs in families.items():
         run = runs[0]
         if 'vs_random' in run:
             v = run['vs_random']
@@ -65,29 +112,63 @@ def markdown(known: dict, recovery: dict) -> str:
             for cond, curve in a.items():
                 lines.append(f"  - {cond}: " + ', '.join(f'{m:.3f}±{c:.3f}' for m, c in zip(curve['mean'],
                                                                                             curve['ci95'])))
-    return '\n'.join(lines) + '\n'
+            lines += [f'  - {line}' for line in time_to_accuracy(a)]
+    return lines
 
 
-def plot(recovery: dict, path: Path) -> None:
-    names = [n for n, runs in recovery['families'].items() if runs]
-    fig = Figure(figsize=(6 * len(names), 8))
-    axes = fig.subplots(2, len(names), squeeze=False)
-    for col, name in enumerate(names):
-        ax = axes[0][col]
-        for run in recovery['families'][name]:
-            for label, curve in run['concentration'].items():
-                ax.plot(curve, label=f"{label} seed {run['seed']}")
-        ax.axhline(0.125, color='gray', ls=':', label='uniform')
-        ax.set_title(f'{name}: α mean max probability per edge')
-        ax.set_xlabel('meta-step')
-        ax.legend(fontsize=7)
-        ax = axes[1][col]
-        run = recovery['families'][name][0]
-        for cond, curve in run.get('adaptation', {}).items():
-            ax.errorbar(curve['steps'], curve['mean'], yerr=curve['ci95'], label=cond, capsize=3)
-        ax.set_title(f'{name}: held-out query accuracy vs adaptation steps')
-        ax.set_xlabel('adaptation step')
-        ax.legend(fontsize=8)
+def _first_reaching(curve: dict, target: float) -> int | None:
+    return next((i for i, m in enumerate(curve['mean']) if m >= target), None)
+
+
+def time_to_accuracy(a: dict) -> list[str]:
+    """When the adapted prior reaches the from-scratch control's and GumbelDARTS's final accuracies."""
+    out, adapted = [], a['adapted']
+    control = a['scratch']
+    i = _first_reaching(adapted, control['mean'][-1])
+    out.append(f"from-scratch control's final {control['mean'][-1]:.3f} (step {control['steps'][-1]}): "
+               + ('not reached' if i is None else
+                  f"reached by the adapted prior at step {adapted['steps'][i]} "
+                  f"({adapted['steps'][i] / control['steps'][-1]:.2f} of the control's steps)"))
+    gumbel = a.get('gumbel_darts')
+    if gumbel is not None and 'seconds' in adapted:
+        n = len(gumbel['per_task'])  # GumbelDARTS runs on the first n tasks: compare on those
+        adapted = {'mean': np.asarray(adapted['per_task'][:n]).mean(0).tolist(), 'steps': adapted['steps'],
+                   'seconds': adapted['seconds']}
+        i = _first_reaching(adapted, gumbel['mean'][-1])
+        out.append(f"on the first {n} tasks, GumbelDARTS's final {gumbel['mean'][-1]:.3f} after {gumbel['steps'][-1]} "
+                   "steps, "
+                   f"{gumbel['seconds'][-1]:.1f} s: " + ('not reached' if i is None else
+                   f"reached by the adapted prior at step {adapted['steps'][i]}, {adapted['seconds'][i]:.2f} s "
+                   f"({adapted['seconds'][i] / gumbel['seconds'][-1]:.3f} of GumbelDARTS's time)"))
+    return out
+
+
+def plot(recovery: list[tuple[dict, dict]], path: Path) -> None:
+    """Two rows per meta-training configuration: α concentration per meta-step, Fig. 4-style adaptation curves."""
+    width = max(len(families) for _, families in recovery)
+    fig = Figure(figsize=(6 * width, 8 * len(recovery)))
+    axes = fig.subplots(2 * len(recovery), width, squeeze=False)
+    for group, (settings, families) in enumerate(recovery):
+        steps = settings.get('meta_steps')
+        for col, (name, runs) in enumerate(families.items()):
+            ax = axes[2 * group][col]
+            for run in runs:
+                for label, curve in run['concentration'].items():
+                    ax.plot(curve, label=f"{label} seed {run['seed']}")
+            ax.axhline(0.125, color='gray', ls=':', label='uniform')
+            ax.set_title(f'{name} ({steps} meta-steps): α mean max probability per edge')
+            ax.set_xlabel('meta-step')
+            ax.legend(fontsize=7)
+            ax = axes[2 * group + 1][col]
+            for cond, curve in runs[0].get('adaptation', {}).items():
+                if cond != 'gumbel_darts':  # its own, longer step axis: in the Markdown report
+                    ax.errorbar(curve['steps'], curve['mean'], yerr=curve['ci95'], label=cond, capsize=3)
+            ax.set_title(f'{name} ({steps} meta-steps): held-out query accuracy vs adaptation steps')
+            ax.set_xlabel('adaptation step')
+            ax.legend(fontsize=8)
+        for col in range(len(families), width):
+            axes[2 * group][col].set_visible(False)
+            axes[2 * group + 1][col].set_visible(False)
     fig.tight_layout()
     FigureCanvasAgg(fig).print_png(str(path))
 
@@ -102,14 +183,15 @@ def main(argv=None) -> None:
     p.add_argument('--output', type=Path, default=Path('benchmarks/results/prior_evidence'))
     args = p.parse_args(argv)
     known = json.loads(args.known.read_text())
-    recovery: dict = {'settings': {}, 'families': {}}
+    groups: dict[str, tuple[dict, dict]] = {}  # runs of one configuration (seeds, families) from several files
     for path in args.recovery:
         if not path.is_file():
             continue
         part = json.loads(path.read_text())
-        recovery['settings'] = part['settings']
-        for name, runs in part['families'].items():  # seeds of one family may come from several runs
-            recovery['families'][name] = recovery['families'].get(name, []) + runs
+        settings, families = groups.setdefault(config_key(part['settings']), (part['settings'], {}))
+        for name, runs in part['families'].items():
+            families[name] = families.get(name, []) + runs
+    recovery = list(groups.values())
     write_text(args.output.with_suffix('.md'), markdown(known, recovery))
     plot(recovery, args.output.with_suffix('.png'))
     print(args.output.with_suffix('.md').read_text())

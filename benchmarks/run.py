@@ -48,7 +48,6 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,19 +56,20 @@ from typing import Any
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
 
 import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / 'benchmarks'):  # the package, and baselines.py beside this file
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 warnings.filterwarnings('ignore')
 logging.getLogger('nni').setLevel(logging.ERROR)
 logging.getLogger('pytorch_lightning').setLevel(logging.ERROR)
 logging.getLogger('lightning.pytorch').setLevel(logging.ERROR)
 
-from nni.nas.oneshot.pytorch.strategy import DARTS, GumbelDARTS  # noqa: E402
+import baselines  # noqa: E402
+from baselines import NNI_ARC_LR, NNI_WEIGHT_LR, Method  # noqa: E402
+from nni.nas.oneshot.pytorch.strategy import GumbelDARTS  # noqa: E402
 
 from nni_base import BaseStrategy, DartsTaskSpace, Task, TaskDistribution  # noqa: E402
 from nni_base.adaptation import TaskAdapter  # noqa: E402
@@ -85,11 +85,8 @@ THREADS = 2
 BATCH = 32
 WAYS = 5
 
-# Learning rates. BASE uses its meta-trained inner loop (inner_lr / inner_lr_alpha of the prior). The NNI baselines
-# use Adam for the weights (NNI Classification's optimizer, at 3e-3 rather than 1e-3 because few steps are allowed)
-# and their own architecture optimizer (Adam, betas (0.5, 0.999), weight decay 1e-3) at DARTS's 3e-4 and 3e-3.
-NNI_WEIGHT_LR = 3e-3
-NNI_ARC_LR = 3e-3
+# Learning rates. BASE uses its meta-trained inner loop (inner_lr / inner_lr_alpha of the prior); the NNI baselines
+# their own optimizers (baselines.NNI_WEIGHT_LR / NNI_ARC_LR).
 
 
 def space() -> DartsTaskSpace:
@@ -122,26 +119,6 @@ def _digits(shots: int, queries: int) -> tuple[TaskDistribution, TaskDistributio
 
 
 # ---- methods ------------------------------------------------------------------------------------------------------
-class Method:
-    """A supernet with one training step on a batch and a query-accuracy probe.
-
-    Parameters
-    ----------
-    name
-        Label used in the results.
-    step
-        ``step(x, y)``: one training step in place.
-    accuracy
-        ``accuracy(x, y)``: accuracy of the method's current prediction (no gradient).
-    """
-
-    def __init__(self, name: str, step: Callable[[torch.Tensor, torch.Tensor], None],
-                 accuracy: Callable[[torch.Tensor, torch.Tensor], float]):
-        self.name = name
-        self.step = step
-        self.accuracy = accuracy
-
-
 def base_method(name: str, strategy: BaseStrategy, tau: float | None = None) -> Method:
     """BASE inner steps (``BaseLightningModule.adapt``) on the supernet that ``strategy`` builds."""
     supernet = build_supernet(space(), strategy)
@@ -170,49 +147,8 @@ def adapter_method(name: str, strategy: BaseStrategy, search_steps: int | None, 
 
 def nni_method(name: str, kind: str, *, same_work: bool, weight_lr: float = NNI_WEIGHT_LR,
                arc_lr: float = NNI_ARC_LR) -> Method:
-    """NNI's ``GumbelDARTS`` (``kind='gumbel'``) or ``DARTS`` supernet, built by the strategy's ``mutate_model``.
-
-    With ``same_work`` a step is one forward/backward on the batch followed by the weight and architecture optimizer
-    steps; otherwise it is what ``DartsLightningModule.training_step`` does: an architecture step on the validation
-    batch, then a weight step on the training batch (here both are the given batch).
-    """
-    strategy = GumbelDARTS() if kind == 'gumbel' else DARTS()
-    model = strategy.mutate_model(space())
-    arch: list[nn.Parameter] = []
-    for module in model.modules():
-        if hasattr(module, 'arch_parameters') and module is not model:
-            arch += [p for p in module.arch_parameters() if all(p is not q for q in arch)]
-    arch_ids = {id(p) for p in arch}
-    weights = [p for p in model.parameters() if id(p) not in arch_ids]
-    weight_opt = torch.optim.Adam(weights, lr=weight_lr)
-    # DartsLightningModule.configure_architecture_optimizers
-    arch_opt = torch.optim.Adam(arch, lr=arc_lr, betas=(0.5, 0.999), weight_decay=1e-3)
-    model.train()
-
-    def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(x), y)
-
-    def step(x: torch.Tensor, y: torch.Tensor) -> None:
-        if same_work:
-            weight_opt.zero_grad()
-            arch_opt.zero_grad()
-            loss_of(x, y).backward()
-            weight_opt.step()
-            arch_opt.step()
-        else:
-            arch_opt.zero_grad()
-            loss_of(x, y).backward()
-            arch_opt.step()
-            weight_opt.zero_grad()
-            loss_of(x, y).backward()
-            weight_opt.step()
-
-    @torch.no_grad()
-    def accuracy(x: torch.Tensor, y: torch.Tensor) -> float:
-        # Batch statistics, as BASE's query evaluation; the supernet's own (mixed) prediction.
-        return float((model(x).argmax(-1) == y).float().mean())
-
-    return Method(name, step, accuracy)
+    """NNI's GumbelDARTS / DARTS on a fresh copy of the benchmark's space (:func:`baselines.nni_method`)."""
+    return baselines.nni_method(name, kind, space(), same_work=same_work, weight_lr=weight_lr, arc_lr=arc_lr)
 
 
 def _median(xs: list[float]) -> float:
