@@ -1,9 +1,10 @@
 """BaseStrategy behaviours a user relies on beyond the basic run: seeding and alpha averaging."""
 
+import pytest
 import torch
 
 from nni_base import BaseStrategy
-from tests.helpers import digits_tasks, episodic_evaluator, run, tiny_space
+from tests.helpers import claim_seed, digits_tasks, episodic_evaluator, paired_ci95, run, tiny_space
 
 
 def meta_train(seed: int, **kwargs):
@@ -35,6 +36,9 @@ def test_alpha_averaged_over_adapted_tasks_is_exported():
     assert len(sample) == 32
 
 
+TRAIN_BATCHES = 48
+
+
 def test_plain_search_on_nni_hub_darts_with_nni_classification():
     """Without a prior, BaseStrategy is a single-task Gumbel search usable like NNI's DARTS."""
     import nni
@@ -47,19 +51,38 @@ def test_plain_search_on_nni_hub_darts_with_nni_classification():
     # All ten digits, unrotated: the rotation-0 classes of both splits.
     splits = digits_splits(rotations=1, heldout_digits=(9,))
     test = splits['test']
-    data = torch.utils.data.ConcatDataset([splits['train'], torch.utils.data.TensorDataset(test.images,
-                                                                                            test.labels + 9)])
+    train = splits['train']  # both parts as (image, label tensor) pairs, so any batch collates
+    data = torch.utils.data.ConcatDataset([torch.utils.data.TensorDataset(train.images, train.labels),
+                                           torch.utils.data.TensorDataset(test.images, test.labels + 9)])
     train_set, val_set = random_split(data, [0.8, 0.2], generator=torch.Generator().manual_seed(0))
     evaluator = Classification(num_classes=10, learning_rate=0.01,
                                train_dataloaders=nni.trace(DataLoader)(train_set, batch_size=32, shuffle=True),
                                val_dataloaders=nni.trace(DataLoader)(val_set, batch_size=128), max_epochs=1,
-                               limit_train_batches=4, logger=False, enable_progress_bar=False,
+                               limit_train_batches=TRAIN_BATCHES, logger=False, enable_progress_bar=False,
                                enable_checkpointing=False, enable_model_summary=False)
-    strategy = BaseStrategy(seed=0)
+    # search for half the steps, then train the derived cell (freeze_architecture_after, as the README shows)
+    strategy = BaseStrategy(seed=claim_seed(), freeze_architecture_after=TRAIN_BATCHES // 2)
     exp = run(DARTS(width=4, num_cells=3), evaluator, strategy)
     sample = exp.export_top_models(formatter='dict')[0]
     assert len(sample) == 32
-    assert float(strategy.oneshot_module.trainer.callback_metrics['val_acc']) >= 0.0
+
+    # Control: the same space, not searched (its initial weights), scored on the same validation images.
+    from nni_base.api import build_supernet
+
+    torch.manual_seed(claim_seed())
+    untrained = build_supernet(DARTS(width=4, num_cells=3), BaseStrategy(seed=claim_seed())).training_module.model
+    searched = strategy.oneshot_module.training_module.model
+    correct: dict[str, list[float]] = {'searched': [], 'untrained': []}
+    with torch.no_grad():
+        # In the validation loader's batches: pooling is normalised with batch statistics while searching.
+        for x, y in DataLoader(val_set, batch_size=128):
+            for name, model in (('searched', searched), ('untrained', untrained)):
+                model.eval()
+                correct[name] += (model(x).argmax(-1) == y).float().tolist()
+    val_acc = float(strategy.oneshot_module.trainer.callback_metrics['val_acc'])
+    assert val_acc == pytest.approx(sum(correct['searched']) / len(val_set), abs=1e-6)  # the logged metric
+    gain, low, high = paired_ci95(correct['searched'], correct['untrained'])
+    assert low > 0, f'searched - untrained val accuracy: {gain:.3f} [{low:.3f}, {high:.3f}], {len(val_set)} images'
     model = DARTS(width=4, num_cells=3).freeze(sample)
     assert model(torch.randn(2, 3, 8, 8)).shape == (2, 10)
 
