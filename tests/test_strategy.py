@@ -82,7 +82,8 @@ def test_plain_search_on_nni_hub_darts_with_nni_classification():
     val_acc = float(strategy.oneshot_module.trainer.callback_metrics['val_acc'])
     assert val_acc == pytest.approx(sum(correct['searched']) / len(val_set), abs=1e-6)  # the logged metric
     gain, low, high = paired_ci95(correct['searched'], correct['untrained'])
-    assert low > 0, f'searched - untrained val accuracy: {gain:.3f} [{low:.3f}, {high:.3f}], {len(val_set)} images'
+    # > 0.25, not > 0: BatchNorm running statistics alone (no weight step at all) already give about +0.05.
+    assert low > 0.25, f'searched - untrained val accuracy: {gain:.3f} [{low:.3f}, {high:.3f}], {len(val_set)} images'
     model = DARTS(width=4, num_cells=3).freeze(sample)
     assert model(torch.randn(2, 3, 8, 8)).shape == (2, 10)
 
