@@ -108,11 +108,16 @@ def cells_vs_random(sample: dict, tasks, args) -> dict:
         for t, task in enumerate(tasks):
             torch.manual_seed(t)
             acc[name].append(train_on_task(space(args).freeze(cell), task, args.train_steps, seed=t))
-    randoms = sorted(float(np.mean(v)) for k, v in acc.items() if k != 'derived')
+    randoms = sorted((k for k in acc if k != 'derived'), key=lambda k: np.mean(acc[k]))
+    median = randoms[len(randoms) // 2]
     return {'derived': dict(zip(('mean', 'ci95'), mean_ci(acc['derived']))),
-            'random_means': randoms, 'random_median': float(np.median(randoms)),
-            'random_median_cell_ci95': mean_ci(acc[sorted((k for k in acc if k != 'derived'),
-                                                          key=lambda k: np.mean(acc[k]))[len(randoms) // 2]])[1]}
+            'random_means': [float(np.mean(acc[k])) for k in randoms],
+            'random_median': float(np.median([np.mean(acc[k]) for k in randoms])),
+            'random_median_cell_ci95': mean_ci(acc[median])[1],
+            # per task, the derived cell minus the median random cell (same task, same seed): the paired test
+            'paired_diff_to_median_cell': dict(zip(('mean', 'ci95'),
+                                                   mean_ci(np.subtract(acc['derived'], acc[median])))),
+            'per_task': acc}
 
 
 def adaptation_curves(prior: Path, tasks, args) -> dict:
@@ -192,6 +197,8 @@ def main(argv=None) -> dict:
     p.add_argument('--skip-controls', action='store_true', help='meta-train and read alpha only')
     p.add_argument('--adaptation-only', action='store_true',
                    help='recompute the adaptation control of the first seed from the priors in --output-dir')
+    p.add_argument('--controls-only', action='store_true',
+                   help='recompute both controls (random cells, adaptation) of the first seed from --output-dir')
     p.add_argument('--output-dir', type=Path, default=Path('benchmarks/results/alpha_recovery'))
     p.add_argument('--threads', type=int, default=None)
     args = p.parse_args(argv)
@@ -205,7 +212,7 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     results = {'settings': settings, 'families': {}}
-    if args.adaptation_only:
+    if args.adaptation_only or args.controls_only:
         results = json.loads((out / 'results.json').read_text())
         for name, runs in results['families'].items():
             if args.families and name not in args.families:
@@ -213,6 +220,9 @@ def main(argv=None) -> dict:
             heldout = sample_tasks(TaskDistribution(family_data(name, args.image_size)['test'], args.ways,
                                                     args.shots, args.queries, name=name), args.heldout_tasks,
                                    seed=10_000)
+            if args.controls_only:
+                runs[0]['vs_random'] = cells_vs_random(runs[0]['derived_cell'], heldout, args)
+                _print_vs_random(name, runs[0]['vs_random'])
             runs[0]['adaptation'] = adaptation_curves(out / f"{name}-seed{runs[0]['seed']}.pt", heldout, args)
             print(f"{name}: adaptation " + ', '.join(f"{k} {v['mean'][-1]:.3f}"
                                                      for k, v in runs[0]['adaptation'].items()), flush=True)
@@ -234,8 +244,7 @@ def main(argv=None) -> dict:
                       + ' '.join(f'{op[:7]}={v:.2f}' for op, v in c['per_op'].items()), flush=True)
             if seed == args.seeds[0] and not args.skip_controls:
                 run['vs_random'] = cells_vs_random(sample, heldout, args)
-                print(f"{name}: derived cell {run['vs_random']['derived']} vs random median "
-                      f"{run['vs_random']['random_median']:.3f}", flush=True)
+                _print_vs_random(name, run['vs_random'])
                 run['adaptation'] = adaptation_curves(out / f'{name}-seed{seed}.pt', heldout, args)
                 print(f"{name}: adaptation " + ', '.join(f"{k} {v['mean'][-1]:.3f}"
                                                          for k, v in run['adaptation'].items()), flush=True)
@@ -244,6 +253,12 @@ def main(argv=None) -> dict:
         results['families'][name] = runs
     write_json(out / 'results.json', results)
     return results
+
+
+def _print_vs_random(name: str, v: dict) -> None:
+    d = v['paired_diff_to_median_cell']
+    print(f"{name}: derived cell {v['derived']['mean']:.3f}±{v['derived']['ci95']:.3f} vs random median "
+          f"{v['random_median']:.3f}; paired vs the median cell {d['mean']:+.3f}±{d['ci95']:.3f}", flush=True)
 
 
 if __name__ == '__main__':

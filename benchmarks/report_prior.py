@@ -104,7 +104,11 @@ def markdown_recovery(known: dict, settings: dict, families: dict) -> list[str]:
             v = run['vs_random']
             lines.append(f"- {name}: derived cell {v['derived']['mean']:.3f} ± {v['derived']['ci95']:.3f} vs "
                          f"median random cell {v['random_median']:.3f} ± {v['random_median_cell_ci95']:.3f} "
-                         f"(10 random cells: {', '.join(f'{m:.2f}' for m in v['random_means'])})")
+                         f"(10 random cells: {', '.join(f'{m:.2f}' for m in v['random_means'])})"
+                         + (f"; paired per task, derived minus the median random cell "
+                            f"{v['paired_diff_to_median_cell']['mean']:+.3f} ± "
+                            f"{v['paired_diff_to_median_cell']['ci95']:.3f}" if 'paired_diff_to_median_cell' in v
+                            else ''))
         if 'adaptation' in run:
             a = run['adaptation']
             steps = a['adapted']['steps']
