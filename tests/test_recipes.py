@@ -95,6 +95,7 @@ def _quiet(fn, argv):
         return fn(argv)
 
 
+@pytest.mark.e2e
 def test_meta_train_adapt_and_retrain_pipeline(tmp_path):
     _write_data(tmp_path)
     common = ['--accelerator', 'cpu', '--no-progress-bar']

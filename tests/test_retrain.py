@@ -166,6 +166,7 @@ def _metrics(run: Path, version: int) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.e2e
 def test_cifar10_run_directory_and_resume_gives_the_same_weights(cifar_root, tmp_path):
     common = ['--recipe', 'cifar10', '--arch', 'darts-v2', '--data-root', str(cifar_root), '--epochs', '2', *TINY]
     straight = tmp_path / 'straight'
@@ -210,6 +211,7 @@ def test_cifar10_run_directory_and_resume_gives_the_same_weights(cifar_root, tmp
     assert not net.training and net(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
+@pytest.mark.e2e
 def test_resume_refuses_what_it_cannot_honour(cifar_root, tmp_path):
     recipe = load_recipe('cifar10').override(width=4, num_cells=3, epochs=2, batch_size=8)
     out = tmp_path / 'run'
@@ -246,6 +248,7 @@ class _RunsCode:
         return os.system, (f'touch {self.marker}',)
 
 
+@pytest.mark.e2e
 def test_svhn_recipe_end_to_end(tmp_path):
     from scipy.io import savemat
 
@@ -259,6 +262,7 @@ def test_svhn_recipe_end_to_end(tmp_path):
     assert result['finished'] and json.loads((out / 'run.json').read_text())['recipe']['dataset'] == 'svhn'
 
 
+@pytest.mark.e2e
 def test_imagenet_recipe_end_to_end(tmp_path):
     from PIL import Image
 
