@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.nni-base-installed
 
-.PHONY: install demo test lint bench fewshot clean
+.PHONY: install demo test test-fast lint bench fewshot screenshot clean
 
 $(STAMP): pyproject.toml requirements.txt scripts/install.sh
 	PYTHON=$(PYTHON) bash scripts/install.sh $(VENV)
@@ -17,11 +17,19 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q tests
 
+# The fast lane: everything but the end-to-end runs (nnictl, demo, recipes, retraining, benchmarks, few-shot example).
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m "not e2e" tests
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check nni_base tests examples benchmarks search_spaces
 
 fewshot: $(STAMP)
 	$(VENV)/bin/python examples/fewshot.py --output-dir runs/fewshot
+
+# The README's web-UI picture: a two-trial nnictl experiment in a temporary folder, then headless Chromium.
+screenshot: $(STAMP)
+	$(VENV)/bin/python scripts/webui_screenshot.py --output docs/images/nni_webui.png
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/run.py --output-dir benchmarks/results
