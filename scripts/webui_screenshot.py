@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix='nni-webui-') as tmp:
         work = Path(tmp)
-        exp = Experiment(work, _search_space(inner_lr=[0.03, 0.08]))
+        exp = Experiment(work, _search_space(inner_lr=[0.03, 0.08]), name='base-hparams')  # the shipped name
         try:
             exp.start()
             jobs = exp.wait(trials=2)
