@@ -24,6 +24,8 @@ from nni_base.evaluation import DARTS_OPS
 
 from .helpers import run
 
+pytestmark = pytest.mark.e2e  # about a minute of meta-training
+
 pytestmark = pytest.mark.e2e
 
 

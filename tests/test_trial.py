@@ -134,6 +134,7 @@ def tiny_run(tmp_path_factory):
     return out, metrics, channel
 
 
+@pytest.mark.e2e
 def test_main_writes_arch_probs_and_prior_and_returns_final_metrics(tiny_run):
     out, metrics, _ = tiny_run
     assert set(metrics) == {'default', 'accuracy_before_adaptation', 'params', 'search_seconds',
@@ -155,6 +156,7 @@ def test_main_writes_arch_probs_and_prior_and_returns_final_metrics(tiny_run):
     assert sum(p.numel() for p in network.parameters()) == metrics['params']
 
 
+@pytest.mark.e2e
 def test_reports_go_to_the_trials_channel_with_its_parameter_id(tiny_run):
     # NasExperiment swaps NNI's channel and parameter record while it runs; the trial must still report every
     # meta-epoch and the final dict to its own channel, under its own parameter id.
@@ -169,6 +171,7 @@ def _must_not_run(*args, **kwargs):
     raise AssertionError('meta-training ran although the trial was given a shared prior')
 
 
+@pytest.mark.e2e
 def test_shared_prior_skips_meta_training_and_output_dir_comes_from_nni(tiny_run, tmp_path, monkeypatch):
     out = tiny_run[0]
     monkeypatch.setenv('NNI_OUTPUT_DIR', str(tmp_path / 'nni'))
