@@ -214,6 +214,7 @@ def main(argv=None) -> dict:
     results = {'settings': settings, 'families': {}}
     if args.adaptation_only or args.controls_only:
         results = json.loads((out / 'results.json').read_text())
+        results['settings'].update({k: settings[k] for k in _CONTROL_SETTINGS})  # what the controls ran with
         for name, runs in results['families'].items():
             if args.families and name not in args.families:
                 continue
@@ -253,6 +254,11 @@ def main(argv=None) -> dict:
         results['families'][name] = runs
     write_json(out / 'results.json', results)
     return results
+
+
+# Arguments of the controls only (not of meta-training): a controls-only rerun records them in results.json.
+_CONTROL_SETTINGS = ('heldout_tasks', 'random_cells', 'train_steps', 'adapt_steps', 'adapt_every', 'gumbel_steps',
+                     'gumbel_tasks')
 
 
 def _print_vs_random(name: str, v: dict) -> None:

@@ -37,7 +37,8 @@ def compare(cells: dict, known: dict) -> dict:
 
 
 # Settings that do not change what a meta-training run measures (runs differing only in these are merged).
-_BOOKKEEPING = ('seeds', 'families', 'output_dir', 'skip_controls', 'adaptation_only', 'threads', 'known')
+_BOOKKEEPING = ('seeds', 'families', 'output_dir', 'skip_controls', 'adaptation_only', 'controls_only', 'threads',
+                'known', 'gumbel_steps', 'gumbel_tasks')
 
 
 def config_key(settings: dict) -> str:
