@@ -30,8 +30,9 @@ BIN = Path(sys.executable).parent  # the virtualenv's bin: nnictl, and the `pyth
 TIMEOUT_S = 360
 META_EPOCHS = 2
 # Pinned tiny values: each trial takes well under a minute on 2 CPU cores.
+# One torch thread per trial: two threads on a busy 2-core machine slow a tiny network down tenfold.
 TINY = {'inner_steps': 1, 'tasks_per_step': 1, 'steps_per_epoch': 2, 'meta_epochs': META_EPOCHS, 'val_episodes': 1,
-        'eval_tasks': 1, 'width': 4, 'num_cells': 3, 'shots': 2, 'queries': 2}
+        'eval_tasks': 1, 'width': 4, 'num_cells': 3, 'shots': 2, 'queries': 2, 'num_threads': 1}
 FINAL_KEYS = {'default', 'accuracy_before_adaptation', 'params', 'search_seconds', 'meta_train_seconds'}
 BAD_VALUE_MESSAGE = "ValueError: parameter 'inner_steps' must be at least 1, got 0"
 FINISHED = {'SUCCEEDED', 'FAILED', 'USER_CANCELED', 'SYS_CANCELED', 'EARLY_STOPPED'}

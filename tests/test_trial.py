@@ -11,7 +11,6 @@ from pathlib import Path
 
 import nni.trial
 import pytest
-import torch
 from nni.runtime.trial_command_channel import (
     TrialCommandChannel,
     get_default_trial_command_channel,
@@ -21,8 +20,9 @@ from nni.runtime.trial_command_channel import (
 from nni_base.trial import DEFAULT_PARAMS, main, validate_params
 
 # Small enough for a few seconds per meta-step on 2 CPU cores.
+# num_threads 0: keep the test session's thread count (conftest), rather than the trial default of 2.
 TINY = {'width': 4, 'num_cells': 3, 'inner_steps': 1, 'tasks_per_step': 1, 'steps_per_epoch': 1, 'meta_epochs': 2,
-        'val_episodes': 1, 'eval_tasks': 1, 'shots': 2, 'queries': 2}
+        'val_episodes': 1, 'eval_tasks': 1, 'shots': 2, 'queries': 2, 'num_threads': 0}
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -127,14 +127,12 @@ def test_bad_parameter_fails_the_process_with_the_message_on_stderr(tmp_path):
 def tiny_run(tmp_path_factory):
     """One tiny meta-training run, its parameters coming from a (recording) NNI channel."""
     out = tmp_path_factory.mktemp('trial')
-    torch.set_num_threads(2)
     with pytest.MonkeyPatch.context() as mp, recording_channel(TINY, parameter_id=7) as channel:
         mp.delenv('NNI_OUTPUT_DIR', raising=False)
         metrics = main(['--output-dir', str(out)])
     return out, metrics, channel
 
 
-@pytest.mark.e2e
 def test_main_writes_arch_probs_and_prior_and_returns_final_metrics(tiny_run):
     out, metrics, _ = tiny_run
     assert set(metrics) == {'default', 'accuracy_before_adaptation', 'params', 'search_seconds',
@@ -156,7 +154,6 @@ def test_main_writes_arch_probs_and_prior_and_returns_final_metrics(tiny_run):
     assert sum(p.numel() for p in network.parameters()) == metrics['params']
 
 
-@pytest.mark.e2e
 def test_reports_go_to_the_trials_channel_with_its_parameter_id(tiny_run):
     # NasExperiment swaps NNI's channel and parameter record while it runs; the trial must still report every
     # meta-epoch and the final dict to its own channel, under its own parameter id.
@@ -171,7 +168,6 @@ def _must_not_run(*args, **kwargs):
     raise AssertionError('meta-training ran although the trial was given a shared prior')
 
 
-@pytest.mark.e2e
 def test_shared_prior_skips_meta_training_and_output_dir_comes_from_nni(tiny_run, tmp_path, monkeypatch):
     out = tiny_run[0]
     monkeypatch.setenv('NNI_OUTPUT_DIR', str(tmp_path / 'nni'))
