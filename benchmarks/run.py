@@ -286,7 +286,11 @@ def meta_train_prior(path: Path, *, steps_per_epoch: int, max_epochs: int, tasks
                                        enable_checkpointing=False, enable_model_summary=False, seed=seed)
     strategy = BaseStrategy(inner_steps=inner_steps, save_prior_to=path, seed=seed)
     start = time.perf_counter()
-    NasExperiment(space(), evaluator, strategy).run()
+    exp = NasExperiment(space(), evaluator, strategy)
+    try:
+        exp.run()
+    finally:
+        exp.stop()  # now, not from NNI's exit hook, which logs into streams that may be closed by then
     seconds = time.perf_counter() - start
     return {'seconds': seconds, 'meta_steps': steps_per_epoch * max_epochs, 'tasks_per_step': tasks_per_step,
             'inner_steps': inner_steps,

@@ -4,7 +4,6 @@ import pytest
 import torch
 import torch.nn as nn
 from nni.nas.evaluator import FunctionalEvaluator
-from nni.nas.experiment import NasExperiment
 from nni.nas.nn.pytorch import ModelSpace
 
 from nni_base import BaseStrategy, MetaTrainingDiverged, TaskDistribution, load_prior
@@ -24,7 +23,7 @@ class NoChoices(ModelSpace):
 def test_space_without_choices():
     train, _ = digits_tasks()
     with pytest.raises(ValueError, match='has no choices: there is nothing to search'):
-        NasExperiment(NoChoices(), episodic_evaluator(train), BaseStrategy()).run()
+        run(NoChoices(), episodic_evaluator(train), BaseStrategy())
 
 
 def test_evaluator_that_is_not_lightning():
