@@ -16,8 +16,9 @@ For each family (``benchmarks/known_answer.py`` gives its exhaustive ranking) an
    ``--gumbel-steps`` steps (its ``training_step``: an architecture and a weight pass, Adam), scored on
    its supernet: time to accuracy against NNI's own search.
 
-    python benchmarks/alpha_recovery.py --known benchmarks/results/known_answer.json \
-        --output benchmarks/results/alpha_recovery.json
+    python benchmarks/alpha_recovery.py --families peaks texture --meta-steps 80 --heldout-tasks 10 \
+        --output-dir benchmarks/results/alpha_recovery_80steps
+    python benchmarks/report_prior.py    # every alpha_recovery*/results.json against known_answer.json
 """
 
 from __future__ import annotations
