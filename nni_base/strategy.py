@@ -57,7 +57,7 @@ class BaseStrategy(OneShotStrategy):
     outer_lr, outer_lr_alpha
         Outer (meta) step sizes for weights and alpha. With Reptile, the step toward the mean of the
         task-adapted values (default 1.0: all the way to the mean); with MAML, Adam's step size on the
-        query loss (defaults 1e-3 and 3e-3).
+        query loss (defaults 1e-3 and 0.1: α needs logit-sized steps to leave uniform).
     adapt_steps
         Inner steps used when adapting to held-out tasks (validation, alpha averaging); defaults
         to ``inner_steps``.
