@@ -38,13 +38,13 @@ from nni.nas.experiment import NasExperiment
 from pytorch_lightning.loggers import CSVLogger
 
 from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, TaskDistribution
-from nni_base.adaptation import TaskAdapter
 from nni_base.api import build_supernet, sample_tasks
 from nni_base.data import digits_splits
 from nni_base.data.families import family_splits
-from nni_base.evaluation import DARTS_OPS, kendall_tau, mean_ci, random_sample, train_on_task
 from nni_base.io import write_json
-from nni_base.plotting import plot_prior
+from nni_base.search.adaptation import TaskAdapter
+from nni_base.search.evaluation import DARTS_OPS, kendall_tau, mean_ci, random_sample, train_on_task
+from nni_base.viz.plotting import plot_prior
 
 
 def family_data(name: str, image_size: int):

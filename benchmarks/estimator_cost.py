@@ -29,7 +29,7 @@ def step_ms(strategy: BaseStrategy, size: int, width: int, cells: int, steps: in
     for _ in range(steps):
         start = time.perf_counter()
         supernet.resample()
-        loss, _ = supernet._task_loss(x, y)
+        loss, _ = supernet.model_loss(x, y)
         loss.backward()
         times.append(time.perf_counter() - start)
     return statistics.median(times[2:]) * 1000

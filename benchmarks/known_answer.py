@@ -1,7 +1,7 @@
 """Known answers by exhaustive evaluation: rank every single-operation cell on each task family.
 
 For every family (procedural, :mod:`nni_base.data.families`, and digits at 16 px) and every DARTS
-operation ``o``, build the network whose every edge is ``o`` (:func:`nni_base.evaluation.single_op_sample`),
+operation ``o``, build the network whose every edge is ``o`` (:func:`nni_base.search.evaluation.single_op_sample`),
 train it from scratch on the same held-out tasks, and record the query accuracy. The ranking of the
 operations (mean ± 95% CI over tasks, and paired differences against the winner) is the family's known
 answer that the prior's α must recover (``benchmarks/alpha_recovery.py``).
@@ -32,8 +32,8 @@ from nni_base import DartsTaskSpace, TaskDistribution
 from nni_base.api import sample_tasks
 from nni_base.data import digits_splits
 from nni_base.data.families import FAMILIES, family_splits
-from nni_base.evaluation import DARTS_OPS, mean_ci, single_op_sample, train_on_task
 from nni_base.io import write_json
+from nni_base.search.evaluation import DARTS_OPS, mean_ci, single_op_sample, train_on_task
 
 
 def family_data(name: str, image_size: int):

@@ -14,8 +14,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from nni_base.evaluation import DARTS_OPS, kendall_tau
 from nni_base.io import write_text
+from nni_base.search.evaluation import DARTS_OPS, kendall_tau
 
 
 def _against(c: dict, known: dict) -> tuple[bool, float]:

@@ -11,7 +11,7 @@ supernet (``DartsTaskSpace(width=8, num_cells=3, num_classes=5)``, 3x8x8 rotated
 1. **Time per training step** (:func:`bench_step_time`). Each method's supernet is built with its own
    strategy's ``mutate_model`` and runs interleaved, one step each per round, on the same batch of 32:
 
-   * BASE: one inner step, ``BaseLightningModule.adapt(task, 1, ...)`` (Gumbel sample, forward, ``autograd.grad``,
+   * BASE: one inner step, ``nni_base.search.loop.adapt(task, 1, ...)`` (Gumbel sample, forward, ``autograd.grad``,
      in-place SGD on weights and alpha), for the sparse hard path, the dense hard path and soft samples.
    * NNI ``GumbelDARTS`` / ``DARTS``, *same work*: one forward + backward on the batch, then the weight optimizer
      and the architecture optimizer (Adam) step -- one batch, weights and alpha updated, as in BASE's step.
@@ -25,7 +25,7 @@ supernet (``DartsTaskSpace(width=8, num_cells=3, num_classes=5)``, 3x8x8 rotated
    gives the floor (torch + NNI + Lightning), so the increments are reported too.
 3. **Time to accuracy on held-out tasks** (:func:`bench_time_to_accuracy`): meta-train a prior on the digits train
    classes (its cost on its own line), then on held-out 5-way tasks from the test classes adapt the prior (a few
-   Gumbel search steps, then the derived cell; :class:`nni_base.adaptation.TaskAdapter`), run the same procedure
+   Gumbel search steps, then the derived cell; :class:`nni_base.search.adaptation.TaskAdapter`), run the same procedure
    from scratch as a control, and search from scratch with GumbelDARTS and DARTS, round-robin one step each, on the
    task's support set; query accuracy is measured every few steps with the clock stopped.
 4. **The K tasks' inner step vectorised with torch.func** (:func:`bench_vectorized_tasks`): the weight gradients of
@@ -72,9 +72,9 @@ from baselines import NNI_ARC_LR, NNI_WEIGHT_LR, Method  # noqa: E402
 from nni.nas.oneshot.pytorch.strategy import GumbelDARTS  # noqa: E402
 
 from nni_base import BaseStrategy, DartsTaskSpace, Task, TaskDistribution  # noqa: E402
-from nni_base.adaptation import TaskAdapter  # noqa: E402
 from nni_base.api import build_supernet, load_strategy, sample_tasks  # noqa: E402
-from nni_base.meta_update import ModelState  # noqa: E402
+from nni_base.search.adaptation import TaskAdapter  # noqa: E402
+from nni_base.search.meta_update import ModelState  # noqa: E402
 
 __all__ = ['SPACE', 'machine_info', 'bench_step_time', 'bench_memory', 'bench_time_to_accuracy', 'meta_train_prior',
            'bench_vectorized_tasks', 'sequential_task_grads', 'vectorized_task_grads', 'write_results', 'main']
@@ -120,7 +120,7 @@ def _digits(shots: int, queries: int) -> tuple[TaskDistribution, TaskDistributio
 
 # ---- methods ------------------------------------------------------------------------------------------------------
 def base_method(name: str, strategy: BaseStrategy, tau: float | None = None) -> Method:
-    """BASE inner steps (``BaseLightningModule.adapt``) on the supernet that ``strategy`` builds."""
+    """BASE inner steps (``nni_base.search.loop.adapt``) on the supernet that ``strategy`` builds."""
     supernet = build_supernet(space(), strategy)
     supernet.set_temperature(tau if tau is not None else strategy.config.temperature.end)
     state = ModelState(supernet.training_module.model)
@@ -136,7 +136,7 @@ def base_method(name: str, strategy: BaseStrategy, tau: float | None = None) -> 
 
 def adapter_method(name: str, strategy: BaseStrategy, search_steps: int | None, *,
                    weight_lr: float = NNI_WEIGHT_LR) -> Method:
-    """BASE adaptation (:class:`~nni_base.adaptation.TaskAdapter`): ``search_steps`` Gumbel-sampled steps on weights
+    """BASE adaptation (:class:`~nni_base.TaskAdapter`): ``search_steps`` Gumbel-sampled steps on weights
     and alpha, then the derived cell's weights only; Adam at the NNI baselines' weight step size."""
     supernet = build_supernet(space(), strategy)
     supernet.set_temperature(strategy.config.temperature.end)
@@ -394,7 +394,7 @@ def sequential_task_grads(supernet, xs: torch.Tensor, ys: torch.Tensor) -> dict[
     named = [(n, p) for n, p in model.named_parameters() if id(p) not in arch]
     per_task = []
     for x, y in zip(xs, ys):
-        loss, _ = supernet._task_loss(x, y)
+        loss, _ = supernet.model_loss(x, y)
         per_task.append(torch.autograd.grad(loss, [p for _, p in named], allow_unused=True))
     return {n: torch.stack([g[i] if g[i] is not None else torch.zeros_like(p) for g in per_task])
             for i, (n, p) in enumerate(named)}

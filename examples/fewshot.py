@@ -57,7 +57,7 @@ from nni_base.fewshot import (  # noqa: E402
     train_maml,
 )
 from nni_base.io import write_json, write_text  # noqa: E402
-from nni_base.plotting import plot_cells  # noqa: E402
+from nni_base.viz.plotting import plot_cells  # noqa: E402
 
 METHODS = ('base-gumbel', 'base-softmax', 'darts', 'conv4')
 TITLES = {'base-gumbel': 'BASE (Gumbel)', 'base-softmax': 'BASE (Softmax)',

@@ -39,8 +39,8 @@ from torch.utils.data import DataLoader, random_split
 from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, TaskDistribution
 from nni_base.api import adaptation_accuracy, build_supernet, sample_tasks
 from nni_base.data.families import FAMILIES, family_splits
-from nni_base.genotype import format_genotype, sample_to_genotype
-from nni_base.plotting import plot_cells, plot_curves, plot_prior
+from nni_base.space.genotype import format_genotype, sample_to_genotype
+from nni_base.viz.plotting import plot_cells, plot_curves, plot_prior
 
 
 def write_json(obj, path: Path) -> None:

@@ -3,16 +3,16 @@
 >>> from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, TaskDistribution
 """
 
-from .adaptation import TaskAdapter
 from .errors import CorruptPriorError, MetaTrainingDiverged, PriorMismatchError
 from .evaluator import EpisodicClassification, EpisodicModule
-from .multires import MultiResolutionDartsSpace
-from .prior import load_prior, save_prior
-from .spaces import DartsTaskSpace
+from .search.adaptation import TaskAdapter
+from .search.prior import load_prior, save_prior
+from .space.darts import DartsTaskSpace
+from .space.multires import MultiResolutionDartsSpace
+from .space.temperature import TemperatureSchedule
 from .strategy import BaseStrategy
-from .task_mixture import ResolutionMixture
 from .tasks import EpisodeDataset, Task, TaskDistribution
-from .temperature import TemperatureSchedule
+from .tasks.mixture import ResolutionMixture
 
 __version__ = '0.1.0'
 

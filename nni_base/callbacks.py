@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytorch_lightning as pl
-
-if TYPE_CHECKING:
-    from .strategy import BaseStrategy
 
 __all__ = ['PriorCheckpoint']
 
@@ -21,12 +18,12 @@ class PriorCheckpoint(pl.Callback):
     keeps the last good prior on disk.
     """
 
-    def __init__(self, strategy: BaseStrategy, path: str | os.PathLike):
-        self.strategy = strategy
+    def __init__(self, save: Callable[[Path], object], path: str | os.PathLike):
+        self.save = save  # BaseStrategy.save_prior: the strategy knows the space and the task description
         self.path = Path(path)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.strategy.save_prior(self.path)
+        self.save(self.path)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.strategy.save_prior(self.path)
+        self.save(self.path)

@@ -17,8 +17,8 @@ import torch.nn as nn
 from nni.nas.evaluator.pytorch import Lightning, LightningModule, Trainer
 from torch.utils.data import DataLoader, Sampler
 
-from .task_mixture import ResolutionMixture
 from .tasks import EpisodeDataset, TaskDistribution, episode_loader
+from .tasks.mixture import ResolutionMixture
 
 __all__ = ['EpisodicModule', 'EpisodicClassification', 'EpochSeededSampler', 'meta_train_loader']
 
@@ -113,7 +113,7 @@ class EpisodicClassification(Lightning):
     ----------
     train_tasks
         Tasks for meta-training (see :class:`~nni_base.tasks.TaskDistribution`), or a
-        :class:`~nni_base.task_mixture.ResolutionMixture` to draw every meta-step's tasks equally from
+        :class:`~nni_base.tasks.mixture.ResolutionMixture` to draw every meta-step's tasks equally from
         several image sizes (``tasks_per_step`` must then be a multiple of the number of sizes).
     val_tasks
         Held-out tasks (classes disjoint from ``train_tasks``); after every meta-epoch the strategy

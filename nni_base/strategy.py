@@ -18,19 +18,22 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Literal, cast
 
+import pytorch_lightning as pl
 import torch
 from nni.nas.evaluator.pytorch import Lightning
 from nni.nas.oneshot.pytorch.strategy import OneShotStrategy, no_default_hook
 from nni.nas.space import RawFormatModelSpace
 
-from .evaluator import EpisodicClassification
-from .lightning import BaseConfig, BaseLightningModule
-from .prior import apply_prior, build_prior, load_prior, save_prior
-from .supermodule import GumbelMixedCell
-from .temperature import TemperatureSchedule
+from .callbacks import PriorCheckpoint
+from .evaluator import EpisodicClassification, EpisodicModule
+from .search import BaseConfig, BaseSearchModule, MamlModule, ReptileModule, SingleTaskModule
+from .search.prior import apply_prior, build_prior, load_prior, save_prior
+from .space.gumbel_cell import GumbelMixedCell
+from .space.temperature import TemperatureSchedule
 
 __all__ = ['BaseStrategy']
 
@@ -156,19 +159,8 @@ class BaseStrategy(OneShotStrategy):
                  resume_from: str | os.PathLike | None = None,
                  save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
         super().__init__(**kwargs)
-        if isinstance(temperature, tuple):
-            temperature = TemperatureSchedule(*temperature)
-        self.config = BaseConfig(inner_steps=inner_steps, inner_lr=inner_lr, inner_lr_alpha=inner_lr_alpha,
-                                 outer_lr=outer_lr, outer_lr_alpha=outer_lr_alpha, adapt_steps=adapt_steps,
-                                 arc_learning_rate=arc_learning_rate, temperature=temperature, hard=hard,
-                                 sparse=sparse, average_alpha_tasks=average_alpha_tasks,
-                                 inner_grad_clip=inner_grad_clip, meta_algorithm=meta_algorithm,
-                                 first_order=first_order, relaxation=relaxation,
-                                 freeze_architecture_after=freeze_architecture_after, sample_none=sample_none,
-                                 samples_per_step=samples_per_step, outer_optimizer_alpha=outer_optimizer_alpha,
-                                 alpha_warmup_steps=alpha_warmup_steps, inner_batch_size=inner_batch_size,
-                                 parameterization=parameterization, freeze_alpha=freeze_alpha,
-                                 alpha_estimator=alpha_estimator, pool_batchnorm=pool_batchnorm)
+        given = locals()  # every BaseConfig field is an argument of this method (tests/test_config.py checks)
+        self.config = BaseConfig(**{f.name: given[f.name] for f in fields(BaseConfig)})
         self.prior_path = Path(prior) if prior is not None else None
         self.prior = load_prior(self.prior_path) if self.prior_path is not None else None
         self.save_prior_to = Path(save_prior_to) if save_prior_to is not None else None
@@ -232,12 +224,16 @@ class BaseStrategy(OneShotStrategy):
             mutated.fit_kwargs['ckpt_path'] = str(self.resume_from)
             mutated.fit_kwargs['weights_only'] = True
         if self.save_prior_to is not None:
-            from .callbacks import PriorCheckpoint
-            mutated.trainer.callbacks.append(PriorCheckpoint(self, self.save_prior_to))
+            mutated.trainer.callbacks.append(PriorCheckpoint(self.save_prior, self.save_prior_to))
         return mutated
 
-    def configure_oneshot_module(self, training_module):
-        return BaseLightningModule(training_module, self.config)
+    def configure_oneshot_module(self, training_module) -> BaseSearchModule:
+        # As NNI's one-shot strategies do: one Lightning module per search algorithm.
+        if not isinstance(training_module, EpisodicModule):
+            return SingleTaskModule(training_module, self.config)
+        if self.config.meta_algorithm == 'maml':
+            return MamlModule(training_module, self.config)
+        return ReptileModule(training_module, self.config)
 
     def _initialize(self, model_space: RawFormatModelSpace, engine):
         self.seed_everything()
@@ -246,7 +242,6 @@ class BaseStrategy(OneShotStrategy):
     def seed_everything(self) -> None:
         """Seed Python, numpy and torch with ``seed`` (no-op when it is None)."""
         if self.seed is not None:
-            import pytorch_lightning as pl
             pl.seed_everything(self.seed, workers=True, verbose=False)
 
     def _run(self) -> None:
@@ -254,12 +249,11 @@ class BaseStrategy(OneShotStrategy):
         if self.config.average_alpha_tasks and self._episodic is not None:
             tasks_from = self._episodic.val_tasks or self._episodic.train_tasks
             tasks = [tasks_from.sample() for _ in range(self.config.average_alpha_tasks)]
-            steps = self.config.adapt_steps if self.config.adapt_steps is not None else self.config.inner_steps
-            self.oneshot_module.average_alpha_over_tasks(tasks, steps)
+            self.oneshot_module.average_alpha_over_tasks(tasks, self.config.adaptation_steps)
 
     # ---- results -------------------------------------------------------------------------------------
     @property
-    def oneshot_module(self) -> BaseLightningModule:  # type: ignore[override]
+    def oneshot_module(self) -> BaseSearchModule:  # type: ignore[override]
         return super().oneshot_module  # type: ignore[return-value]
 
     def export_sample(self) -> dict[str, Any]:
@@ -280,7 +274,7 @@ class BaseStrategy(OneShotStrategy):
 
     @staticmethod
     @contextlib.contextmanager
-    def _averaged_alpha(module: BaseLightningModule) -> Iterator[None]:
+    def _averaged_alpha(module: BaseSearchModule) -> Iterator[None]:
         """Put the task-averaged alpha (paper section 5.2) in the cells for the block, then restore it."""
         averaged = cast(dict[str, torch.Tensor], module.averaged_alpha)
         saved = {label: alpha.detach().clone() for label, alpha in module.alphas().items()}
@@ -302,10 +296,18 @@ class BaseStrategy(OneShotStrategy):
     def prior_dict(self) -> dict[str, Any]:
         """The current prior (weights, alpha, space and task description) as a dict."""
         module = self.oneshot_module
+        meta = {'steps': _global_step(module), 'seed': self.seed, 'metrics': dict(module.last_metrics)}
         return build_prior(self.supernet, module.alphas(), config=self.config.to_dict(), tasks=self._task_config,
-                           meta={'steps': int(module.trainer.global_step) if module._trainer else 0,
-                                 'seed': self.seed, 'metrics': dict(module.last_metrics)})
+                           meta=meta)
 
     def save_prior(self, path: str | os.PathLike) -> Path:
         """Write the current prior atomically (refused if any value is NaN/inf)."""
         return save_prior(self.prior_dict(), path)
+
+
+def _global_step(module: BaseSearchModule) -> int:
+    """Meta-steps taken so far (0 for a supernet that never ran under a trainer)."""
+    try:
+        return int(module.trainer.global_step)
+    except RuntimeError:  # Lightning: "not attached to a Trainer"
+        return 0

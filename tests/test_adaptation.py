@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from nni_base import BaseStrategy
-from nni_base.adaptation import TaskAdapter
 from nni_base.api import build_supernet
+from nni_base.search.adaptation import TaskAdapter
 from tests.helpers import digits_tasks, run, tiny_space
 
 

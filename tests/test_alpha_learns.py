@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nni_base.supermodule import paired_straight_through, straight_through
+from nni_base.space.gumbel_cell import paired_straight_through, straight_through
 
 
 def _descend(estimator: str, steps: int = 300, lr: float = 0.5) -> torch.Tensor:

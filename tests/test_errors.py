@@ -78,11 +78,11 @@ def test_episodic_evaluator_with_nni_darts_says_what_to_use():
     ({'num_cells': 2}, r'num_cells must be at least 3 \(one cell per stage'),
 ])
 def test_darts_task_space_sizes(kwargs, message):
-    from nni_base.spaces import DartsTaskSpace
+    from nni_base.space.darts import DartsTaskSpace
     with pytest.raises(ValueError, match=message):
         DartsTaskSpace(num_classes=5, **kwargs)
 
 
 def test_darts_task_space_smallest_sizes_build():
-    from nni_base.spaces import DartsTaskSpace
+    from nni_base.space.darts import DartsTaskSpace
     assert DartsTaskSpace(width=1, num_cells=3, num_classes=5).num_cells == 3

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from nni_base import BaseStrategy
-from nni_base.adaptation import TaskAdapter
 from nni_base.api import build_supernet
-from nni_base.meta_update import ModelState
+from nni_base.search.adaptation import TaskAdapter
+from nni_base.search.meta_update import ModelState
 from tests.helpers import digits_tasks, tiny_space
 
 
@@ -45,7 +45,7 @@ def test_sampled_ops_get_an_alpha_gradient_on_every_edge():
     torch.manual_seed(1)
     task = train.sample()
     supernet.resample()
-    loss, _ = supernet._task_loss(task.support_x, task.support_y)
+    loss, _ = supernet.model_loss(task.support_x, task.support_y)
     loss.backward()
     for cell in supernet.cells():
         grad = cell.alpha.grad
@@ -121,7 +121,7 @@ def test_sampled_none_gets_a_gradient_through_its_runner_up():
     task = train.sample()
     supernet.resample()
     assert all(k == none for k in supernet.cells()[0]._chosen[::2])
-    loss, _ = supernet._task_loss(task.support_x, task.support_y)
+    loss, _ = supernet.model_loss(task.support_x, task.support_y)
     loss.backward()
     for alpha in supernet.arch_parameters():
         # Before the paired estimator a sampled `none` computed nothing and its row got no gradient at all.

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from nni_base.supermodule import alpha_entropy, derive_cell, edge_index, num_edges
+from nni_base.space.gumbel_cell import alpha_entropy, derive_cell, edge_index, num_edges
 
 OPS = ['max_pool_3x3', 'avg_pool_3x3', 'skip_connect', 'sep_conv_3x3', 'sep_conv_5x5', 'dil_conv_3x3',
        'dil_conv_5x5']

@@ -21,8 +21,8 @@ from nni_base.fewshot import (
     search_cells,
     train_maml,
 )
-from nni_base.optimization_embedding import ArchMAML, maml_query_loss, resample_cells
-from nni_base.supermodule import GumbelMixedCell
+from nni_base.search.optimization_embedding import ArchMAML, maml_query_loss, resample_cells
+from nni_base.space.gumbel_cell import GumbelMixedCell
 from nni_base.tasks import EpisodeDataset
 
 from .helpers import claim_seed, episodic_evaluator, paired_ci95, run, tiny_space
@@ -76,9 +76,9 @@ def test_bad_episode_requests_get_clear_errors(splits, kwargs, message):
 
 
 def test_bad_fewshot_options():
-    with pytest.raises(ValueError, match="meta_algorithm must be 'reptile' or 'maml'"):
+    with pytest.raises(ValueError, match="meta_algorithm must be one of 'reptile', 'maml'"):
         BaseStrategy(meta_algorithm='imaml')
-    with pytest.raises(ValueError, match="relaxation must be 'gumbel' or 'softmax'"):
+    with pytest.raises(ValueError, match="relaxation must be one of 'gumbel', 'softmax'"):
         BaseStrategy(relaxation='sparsemax')
 
 
@@ -126,7 +126,7 @@ def test_maml_query_loss_adapts_alpha_in_the_clone_only(tasks):
     alphas = supernet.arch_parameters()
     before = [a.detach().clone() for a in alphas]
     maml = ArchMAML(supernet.training_module.model, 0.1, 0.5, alphas)
-    loss, acc = maml_query_loss(maml, tasks['train'].sample(), 2, supernet._model_loss)
+    loss, acc = maml_query_loss(maml, tasks['train'].sample(), 2, supernet.loss_of)
     loss.backward()
     assert all(torch.equal(a, b) for a, b in zip(alphas, before))  # the shared alpha is untouched ...
     assert all(a.grad is not None and bool(torch.isfinite(a.grad).all()) for a in alphas)  # ... but gets a gradient

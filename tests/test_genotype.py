@@ -1,4 +1,4 @@
-"""Tests for nni_base.genotype: conversions, safe parsing, validation, and compatibility with NNI's DARTS space."""
+"""Tests for nni_base.space.genotype: conversions, safe parsing, validation, compatibility with NNI's DARTS space."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from nni_base.genotype import (
+from nni_base.space.genotype import (
     DARTS_OPS,
     DARTS_V2,
     Genotype,

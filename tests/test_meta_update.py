@@ -3,7 +3,7 @@
 import torch
 import torch.nn as nn
 
-from nni_base.meta_update import MeanAccumulator, ModelState, inner_sgd_step, set_reptile_gradients
+from nni_base.search.meta_update import MeanAccumulator, ModelState, inner_sgd_step, set_reptile_gradients
 
 
 class Toy(nn.Module):
@@ -52,7 +52,7 @@ def test_inner_step_uses_per_parameter_step_size_and_skips_unused():
 
 
 def test_outer_optimizer_is_sgd_for_weights_and_adam_for_alpha():
-    from nni_base.meta_update import OuterOptimizer
+    from nni_base.search.meta_update import OuterOptimizer
 
     weights, alpha = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(3))
     reference = torch.nn.Parameter(torch.zeros(3))

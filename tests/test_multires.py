@@ -8,7 +8,7 @@ from nni.nas.hub.pytorch import DARTS
 
 from nni_base import BaseStrategy, DartsTaskSpace
 from nni_base.api import build_supernet
-from nni_base.multires import MultiResolutionDartsSpace
+from nni_base.space.multires import MultiResolutionDartsSpace
 
 SIZES = ((32, 2), (64, 2), (224, 8))  # input size, stride of its stem (paper: 1/2, 1/2, 1/8)
 

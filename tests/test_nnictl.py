@@ -34,7 +34,7 @@ META_EPOCHS = 2
 TINY = {'inner_steps': 1, 'tasks_per_step': 1, 'steps_per_epoch': 2, 'meta_epochs': META_EPOCHS, 'val_episodes': 1,
         'eval_tasks': 1, 'width': 4, 'num_cells': 3, 'shots': 2, 'queries': 2, 'num_threads': 1}
 FINAL_KEYS = {'default', 'accuracy_before_adaptation', 'params', 'search_seconds', 'meta_train_seconds'}
-BAD_VALUE_MESSAGE = "ValueError: parameter 'inner_steps' must be at least 1, got 0"
+BAD_VALUE_MESSAGE = "ValueError: parameter 'inner_steps' must be >= 1, got 0"
 FINISHED = {'SUCCEEDED', 'FAILED', 'USER_CANCELED', 'SYS_CANCELED', 'EARLY_STOPPED'}
 
 
@@ -45,7 +45,7 @@ def _free_port() -> int:
 
 
 def _env(home: Path) -> dict[str, str]:
-    # The manager runs trialCommand ("python -m nni_base.trial") through a shell with its own environment, so the
+    # The manager runs trialCommand ("python -m nni_base.cli.trial") through a shell with its own environment, so the
     # virtualenv's bin must come first on the PATH that nnictl is started with. nnictl keeps its list of
     # experiments in ~/nni-experiments/.experiment: a private HOME keeps test runs out of the user's list.
     env = dict(os.environ)
@@ -210,7 +210,7 @@ def test_web_ui_lists_the_trials(experiment, tmp_path):
 
     overview = _browse(f'{base}/oview', tmp_path / 'profile-oview', '--dump-dom')
     assert overview.returncode == 0, overview.stderr[-2000:]
-    for text in (exp.id, 'DONE', 'python -m nni_base.trial', *(job['trialJobId'] for job in jobs)):
+    for text in (exp.id, 'DONE', 'python -m nni_base.cli.trial', *(job['trialJobId'] for job in jobs)):
         assert text in overview.stdout, f'{text!r} not on the overview page'
 
     shot = tmp_path / 'nni_webui.png'

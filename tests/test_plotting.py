@@ -1,11 +1,11 @@
-"""Tests for nni_base.plotting: PNG output, sparse Lightning CSVs, and atomic writes."""
+"""Tests for nni_base.viz.plotting: PNG output, sparse Lightning CSVs, and atomic writes."""
 
 from __future__ import annotations
 
 import pytest
 
-from nni_base.genotype import DARTS_V2, genotype_to_sample
-from nni_base.plotting import plot_cell, plot_cells, plot_curves
+from nni_base.space.genotype import DARTS_V2, genotype_to_sample
+from nni_base.viz.plotting import plot_cell, plot_cells, plot_curves
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

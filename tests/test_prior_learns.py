@@ -23,7 +23,7 @@ import torch
 
 from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, TaskDistribution
 from nni_base.data.families import family_splits
-from nni_base.evaluation import DARTS_OPS
+from nni_base.search.evaluation import DARTS_OPS
 
 from .helpers import run
 

@@ -71,7 +71,7 @@ def test_demo_writes_every_file_the_readme_lists(demo):
     from nni.nas.hub.pytorch import DARTS
 
     from nni_base import load_prior
-    from nni_base.genotype import format_genotype, sample_to_genotype
+    from nni_base.space.genotype import format_genotype, sample_to_genotype
 
     sample = json.loads((out / 'arch.json').read_text())
     DARTS(width=4, num_cells=3).freeze(sample)  # a standard NNI DARTS sample
@@ -139,8 +139,8 @@ def test_shipped_nnictl_config_paths_resolve(tmp_path, monkeypatch):
     assert canonical.search_space == json.loads((REPO / 'search_spaces' / 'base_hparams.json').read_text())
     # The trial command imports nni_base from the trial code directory.
     command = shlex.split(raw['trialCommand'])
-    assert command[1:3] == ['-m', 'nni_base.trial'] and command[0] == 'python'
-    assert (Path(canonical.trial_code_directory) / 'nni_base' / 'trial.py').is_file()
+    assert command[1:3] == ['-m', 'nni_base.cli.trial'] and command[0] == 'python'
+    assert (Path(canonical.trial_code_directory) / 'nni_base' / 'cli' / 'trial.py').is_file()
     assert raw['trainingService']['platform'] == 'local' and raw['trialGpuNumber'] == 0
     # Every path-valued key of the shipped file resolves to something that exists.
     for key in ('searchSpaceFile', 'trialCodeDirectory'):
@@ -161,7 +161,7 @@ def _candidates(spec: dict) -> list:
 
 
 def test_every_tuner_value_in_the_search_space_passes_the_trials_validation():
-    from nni_base.trial import DEFAULT_PARAMS, validate_params
+    from nni_base.cli.trial import DEFAULT_PARAMS, validate_params
 
     space = json.loads((REPO / 'search_spaces' / 'base_hparams.json').read_text())
     names = re.search(r'`search_spaces/base_hparams.json` tunes (.*?)\.', README.replace('\n', ' ')).group(1)

@@ -13,10 +13,10 @@ import torch
 from nni.nas.hub.pytorch import DARTS
 
 from nni_base import EpisodicClassification, TaskDistribution, load_prior
+from nni_base.cli.recipes import main as recipes_main
+from nni_base.cli.retrain import main as retrain_main
 from nni_base.data import LabeledTensorDataset
-from nni_base.recipes import main as recipes_main
-from nni_base.retrain import main as retrain_main
-from nni_base.task_mixture import ResolutionMixture
+from nni_base.tasks.mixture import ResolutionMixture
 from tests.test_data import _write_cifar10
 
 

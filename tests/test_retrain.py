@@ -17,11 +17,11 @@ from nni.nas.hub.pytorch import DARTS
 from nni.nas.hub.pytorch.utils.nn import DropPath
 from torch.utils.flop_counter import FlopCounterMode
 
-from nni_base.augment import Augment, SeededShuffleSampler, cutout
-from nni_base.genotype import DARTS_V2, genotype_to_sample
-from nni_base.macs import count_macs, count_parameters
-from nni_base.retrain import RetrainModule, build_network, load_arch, load_retrained, main, retrain
-from nni_base.retrain_recipe import load_recipe
+from nni_base.cli.retrain import RetrainModule, build_network, load_arch, load_retrained, main, retrain
+from nni_base.cli.retrain_recipe import load_recipe
+from nni_base.data.augment import Augment, SeededShuffleSampler, cutout
+from nni_base.space.genotype import DARTS_V2, genotype_to_sample
+from nni_base.space.macs import count_macs, count_parameters
 from tests.test_data import _write_cifar10
 
 TINY = ['--width', '4', '--num-cells', '3', '--batch-size', '8', '--num-workers', '0', '--accelerator', 'cpu',

@@ -6,9 +6,9 @@ from nni.nas.nn.pytorch import Cell
 
 from nni_base import BaseStrategy, DartsTaskSpace, PriorMismatchError, load_prior, save_prior
 from nni_base.api import build_supernet, load_strategy
-from nni_base.prior import build_prior
-from nni_base.slot_cell import SlotGumbelCell, derive_slot_cell, pair_column, slot_index
-from nni_base.supermodule import GumbelMixedCell, derived_architecture
+from nni_base.search.prior import build_prior
+from nni_base.space.gumbel_cell import GumbelMixedCell, derived_architecture
+from nni_base.space.slot_cell import SlotGumbelCell, derive_slot_cell, pair_column, slot_index
 from tests.helpers import assert_same_forward_and_alpha_grads
 
 NUM_CLASSES = 3

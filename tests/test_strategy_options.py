@@ -12,7 +12,7 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
 from nni_base import BaseStrategy, EpisodicClassification, TemperatureSchedule, load_prior
 from nni_base.api import build_supernet, load_strategy
-from nni_base.lightning import BaseLightningModule
+from nni_base.search import loop
 from tests.helpers import digits_tasks, episodic_evaluator, run, tiny_space
 
 STEPS = 3
@@ -57,7 +57,7 @@ def meta_run(tmp_path_factory):
     train, test = digits_tasks(shots=2, queries=2)
     record = _Record()
     calls: list[tuple[str, int]] = []
-    original = BaseLightningModule.adapt
+    original = loop.adapt
 
     def spy(self, task, steps, state, *, where, **kwargs):
         calls.append((where, steps))
@@ -66,7 +66,7 @@ def meta_run(tmp_path_factory):
     strategy = BaseStrategy(inner_steps=2, inner_lr=0.07, inner_lr_alpha=0.3, adapt_steps=1, hard=False,
                             temperature=(4.0, 1.0), average_alpha_tasks=2, seed=0)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(BaseLightningModule, 'adapt', spy)
+        mp.setattr(loop, 'adapt', spy)
         run(tiny_space(), episodic_evaluator(train, test, steps_per_epoch=STEPS, seed=0, callbacks=[record]), strategy)
     return strategy, record.taus, calls, out
 

@@ -8,7 +8,7 @@ import torch
 
 from nni_base import BaseStrategy
 from nni_base.api import build_supernet
-from nni_base.supermodule import edge_index
+from nni_base.space.gumbel_cell import edge_index
 from tests.helpers import assert_same_forward_and_alpha_grads, tiny_space
 
 

@@ -1,4 +1,4 @@
-"""The NNI trial entry point (``python -m nni_base.trial``) without nnictl: parameter checks and a tiny run."""
+"""The NNI trial entry point (``python -m nni_base.cli.trial``) without nnictl: parameter checks and a tiny run."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from nni.runtime.trial_command_channel import (
     set_default_trial_command_channel,
 )
 
-from nni_base.trial import DEFAULT_PARAMS, main, validate_params
+from nni_base.cli.trial import DEFAULT_PARAMS, main, validate_params
 
 # Small enough for a few seconds per meta-step on 2 CPU cores.
 # num_threads 0: keep the test session's thread count (conftest), rather than the trial default of 2.
@@ -64,22 +64,22 @@ def test_defaults_are_valid():
 
 @pytest.mark.parametrize(('params', 'message'), [
     ({'inner_step': 3}, "unknown parameter(s) 'inner_step'"),
-    ({'inner_steps': 0}, "parameter 'inner_steps' must be at least 1, got 0"),
+    ({'inner_steps': 0}, "parameter 'inner_steps' must be >= 1, got 0"),
     ({'inner_steps': 2.5}, "parameter 'inner_steps' must be an integer"),
     ({'inner_steps': True}, "parameter 'inner_steps' must be an integer"),
-    ({'inner_lr': -0.1}, "parameter 'inner_lr' must be > 0"),
+    ({'inner_lr': -0.1}, "parameter 'inner_lr' must be >= 0"),
     ({'outer_lr': float('nan')}, "parameter 'outer_lr' must be a finite number"),
     ({'inner_lr_alpha': 'big'}, "parameter 'inner_lr_alpha' must be a finite number"),
     ({'temperature_start': 0.5, 'temperature_end': 2.0}, "'temperature_end' (2.0) must not exceed"),
-    ({'ways': 1}, "parameter 'ways' must be at least 2"),
-    ({'accelerator': 'tpu'}, "parameter 'accelerator' must be one of auto, cpu, gpu"),
-    ({'dataset': 'mnist'}, "parameter 'dataset' must be one of digits, image_folder"),
+    ({'ways': 1}, "parameter 'ways' must be >= 2"),
+    ({'accelerator': 'tpu'}, "parameter 'accelerator' must be one of 'auto', 'cpu', 'gpu'"),
+    ({'dataset': 'mnist'}, "parameter 'dataset' must be one of 'digits', 'image_folder'"),
     ({'dataset': 'cifar100'}, "set parameter 'data_root'"),
     ({'data_root': '/tmp'}, "dataset 'digits' is embedded"),
     ({'prior': '/nonexistent/prior.pt'}, "parameter 'prior' is not a file"),
-    ({'meta_algorithm': 'imaml'}, "parameter 'meta_algorithm' must be one of reptile, maml"),
-    ({'relaxation': 'sparsemax'}, "parameter 'relaxation' must be one of gumbel, softmax"),
-    ({'first_order': 'yes'}, "parameter 'first_order' must be true or false"),
+    ({'meta_algorithm': 'imaml'}, "parameter 'meta_algorithm' must be one of 'reptile', 'maml'"),
+    ({'relaxation': 'sparsemax'}, "parameter 'relaxation' must be one of 'gumbel', 'softmax'"),
+    ({'first_order': 'yes'}, "parameter 'first_order' must be True or False"),
 ])
 def test_bad_parameters_are_refused_with_a_clear_message(params, message):
     with pytest.raises(ValueError) as info:
@@ -89,7 +89,7 @@ def test_bad_parameters_are_refused_with_a_clear_message(params, message):
 
 def test_fewshot_options_reach_the_strategy():
     from nni_base import BaseStrategy
-    from nni_base.trial import _strategy_kwargs
+    from nni_base.cli.trial import _strategy_kwargs
 
     params = validate_params({'meta_algorithm': 'maml', 'first_order': True, 'relaxation': 'softmax'})
     config = BaseStrategy(**_strategy_kwargs(params)).config
@@ -115,10 +115,10 @@ def test_cli_rejects_non_object_params(tmp_path):
 
 
 def test_bad_parameter_fails_the_process_with_the_message_on_stderr(tmp_path):
-    proc = subprocess.run([sys.executable, '-m', 'nni_base.trial', '--params', '{"inner_steps": 0}',
+    proc = subprocess.run([sys.executable, '-m', 'nni_base.cli.trial', '--params', '{"inner_steps": 0}',
                            '--output-dir', str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
-    assert "ValueError: parameter 'inner_steps' must be at least 1, got 0" in proc.stderr
+    assert "ValueError: parameter 'inner_steps' must be >= 1, got 0" in proc.stderr
     assert not any(tmp_path.iterdir())
 
 
@@ -174,7 +174,7 @@ def test_shared_prior_skips_meta_training_and_output_dir_comes_from_nni(tiny_run
     with recording_channel({'inner_lr': 0.02}, parameter_id=3) as channel:
         # --params wins over the tuner's values and is merged with them
         # meta-training must not run at all with a shared prior (not merely be fast)
-        monkeypatch.setattr('nni_base.trial._meta_train', _must_not_run)
+        monkeypatch.setattr('nni_base.cli.trial._meta_train', _must_not_run)
         metrics = main(['--params', json.dumps({**TINY, 'prior': str(out / 'prior.pt')}),
                         '--output-dir', str(tmp_path / 'cli')])
     assert not (tmp_path / 'cli').exists()
@@ -185,6 +185,6 @@ def test_shared_prior_skips_meta_training_and_output_dir_comes_from_nni(tiny_run
 
 
 def test_tuner_parameters_are_validated(tmp_path):
-    with recording_channel({'inner_steps': 0}), pytest.raises(ValueError, match="'inner_steps' must be at least 1"):
+    with recording_channel({'inner_steps': 0}), pytest.raises(ValueError, match="'inner_steps' must be >= 1"):
         main(['--output-dir', str(tmp_path)])
     assert not any(tmp_path.iterdir())

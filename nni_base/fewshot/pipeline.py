@@ -21,10 +21,13 @@ import nni
 import pytorch_lightning as pl
 import torch
 import torch.nn as nn
+from nni.nas.evaluator.pytorch import Classification
+from nni.nas.experiment import NasExperiment
+from nni.nas.oneshot.pytorch.strategy import DARTS
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..evaluator import EpisodicClassification, meta_train_loader
-from ..spaces import DartsTaskSpace
+from ..space.darts import DartsTaskSpace
 from ..strategy import BaseStrategy
 from ..tasks import TaskDistribution, episode_loader
 from .maml import MAMLModule, mean_confidence_interval
@@ -72,8 +75,6 @@ def search_cells(train_tasks: TaskDistribution, val_tasks: TaskDistribution | No
     evaluator = EpisodicClassification(train_tasks, val_tasks, tasks_per_step=tasks_per_step,
                                        steps_per_epoch=steps_per_epoch, max_epochs=max_epochs, seed=seed,
                                        **(trainer_kwargs or {}))
-    from nni.nas.experiment import NasExperiment
-
     strategy = BaseStrategy(seed=seed, **strategy_kwargs)
     exp = NasExperiment(DartsTaskSpace(width, num_cells, train_tasks.ways), evaluator, strategy)
     _quiet_run(exp)
@@ -87,10 +88,6 @@ def darts_cells_without_meta(dataset: Dataset, num_classes: int, *, width: int =
 
     Half of the images train the weights, the other half the architecture (DARTS's split).
     """
-    from nni.nas.evaluator.pytorch import Classification
-    from nni.nas.experiment import NasExperiment
-    from nni.nas.oneshot.pytorch.strategy import DARTS
-
     pl.seed_everything(seed, workers=True, verbose=False)
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
     half = len(order) // 2

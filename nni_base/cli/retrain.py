@@ -5,7 +5,7 @@ The last step of the BASE workflow: meta-train a prior, adapt it to a dataset, e
 in retrain mode of NNI's DARTS space (auxiliary tower, drop-path) and trained by a Lightning
 ``Trainer``, so GPUs and multi-GPU runs come from its ``accelerator`` / ``devices`` flags::
 
-    python -m nni_base.retrain --recipe cifar10 --arch runs/quickstart/arch.json \\
+    python -m nni_base.cli.retrain --recipe cifar10 --arch runs/quickstart/arch.json \\
         --data-root ~/data/cifar --output-dir runs/cifar10
 
 Everything a run writes goes under ``--output-dir``::
@@ -43,13 +43,14 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset
 
-from .augment import Augment, AugmentedDataset, EvalView, SeededShuffleSampler, derive_seed
-from .genotype import DARTS_V2, format_genotype, genotype_to_sample, parse_genotype, sample_to_genotype
-from .io import write_json
-from .macs import count_macs, count_parameters
-from .prior import atomic_torch_save
+from ..data import load_cifar10, load_cifar100, load_image_folder, load_svhn
+from ..data.augment import Augment, AugmentedDataset, EvalView, SeededShuffleSampler, derive_seed
+from ..io import write_json
+from ..search.prior import atomic_torch_save
+from ..space.darts import DartsTaskSpace
+from ..space.genotype import DARTS_V2, format_genotype, genotype_to_sample, parse_genotype, sample_to_genotype
+from ..space.macs import count_macs, count_parameters
 from .retrain_recipe import RetrainRecipe, load_recipe
-from .spaces import DartsTaskSpace
 
 __all__ = ['RetrainModule', 'build_network', 'load_arch', 'load_retrained', 'model_summary', 'retrain',
            'build_datasets']
@@ -210,8 +211,6 @@ class RetrainModule(pl.LightningModule):
 # ---- data --------------------------------------------------------------------------------------------
 def build_datasets(recipe: RetrainRecipe, data_root: str | os.PathLike) -> tuple[Dataset, Dataset, int]:
     """Training set (augmented view), validation set and number of classes for the recipe's dataset."""
-    from .data import load_cifar10, load_cifar100, load_image_folder, load_svhn
-
     root = Path(data_root).expanduser()
     size = recipe.load_size or recipe.image_size
     if recipe.dataset == 'cifar10':
@@ -265,7 +264,7 @@ def retrain(arch: str | os.PathLike | dict[str, Any] | None, recipe: RetrainReci
     arch
         The architecture (see :func:`load_arch`). With ``resume`` it may be ``None`` (taken from the run).
     recipe
-        The settings (see :func:`~nni_base.retrain_recipe.load_recipe`); ``None`` with ``resume`` reuses the run's.
+        The settings (see :func:`~nni_base.cli.retrain_recipe.load_recipe`); ``None`` with ``resume`` reuses the run's.
     seed
         Seeds weight initialisation, data order, augmentation and drop-path. ``None``: 0 for a new run, the run's
         own seed when resuming.
@@ -391,7 +390,7 @@ def _limit(text: str) -> int | float:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog='python -m nni_base.retrain', description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='python -m nni_base.cli.retrain', description=__doc__.split('\n')[0])
     p.add_argument('--recipe', help="shipped recipe name (cifar10, svhn, imagenet) or a .json/.yaml file")
     p.add_argument('--arch', help="arch.json of a BASE run (an NNI DARTS sample), a genotype file, or 'darts-v2'")
     p.add_argument('--data-root', help='folder with the dataset files (never downloaded)')

@@ -26,9 +26,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .errors import MetaTrainingDiverged
-from .supermodule import GumbelMixedCell
-from .tasks import Task, l2l
+from ..errors import MetaTrainingDiverged
+from ..space.gumbel_cell import GumbelMixedCell
+from ..tasks import Task, l2l
 
 __all__ = ['ArchMAML', 'maml_query_loss', 'resample_cells']
 
@@ -49,7 +49,7 @@ class ArchMAML(l2l.algorithms.MAML):
     Parameters
     ----------
     model
-        The supernet (its alpha must be parameters of it, as in :class:`~nni_base.supermodule.GumbelMixedCell`).
+        The supernet (its alpha must be parameters of it, as in :class:`~nni_base.space.gumbel_cell.GumbelMixedCell`).
     lr, lr_alpha
         Inner step size of the weights and of alpha.
     arch_parameters

@@ -1,6 +1,6 @@
 """NNI trial entry point: one BASE run per hyper-parameter set, for ``nnictl create --config base_exp.yml``.
 
-Each trial receives its hyper-parameters from the tuner (``nni.get_next_parameter()``), meta-trains a prior on
+Each trial receives its hyper-parameters from the tuner (on NNI's trial channel), meta-trains a prior on
 few-shot tasks (or loads a shared one), adapts it to held-out tasks, exports the architecture and reports:
 
 - after every meta-epoch, ``nni.report_intermediate_result(held-out accuracy after adaptation)``;
@@ -12,7 +12,7 @@ the trial's output directory (``$NNI_OUTPUT_DIR``, else ``--output-dir``, else `
 
 Outside NNI::
 
-    python -m nni_base.trial --params '{"meta_epochs": 1, "steps_per_epoch": 2}' --output-dir runs/trial
+    python -m nni_base.cli.trial --params '{"meta_epochs": 1, "steps_per_epoch": 2}' --output-dir runs/trial
 
 Bad parameters (unknown names, out-of-range values) raise :class:`ValueError` before any work, so the trial
 fails with the message on stderr.
@@ -21,111 +21,92 @@ fails with the message on stderr.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
-import math
 import os
 import shutil
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .io import write_atomic, write_text
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from nni.nas.experiment import NasExperiment
 
-__all__ = ['DEFAULT_PARAMS', 'ACCELERATORS', 'DATASETS', 'validate_params', 'load_task_splits', 'run_trial', 'main']
+from ..api import adaptation_accuracy, build_supernet, sample_tasks
+from ..data import digits_splits, load_cifar10, load_cifar100, load_downsampled_imagenet, load_image_folder, load_svhn
+from ..evaluator import EpisodicClassification
+from ..io import write_atomic, write_text
+from ..search.config import BaseConfig, coerce, hparam
+from ..space.darts import DartsTaskSpace
+from ..strategy import BaseStrategy
+from ..tasks import TaskDistribution
+from .nni_channel import TrialChannel
+
+__all__ = ['DEFAULT_PARAMS', 'ACCELERATORS', 'DATASETS', 'TrialSettings', 'search_space', 'validate_params',
+           'load_task_splits', 'run_trial', 'main']
 
 _logger = logging.getLogger('nni_base.trial')
-
-#: Defaults of every parameter a trial accepts; tuner values and ``--params`` are merged over them. They are sized
-#: to finish in about a minute on 2 CPU cores.
-DEFAULT_PARAMS: dict[str, Any] = {
-    # BASE hyper-parameters (see nni_base.BaseStrategy)
-    'inner_steps': 3,
-    'inner_lr': 0.05,
-    'inner_lr_alpha': 0.5,
-    'outer_lr': None,  # None: the strategy's default for meta_algorithm (1.0 Reptile, 1e-3 MAML)
-    'outer_lr_alpha': None,
-    'adapt_steps': None,
-    'arc_learning_rate': 3e-3,
-    'temperature_start': 1.0,  # hard samples do not depend on it (only alpha's gradient scale does)
-    'temperature_end': 1.0,
-    # 'reptile' (Algorithm 1) or 'maml' (few-shot BASE, second order unless first_order); 'gumbel' or 'softmax'
-    'meta_algorithm': 'reptile',
-    'first_order': False,
-    'relaxation': 'gumbel',
-    # meta-training budget
-    'tasks_per_step': 2,
-    'steps_per_epoch': 5,
-    'meta_epochs': 2,
-    'val_episodes': 2,
-    # tasks
-    'ways': 5,
-    'shots': 5,
-    'queries': 5,
-    # supernet
-    'width': 8,
-    'num_cells': 3,
-    # final adaptation / evaluation on held-out tasks
-    'eval_tasks': 4,
-    # data: 'digits' is embedded; the others read files under data_root
-    'dataset': 'digits',
-    'data_root': None,
-    'image_size': None,
-    # a shared prior to start from instead of meta-training
-    'prior': None,
-    'seed': 0,
-    'num_threads': 2,
-    # 'auto' uses a GPU when the trial sees one (trialGpuNumber >= 1 in the experiment config)
-    'accelerator': 'auto',
-}
 
 #: Values of the ``accelerator`` parameter.
 ACCELERATORS = ('auto', 'cpu', 'gpu')
 #: Values of the ``dataset`` parameter.
 DATASETS = ('digits', 'image_folder', 'cifar10', 'cifar100', 'svhn', 'imagenet32', 'imagenet64')
 
-# name -> (minimum, allow None)
-_INTS: dict[str, tuple[int, bool]] = {
-    'inner_steps': (1, False), 'adapt_steps': (0, True), 'tasks_per_step': (1, False), 'steps_per_epoch': (1, False),
-    'meta_epochs': (1, False), 'val_episodes': (1, False), 'ways': (2, False), 'shots': (1, False),
-    'queries': (1, False), 'width': (1, False), 'num_cells': (1, False), 'eval_tasks': (1, False),
-    'image_size': (4, True), 'seed': (0, False), 'num_threads': (0, False),
-}
-# name -> must be strictly positive (else >= 0)
-_FLOATS: dict[str, bool] = {
-    'inner_lr': True, 'inner_lr_alpha': False, 'outer_lr': True, 'outer_lr_alpha': False, 'arc_learning_rate': False,
-    'temperature_start': True, 'temperature_end': True,
-}
-_OPTIONAL_FLOATS = ('outer_lr', 'outer_lr_alpha')
-_CHOICES: dict[str, tuple[str, ...]] = {'meta_algorithm': ('reptile', 'maml'), 'relaxation': ('gumbel', 'softmax')}
+#: The BASE knobs a trial takes; they are declared (default, checks, tuning range) in BaseConfig.
+BASE_PARAMS = ('inner_steps', 'inner_lr', 'inner_lr_alpha', 'outer_lr', 'outer_lr_alpha', 'adapt_steps',
+               'arc_learning_rate', 'meta_algorithm', 'first_order', 'relaxation')
+#: Where the trial's default differs from the library's: sized to finish in about a minute on 2 CPU cores.
+BASE_TRIAL_DEFAULTS = {'inner_steps': 3, 'arc_learning_rate': 3e-3}
 
 
-def _as_int(name: str, value: Any, minimum: int, optional: bool) -> int | None:
-    if value is None and optional:
-        return None
-    # tuners' quniform / randint may hand over integral floats such as 3.0
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f'parameter {name!r} must be an integer{" or null" if optional else ""}, got {value!r}')
-    if value < minimum:
-        raise ValueError(f'parameter {name!r} must be at least {minimum}, got {value}')
-    return value
+@dataclass
+class TrialSettings:
+    """The trial's own parameters (budget, tasks, supernet, data), declared like BaseConfig's."""
+
+    # hard samples do not depend on the temperature (only alpha's gradient scale does)
+    temperature_start: float = hparam(1.0, 'float', minimum=1e-6, tune={'_type': 'choice', '_value': [2.0, 5.0, 10.0]})
+    temperature_end: float = hparam(1.0, 'float', minimum=1e-6, tune={'_type': 'choice', '_value': [0.2, 0.5, 1.0]})
+    tasks_per_step: int = hparam(2, 'int', minimum=1, tune={'_type': 'choice', '_value': [1, 2, 4]})
+    steps_per_epoch: int = hparam(5, 'int', minimum=1)
+    meta_epochs: int = hparam(2, 'int', minimum=1)
+    val_episodes: int = hparam(2, 'int', minimum=1)
+    ways: int = hparam(5, 'int', minimum=2)
+    shots: int = hparam(5, 'int', minimum=1)
+    queries: int = hparam(5, 'int', minimum=1)
+    width: int = hparam(8, 'int', minimum=1)
+    num_cells: int = hparam(3, 'int', minimum=1)
+    eval_tasks: int = hparam(4, 'int', minimum=1)  # held-out tasks of the final adaptation / evaluation
+    # 'digits' is embedded; the others read files under data_root
+    dataset: str = hparam('digits', 'choice', choices=DATASETS)
+    data_root: str | None = hparam(None, 'path', optional=True)
+    image_size: int | None = hparam(None, 'int', minimum=4, optional=True)
+    prior: str | None = hparam(None, 'path', optional=True)  # a shared prior to start from instead of meta-training
+    seed: int = hparam(0, 'int', minimum=0)
+    num_threads: int = hparam(2, 'int', minimum=0)
+    # 'auto' uses a GPU when the trial sees one (trialGpuNumber >= 1 in the experiment config)
+    accelerator: str = hparam('auto', 'choice', choices=ACCELERATORS)
 
 
-def _as_float(name: str, value: Any, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f'parameter {name!r} must be a finite number, got {value!r}')
-    if positive and value <= 0:
-        raise ValueError(f'parameter {name!r} must be > 0, got {value}')
-    if not positive and value < 0:
-        raise ValueError(f'parameter {name!r} must be >= 0, got {value}')
-    return float(value)
+def _declarations() -> dict[str, Any]:
+    base = {f.name: f for f in fields(BaseConfig) if f.name in BASE_PARAMS}
+    return {**{name: base[name] for name in BASE_PARAMS}, **{f.name: f for f in fields(TrialSettings)}}
+
+
+#: Defaults of every parameter a trial accepts; tuner values and ``--params`` are merged over them.
+DEFAULT_PARAMS: dict[str, Any] = {name: BASE_TRIAL_DEFAULTS.get(name, f.default)
+                                  for name, f in _declarations().items()}
+
+
+def search_space() -> dict[str, dict[str, Any]]:
+    """NNI's search space for the trial (``search_spaces/base_hparams.json`` is this, written out)."""
+    return {name: dict(f.metadata['tune']) for name, f in _declarations().items() if f.metadata.get('tune')}
 
 
 def validate_params(params: dict[str, Any] | None) -> dict[str, Any]:
@@ -153,31 +134,17 @@ def validate_params(params: dict[str, Any] | None) -> dict[str, Any]:
         raise ValueError(f'unknown parameter(s) {", ".join(map(repr, unknown))}; accepted parameters are: '
                          f'{", ".join(sorted(DEFAULT_PARAMS))}')
     merged = {**DEFAULT_PARAMS, **params}
-    for name, (minimum, optional) in _INTS.items():
-        merged[name] = _as_int(name, merged[name], minimum, optional)
-    for name, positive in _FLOATS.items():
-        if merged[name] is None and name in _OPTIONAL_FLOATS:
-            continue
-        merged[name] = _as_float(name, merged[name], positive)
-    for name, choices in _CHOICES.items():
-        if merged[name] not in choices:
-            raise ValueError(f"parameter {name!r} must be one of {', '.join(choices)}; got {merged[name]!r}")
-    if not isinstance(merged['first_order'], bool):
-        raise ValueError(f"parameter 'first_order' must be true or false, got {merged['first_order']!r}")
+    for name, declaration in _declarations().items():
+        if declaration.metadata['kind'] == 'path':
+            value = merged[name]
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f'parameter {name!r} must be a path string or null, got {value!r}')
+            merged[name] = None if value is None else str(Path(value).expanduser().resolve())
+        else:
+            merged[name] = coerce(f'parameter {name!r}', merged[name], declaration.metadata)
     if merged['temperature_end'] > merged['temperature_start']:
         raise ValueError(f"parameter 'temperature_end' ({merged['temperature_end']}) must not exceed "
                          f"'temperature_start' ({merged['temperature_start']}): the temperature anneals downwards")
-    if merged['accelerator'] not in ACCELERATORS:
-        raise ValueError(f"parameter 'accelerator' must be one of {', '.join(ACCELERATORS)}; "
-                         f"got {merged['accelerator']!r}")
-    if merged['dataset'] not in DATASETS:
-        raise ValueError(f"parameter 'dataset' must be one of {', '.join(DATASETS)}; got {merged['dataset']!r}")
-    for name in ('data_root', 'prior'):
-        value = merged[name]
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ValueError(f'parameter {name!r} must be a path string or null, got {value!r}')
-        if value is not None:
-            merged[name] = str(Path(value).expanduser().resolve())
     if merged['dataset'] == 'digits':
         if merged['data_root'] is not None:
             raise ValueError("parameter 'data_root' is only used with a file-based 'dataset' "
@@ -193,14 +160,6 @@ def validate_params(params: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _load_dataset(params: dict[str, Any]):
-    from .data import (
-        load_cifar10,
-        load_cifar100,
-        load_downsampled_imagenet,
-        load_image_folder,
-        load_svhn,
-    )
-
     root, size, name = params['data_root'], params['image_size'], params['dataset']
     if name == 'image_folder':
         return load_image_folder(root, image_size=size or 32)
@@ -231,11 +190,6 @@ def load_task_splits(params: dict[str, Any]):
     tuple[TaskDistribution, TaskDistribution]
         ``(meta_train, held_out)``.
     """
-    import numpy as np
-
-    from .data import digits_splits
-    from .tasks import TaskDistribution
-
     ways, shots, queries = params['ways'], params['shots'], params['queries']
     if params['dataset'] == 'digits':
         splits = digits_splits(image_size=params['image_size'] or 8)
@@ -259,92 +213,29 @@ def _write_json(path: Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=True) + '\n')
 
 
-class _NniTrialState:
-    """The trial's own NNI channel and parameter record, to report through while a NAS experiment runs in-process.
+class ReportHeldOutAccuracy(pl.Callback):
+    """Send held-out accuracy after adaptation (``val_acc``) to NNI once per meta-epoch."""
 
-    ``NasExperiment.run()`` (sequential engine) swaps NNI's default trial command channel for one that feeds its
-    own engine and calls ``nni.get_next_parameter()`` itself, which overwrites the trial's parameter record with
-    one whose ``parameter_id`` is 0. Reports made during or after the run would then go to the wrong place or carry
-    the wrong parameter id, so this object captures both right after the trial's ``get_next_parameter()`` and
-    reinstates them around every report.
-    """
+    def __init__(self, channel: TrialChannel) -> None:
+        self.channel = channel
+        self.reported: list[float] = []
 
-    def __init__(self) -> None:
-        import nni.trial
-        from nni.runtime.trial_command_channel import get_default_trial_command_channel
-
-        self.channel = get_default_trial_command_channel()
-        self.record = nni.trial._params
-
-    @contextlib.contextmanager
-    def active(self) -> Iterator[None]:
-        """Make the captured channel and parameter record NNI's current ones for the duration of the block."""
-        import nni.trial
-        from nni.runtime.trial_command_channel import (
-            get_default_trial_command_channel,
-            set_default_trial_command_channel,
-        )
-
-        previous = get_default_trial_command_channel(), nni.trial._params
-        set_default_trial_command_channel(self.channel)
-        nni.trial._params = self.record
-        try:
-            yield
-        finally:
-            set_default_trial_command_channel(previous[0])
-            nni.trial._params = previous[1]
-
-    def report_intermediate(self, value: float) -> None:
-        """``nni.report_intermediate_result`` on the trial's own channel."""
-        import nni
-
-        with self.active():
-            nni.report_intermediate_result(value)
-
-    def report_final(self, metrics: dict[str, Any]) -> None:
-        """``nni.report_final_result`` on the trial's own channel."""
-        import nni
-
-        with self.active():
-            nni.report_final_result(metrics)
-
-
-def _report_callback(state: _NniTrialState):
-    """A Lightning callback that reports held-out accuracy after adaptation to NNI once per meta-epoch."""
-    import pytorch_lightning as pl
-
-    class ReportHeldOutAccuracy(pl.Callback):
-        """Send ``trainer.callback_metrics['val_acc']`` to NNI as an intermediate result."""
-
-        def __init__(self) -> None:
-            self.reported: list[float] = []
-
-        def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-            if trainer.sanity_checking or 'val_acc' not in trainer.callback_metrics:
-                return
-            value = float(trainer.callback_metrics['val_acc'])
-            self.reported.append(value)
-            state.report_intermediate(value)
-
-    return ReportHeldOutAccuracy()
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or 'val_acc' not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics['val_acc'])
+        self.reported.append(value)
+        self.channel.report_intermediate(value)
 
 
 def _strategy_kwargs(params: dict[str, Any]) -> dict[str, Any]:
-    return {name: params[name] for name in ('inner_steps', 'inner_lr', 'inner_lr_alpha', 'outer_lr', 'outer_lr_alpha',
-                                            'adapt_steps', 'arc_learning_rate', 'meta_algorithm', 'first_order',
-                                            'relaxation')} | {
+    return {name: params[name] for name in BASE_PARAMS} | {
         'temperature': (params['temperature_start'], params['temperature_end'])}
 
 
 def _meta_train(params: dict[str, Any], train_tasks, held_out, prior_path: Path,
-                state: _NniTrialState) -> list[float]:
-    from nni.nas.experiment import NasExperiment
-
-    from .evaluator import EpisodicClassification
-    from .spaces import DartsTaskSpace
-    from .strategy import BaseStrategy
-
-    callback = _report_callback(state)
+                channel: TrialChannel) -> list[float]:
+    callback = ReportHeldOutAccuracy(channel)
     evaluator = EpisodicClassification(
         train_tasks, held_out, tasks_per_step=params['tasks_per_step'], steps_per_epoch=params['steps_per_epoch'],
         val_episodes=params['val_episodes'], seed=params['seed'], max_epochs=params['meta_epochs'],
@@ -369,12 +260,6 @@ def _meta_train(params: dict[str, Any], train_tasks, held_out, prior_path: Path,
 
 def _adapt_and_export(params: dict[str, Any], prior_path: Path, held_out) -> dict[str, Any]:
     """Adapt the prior to held-out tasks: accuracy before/after, and the task-averaged architecture."""
-    import torch
-
-    from .api import adaptation_accuracy, build_supernet, sample_tasks
-    from .spaces import DartsTaskSpace
-    from .strategy import BaseStrategy
-
     def space() -> DartsTaskSpace:
         return DartsTaskSpace(width=params['width'], num_cells=params['num_cells'], num_classes=params['ways'])
 
@@ -400,7 +285,7 @@ def _adapt_and_export(params: dict[str, Any], prior_path: Path, held_out) -> dic
 
 
 def run_trial(params: dict[str, Any], output_dir: str | os.PathLike,
-              state: _NniTrialState | None = None) -> dict[str, Any]:
+              channel: TrialChannel | None = None) -> dict[str, Any]:
     """Run one trial with validated ``params``: meta-train (or load a prior), adapt, export, report.
 
     Parameters
@@ -409,18 +294,16 @@ def run_trial(params: dict[str, Any], output_dir: str | os.PathLike,
         Output of :func:`validate_params`.
     output_dir
         Where ``arch.json``, ``probs.json`` and ``prior.pt`` go (each written atomically).
-    state
-        NNI channel and parameter record to report through; by default NNI's current ones (call
-        ``nni.get_next_parameter()`` first when running under NNI).
+    channel
+        Where results go: the :class:`TrialChannel` the parameters came from (``main`` receives them on it);
+        by default NNI's current channel, reporting without a parameter id.
 
     Returns
     -------
     dict[str, Any]
         The final metrics also sent with ``nni.report_final_result``.
     """
-    import torch
-
-    state = state if state is not None else _NniTrialState()
+    channel = channel if channel is not None else TrialChannel()
     if params['num_threads']:
         torch.set_num_threads(params['num_threads'])
     out = Path(output_dir)
@@ -430,7 +313,7 @@ def run_trial(params: dict[str, Any], output_dir: str | os.PathLike,
 
     start = time.perf_counter()
     if params['prior'] is None:
-        intermediate = _meta_train(params, train_tasks, held_out, prior_path, state)
+        intermediate = _meta_train(params, train_tasks, held_out, prior_path, channel)
     else:
         if Path(params['prior']) != prior_path.resolve():
             write_atomic(prior_path, lambda tmp: shutil.copyfile(params['prior'], tmp))
@@ -452,16 +335,19 @@ def run_trial(params: dict[str, Any], output_dir: str | os.PathLike,
     }
     _logger.info('intermediate results (held-out accuracy per meta-epoch): %s', intermediate)
     _logger.info('final result: %s', metrics)
-    state.report_final(metrics)
+    channel.report_final(metrics)
     return metrics
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog='python -m nni_base.trial', description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='python -m nni_base.cli.trial', description=__doc__.split('\n\n')[0])
     parser.add_argument('--params', default=None,
                         help='JSON object of parameters, merged over the tuner\'s (for runs outside NNI)')
     parser.add_argument('--output-dir', default=None,
                         help='output folder when $NNI_OUTPUT_DIR is not set (default: runs/trial)')
+    parser.add_argument('--search-space', action='store_true',
+                        help='print the NNI search space of the tunable parameters (search_spaces/base_hparams.json) '
+                             'and exit')
     return parser.parse_args(argv)
 
 
@@ -483,9 +369,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ValueError
         If ``--params`` is not a JSON object, or a parameter is unknown or invalid.
     """
-    import nni
-
     args = _parse_args(argv)
+    if args.search_space:
+        print(json.dumps(search_space(), indent=2))
+        return {}
     cli: dict[str, Any] = {}
     if args.params is not None:
         try:
@@ -494,15 +381,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             raise ValueError(f'--params is not valid JSON ({err}): {args.params!r}') from err
         if not isinstance(cli, dict):
             raise ValueError(f'--params must be a JSON object, got {args.params!r}')
+    channel = TrialChannel()
     with warnings.catch_warnings():
-        # outside NNI, get_next_parameter warns that there is no runtime and returns {}
+        # outside NNI, the standalone channel warns that there is no runtime and returns no parameters
         warnings.simplefilter('ignore', RuntimeWarning)
-        tuned = nni.get_next_parameter() or {}
-    state = _NniTrialState()
+        tuned = channel.receive_parameters()
     params = validate_params({**tuned, **cli})
     _logger.info('trial parameters: %s', json.dumps(params, sort_keys=True))
     output_dir = os.environ.get('NNI_OUTPUT_DIR') or args.output_dir or os.path.join('runs', 'trial')
-    return run_trial(params, output_dir, state)
+    return run_trial(params, output_dir, channel)
 
 
 if __name__ == '__main__':

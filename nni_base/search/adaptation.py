@@ -2,7 +2,7 @@
 
 :class:`TaskAdapter` is the step-by-step form of single-task adaptation (what ``BaseStrategy(prior=...)``
 does with NNI's ``Classification`` evaluator): the first ``search_steps`` steps train the weights and
-alpha of Gumbel-sampled sub-networks (:meth:`~nni_base.lightning.BaseLightningModule.resample`), the
+alpha of Gumbel-sampled sub-networks (:meth:`~nni_base.search.base.BaseSearchModule.resample`), the
 remaining steps train only the weights of the derived architecture (``freeze_architecture_after``).
 Why the second phase: every search step trains another sampled sub-network, so with a flat
 distribution over operations no single network gets fitted; once the cell is fixed, each step
@@ -28,10 +28,10 @@ import math
 
 import torch
 
-from .errors import MetaTrainingDiverged
-from .lightning import BaseLightningModule
-from .supermodule import derived_architecture
-from .tasks import Task
+from ..errors import MetaTrainingDiverged
+from ..space.gumbel_cell import derived_architecture
+from ..tasks import Task
+from .base import BaseSearchModule
 
 __all__ = ['TaskAdapter']
 
@@ -59,7 +59,7 @@ class TaskAdapter:
         ablation, Fig. 4).
     """
 
-    def __init__(self, supernet: BaseLightningModule, *, search_steps: int | None = None,
+    def __init__(self, supernet: BaseSearchModule, *, search_steps: int | None = None,
                  optimizer: str = 'sgd', weight_lr: float | None = None, arc_lr: float | None = None,
                  freeze_alpha: bool = False):
         if search_steps is None:
@@ -103,10 +103,10 @@ class TaskAdapter:
         self.arch_optimizer.zero_grad()
         if frozen:
             with derived_architecture(supernet.cells()):
-                loss, _ = supernet._task_loss(x, y)
+                loss, _ = supernet.model_loss(x, y)
         else:
             supernet.resample()
-            loss, _ = supernet._task_loss(x, y)
+            loss, _ = supernet.model_loss(x, y)
         if not bool(torch.isfinite(loss)):
             raise MetaTrainingDiverged(f'Non-finite loss at adaptation step {self.steps_taken}; lower weight_lr '
                                        'or arc_lr.')

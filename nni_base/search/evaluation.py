@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .tasks import Task
+from ..tasks import Task
 
 __all__ = ['DARTS_OPS', 'single_op_sample', 'random_sample', 'train_on_task', 'mean_ci', 'kendall_tau']
 

@@ -16,9 +16,9 @@ import torch
 import torch.nn as nn
 from nni.mutable import Categorical, CategoricalMultiple
 
-from .errors import CorruptPriorError, PriorMismatchError
-from .slot_cell import SlotGumbelCell
-from .supermodule import GumbelMixedCell
+from ..errors import CorruptPriorError, PriorMismatchError
+from ..space.gumbel_cell import GumbelMixedCell
+from ..space.slot_cell import SlotGumbelCell
 
 PRIOR_FORMAT = 'nni-base-prior'
 PRIOR_VERSION = 1

@@ -7,7 +7,7 @@ every step comes from size ``k % R``. A balanced step is balanced whatever order
 steps in, so every epoch is too: K = 3 and 8 steps per epoch give the paper's 8 tasks of each size.
 
 Pass it to :class:`~nni_base.EpisodicClassification` in place of a single distribution, with a
-model space that accepts every size (:class:`~nni_base.multires.MultiResolutionDartsSpace`).
+model space that accepts every size (:class:`~nni_base.space.multires.MultiResolutionDartsSpace`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import nni
 from torch.utils.data import DataLoader, Dataset
 
-from .tasks import Task, TaskDistribution
+from . import Task, TaskDistribution
 
 __all__ = ['MixtureEpisodes', 'ResolutionMixture']
 
@@ -111,7 +111,7 @@ class MixtureEpisodes(Dataset):
         # learn2learn samples with the global `random`; seed it for this item only (a str seed is hashed stably).
         state = random.getstate()
         try:
-            random.seed(f'nni_base.task_mixture:{self.seed}:{index}')
+            random.seed(f'nni_base.tasks.mixture:{self.seed}:{index}')
             dists = self.mixture.distributions
             return [dists[k % len(dists)].sample() for k in range(self.tasks_per_step)]
         finally:

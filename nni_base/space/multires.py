@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from nni.nas.nn.pytorch import MutableBatchNorm2d, MutableConv2d, model_context
 
-from .spaces import DartsTaskSpace
+from .darts import DartsTaskSpace
 
 __all__ = ['MultiResolutionDartsSpace', 'ResolutionStem']
 

@@ -1,7 +1,7 @@
 """The paper's architecture parameterisation: one categorical per node input *slot* over (input, op) pairs.
 
 Where it sits
-    A supernet layer, like :class:`~nni_base.supermodule.GumbelMixedCell`, of which
+    A supernet layer, like :class:`~nni_base.space.gumbel_cell.GumbelMixedCell`, of which
     :class:`SlotGumbelCell` is a subclass (so the search loop, temperature schedule, derived-architecture
     mode and priors treat both alike). :class:`~nni_base.BaseStrategy` builds it instead of the
     DARTS-style cell when created with ``parameterization='slot'``.
@@ -47,7 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from nni.nas.oneshot.pytorch.supermodule.sampling import PathSamplingCell
 
-from .supermodule import GumbelMixedCell, straight_through
+from .gumbel_cell import GumbelMixedCell, straight_through
 
 __all__ = ['SlotGumbelCell', 'derive_slot_cell', 'slot_index', 'pair_column', 'valid_pairs', 'INVALID_LOGIT']
 
@@ -95,7 +95,7 @@ def derive_slot_cell(alpha: torch.Tensor, op_names: Sequence[str], label: str, n
     -------
     dict
         ``'{label}/op_{i}_{k}'`` -> operation name and ``'{label}/input_{i}_{k}'`` -> ``[j]``, as
-        :func:`~nni_base.supermodule.derive_cell` and NNI's ``Cell`` use them.
+        :func:`~nni_base.space.gumbel_cell.derive_cell` and NNI's ``Cell`` use them.
     """
     num_ops = len(op_names)
     mask = valid_pairs(num_nodes, num_ops_per_node, num_predecessors, num_ops).to(alpha.device)

@@ -3,16 +3,16 @@
 Meta-train one prior on 10-class ImageNet tasks at 32x32, 64x64 and 224x224 (paper §5: equal numbers
 of tasks of each size per epoch, one stem per size, cells and alpha shared)::
 
-    python -m nni_base.recipes meta-train --imagenet32 ~/data/Imagenet32_train --imagenet64 ~/data/Imagenet64_train \\
-        --imagenet224 ~/data/imagenet/train --output-dir runs/prior --epochs 130
+    python -m nni_base.cli.recipes meta-train --imagenet32 ~/data/Imagenet32_train \\
+        --imagenet64 ~/data/Imagenet64_train --imagenet224 ~/data/imagenet/train --output-dir runs/prior --epochs 130
 
 Adapt it to CIFAR-10 / SVHN (fine-tune weights and alpha on the training set, export the cells), or to
 ImageNet (adapt to 8 sampled 10-class tasks and export the most probable cells of their mean alpha, §5.2)::
 
-    python -m nni_base.recipes adapt --prior runs/prior/prior.pt --dataset cifar10 --data-root ~/data/cifar \\
+    python -m nni_base.cli.recipes adapt --prior runs/prior/prior.pt --dataset cifar10 --data-root ~/data/cifar \\
         --output-dir runs/adapt-cifar10
 
-then retrain the exported ``arch.json`` with :mod:`nni_base.retrain`. Every step takes ``--seed``.
+then retrain the exported ``arch.json`` with :mod:`nni_base.cli.retrain`. Every step takes ``--seed``.
 """
 
 from __future__ import annotations
@@ -32,13 +32,14 @@ from nni.nas.experiment import NasExperiment
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
-from .evaluator import EpisodicClassification
-from .genotype import format_genotype, sample_to_genotype
-from .io import write_json, write_text
-from .multires import MultiResolutionDartsSpace
-from .strategy import BaseStrategy
-from .task_mixture import ResolutionMixture
-from .tasks import TaskDistribution
+from ..data import load_cifar10, load_downsampled_imagenet, load_image_folder, load_svhn
+from ..evaluator import EpisodicClassification
+from ..io import write_json, write_text
+from ..space.genotype import format_genotype, sample_to_genotype
+from ..space.multires import MultiResolutionDartsSpace
+from ..strategy import BaseStrategy
+from ..tasks import TaskDistribution
+from ..tasks.mixture import ResolutionMixture
 
 __all__ = ['meta_train', 'adapt', 'main']
 
@@ -58,8 +59,6 @@ def _run(space, evaluator, strategy) -> NasExperiment:
 
 def meta_train(args: argparse.Namespace) -> dict[str, Any]:
     """Meta-train a multi-resolution prior; writes ``prior.pt``, ``space.json``, ``summary.json`` and logs."""
-    from .data import load_downsampled_imagenet, load_image_folder
-
     sources = []
     if args.imagenet32:
         sources.append((32, load_downsampled_imagenet(args.imagenet32, 32, max_classes=args.max_classes)))
@@ -100,8 +99,6 @@ def _space_from_prior(prior: Path, space_json: Path | None) -> MultiResolutionDa
 
 def adapt(args: argparse.Namespace) -> dict[str, Any]:
     """Adapt a prior to CIFAR-10, SVHN or ImageNet and export the cells (``arch.json``, ``probs.json``)."""
-    from .data import load_cifar10, load_image_folder, load_svhn
-
     space = _space_from_prior(args.prior, args.space_json)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
@@ -146,7 +143,7 @@ def adapt(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog='python -m nni_base.recipes', description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='python -m nni_base.cli.recipes', description=__doc__.split('\n')[0])
     sub = p.add_subparsers(dest='command', required=True)
     m = sub.add_parser('meta-train', help='meta-train a multi-resolution prior on ImageNet tasks')
     m.add_argument('--imagenet32', type=Path, help='Imagenet32x32 training batches (train_data_batch_*)')
@@ -196,7 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(json.dumps(result, indent=2))
     if args.command == 'adapt':
         recipe = {'imagenet': 'imagenet', 'svhn': 'svhn'}.get(args.dataset, 'cifar10')
-        print(f'Retrain: python -m nni_base.retrain --recipe {recipe} --arch {result["arch"]} '
+        print(f'Retrain: python -m nni_base.cli.retrain --recipe {recipe} --arch {result["arch"]} '
               f'--data-root {args.data_root} --output-dir runs/retrain-{args.dataset}')
     return result
 

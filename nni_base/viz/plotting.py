@@ -19,8 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, FancyArrowPatch
 
-from nni_base.genotype import CELLS, DARTS_OPS, NODES, cell_from_sample
 from nni_base.io import write_atomic
+from nni_base.space.genotype import CELLS, DARTS_OPS, NODES, cell_from_sample
 
 __all__ = ["plot_cell", "plot_cells", "plot_curves", "plot_prior"]
 
@@ -43,7 +43,7 @@ def plot_cell(
     Parameters
     ----------
     sample
-        An NNI sample of the DARTS space (see :mod:`nni_base.genotype`); only the keys of ``cell`` are needed.
+        An NNI sample of the DARTS space (see :mod:`nni_base.space.genotype`); only the keys of ``cell`` are needed.
     cell
         ``'normal'`` or ``'reduce'``.
     path

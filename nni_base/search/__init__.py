@@ -1,0 +1,18 @@
+"""BASE's search algorithms: one Lightning module each, over the shared task loop.
+
+Fourth layer: :mod:`.config` (the one hyper-parameter schema), :mod:`.loop` (snapshot → adapt → query →
+restore, written once), :mod:`.reptile` and :mod:`.maml` (meta-training), :mod:`.single_task` (search and
+adaptation on one dataset), :mod:`.prior` (the prior file), :mod:`.adaptation` (adapting outside a trainer).
+"""
+
+from .adaptation import TaskAdapter
+from .base import BaseSearchModule
+from .config import BaseConfig
+from .maml import MamlModule
+from .meta_training import MetaTrainingModule
+from .prior import load_prior, save_prior
+from .reptile import ReptileModule
+from .single_task import SingleTaskModule
+
+__all__ = ['BaseConfig', 'BaseSearchModule', 'MamlModule', 'MetaTrainingModule', 'ReptileModule', 'SingleTaskModule',
+           'TaskAdapter', 'load_prior', 'save_prior']

@@ -1,0 +1,168 @@
+"""What every BASE search module shares: the supernet's cells and α, the temperature, the inner loop.
+
+Sits under the three search algorithms (:mod:`.reptile`, :mod:`.maml`, :mod:`.single_task`), which
+:class:`~nni_base.BaseStrategy` picks in ``configure_oneshot_module`` as NNI picks its one-shot modules.
+Outside a trainer, this class alone is the supernet a prior adapts with (:func:`nni_base.api.build_supernet`,
+:class:`~nni_base.TaskAdapter`).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import torch
+import torch.nn as nn
+from nni.nas.evaluator.pytorch import LightningModule
+from nni.nas.oneshot.pytorch.base_lightning import BaseOneShotLightningModule
+
+from ..space.gumbel_cell import GumbelMixedCell, alpha_entropy, alpha_max_prob
+from ..tasks import Task
+from .config import BaseConfig
+from .loop import adapt, adapt_each, query_metrics
+from .meta_update import ModelState
+
+__all__ = ['BaseSearchModule']
+
+
+class BaseSearchModule(BaseOneShotLightningModule):
+    """The supernet of :class:`~nni_base.BaseStrategy` wrapped around the evaluator's Lightning module.
+
+    Parameters
+    ----------
+    training_module
+        The evaluator's Lightning module (loss and metrics).
+    config
+        BASE hyper-parameters.
+    """
+
+    def __init__(self, training_module: LightningModule, config: BaseConfig):
+        super().__init__(training_module)
+        self.config = config
+        self.last_metrics: dict[str, float] = {}
+        self.averaged_alpha: dict[str, torch.Tensor] | None = None
+        for cell in self.cells():
+            self.configure_cell(cell)
+
+    # ---- supernet --------------------------------------------------------------------------------
+    def cells(self) -> list[GumbelMixedCell]:
+        return [m for m in self.modules() if isinstance(m, GumbelMixedCell)]
+
+    def alphas(self) -> dict[str, nn.Parameter]:
+        """One logit tensor per cell type, by label."""
+        return {cell.label: cell.alpha for cell in self.cells()}
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return list(self.alphas().values())
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.training_module.model.parameters() if id(p) not in arch and p.requires_grad]
+
+    def set_temperature(self, tau: float) -> None:
+        """Set the Gumbel temperature and the sampling options of every cell."""
+        for cell in self.cells():
+            cell.tau = tau
+            self.configure_cell(cell)
+
+    def configure_cell(self, cell: GumbelMixedCell) -> None:
+        """Give a cell the config's sampling options (the cell keeps NNI's mutation-hook signature)."""
+        cell.sample_none = self.config.sample_none
+        cell.estimator = self.config.alpha_estimator
+        cell.pool_batchnorm = self.config.pool_batchnorm
+
+    def step_position(self) -> tuple[int, int]:
+        """(current step, total steps) of the fit, for schedules."""
+        trainer = self.trainer
+        per_epoch = max(int(trainer.num_training_batches), 1) if math.isfinite(trainer.num_training_batches) else 1
+        step = trainer.current_epoch * per_epoch + trainer.fit_loop.epoch_loop.batch_progress.current.ready - 1
+        return max(step, 0), max(int(trainer.estimated_stepping_batches), 1)
+
+    def current_temperature(self) -> float:
+        return self.config.schedule(*self.step_position())
+
+    def log_architecture(self) -> None:
+        for label, alpha in self.alphas().items():
+            self.log(f'alpha_entropy/{label}', alpha_entropy(alpha), on_step=True, on_epoch=False)
+            self.log(f'alpha_max_prob/{label}', alpha_max_prob(alpha), on_step=True, on_epoch=False)
+
+    def model_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The evaluator's criterion and the accuracy of the model's current forward on (x, y)."""
+        return self.loss_of(self.training_module.model, x, y)
+
+    def loss_of(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(x)
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        return self.training_module.criterion(logits, y), (logits.argmax(-1) == y).float().mean()
+
+    # ---- the inner loop (search/loop.py), as methods for adaptation outside a trainer ----------------
+    def adapt(self, task: Task, steps: int, state: ModelState, *, where: str, train_alpha: bool = True) -> float:
+        """``steps`` inner-loop steps on the task's support set, in place (see :func:`.loop.adapt`)."""
+        return adapt(self, task, steps, state, where=where, train_alpha=train_alpha)
+
+    def query_metrics(self, task: Task) -> tuple[float, float]:
+        """Query (loss, accuracy) of the derived architecture (see :func:`.loop.query_metrics`)."""
+        return query_metrics(self, task)
+
+    def average_alpha_over_tasks(self, tasks: list[Task], steps: int) -> dict[str, torch.Tensor]:
+        """Adapt to each task, average the adapted architecture distributions (paper section 5.2).
+
+        Returns (and keeps in ``averaged_alpha``) their log-probabilities.
+        """
+        probs: dict[str, torch.Tensor] = {}
+
+        def collect(_: ModelState) -> None:
+            for label, alpha in self.alphas().items():
+                probs[label] = probs.get(label, 0) + torch.softmax(alpha.detach(), -1) / len(tasks)
+
+        adapt_each(self, tasks, steps, where='alpha averaging', measure=False, on_adapted=collect)
+        self.averaged_alpha = {label: p.log() for label, p in probs.items()}
+        return self.averaged_alpha
+
+    # ---- Lightning hooks -------------------------------------------------------------------------
+    def on_train_batch_start(self, batch, batch_idx):
+        self.set_temperature(self.current_temperature())
+
+    def on_validation_epoch_start(self):
+        self.set_temperature(self.current_temperature() if self.trainer.training else self.config.schedule.end)
+        return self.training_module.on_validation_epoch_start()
+
+    def on_validation_epoch_end(self):
+        return self.training_module.on_validation_epoch_end()
+
+    def postprocess_weight_optimizers(self, optimizer):
+        arch = {id(p) for p in self.arch_parameters()}
+
+        def strip(opt):
+            if isinstance(opt, torch.optim.Optimizer):
+                for group in opt.param_groups:
+                    group['params'] = [p for p in group['params'] if id(p) not in arch]
+            elif isinstance(opt, (list, tuple)):
+                for o in opt:
+                    strip(o)
+            elif isinstance(opt, dict) and 'optimizer' in opt:
+                strip(opt['optimizer'])
+            return opt
+
+        return strip(optimizer)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Gumbel noise comes from torch's global generator; a resumed run must continue its stream to
+        # reproduce the uninterrupted run. Plain tensors and tuples keep the file loadable with weights_only.
+        checkpoint['nni_base_rng'] = {
+            'torch': torch.get_rng_state(),
+            'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            'python': random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get('nni_base_rng')
+        if state is None:
+            return
+        torch.set_rng_state(state['torch'])
+        if state['cuda'] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state['cuda'])
+        version, internal, gauss = state['python']
+        random.setstate((version, tuple(internal), gauss))

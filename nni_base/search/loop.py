@@ -1,0 +1,142 @@
+"""The task loop every BASE algorithm shares: snapshot → adapt to a task → query → restore.
+
+Meta-training (Reptile), validation on held-out tasks, task-averaged α (paper section 5.2) and the
+few-line API all run the same loop; only what they keep from each adapted state differs, which they
+pass as ``on_adapted``. The inner loop (:func:`adapt`) is BASE's: SGD on weights and α, a fresh
+Gumbel sample per step.
+
+Example
+-------
+>>> results = adapt_each(supernet, tasks, steps=5, where='held-out')   # doctest: +SKIP
+>>> results.mean_after                                                 # doctest: +SKIP
+0.61
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..errors import MetaTrainingDiverged
+from ..space.gumbel_cell import derived_architecture
+from ..tasks import Task
+from .meta_update import ModelState, inner_sgd_step
+
+if TYPE_CHECKING:  # the module type only; base.py imports this file
+    from .base import BaseSearchModule
+
+__all__ = ['TaskResults', 'adapt', 'adapt_each', 'query_metrics']
+
+
+@dataclass
+class TaskResults:
+    """Query accuracy before and after adaptation, and query loss after, per task."""
+
+    before: list[float] = field(default_factory=list)
+    after: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+
+    @property
+    def mean_before(self) -> float:
+        return sum(self.before) / len(self.before)
+
+    @property
+    def mean_after(self) -> float:
+        return sum(self.after) / len(self.after)
+
+    @property
+    def mean_loss(self) -> float:
+        return sum(self.losses) / len(self.losses)
+
+
+def adapt(module: BaseSearchModule, task: Task, steps: int, state: ModelState, *, where: str,
+          train_alpha: bool = True) -> float:
+    """Run ``steps`` SGD steps on the task's support set in place; returns the last support loss.
+
+    Each step draws ``inner_batch_size`` support images (all of them by default) and averages the loss
+    over ``samples_per_step`` Gumbel samples. ``train_alpha=False`` keeps α fixed (weight warm-up).
+    """
+    config = module.config
+    params = state.params
+    arch = {id(p) for p in module.arch_parameters()}
+    alpha_lr = config.inner_lr_alpha if train_alpha and not config.freeze_alpha else 0.0
+    lrs = [alpha_lr if id(p) in arch else config.inner_lr for p in params]
+    loss_value = float('nan')
+    module.training_module.model.train()
+    n, batch = len(task.support_y), config.inner_batch_size
+    for step in range(steps):
+        if batch is not None and batch < n:
+            idx = torch.randperm(n, device=task.support_y.device)[:batch]
+            x, y = task.support_x[idx], task.support_y[idx]
+        else:
+            x, y = task.support_x, task.support_y
+        loss = torch.zeros(())
+        for _ in range(config.samples_per_step):
+            module.resample()
+            loss = loss + module.model_loss(x, y)[0] / config.samples_per_step
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise MetaTrainingDiverged(
+                f'Non-finite support loss ({loss_value}) at {where}, inner step {step}. The shared prior was '
+                'not updated; lower inner_lr / inner_lr_alpha or the outer step sizes.')
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        if config.inner_grad_clip:
+            # Each step trains another sampled sub-network; clipping keeps one bad sample from
+            # throwing the shared weights far off.
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads if g is not None]))
+            scale = min(1.0, config.inner_grad_clip / (float(norm) + 1e-12))
+            if scale < 1.0:
+                grads = tuple(g * scale if g is not None else None for g in grads)
+        inner_sgd_step(params, grads, lrs.__getitem__)
+    return loss_value
+
+
+@torch.no_grad()
+def query_metrics(module: BaseSearchModule, task: Task) -> tuple[float, float]:
+    """Query loss and accuracy of the derived architecture (batch statistics, as in the inner loop).
+
+    BatchNorm running statistics are restored afterwards: query data never reaches the prior.
+    """
+    buffers = ModelState(module.training_module.model).buffers
+    saved = [b.clone() for b in buffers]
+    with derived_architecture(module.cells()):
+        loss, acc = module.model_loss(task.query_x, task.query_y)
+    torch._foreach_copy_(buffers, saved)
+    return float(loss), float(acc)
+
+
+def adapt_each(module: BaseSearchModule, tasks: Sequence[Task], steps: int, *, where: str,
+               train_alpha: bool = True, measure: bool = True,
+               on_adapted: Callable[[ModelState], None] | None = None) -> TaskResults:
+    """Adapt the shared supernet to each task in turn, restoring it after each.
+
+    ``measure`` records query accuracy before and after (and the query loss, which must be finite);
+    ``on_adapted(state)`` sees each task's adapted tensors before they are restored.
+    """
+    state = ModelState(module.training_module.model)
+    shared = state.snapshot()
+    results = TaskResults()
+    try:
+        with torch.enable_grad():
+            for k, task in enumerate(tasks):
+                task = task.to(module.device)
+                if measure:
+                    results.before.append(query_metrics(module, task)[1])
+                adapt(module, task, steps, state, where=f'{where}, task {k}', train_alpha=train_alpha)
+                if measure:
+                    loss, acc = query_metrics(module, task)
+                    if not math.isfinite(loss):
+                        raise MetaTrainingDiverged(f'Non-finite query loss at {where}, task {k}; the shared prior '
+                                                   'was not updated. Lower the inner or outer step sizes.')
+                    results.losses.append(loss)
+                    results.after.append(acc)
+                if on_adapted is not None:
+                    on_adapted(state)
+                state.restore(shared)
+    finally:
+        state.restore(shared)  # a diverged task leaves the shared values as they were
+    return results

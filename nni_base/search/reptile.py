@@ -1,0 +1,63 @@
+"""Reptile meta-training of BASE (paper Algorithm 1, the practical version).
+
+Each of the K tasks of a meta-step adapts a copy of the shared (weights, α) with the inner loop
+(:func:`.loop.adapt`: SGD, a fresh Gumbel sample per step); the outer optimizer then moves the
+shared values toward the mean of the adapted ones (:mod:`.meta_update`). BatchNorm statistics take
+the task mean directly; query data never reaches them.
+
+Example
+-------
+>>> strategy = BaseStrategy(meta_algorithm='reptile', inner_steps=5)   # the default  # doctest: +SKIP
+>>> NasExperiment(space, EpisodicClassification(train, val), strategy).run()          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import torch
+
+from ..errors import MetaTrainingDiverged
+from .loop import adapt_each
+from .meta_training import MetaTrainingModule
+from .meta_update import MeanAccumulator, ModelState, OuterOptimizer, set_reptile_gradients
+
+__all__ = ['ReptileModule']
+
+
+class ReptileModule(MetaTrainingModule):
+    """Meta-trains the prior with Reptile's finite-difference outer step."""
+
+    def configure_optimizers(self):
+        groups = [{'params': self.weight_parameters(), 'lr': self.config.outer_lr, 'name': 'weights'},
+                  {'params': self.arch_parameters(), 'lr': self.config.outer_lr_alpha, 'name': 'alpha'}]
+        if self.config.outer_optimizer_alpha == 'adam':
+            # SGD moves the weights toward the task mean; alpha's per-task direction is small and noisy (one
+            # sampled op per edge and step), so Adam steps along its consistent sign instead.
+            groups[1]['adaptive'] = True
+            return OuterOptimizer(groups)
+        return torch.optim.SGD(groups, lr=self.config.outer_lr)
+
+    def training_step(self, batch, batch_idx):
+        tasks = self.check_tasks(batch)
+        state = ModelState(self.training_module.model)
+        adapted = MeanAccumulator(state.tensors)
+        train_alpha = not self.alpha_warming_up() and not self.config.freeze_alpha
+        where = self.where(batch_idx)
+        results = adapt_each(self, tasks, self.config.inner_steps, where=where, train_alpha=train_alpha,
+                             on_adapted=lambda s: adapted.add(s.tensors))
+
+        mean = adapted.mean()
+        if not all(bool(torch.isfinite(t).all()) for t in mean):
+            raise MetaTrainingDiverged(f'Non-finite adapted parameters at {where}; the shared prior was not updated.')
+        optimizer = cast(torch.optim.Optimizer, self.optimizers())
+        optimizer.zero_grad()
+        n_params = len(state.params)
+        set_reptile_gradients(state.params, mean[:n_params])
+        if not train_alpha:  # warm-up: no alpha step (Adam would still move it on a zero gradient's momentum)
+            for p in self.arch_parameters():
+                p.grad = None
+        optimizer.step()
+        with torch.no_grad():  # BatchNorm statistics: take the task mean directly
+            torch._foreach_copy_(state.buffers, mean[n_params:])
+        return self.log_meta_step(results)
