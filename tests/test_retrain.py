@@ -18,7 +18,7 @@ from nni.nas.hub.pytorch.utils.nn import DropPath
 from torch.utils.flop_counter import FlopCounterMode
 
 from nni_base.cli.retrain import RetrainModule, build_network, load_arch, load_retrained, main, retrain
-from nni_base.cli.retrain_recipe import load_recipe
+from nni_base.cli.retrain.recipe import load_recipe
 from nni_base.data.augment import Augment, SeededShuffleSampler, cutout
 from nni_base.space.genotype import DARTS_V2, genotype_to_sample
 from nni_base.space.macs import count_macs, count_parameters

@@ -23,7 +23,7 @@ DATASETS = ('cifar10', 'cifar100', 'svhn', 'imagenet')
 
 def recipe_dir() -> Path:
     """Folder of the recipes shipped in the repository (``examples/recipes``)."""
-    return Path(__file__).resolve().parents[2] / 'examples' / 'recipes'
+    return Path(__file__).resolve().parents[3] / 'examples' / 'recipes'
 
 
 @dataclass(frozen=True)
