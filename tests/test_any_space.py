@@ -7,6 +7,9 @@ is refused naming it and the fix.
 
 from __future__ import annotations
 
+from functools import partial
+from pathlib import Path
+
 import nni
 import pytest
 import torch
@@ -188,6 +191,26 @@ def test_architecture_logits_adapter():
     assert set(architecture_logits(cell)) == {'loose/1_0', 'loose/2_0', 'loose/2_1'}
 
 
+def test_one_sample_per_label_and_forward():
+    """Modules sharing a label (width: conv, BatchNorm, Linear) see one Gumbel sample per forward, as cells do."""
+    supernet = build_supernet(WidthKernelSpace(), BaseStrategy())
+    model = supernet.training_module.model.train()
+    seen: list[tuple[int, list[float]]] = []
+    for m in model.modules():
+        if isinstance(m, ArchSoftmax):
+            m.register_forward_hook(lambda mod, args, out: seen.append((id(args[0]), out.detach().tolist())))
+    samples = []
+    torch.manual_seed(0)
+    for _ in range(8):
+        seen.clear()
+        model(torch.randn(2, 3, 8, 8))
+        width = supernet.alphas()['width']
+        drawn = [out for key, out in seen if key == id(width)]
+        assert len(drawn) >= 3 and all(out == drawn[0] for out in drawn)
+        samples.append(tuple(drawn[0]))
+    assert len(set(samples)) == 2  # a fresh sample each forward
+
+
 def test_arch_softmax_modes():
     logits = torch.tensor([0.0, 2.0, 1.0], requires_grad=True)
     sampler = ArchSoftmax()
@@ -241,3 +264,18 @@ class _Concat(ModelSpace):
 def test_unsupported_choice_names_it_and_the_fix(space, message):
     with pytest.raises(TypeError, match=message):
         BaseStrategy().mutate_model(space())
+
+
+def test_readme_search_spaces_example(tasks, tmp_path, monkeypatch):
+    readme = (Path(__file__).resolve().parents[1] / 'README.md').read_text()
+    section = readme.split('### Search spaces', 1)[1].split('### Design notes', 1)[0]
+    code = section.split('```python\n', 1)[1].split('```', 1)[0]
+    code = code.replace('NasExperiment(', 'run(').replace(').run()', ')')  # tests/helpers.run stops the experiment
+    monkeypatch.chdir(tmp_path)
+    quiet = partial(EpisodicClassification, logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                    enable_model_summary=False)
+    namespace = {'run': run, 'BaseStrategy': BaseStrategy, 'EpisodicClassification': quiet, 'train': tasks[0]}
+    exec(code, namespace)  # noqa: S102 - the README's own example
+    strategy = namespace['strategy']
+    assert set(strategy.export_sample()) == {'op', 'skip'}
+    assert set(load_prior(tmp_path / 'prior.pt')['alpha']) == {'op', 'skip'}

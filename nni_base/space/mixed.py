@@ -19,10 +19,11 @@ choice in the space                       supernet module (NNI's, from ``nni.nas
 
 Each of those modules weights its candidates with a ``softmax`` module it is given at mutation; BASE gives
 it an :class:`ArchSoftmax`, which draws a (hard, straight-through, by default) Gumbel-softmax sample on each
-training forward, runs the most probable choice in evaluation (as the cells do), and reports plain
-probabilities for ``export_probs``. The logits are NNI's: one parameter per choice label, created by the
-strategy before mutation as NNI's ``DARTS`` does; :func:`architecture_logits` reads them back by label for
-:class:`~nni_base.search.base.BaseSearchModule` (inner-loop step size, outer optimizer group, prior).
+training forward (one per label and forward, shared by the modules of that label), runs the most probable
+choice in evaluation (as the cells do), and reports plain probabilities for ``export_probs``. The logits
+are NNI's: one parameter per choice label, created by the strategy before mutation as NNI's ``DARTS`` does;
+:func:`architecture_logits` reads them back by label for :class:`~nni_base.search.base.BaseSearchModule`
+(inner-loop step size, outer optimizer group, prior).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ from nni.nas.oneshot.pytorch.supermodule.operation import NATIVE_MIXED_OPERATION
 
 from .gumbel_cell import GumbelMixedCell
 
-__all__ = ['ArchSoftmax', 'architecture_logits', 'mutation_hooks', 'reported_probabilities', 'SUPPORTED_CHOICES']
+__all__ = ['ArchSoftmax', 'architecture_logits', 'mutation_hooks', 'new_sample_each_forward', 'reported_probabilities',
+           'SUPPORTED_CHOICES']
 
 SUPPORTED_CHOICES = ('LayerChoice, InputChoice (reduction sum or mean), Repeat with a depth choice, Cell, and '
                      f'nni.choice values in the arguments of {", ".join(NATIVE_SUPPORTED_OP_NAMES)}')
@@ -66,8 +68,13 @@ class ArchSoftmax(nn.Module):
     ``mean`` divides a top-``k`` selection by ``k`` (an ``InputChoice`` with ``reduction='mean'``).
     """
 
-    def __init__(self, top_k: int = 1, mean: bool = False, hard: bool = True, relaxation: str = 'gumbel'):
+    def __init__(self, top_k: int = 1, mean: bool = False, hard: bool = True, relaxation: str = 'gumbel',
+                 draws: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None):
         super().__init__()
+        # Shared by every sampler of a supernet and emptied at each forward of the whole model
+        # (:func:`new_sample_each_forward`): the modules of one label draw one sample per forward, so a sample
+        # is one architecture, as in the cells.
+        self.draws: dict[int, tuple[torch.Tensor, torch.Tensor]] = {} if draws is None else draws
         if relaxation not in ('gumbel', 'softmax'):
             raise ValueError(f"relaxation must be 'gumbel' or 'softmax', got {relaxation!r}.")
         self.top_k = max(int(top_k), 1)
@@ -90,7 +97,12 @@ class ArchSoftmax(nn.Module):
             return self._select(logits.detach())
         if self.relaxation == 'softmax':
             return F.softmax(logits, dim=-1)
-        soft = F.gumbel_softmax(logits, tau=self.tau, hard=False, dim=-1)
+        drawn = self.draws.get(id(logits))
+        if drawn is not None and drawn[0] is logits:
+            soft = drawn[1]
+        else:
+            soft = F.gumbel_softmax(logits, tau=self.tau, hard=False, dim=-1)
+            self.draws[id(logits)] = (logits, soft)  # keeps `logits` alive, so its id is not reused meanwhile
         if not self.hard:
             return soft
         # The top-k of one Gumbel perturbation is a sample of k choices without replacement.
@@ -98,6 +110,21 @@ class ArchSoftmax(nn.Module):
 
     def extra_repr(self) -> str:
         return f'top_k={self.top_k}, hard={self.hard}, relaxation={self.relaxation!r}, tau={self.tau}'
+
+
+def _forget_draws(module: nn.Module, args: Any) -> None:
+    for m in module.modules():
+        if isinstance(m, ArchSoftmax):
+            m.draws.clear()
+
+
+def new_sample_each_forward(model: nn.Module) -> None:
+    """Make every forward of ``model`` (and of its copies) draw a fresh sample for its :class:`ArchSoftmax`.
+
+    A no-op for a model without samplers (DARTS-style cells sample in ``resample()``).
+    """
+    if any(isinstance(m, ArchSoftmax) for m in model.modules()):
+        model.register_forward_pre_hook(_forget_draws)  # a module-level function: the model stays picklable
 
 
 @contextlib.contextmanager
@@ -154,7 +181,8 @@ def _softmax_kwargs(mutate_kwargs: dict[str, Any], **softmax: Any) -> dict[str, 
     """NNI's mutate kwargs with a fresh :class:`ArchSoftmax` (one per supermodule, like NNI's strategies)."""
     return {**mutate_kwargs, 'mixed_op_sampling': MixedOpDifferentiablePolicy,
             'softmax': ArchSoftmax(hard=mutate_kwargs.get('hard', True),
-                                   relaxation=mutate_kwargs.get('relaxation', 'gumbel'), **softmax)}
+                                   relaxation=mutate_kwargs.get('relaxation', 'gumbel'),
+                                   draws=mutate_kwargs.get('draws'), **softmax)}
 
 
 def cell_hook(module: nn.Module, name: str, memo: dict[str, Any], mutate_kwargs: dict[str, Any]) -> nn.Module | None:
