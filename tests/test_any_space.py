@@ -166,6 +166,14 @@ def test_loose_end_cell_uses_nni_differentiable_cell(tasks, tmp_path):
     LooseEndCellSpace().freeze(strategy.export_sample())
 
 
+def test_darts_space_keeps_its_modules():
+    """In a DARTS-style space only the cells are replaced: fixed convolutions stay the space's own modules."""
+    from nni_base import DartsTaskSpace
+    model = build_supernet(DartsTaskSpace(width=4, num_cells=3, num_classes=WAYS), BaseStrategy()).training_module.model
+    assert not any(isinstance(m, (MixedOperation, ArchSoftmax)) for m in model.modules())
+    assert {type(m) for m in model.modules() if isinstance(m, GumbelMixedCell)} == {GumbelMixedCell}
+
+
 def test_architecture_logits_adapter():
     """Pins the one adapter over NNI internals: every supermodule's ``arch_parameters()``, labelled."""
     supernet = build_supernet(MnistStyleSpace(), BaseStrategy())

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from nni.mutable import Mutable
 from nni.nas.nn.pytorch import Cell, InputChoice
 from nni.nas.oneshot.pytorch.strategy import no_default_hook
 from nni.nas.oneshot.pytorch.supermodule.base import BaseSuperNetModule
@@ -216,6 +217,17 @@ def _differentiable(hook):
     return run
 
 
+def _with_choices(hook):
+    """Only modules with a choice in their arguments: NNI's ``MixedOperation.mutate`` also rebuilds fixed ones
+    (e.g. every ``nni.nas.nn.pytorch.Conv2d`` of a DARTS space), re-initialising their weights for nothing."""
+    def run(module: nn.Module, name: str, memo: dict[str, Any], mutate_kwargs: dict[str, Any]):
+        if isinstance(module, Mutable) and not module.simplify():
+            return None
+        return hook(module, name, memo, mutate_kwargs)
+    run.__name__ = hook.__name__
+    return run
+
+
 def unsupported_hook(module: nn.Module, name: str, memo: dict[str, Any], mutate_kwargs: dict[str, Any]) -> bool:
     """Last hook: a module whose choices no earlier hook handled is refused, naming it and the fix."""
     try:
@@ -232,6 +244,6 @@ def mutation_hooks() -> list:
     """BaseStrategy's mutation hooks, in order (see the module docstring for what each choice becomes)."""
     hooks: list = [cell_hook, _differentiable(DifferentiableMixedLayer.mutate), input_hook,
                    _differentiable(DifferentiableMixedRepeat.mutate)]
-    hooks += [_differentiable(op.mutate) for op in NATIVE_MIXED_OPERATIONS]
+    hooks += [_with_choices(_differentiable(op.mutate)) for op in NATIVE_MIXED_OPERATIONS]
     hooks.append(unsupported_hook)
     return hooks
