@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import nni
 import torch
 import torch.nn as nn
@@ -67,15 +69,20 @@ class RepeatSpace(ModelSpace):
 
 
 class CellMixSpace(ModelSpace):
-    """(d) a Cell built from a list of op modules (no factory), mixed with a LayerChoice and a width choice."""
+    """(d) a Cell built from a list of op modules or a plain callable, mixed with a LayerChoice and a width choice."""
 
-    def __init__(self, num_classes: int = WAYS):
+    def __init__(self, num_classes: int = WAYS, plain_callable: bool = False):
         super().__init__()
         width = nni.choice('cell_width', [4, 8])
         self.stem = MutableConv2d(3, width, 3, padding=1)
         self.reduce = MutableConv2d(width, 8, 1)
-        self.cell = Cell([nn.Conv2d(8, 8, 3, padding=1), nn.MaxPool2d(3, 1, 1), nn.Identity()],
-                         num_nodes=2, num_ops_per_node=1, num_predecessors=1, label='cell')
+        ops = [nn.Conv2d(8, 8, 3, padding=1), nn.MaxPool2d(3, 1, 1), nn.Identity()]
+        if plain_callable:  # NNI's deprecated form: a callable returning the candidates
+            candidates = ops
+
+            def ops():
+                return [copy.deepcopy(op) for op in candidates]
+        self.cell = Cell(ops, num_nodes=2, num_ops_per_node=1, num_predecessors=1, label='cell')
         self.post = LayerChoice({'conv': nn.Conv2d(16, 8, 1),
                                  'pool': nn.Sequential(nn.AvgPool2d(3, 1, 1), nn.Conv2d(16, 8, 1))}, label='post')
         self.head = nn.Linear(8, num_classes)

@@ -55,6 +55,7 @@ SPACES = {
     'width_kernel': WidthKernelSpace,
     'repeat_depth': RepeatSpace,
     'cell_of_modules': CellMixSpace,
+    'cell_of_callable': partial(CellMixSpace, plain_callable=True),
     'nasbench201': nasbench201,
     'mnist_style': MnistStyleSpace,  # LayerChoice + InputChoice + width + Repeat + op-factory Cell (GumbelMixedCell)
 }
