@@ -203,12 +203,15 @@ class BaseStrategy(OneShotStrategy):
             raise ValueError(f'The model space {type(model).__name__} has no choices: there is nothing to search. '
                              f'BaseStrategy searches {SUPPORTED_CHOICES}; e.g. nni_base.DartsTaskSpace.')
         self._choice_logits = {}
+        # A generator of their own: drawing them from torch's global one would shift every seeded initialisation
+        # after them (the weights and cell logits of DARTS spaces would differ from earlier versions).
+        generator = torch.Generator().manual_seed(0 if self.seed is None else self.seed)
         for label, mutable in choices.items():
             if not isinstance(mutable, (Categorical, CategoricalMultiple)):
                 raise TypeError(f'BaseStrategy keeps one categorical distribution per choice, but choice {label!r} is '
                                 f'a {type(mutable).__name__} ({mutable!r}). Use nni.choice({label!r}, [...]) over a '
                                 'few values instead, or fix it to one value.')
-            self._choice_logits[label] = nn.Parameter(torch.randn(len(mutable.values)) * 1e-3)
+            self._choice_logits[label] = nn.Parameter(torch.randn(len(mutable.values), generator=generator) * 1e-3)
         if self.prior is None and self.seed is not None:
             # The space was initialised when the user built it; re-draw its weights so the seed decides them.
             for module in model.modules():
