@@ -24,15 +24,17 @@ from typing import Any, Literal, cast
 
 import pytorch_lightning as pl
 import torch
+import torch.nn as nn
+from nni.mutable import Categorical, CategoricalMultiple
 from nni.nas.evaluator.pytorch import Lightning
-from nni.nas.oneshot.pytorch.strategy import OneShotStrategy, no_default_hook
+from nni.nas.oneshot.pytorch.strategy import OneShotStrategy
 from nni.nas.space import RawFormatModelSpace
 
 from .callbacks import PriorCheckpoint
 from .evaluator import EpisodicClassification, EpisodicModule
 from .search import BaseConfig, BaseSearchModule, MamlModule, ReptileModule, SingleTaskModule
 from .search.prior import apply_prior, build_prior, load_prior, save_prior
-from .space.gumbel_cell import GumbelMixedCell
+from .space.mixed import SUPPORTED_CHOICES, mutation_hooks, new_sample_each_forward
 from .space.temperature import TemperatureSchedule
 
 __all__ = ['BaseStrategy']
@@ -43,10 +45,16 @@ _logger = logging.getLogger(__name__)
 class BaseStrategy(OneShotStrategy):
     """Bayesian Meta Architecture SEarch (BASE) as a one-shot strategy.
 
-    BASE keeps one Gumbel-softmax distribution per edge of the DARTS cell (one logit tensor for
-    normal cells, one for reduction cells) and learns it, with the supernet weights, over a
-    distribution of tasks. The learned pair is a *prior* that adapts to a new dataset in a few
-    steps.
+    BASE keeps one Gumbel-softmax distribution per choice and learns it, with the supernet weights, over a
+    distribution of tasks. The learned pair is a *prior* that adapts to a new dataset in a few steps.
+
+    Any space NNI's ``DARTS`` / ``GumbelDARTS`` strategies search is accepted (``LayerChoice``,
+    ``InputChoice``, ``Repeat`` depth choices, ``Cell``, ``nni.choice`` in ``MutableConv2d`` and the other
+    ops NNI has a mixed version of; see :mod:`nni_base.space.mixed`). DARTS-style cells (built from op
+    factories) take the sparse :class:`~nni_base.space.gumbel_cell.GumbelMixedCell`: one distribution per
+    edge, one logit tensor per cell type (normal / reduction). Every other choice runs through NNI's
+    differentiable supermodule with one logit vector per label. ``sparse``, ``alpha_estimator``,
+    ``sample_none``, ``pool_batchnorm`` and ``parameterization`` concern the cells only.
 
     Parameters
     ----------
@@ -170,35 +178,49 @@ class BaseStrategy(OneShotStrategy):
                                     'checkpoint (e.g. last.ckpt) that the interrupted run wrote.')
         self.seed = seed
         self._task_config: dict[str, Any] = {}
+        self._choice_logits: dict[str, nn.Parameter] = {}
+        self._draws: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ---- supernet --------------------------------------------------------------------------------
     def default_mutation_hooks(self):
-        return [GumbelMixedCell.mutate, no_default_hook]
+        # DARTS-style cells take the sparse GumbelMixedCell; every other NNI choice NNI's differentiable supermodule.
+        return mutation_hooks()
 
     def run_hook(self, hook, name, module, memo):
-        # The memo carries one alpha per cell label, created by the first cell of that label.
+        if not memo.get('__nni_base_logits__'):
+            # As NNI's DARTS does: one logit vector per choice label, shared by every module with that label.
+            memo.update(self._choice_logits)
+            memo['__nni_base_logits__'] = True
+        # The memo also carries one alpha per cell label, created by the first cell of that label.
         return hook(module, name, memo, {'hard': self.config.hard, 'sparse': self.config.sparse,
                                          'relaxation': self.config.relaxation,
-                                         'parameterization': self.config.parameterization})
+                                         'parameterization': self.config.parameterization,
+                                         'draws': self._draws})
 
     def mutate_model(self, model):
         choices = model.simplify()
         if not choices:
             raise ValueError(f'The model space {type(model).__name__} has no choices: there is nothing to search. '
-                             'Use a space built from NNI Cells, e.g. nni_base.DartsTaskSpace or '
-                             'nni.nas.hub.pytorch.DARTS with fixed width and num_cells.')
+                             f'BaseStrategy searches {SUPPORTED_CHOICES}; e.g. nni_base.DartsTaskSpace.')
+        self._choice_logits = {}
+        # A generator of their own: drawing them from torch's global one would shift every seeded initialisation
+        # after them (the weights and cell logits of DARTS spaces would differ from earlier versions).
+        generator = torch.Generator().manual_seed(0 if self.seed is None else self.seed)
         for label, mutable in choices.items():
-            cell, _, choice = label.rpartition('/')
-            if not cell or not choice.startswith(('op_', 'input_')):
-                raise TypeError(f'BaseStrategy searches NNI Cell architectures; choice {label!r} '
-                                f'({type(mutable).__name__}) is not part of a cell. Fix it to one value '
-                                '(e.g. an int width / num_cells) or use a cell-based space such as DartsTaskSpace.')
+            if not isinstance(mutable, (Categorical, CategoricalMultiple)):
+                raise TypeError(f'BaseStrategy keeps one categorical distribution per choice, but choice {label!r} is '
+                                f'a {type(mutable).__name__} ({mutable!r}). Use nni.choice({label!r}, [...]) over a '
+                                'few values instead, or fix it to one value.')
+            self._choice_logits[label] = nn.Parameter(torch.randn(len(mutable.values), generator=generator) * 1e-3)
         if self.prior is None and self.seed is not None:
             # The space was initialised when the user built it; re-draw its weights so the seed decides them.
             for module in model.modules():
                 if hasattr(module, 'reset_parameters'):
                     module.reset_parameters()
+        self._draws = {}  # one Gumbel draw per label and forward, shared by all samplers of this supernet
         model = super().mutate_model(model)
+        self._choice_logits = {}
+        new_sample_each_forward(model)
         if self.prior is not None:
             apply_prior(model, self.prior)
         return model

@@ -275,8 +275,8 @@ def _adapt_and_export(params: dict[str, Any], prior_path: Path, held_out) -> dic
     accuracy = adaptation_accuracy(supernet, tasks, steps)
     averaged = supernet.average_alpha_over_tasks(tasks, steps)
     with torch.no_grad():
-        for cell in supernet.cells():
-            cell.alpha.copy_(averaged[cell.label])
+        for label, alpha in supernet.alphas().items():
+            alpha.copy_(averaged[label])
     sample = supernet.export()
     probs = supernet.export_probs()
     network = space().freeze(sample)

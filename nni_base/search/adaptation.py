@@ -102,7 +102,7 @@ class TaskAdapter:
         self.weight_optimizer.zero_grad()
         self.arch_optimizer.zero_grad()
         if frozen:
-            with derived_architecture(supernet.cells()):
+            with derived_architecture(supernet.architecture_modules()):
                 loss, _ = supernet.model_loss(x, y)
         else:
             supernet.resample()

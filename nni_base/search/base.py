@@ -18,6 +18,7 @@ from nni.nas.evaluator.pytorch import LightningModule
 from nni.nas.oneshot.pytorch.base_lightning import BaseOneShotLightningModule
 
 from ..space.gumbel_cell import GumbelMixedCell, alpha_entropy, alpha_max_prob
+from ..space.mixed import ArchSoftmax, architecture_logits, reported_probabilities
 from ..tasks import Task
 from .config import BaseConfig
 from .loop import adapt, adapt_each, query_metrics
@@ -28,6 +29,10 @@ __all__ = ['BaseSearchModule']
 
 class BaseSearchModule(BaseOneShotLightningModule):
     """The supernet of :class:`~nni_base.BaseStrategy` wrapped around the evaluator's Lightning module.
+
+    Its architecture logits (:meth:`alphas`) are those of the DARTS-style cells and of NNI's differentiable
+    supermodules for every other choice (:mod:`nni_base.space.mixed`); all are parameters of the model, so
+    the inner loops, the outer optimizer's α group, checkpoints and priors carry them alike.
 
     Parameters
     ----------
@@ -42,16 +47,33 @@ class BaseSearchModule(BaseOneShotLightningModule):
         self.config = config
         self.last_metrics: dict[str, float] = {}
         self.averaged_alpha: dict[str, torch.Tensor] | None = None
+        self.temperature: float = 1.0
         for cell in self.cells():
             self.configure_cell(cell)
 
     # ---- supernet --------------------------------------------------------------------------------
     def cells(self) -> list[GumbelMixedCell]:
+        """The sparse DARTS-style cells (the fast path)."""
         return [m for m in self.modules() if isinstance(m, GumbelMixedCell)]
 
+    def softmaxes(self) -> list[ArchSoftmax]:
+        """The samplers of NNI's differentiable supermodules (every choice outside a DARTS-style cell)."""
+        return [m for m in self.modules() if isinstance(m, ArchSoftmax)]
+
+    def architecture_modules(self) -> list[GumbelMixedCell | ArchSoftmax]:
+        """Everything that samples an architecture: cells and samplers (see :func:`derived_architecture`)."""
+        return [*self.cells(), *self.softmaxes()]
+
     def alphas(self) -> dict[str, nn.Parameter]:
-        """One logit tensor per cell type, by label."""
-        return {cell.label: cell.alpha for cell in self.cells()}
+        """The architecture logits by label: one tensor per cell type, one vector per other choice label."""
+        alphas: dict[str, nn.Parameter] = {}
+        for module in self.modules():
+            for label, alpha in architecture_logits(module).items():
+                if label in alphas and alphas[label] is not alpha:
+                    raise ValueError(f'Two different architecture logits are labelled {label!r}; give the choices '
+                                     '(or a cell and a choice) different labels.')
+                alphas[label] = alpha
+        return alphas
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return list(self.alphas().values())
@@ -61,16 +83,24 @@ class BaseSearchModule(BaseOneShotLightningModule):
         return [p for p in self.training_module.model.parameters() if id(p) not in arch and p.requires_grad]
 
     def set_temperature(self, tau: float) -> None:
-        """Set the Gumbel temperature and the sampling options of every cell."""
+        """Set the Gumbel temperature and the sampling options of every cell and sampler."""
+        self.temperature = tau
         for cell in self.cells():
             cell.tau = tau
             self.configure_cell(cell)
+        for softmax in self.softmaxes():
+            softmax.tau = tau
 
     def configure_cell(self, cell: GumbelMixedCell) -> None:
         """Give a cell the config's sampling options (the cell keeps NNI's mutation-hook signature)."""
         cell.sample_none = self.config.sample_none
         cell.estimator = self.config.alpha_estimator
         cell.pool_batchnorm = self.config.pool_batchnorm
+
+    def export_probs(self) -> dict[str, Any]:
+        """Probability of every candidate of every choice (edges of cells: ``'{cell}/{node}_{input}'``)."""
+        with reported_probabilities(self.softmaxes()):
+            return super().export_probs()
 
     def step_position(self) -> tuple[int, int]:
         """(current step, total steps) of the fit, for schedules."""

@@ -103,9 +103,10 @@ def query_metrics(module: BaseSearchModule, task: Task) -> tuple[float, float]:
     """
     buffers = ModelState(module.training_module.model).buffers
     saved = [b.clone() for b in buffers]
-    with derived_architecture(module.cells()):
+    with derived_architecture(module.architecture_modules()):
         loss, acc = module.model_loss(task.query_x, task.query_y)
-    torch._foreach_copy_(buffers, saved)
+    if buffers:  # a space without BatchNorm has none
+        torch._foreach_copy_(buffers, saved)
     return float(loss), float(acc)
 
 

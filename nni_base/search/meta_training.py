@@ -43,7 +43,7 @@ class MetaTrainingModule(BaseSearchModule):
             'outer_loss': results.mean_loss,
             'query_acc_before': results.mean_before,
             'query_acc_after': results.mean_after,
-            'temperature': self.cells()[0].tau,
+            'temperature': self.temperature,
         }
         self.last_metrics = metrics
         self.log_dict(metrics, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(results.losses))

@@ -58,6 +58,7 @@ class ReptileModule(MetaTrainingModule):
             for p in self.arch_parameters():
                 p.grad = None
         optimizer.step()
-        with torch.no_grad():  # BatchNorm statistics: take the task mean directly
-            torch._foreach_copy_(state.buffers, mean[n_params:])
+        if state.buffers:  # BatchNorm statistics: take the task mean directly
+            with torch.no_grad():
+                torch._foreach_copy_(state.buffers, mean[n_params:])
         return self.log_meta_step(results)

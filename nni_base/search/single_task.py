@@ -27,7 +27,7 @@ class SingleTaskModule(BaseSearchModule):
 
     def configure_architecture_optimizers(self):
         if not self.arch_parameters():
-            raise ValueError('The model space has no cells to search; BaseStrategy found nothing to optimise.')
+            raise ValueError('The model space has no architecture logits; BaseStrategy found nothing to optimise.')
         if self.config.arc_learning_rate is None:
             # Adaptation moves alpha as the inner loop it was meta-trained with did (SGD, inner_lr_alpha); an
             # Adam step of 3e-3 would leave the prior's argmax in place (the frozen-alpha condition).
@@ -45,7 +45,7 @@ class SingleTaskModule(BaseSearchModule):
         arch_optim.zero_grad()  # type: ignore[union-attr]
         if frozen:
             # The architecture is chosen: train the weights of the derived cells only, as the user gets them.
-            with derived_architecture(self.cells()):
+            with derived_architecture(self.architecture_modules()):
                 out = self.training_module.training_step(batch, batch_idx)
         else:
             self.resample()
@@ -59,7 +59,7 @@ class SingleTaskModule(BaseSearchModule):
             arch_optim.step()  # type: ignore[union-attr]
         self.advance_lr_schedulers(batch_idx)
         self.log('architecture_frozen', float(frozen), on_step=True, on_epoch=False)
-        self.log('temperature', self.cells()[0].tau, on_step=True, on_epoch=False)
+        self.log('temperature', self.temperature, on_step=True, on_epoch=False)
         self.log_architecture()
         return out
 

@@ -120,8 +120,12 @@ def paired_straight_through(logits: torch.Tensor, tau: float) -> tuple[torch.Ten
 
 
 @contextlib.contextmanager
-def derived_architecture(cells: Iterable[GumbelMixedCell]) -> Iterator[None]:
+def derived_architecture(cells: Iterable[Any]) -> Iterator[None]:
     """Run the exported (most probable) architecture of ``cells`` inside the block, also in train mode.
+
+    ``cells``: anything with a ``use_derived`` flag, GumbelMixedCells and the
+    :class:`~nni_base.space.mixed.ArchSoftmax` samplers of other choices
+    (``BaseSearchModule.architecture_modules()``).
 
     Used to score the architecture a user gets with batch statistics, and to train only its weights
     once the architecture is frozen. Alpha receives no gradient inside the block.
@@ -171,9 +175,11 @@ class GumbelMixedCell(PathSamplingCell):
         super().__init__(op_factory, num_nodes, num_ops_per_node, num_predecessors, preprocessor, postprocessor,
                          concat_dim, memo, mutate_kwargs, label)
         expected = (num_edges(num_nodes, num_predecessors), len(self.op_names) + 1)
-        if self.label not in memo:  # first cell of this type: it creates the shared logits
-            memo[self.label] = nn.Parameter(torch.randn(*expected) * 1e-3)
-        alpha = memo[self.label]
+        # A key of its own: the strategy fills memo[label] with the logits of NNI choices labelled `label`.
+        key = f'{self.label}/__cell_alpha__'
+        if key not in memo:  # first cell of this type: it creates the shared logits
+            memo[key] = nn.Parameter(torch.randn(*expected) * 1e-3)
+        alpha = memo[key]
         if tuple(alpha.shape) != expected:
             raise ValueError(f'Cells labelled {self.label!r} disagree on their shape: alpha {tuple(alpha.shape)} '
                              f'vs {expected}. Give differently shaped cells different labels.')
@@ -208,7 +214,7 @@ class GumbelMixedCell(PathSamplingCell):
                                 'built from a list or dict of candidate operations (as in NNI\'s DARTS space).')
             if mutate_kwargs.get('parameterization', 'darts') == 'slot':
                 # Imported here, not at the top, only to avoid a circular import: slot_cell subclasses this class.
-                # SlotGumbelCell keeps its logits under memo['{label}/__slot_alpha__'], never memo[label].
+                # SlotGumbelCell keeps its logits under memo['{label}/__slot_alpha__'], never the per-edge key.
                 from .slot_cell import SlotGumbelCell
                 if not issubclass(cls, SlotGumbelCell):
                     cls = SlotGumbelCell

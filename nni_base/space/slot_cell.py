@@ -128,7 +128,7 @@ class SlotGumbelCell(GumbelMixedCell):
 
     def __init__(self, op_factory, num_nodes, num_ops_per_node, num_predecessors, preprocessor, postprocessor,
                  concat_dim, memo, mutate_kwargs, label):
-        # Skip GumbelMixedCell.__init__: it would create the per-edge logits under memo[label].
+        # Skip GumbelMixedCell.__init__: it would create the per-edge logits.
         PathSamplingCell.__init__(self, op_factory, num_nodes, num_ops_per_node, num_predecessors, preprocessor,
                                   postprocessor, concat_dim, memo, mutate_kwargs, label)
         valid = valid_pairs(num_nodes, num_ops_per_node, num_predecessors, len(self.op_names))
