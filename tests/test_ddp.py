@@ -30,14 +30,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(out: Path, *args: str, rank: int | None = None, port: int = 0, logs: Path) -> subprocess.Popen:
+def launch(name: str, out: Path, *args: str, rank: int, port: int, logs: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR',
                                                              'MASTER_PORT', 'NODE_RANK', 'SLURM_JOB_ID')}
     env.update(PYTHONPATH=os.pathsep.join([str(REPO), env.get('PYTHONPATH', '')]), OMP_NUM_THREADS='1')
-    if rank is not None:
-        env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2', MASTER_ADDR='127.0.0.1',
-                   MASTER_PORT=str(port))
-    log = open(logs / f'{out.stem}-rank{rank}.log', 'w')
+    env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    log = open(logs / f'{name}.log', 'w')
     return subprocess.Popen([sys.executable, str(WORKER), str(out), *args], env=env, stdout=log,
                             stderr=subprocess.STDOUT, cwd=REPO)
 
@@ -53,7 +51,7 @@ def wait_all(procs: dict[str, subprocess.Popen], logs: Path) -> dict[str, tuple[
                 q.kill()
             pytest.fail(f'{name} still running after {LIMIT_S} s: a DDP run hung')
     for name, p in procs.items():
-        done[name] = (p.returncode, '\n'.join(f.read_text() for f in sorted(logs.glob(f'{name}*.log'))))
+        done[name] = (p.returncode, (logs / f'{name}.log').read_text())
     return done
 
 
@@ -62,10 +60,10 @@ def runs(tmp_path_factory) -> tuple[Path, dict[str, tuple[int, str]]]:
     tmp = tmp_path_factory.mktemp('ddp')
     port_a, port_b = free_port(), free_port()
     procs = {
-        'ddp-r0': launch(tmp / 'ddp.pt', 'reptile', rank=0, port=port_a, logs=tmp),
-        'ddp-r1': launch(tmp / 'ddp.pt', 'reptile', rank=1, port=port_a, logs=tmp),
-        'killed-r0': launch(tmp / 'killed.pt', 'reptile', '1', rank=0, port=port_b, logs=tmp),
-        'killed-r1': launch(tmp / 'killed.pt', 'reptile', '1', rank=1, port=port_b, logs=tmp),
+        'ddp-r0': launch('ddp-r0', tmp / 'ddp.pt', 'reptile', rank=0, port=port_a, logs=tmp),
+        'ddp-r1': launch('ddp-r1', tmp / 'ddp.pt', 'reptile', rank=1, port=port_a, logs=tmp),
+        'killed-r0': launch('killed-r0', tmp / 'killed.pt', 'reptile', '1', rank=0, port=port_b, logs=tmp),
+        'killed-r1': launch('killed-r1', tmp / 'killed.pt', 'reptile', '1', rank=1, port=port_b, logs=tmp),
     }
     # The one-process reference runs here, in the test process, while the ranks run.
     sys.path.insert(0, str(WORKER.parent))
