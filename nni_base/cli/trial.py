@@ -56,6 +56,8 @@ _logger = logging.getLogger('nni_base.trial')
 
 #: Values of the ``accelerator`` parameter.
 ACCELERATORS = ('auto', 'cpu', 'gpu')
+#: Environment variable through which rank 0 of a DDP trial hands its parameters to the ranks Lightning starts.
+RANK_PARAMS_ENV = 'NNI_BASE_TRIAL_PARAMS'
 #: Values of the ``strategy`` parameter (Lightning's names).
 STRATEGIES = ('auto', 'ddp')
 #: Values of the ``dataset`` parameter.
@@ -395,11 +397,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if not isinstance(cli, dict):
             raise ValueError(f'--params must be a JSON object, got {args.params!r}')
     channel = TrialChannel()
-    with warnings.catch_warnings():
-        # outside NNI, the standalone channel warns that there is no runtime and returns no parameters
-        warnings.simplefilter('ignore', RuntimeWarning)
-        tuned = channel.receive_parameters()
+    inherited = os.environ.get(RANK_PARAMS_ENV)
+    if inherited is not None and os.environ.get('LOCAL_RANK', '0') != '0':
+        # A DDP rank that Lightning started by running this command again: rank 0 already took the parameters
+        # from NNI and handed them down; asking NNI again would take another trial's.
+        tuned = json.loads(inherited)
+    else:
+        with warnings.catch_warnings():
+            # outside NNI, the standalone channel warns that there is no runtime and returns no parameters
+            warnings.simplefilter('ignore', RuntimeWarning)
+            tuned = channel.receive_parameters()
     params = validate_params({**tuned, **cli})
+    os.environ[RANK_PARAMS_ENV] = json.dumps(params)  # inherited by the ranks Lightning's 'ddp' starts
     _logger.info('trial parameters: %s', json.dumps(params, sort_keys=True))
     output_dir = os.environ.get('NNI_OUTPUT_DIR') or args.output_dir or os.path.join('runs', 'trial')
     return run_trial(params, output_dir, channel)
