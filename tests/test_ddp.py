@@ -104,3 +104,43 @@ def test_a_killed_rank_fails_the_run_with_a_clear_error(runs):
     code, log = done['killed-r0']
     assert code != 0, log[-3000:]
     assert 'DistributedMetaStepError' in log and 'Rank 0 of 2' in log and 'meta-step 1' in log, log[-3000:]
+
+
+# ---- the pieces, in this process ---------------------------------------------------------------------------------
+def test_tasks_are_split_round_robin_and_every_rank_needs_one():
+    from nni_base.search.distributed import shard_tasks
+
+    tasks = list(range(8))
+    shards = [shard_tasks(tasks, r, 3) for r in range(3)]
+    assert shards == [[0, 3, 6], [1, 4, 7], [2, 5]] and sorted(sum(shards, [])) == tasks
+    with pytest.raises(ValueError, match='tasks_per_step >= 4'):
+        shard_tasks(tasks[:3], 0, 4)
+
+
+def test_all_reduce_outside_a_process_group_returns_the_tensors():
+    from nni_base.search.distributed import all_reduce_sum, is_collective_error, process_group
+
+    assert process_group() == (0, 1)
+    a, b = torch.randn(2, 3), torch.arange(4, dtype=torch.float64)
+    out = all_reduce_sum([a, b], where='meta-step 0')
+    assert torch.equal(out[0], a) and out[0].dtype == a.dtype and torch.equal(out[1], b)
+    assert is_collective_error(RuntimeError('[gloo/transport/tcp/pair.cc:561] Connection closed by peer'))
+    assert not is_collective_error(RuntimeError('mat1 and mat2 shapes cannot be multiplied'))
+
+
+def test_recipes_and_trial_take_devices_nodes_and_strategy():
+    from pytorch_lightning.strategies import DDPStrategy
+
+    from nni_base.cli.recipes import distributed_kwargs, parse_args
+    from nni_base.cli.trial import validate_params
+
+    args = parse_args(['meta-train', '--imagenet32', 'x', '--output-dir', 'o', '--accelerator', 'gpu',
+                       '--devices', '4', '--num-nodes', '2', '--strategy', 'ddp', '--process-group-timeout', '30'])
+    kwargs = distributed_kwargs(args)
+    assert (kwargs['accelerator'], kwargs['devices'], kwargs['num_nodes']) == ('gpu', 4, 2)
+    assert isinstance(kwargs['strategy'], DDPStrategy)
+    assert distributed_kwargs(parse_args(['meta-train', '--output-dir', 'o']))['strategy'] == 'auto'
+    params = validate_params({'devices': 2, 'num_nodes': 1, 'strategy': 'ddp'})
+    assert (params['devices'], params['strategy']) == (2, 'ddp')
+    with pytest.raises(ValueError, match="'strategy' must be one of"):
+        validate_params({'strategy': 'horovod'})
