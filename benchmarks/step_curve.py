@@ -205,11 +205,16 @@ def bench_throughput(meta_steps: int, tasks_per_step: int = 8, inner_steps: int 
 
 
 # ---- output -------------------------------------------------------------------------------------------------------
+def _load(values: Any) -> str:
+    return '/'.join(f'{v:.1f}' for v in values) if values else 'unknown'
+
+
 def _markdown(results: dict[str, Any]) -> str:
     info = results['machine']
+    load = f"{_load(info['load_average_at_start'])} at start, {_load(info.get('load_average_at_end'))} at end"
     lines = ['# Step time against supernet size, and meta-step throughput', '',
              f"Machine: {info['cpu']} ({info['cpu_count']} cores), torch {info['torch']}, NNI {info['nni']}, "
-             f"torch threads {info['threads']}, load average at start {info['load_average_at_start']}.", '']
+             f"torch threads {info['threads']}, load average (1/5/15 min) {load}.", '']
     if 'curve' in results:
         lines += [f"## Step time (batch {BATCH}, median of {results['repeats']} interleaved rounds after "
                   f"{results['warmup']} warm-up)", '',
@@ -231,8 +236,7 @@ def _markdown(results: dict[str, Any]) -> str:
         for n, run in sorted(t['runs'].items()):
             lines.append(f"| {n} | {run['tasks']} | {run['seconds']:.2f} | {run['tasks_per_s']:.2f} |")
         lines += ['', f"**2 processes / 1: {t['speedup']:.2f}x** (target >= {t['target_speedup']} where there are "
-                  f"two free devices; this machine had {info['cpu_count']} cores and load "
-                  f"{info['load_average_at_start']})."]
+                  f"two free devices; this machine had {info['cpu_count']} cores, load average {load})."]
     return '\n'.join(lines)
 
 
@@ -271,10 +275,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--meta-steps', type=int, default=None, help='meta-steps per throughput run')
     parser.add_argument('--tasks-per-step', type=int, default=8)
     parser.add_argument('--inner-steps', type=int, default=2)
+    parser.add_argument('--render', action='store_true', help='rewrite the Markdown and PNG from the JSON only')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.throughput_child:
         _throughput_child(args.throughput_child, args.meta_steps or 4, args.tasks_per_step, args.inner_steps)
+        return 0
+    out = args.output_dir
+    if args.render:
+        results = json.loads((out / 'step_curve.json').read_text())
+        (out / 'step_curve.md').write_text(_markdown(results) + '\n')
+        if 'curve' in results:
+            _plot(results, out / 'step_curve.png')
         return 0
     from run import machine_info  # the same machine description as run.py's results
 
@@ -290,7 +302,6 @@ def main(argv: list[str] | None = None) -> int:
         results['throughput'] = bench_throughput(args.meta_steps or (4 if quick else 11), args.tasks_per_step,
                                                  args.inner_steps, args.threads)
     results['machine']['load_average_at_end'] = os.getloadavg()
-    out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / 'step_curve.json').write_text(json.dumps(results, indent=2) + '\n')
     (out / 'step_curve.md').write_text(_markdown(results) + '\n')
