@@ -47,7 +47,8 @@ def main(out: str, algorithm: str, kill_at: int | None = None) -> None:
                                        enable_model_summary=False, callbacks=callbacks, **distributed)
     # relaxation='softmax' makes the inner loop deterministic: with Gumbel noise a 2-process run draws other
     # (equally valid) samples than the 1-process run, so only the softmax relaxation can be compared exactly.
-    strategy = BaseStrategy(meta_algorithm=algorithm, relaxation='softmax', inner_steps=2, save_prior_to=out, seed=0,
+    relaxation = os.environ.get('DDP_WORKER_RELAXATION', 'softmax')
+    strategy = BaseStrategy(meta_algorithm=algorithm, relaxation=relaxation, inner_steps=2, save_prior_to=out, seed=0,
                             **({'first_order': True} if algorithm == 'maml' else {}))
     run(tiny_space(), evaluator, strategy)
 

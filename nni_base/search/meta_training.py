@@ -11,6 +11,7 @@ Subclasses: :class:`~.reptile.ReptileModule` (paper Algorithm 1) and :class:`~.m
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -54,6 +55,29 @@ class MetaTrainingModule(BaseSearchModule):
         """The all-ranks means of :meth:`metric_sums` (one entry per list), for :meth:`log_meta_step`."""
         loss, before, after, count = (float(v) for v in sums)
         return TaskResults(before=[before / count], after=[after / count], losses=[loss / count])
+
+    def on_train_batch_start(self, batch, batch_idx):
+        """Under DDP: give this rank its own Gumbel-noise stream for the meta-step (see :meth:`on_train_batch_end`).
+
+        Every rank seeds torch alike, so without this tasks r and r + 1 (on two ranks) would be adapted with the
+        same sequence of sampled sub-networks. The step's seed is drawn from the stream all ranks share, plus
+        the rank; the shared stream is put back after the step, so it stays identical on every rank and in
+        checkpoints.
+        """
+        super().on_train_batch_start(batch, batch_idx)
+        rank, world_size = process_group()
+        if world_size > 1:
+            seed = int(torch.randint(2**62, (1,)))
+            cuda = [self.device.index or 0] if self.device.type == 'cuda' else []
+            self.rank_rng = contextlib.ExitStack()
+            self.rank_rng.enter_context(torch.random.fork_rng(devices=cuda))  # CPU and this rank's GPU stream
+            torch.manual_seed(seed + rank)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        rank_rng = getattr(self, 'rank_rng', None)
+        if rank_rng is not None:  # back to the stream every rank shares
+            rank_rng.close()
+            self.rank_rng = None
 
     def alpha_warming_up(self) -> bool:
         """Whether meta-training is still in the weight warm-up (α fixed for ``alpha_warmup_steps`` meta-steps)."""
