@@ -16,6 +16,7 @@ from datetime import timedelta
 import pytorch_lightning as pl
 import torch
 from helpers import digits_tasks, run, tiny_space
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.strategies import DDPStrategy
 
 from nni_base import BaseStrategy, EpisodicClassification
@@ -41,14 +42,20 @@ def main(out: str, algorithm: str, kill_at: int | None = None) -> None:
     if world_size > 1:
         distributed['strategy'] = DDPStrategy(process_group_backend='gloo', timeout=timedelta(seconds=TIMEOUT_S))
     train, _ = digits_tasks()
-    callbacks = [DieAt(kill_at)] if kill_at is not None else []
-    evaluator = EpisodicClassification(train, None, tasks_per_step=4, steps_per_epoch=2, max_epochs=1, seed=0,
-                                       logger=False, enable_progress_bar=False, enable_checkpointing=False,
+    callbacks: list[pl.Callback] = [DieAt(kill_at)] if kill_at is not None else []
+    # Resume checks: DDP_WORKER_EPOCHS, DDP_WORKER_CKPT_DIR (writes last.ckpt), DDP_WORKER_RESUME (a checkpoint).
+    ckpt_dir = os.environ.get('DDP_WORKER_CKPT_DIR')
+    if ckpt_dir:
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_last=True))
+    evaluator = EpisodicClassification(train, None, tasks_per_step=4, steps_per_epoch=2, seed=0,
+                                       max_epochs=int(os.environ.get('DDP_WORKER_EPOCHS', '1')),
+                                       logger=False, enable_progress_bar=False, enable_checkpointing=bool(ckpt_dir),
                                        enable_model_summary=False, callbacks=callbacks, **distributed)
     # relaxation='softmax' makes the inner loop deterministic: with Gumbel noise a 2-process run draws other
     # (equally valid) samples than the 1-process run, so only the softmax relaxation can be compared exactly.
     relaxation = os.environ.get('DDP_WORKER_RELAXATION', 'softmax')
     strategy = BaseStrategy(meta_algorithm=algorithm, relaxation=relaxation, inner_steps=2, save_prior_to=out, seed=0,
+                            resume_from=os.environ.get('DDP_WORKER_RESUME'),
                             **({'first_order': True} if algorithm == 'maml' else {}))
     run(tiny_space(), evaluator, strategy)
 
