@@ -15,7 +15,8 @@ class PriorCheckpoint(pl.Callback):
     """Save the prior after every training epoch and at the end of the run.
 
     Each write is atomic and a prior with non-finite values is refused, so a run that diverges
-    keeps the last good prior on disk.
+    keeps the last good prior on disk. Under DDP only global rank 0 writes (every rank holds the same
+    prior, see :mod:`nni_base.search.distributed`).
     """
 
     def __init__(self, save: Callable[[Path], object], path: str | os.PathLike):
@@ -23,7 +24,9 @@ class PriorCheckpoint(pl.Callback):
         self.path = Path(path)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.save(self.path)
+        if trainer.is_global_zero:
+            self.save(self.path)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.save(self.path)
+        if trainer.is_global_zero:
+            self.save(self.path)

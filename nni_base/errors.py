@@ -11,3 +11,7 @@ class CorruptPriorError(ValueError):
 
 class MetaTrainingDiverged(FloatingPointError):
     """A loss or parameter became NaN/inf during meta-training; the shared prior was left unchanged."""
+
+
+class DistributedMetaStepError(RuntimeError):
+    """A cross-process all-reduce of a meta-step failed: another rank died or the process group timed out."""

@@ -127,7 +127,10 @@ class EpisodicClassification(Lightning):
     seed
         Seed of the task sequence (same seed, same tasks).
     trainer_kwargs
-        Passed to the Lightning ``Trainer`` (``max_epochs``, ``accelerator``, ``logger``, ...).
+        Passed to the Lightning ``Trainer`` (``max_epochs``, ``accelerator``, ``devices``, ``num_nodes``,
+        ``strategy``, ``logger``, ...). With ``strategy='ddp'`` and W processes, each meta-step's
+        ``tasks_per_step`` tasks are split among the processes (rank r adapts tasks r, r + W, ...) and the
+        outer step is averaged over all of them, so the prior matches a one-process run over the same tasks.
 
     Examples
     --------
@@ -158,6 +161,9 @@ class EpisodicClassification(Lightning):
         self.seed = seed
         # Inner loops run during validation too, so Lightning must not switch autograd off there.
         trainer_kwargs['inference_mode'] = False
+        # Under DDP every rank must read the same meta-step and keep its share of the tasks (search/distributed.py);
+        # Lightning's DistributedSampler would instead hand each rank different meta-steps.
+        trainer_kwargs.setdefault('use_distributed_sampler', False)
         trainer_kwargs.setdefault('num_sanity_val_steps', 0)
         train_loader = meta_train_loader(train_tasks, tasks_per_step, steps_per_epoch, seed)
         # NNI's one-shot strategies insist on a validation loader; an empty list means none.

@@ -33,6 +33,7 @@ from nni.nas.space import RawFormatModelSpace
 from .callbacks import PriorCheckpoint
 from .evaluator import EpisodicClassification, EpisodicModule
 from .search import BaseConfig, BaseSearchModule, MamlModule, ReptileModule, SingleTaskModule
+from .search.distributed import collective_failure, is_collective_error
 from .search.prior import apply_prior, build_prior, load_prior, save_prior
 from .space.mixed import SUPPORTED_CHOICES, mutation_hooks, new_sample_each_forward
 from .space.temperature import TemperatureSchedule
@@ -267,7 +268,19 @@ class BaseStrategy(OneShotStrategy):
             pl.seed_everything(self.seed, workers=True, verbose=False)
 
     def _run(self) -> None:
-        super()._run()
+        try:
+            super()._run()
+        except Exception as e:
+            # Under DDP a dead peer surfaces in whichever collective comes first (DDP's buffer broadcast,
+            # Lightning's barrier, the meta-step's all-reduce); name it the same way in every case.
+            try:
+                trainer = self.oneshot_module.trainer
+            except RuntimeError:  # NNI: no module yet; Lightning: not attached to a trainer
+                raise e from None
+            if trainer is None or trainer.world_size < 2 or not is_collective_error(e):
+                raise
+            raise collective_failure(e, trainer.global_rank, trainer.world_size,
+                                     f'a collective at meta-step {trainer.global_step}') from e
         if self.config.average_alpha_tasks and self._episodic is not None:
             tasks_from = self._episodic.val_tasks or self._episodic.train_tasks
             tasks = [tasks_from.sample() for _ in range(self.config.average_alpha_tasks)]

@@ -34,6 +34,9 @@ def test_benchmarks_run_at_tiny_sizes_and_write_results(bench, tmp_path: Path):
     assert all(_positive(v) for v in step['ms'].values()) and len(step['ms']) == 7
     assert all(_positive(v) for v in step['ratios'].values())
     results['step_time'] = step
+    cifar = bench.bench_step_time_cifar_like(repeats=1, warmup=0)
+    assert (cifar['resolution'], cifar['width'], cifar['cells']) == (32, 16, 5) and _positive(cifar['ratio'])
+    results['step_time_cifar_like'] = cifar
 
     memory = bench.bench_memory(base_steps=1, gumbel_steps=1)
     assert set(memory['peak_rss_mb']) == {'idle', 'base', 'gumbel'}

@@ -13,6 +13,10 @@ ImageNet (adapt to 8 sampled 10-class tasks and export the most probable cells o
         --output-dir runs/adapt-cifar10
 
 then retrain the exported ``arch.json`` with :mod:`nni_base.cli.retrain`. Every step takes ``--seed``.
+
+Meta-training scales out as any Lightning run does: ``--devices 4 --strategy ddp`` on one machine, and
+``--num-nodes N`` under ``torchrun`` or SLURM (Lightning reads their environment); each meta-step's tasks are
+split among the processes and the outer step is averaged over all of them (``nni_base.search.distributed``).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 import logging
 import time
 import warnings
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,7 @@ import torch
 from nni.nas.evaluator.pytorch import Classification
 from nni.nas.experiment import NasExperiment
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.strategies import DDPStrategy, Strategy
 from torch.utils.data import DataLoader
 
 from ..data import load_cifar10, load_downsampled_imagenet, load_image_folder, load_svhn
@@ -57,6 +63,26 @@ def _run(space, evaluator, strategy) -> NasExperiment:
     return exp
 
 
+def lightning_strategy(name: str, timeout_s: float | None) -> str | Strategy:
+    """The Trainer's ``strategy``: the name as given, or ``DDPStrategy(timeout=...)`` when a timeout is set.
+
+    The timeout bounds how long a rank waits in a collective for a peer that died or hangs (torch's default
+    is 30 minutes on CPU / gloo, 10 on NCCL).
+    """
+    if timeout_s is None:
+        return name
+    if name not in ('ddp', 'auto'):
+        raise SystemExit(f'error: --process-group-timeout needs --strategy ddp, got --strategy {name}')
+    return DDPStrategy(timeout=timedelta(seconds=timeout_s))
+
+
+def distributed_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``accelerator``, ``devices``, ``num_nodes`` and ``strategy`` for the Trainer, from the command line."""
+    devices: int | str = args.devices if args.devices == 'auto' else int(args.devices)
+    return dict(accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes,
+                strategy=lightning_strategy(args.strategy, args.process_group_timeout))
+
+
 def meta_train(args: argparse.Namespace) -> dict[str, Any]:
     """Meta-train a multi-resolution prior; writes ``prior.pt``, ``space.json``, ``summary.json`` and logs."""
     sources = []
@@ -77,15 +103,18 @@ def meta_train(args: argparse.Namespace) -> dict[str, Any]:
     write_json(out / 'space.json', space_config)
     evaluator = EpisodicClassification(
         tasks, None, tasks_per_step=args.tasks_per_size * tasks.num_resolutions, steps_per_epoch=args.steps_per_epoch,
-        seed=args.seed, max_epochs=args.epochs, accelerator=args.accelerator, logger=_loggers(out, 'meta'),
+        seed=args.seed, max_epochs=args.epochs, logger=_loggers(out, 'meta'), **distributed_kwargs(args),
         enable_checkpointing=False, enable_progress_bar=not args.no_progress_bar, log_every_n_steps=1)
     strategy = BaseStrategy(inner_steps=args.inner_steps, save_prior_to=out / 'prior.pt', seed=args.seed)
     start = time.time()
     _run(MultiResolutionDartsSpace(**space_config), evaluator, strategy)
+    trainer = strategy.oneshot_module.trainer
     summary = {'prior': str(out / 'prior.pt'), 'tasks': tasks.name, 'tasks_per_step': evaluator.tasks_per_step,
                'meta_steps': args.epochs * args.steps_per_epoch, 'seconds': round(time.time() - start, 1),
+               'processes': trainer.world_size,
                **{k: float(v) for k, v in strategy.oneshot_module.last_metrics.items()}}
-    write_json(out / 'summary.json', summary)
+    if trainer.is_global_zero:  # every rank holds the same prior; rank 0 wrote it (PriorCheckpoint)
+        write_json(out / 'summary.json', summary)
     return summary
 
 
@@ -159,6 +188,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m.add_argument('--steps-per-epoch', type=int, default=8, help='8 with 1 task per size: the paper\'s 8 of each')
     m.add_argument('--epochs', type=int, default=130)
     m.add_argument('--inner-steps', type=int, default=5)
+    m.add_argument('--devices', default='auto', help="Lightning's devices: a count, or 'auto' (default)")
+    m.add_argument('--num-nodes', type=int, default=1, help='machines (torchrun / SLURM set the ranks)')
+    m.add_argument('--strategy', default='auto',
+                   help="Lightning's strategy: 'ddp' splits every meta-step's tasks among the processes")
+    m.add_argument('--process-group-timeout', type=float, default=None,
+                   help='seconds a rank waits for the others before the run fails (DDP; default: torch\'s)')
     a = sub.add_parser('adapt', help='adapt a prior to a dataset and export the cells')
     a.add_argument('--prior', type=Path, required=True)
     a.add_argument('--space-json', type=Path, help='default: space.json beside the prior')

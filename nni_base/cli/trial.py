@@ -49,13 +49,17 @@ from ..strategy import BaseStrategy
 from ..tasks import TaskDistribution
 from .nni_channel import TrialChannel
 
-__all__ = ['DEFAULT_PARAMS', 'ACCELERATORS', 'DATASETS', 'TrialSettings', 'search_space', 'validate_params',
-           'load_task_splits', 'run_trial', 'main']
+__all__ = ['DEFAULT_PARAMS', 'ACCELERATORS', 'STRATEGIES', 'DATASETS', 'TrialSettings', 'search_space',
+           'validate_params', 'load_task_splits', 'run_trial', 'main']
 
 _logger = logging.getLogger('nni_base.trial')
 
 #: Values of the ``accelerator`` parameter.
 ACCELERATORS = ('auto', 'cpu', 'gpu')
+#: Environment variable through which rank 0 of a DDP trial hands its parameters to the ranks Lightning starts.
+RANK_PARAMS_ENV = 'NNI_BASE_TRIAL_PARAMS'
+#: Values of the ``strategy`` parameter (Lightning's names).
+STRATEGIES = ('auto', 'ddp')
 #: Values of the ``dataset`` parameter.
 DATASETS = ('digits', 'image_folder', 'cifar10', 'cifar100', 'svhn', 'imagenet32', 'imagenet64')
 
@@ -92,6 +96,11 @@ class TrialSettings:
     num_threads: int = hparam(2, 'int', minimum=0)
     # 'auto' uses a GPU when the trial sees one (trialGpuNumber >= 1 in the experiment config)
     accelerator: str = hparam('auto', 'choice', choices=ACCELERATORS)
+    # Lightning's devices / num_nodes / strategy for meta-training: strategy 'ddp' with devices > 1 splits each
+    # meta-step's tasks among the processes (rank 0 then adapts, exports and reports; see README "Scale out")
+    devices: int = hparam(1, 'int', minimum=1)
+    num_nodes: int = hparam(1, 'int', minimum=1)
+    strategy: str = hparam('auto', 'choice', choices=STRATEGIES)
 
 
 def _declarations() -> dict[str, Any]:
@@ -221,7 +230,7 @@ class ReportHeldOutAccuracy(pl.Callback):
         self.reported: list[float] = []
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or 'val_acc' not in trainer.callback_metrics:
+        if trainer.sanity_checking or not trainer.is_global_zero or 'val_acc' not in trainer.callback_metrics:
             return
         value = float(trainer.callback_metrics['val_acc'])
         self.reported.append(value)
@@ -234,13 +243,15 @@ def _strategy_kwargs(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _meta_train(params: dict[str, Any], train_tasks, held_out, prior_path: Path,
-                channel: TrialChannel) -> list[float]:
+                channel: TrialChannel) -> tuple[list[float], bool]:
+    """Meta-train the prior on ``devices`` x ``num_nodes`` processes; returns the reports and whether this is rank 0."""
     callback = ReportHeldOutAccuracy(channel)
     evaluator = EpisodicClassification(
         train_tasks, held_out, tasks_per_step=params['tasks_per_step'], steps_per_epoch=params['steps_per_epoch'],
         val_episodes=params['val_episodes'], seed=params['seed'], max_epochs=params['meta_epochs'],
         callbacks=[callback], logger=False, enable_progress_bar=False, enable_checkpointing=False,
-        enable_model_summary=False, accelerator=params['accelerator'], devices=1)
+        enable_model_summary=False, accelerator=params['accelerator'], devices=params['devices'],
+        num_nodes=params['num_nodes'], strategy=params['strategy'])
     space = DartsTaskSpace(width=params['width'], num_cells=params['num_cells'], num_classes=params['ways'])
     strategy = BaseStrategy(save_prior_to=prior_path, seed=params['seed'], **_strategy_kwargs(params))
     experiment = NasExperiment(space, evaluator, strategy)
@@ -254,8 +265,10 @@ def _meta_train(params: dict[str, Any], train_tasks, held_out, prior_path: Path,
             # run() leaves the experiment to an atexit hook, which would write a checkpoint into the deleted
             # folder (and log to closed streams under pytest); stop it here instead.
             experiment.stop()
-    strategy.save_prior(prior_path)
-    return callback.reported
+    rank_zero = strategy.oneshot_module.trainer.is_global_zero
+    if rank_zero:
+        strategy.save_prior(prior_path)
+    return callback.reported, rank_zero
 
 
 def _adapt_and_export(params: dict[str, Any], prior_path: Path, held_out) -> dict[str, Any]:
@@ -313,7 +326,9 @@ def run_trial(params: dict[str, Any], output_dir: str | os.PathLike,
 
     start = time.perf_counter()
     if params['prior'] is None:
-        intermediate = _meta_train(params, train_tasks, held_out, prior_path, channel)
+        intermediate, rank_zero = _meta_train(params, train_tasks, held_out, prior_path, channel)
+        if not rank_zero:  # the other DDP ranks helped meta-train; rank 0 adapts, exports and reports
+            return {}
     else:
         if Path(params['prior']) != prior_path.resolve():
             write_atomic(prior_path, lambda tmp: shutil.copyfile(params['prior'], tmp))
@@ -382,11 +397,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if not isinstance(cli, dict):
             raise ValueError(f'--params must be a JSON object, got {args.params!r}')
     channel = TrialChannel()
-    with warnings.catch_warnings():
-        # outside NNI, the standalone channel warns that there is no runtime and returns no parameters
-        warnings.simplefilter('ignore', RuntimeWarning)
-        tuned = channel.receive_parameters()
+    inherited = os.environ.get(RANK_PARAMS_ENV)
+    if inherited is not None and os.environ.get('LOCAL_RANK', '0') != '0':
+        # A DDP rank that Lightning started by running this command again: rank 0 already took the parameters
+        # from NNI and handed them down; asking NNI again would take another trial's.
+        tuned = json.loads(inherited)
+    else:
+        with warnings.catch_warnings():
+            # outside NNI, the standalone channel warns that there is no runtime and returns no parameters
+            warnings.simplefilter('ignore', RuntimeWarning)
+            tuned = channel.receive_parameters()
     params = validate_params({**tuned, **cli})
+    os.environ[RANK_PARAMS_ENV] = json.dumps(params)  # inherited by the ranks Lightning's 'ddp' starts
     _logger.info('trial parameters: %s', json.dumps(params, sort_keys=True))
     output_dir = os.environ.get('NNI_OUTPUT_DIR') or args.output_dir or os.path.join('runs', 'trial')
     return run_trial(params, output_dir, channel)

@@ -5,6 +5,10 @@ Each of the K tasks of a meta-step adapts a copy of the shared (weights, α) wit
 shared values toward the mean of the adapted ones (:mod:`.meta_update`). BatchNorm statistics take
 the task mean directly; query data never reaches them.
 
+Under DDP each rank adapts its share of the K tasks and the *sums* of the adapted tensors (and the task
+counts) are all-reduced (:mod:`.distributed`), so every rank computes the same mean of all K and takes
+the same outer step.
+
 Example
 -------
 >>> strategy = BaseStrategy(meta_algorithm='reptile', inner_steps=5)   # the default  # doctest: +SKIP
@@ -18,6 +22,7 @@ from typing import cast
 import torch
 
 from ..errors import MetaTrainingDiverged
+from .distributed import all_reduce_sum, process_group
 from .loop import adapt_each
 from .meta_training import MetaTrainingModule
 from .meta_update import MeanAccumulator, ModelState, OuterOptimizer, set_reptile_gradients
@@ -39,7 +44,7 @@ class ReptileModule(MetaTrainingModule):
         return torch.optim.SGD(groups, lr=self.config.outer_lr)
 
     def training_step(self, batch, batch_idx):
-        tasks = self.check_tasks(batch)
+        tasks = self.local_tasks(self.check_tasks(batch))
         state = ModelState(self.training_module.model)
         adapted = MeanAccumulator(state.tensors)
         train_alpha = not self.alpha_warming_up() and not self.config.freeze_alpha
@@ -47,7 +52,14 @@ class ReptileModule(MetaTrainingModule):
         results = adapt_each(self, tasks, self.config.inner_steps, where=where, train_alpha=train_alpha,
                              on_adapted=lambda s: adapted.add(s.tensors))
 
-        mean = adapted.mean()
+        num_tasks = None
+        if process_group()[1] > 1:  # sum the adapted tensors and the metrics over ranks, then divide by all tasks
+            *totals, sums = all_reduce_sum(adapted.total + [self.metric_sums(results)], where=where)
+            num_tasks = int(sums[3])
+            mean = torch._foreach_div(totals, float(num_tasks))
+            results = self.results_from_sums(sums)
+        else:
+            mean = adapted.mean()
         if not all(bool(torch.isfinite(t).all()) for t in mean):
             raise MetaTrainingDiverged(f'Non-finite adapted parameters at {where}; the shared prior was not updated.')
         optimizer = cast(torch.optim.Optimizer, self.optimizers())
@@ -61,4 +73,4 @@ class ReptileModule(MetaTrainingModule):
         if state.buffers:  # BatchNorm statistics: take the task mean directly
             with torch.no_grad():
                 torch._foreach_copy_(state.buffers, mean[n_params:])
-        return self.log_meta_step(results)
+        return self.log_meta_step(results, num_tasks)
