@@ -32,6 +32,7 @@ from .callbacks import PriorCheckpoint
 from .evaluator import EpisodicClassification, EpisodicModule
 from .search import BaseConfig, BaseSearchModule, MamlModule, ReptileModule, SingleTaskModule
 from .search.prior import apply_prior, build_prior, load_prior, save_prior
+from .search.top_k import cell_shapes, check_top_k, rank_architectures
 from .space.gumbel_cell import GumbelMixedCell
 from .space.temperature import TemperatureSchedule
 
@@ -289,9 +290,34 @@ class BaseStrategy(OneShotStrategy):
                 for label, alpha in alphas.items():
                     alpha.copy_(saved[label])
 
+    def ranked_models(self, top_k: int = 1) -> list[tuple[dict[str, Any], float]]:
+        """The ``top_k`` best distinct architectures with their scores, best first.
+
+        Ranked by the module's performance predictor when it has one for the current dataset, else by
+        their log-probability under alpha (the task-averaged alpha, if there is one); the first is
+        :meth:`export_sample`'s architecture when ranked by alpha.
+        """
+        top_k = check_top_k(top_k)
+        module = self.oneshot_module
+        shapes = cell_shapes(module.cells())
+        if module.averaged_alpha is None:
+            return rank_architectures(shapes, module.alphas(), top_k, module.architecture_scorer())
+        with self._averaged_alpha(module):
+            return rank_architectures(shapes, module.alphas(), top_k, module.architecture_scorer())
+
+    def export_top_models(self, top_k: int = 1) -> list[dict[str, Any]]:
+        """The ``top_k`` best distinct architectures as NNI samples (``space.freeze(sample)`` builds each),
+        best first; ``NasExperiment.export_top_models(top_k=k, formatter='dict')`` gives the same list."""
+        return [sample for sample, _ in self.ranked_models(top_k)]
+
     def list_models(self, sort: bool = True, limit: int | None = 1) -> Iterator:
+        """Yield the ``limit`` best distinct architectures (frozen model spaces), best first (NNI's strategy API)."""
+        if not sort:
+            _logger.warning('BaseStrategy lists its models best first; sort=False is ignored.')
+        samples = self.export_top_models(1 if limit is None else limit)
         self.oneshot_module.set_model(self.supernet)
-        yield self.model_space.freeze(self.export_sample())
+        for sample in samples:
+            yield self.model_space.freeze(sample)
 
     def prior_dict(self) -> dict[str, Any]:
         """The current prior (weights, alpha, space and task description) as a dict."""
