@@ -31,6 +31,7 @@ from nni.nas.space import RawFormatModelSpace
 from .callbacks import PriorCheckpoint
 from .evaluator import EpisodicClassification, EpisodicModule
 from .search import BaseConfig, BaseSearchModule, MamlModule, ReptileModule, SingleTaskModule
+from .search.conditioning import ConditionedReptileModule
 from .search.prior import apply_prior, build_prior, load_prior, save_prior
 from .search.top_k import cell_shapes, check_top_k, rank_architectures
 from .space.gumbel_cell import GumbelMixedCell
@@ -132,6 +133,18 @@ class BaseStrategy(OneShotStrategy):
         ``'darts'`` (default): one categorical per edge of the fully connected cell, exported by the DARTS rule.
         ``'slot'``: the paper's parameterisation, one categorical per node input slot over (input, op) pairs,
         as NNI's ``Cell`` exposes them (``op_i_k``, ``input_i_k``); export = the most probable pair per slot.
+    dataset_conditioning
+        MetaD2A-style dataset-conditioned prior (Reptile meta-training only): a set encoder reads each task's
+        support set (per-class then across-class mean pooling) and a generator turns the encoding into an
+        offset added to the shared alpha before the inner loop. Both learn by regressing Reptile's alpha
+        direction of the task (adapted minus starting alpha); a meta performance predictor learns the query
+        accuracy of sampled architectures from the encoding. The prior file carries all three, so
+        :func:`nni_base.api.zero_shot` turns a new dataset into top-k architectures without training.
+    conditioning_lr
+        Adam step size of the encoder, generator and predictor.
+    predictor_samples
+        With ``dataset_conditioning``: random architectures scored on each task's query set (with the adapted
+        supernet weights) per meta-step, besides the derived one, as the predictor's training records.
     resume_from
         A Lightning checkpoint of an interrupted meta-training run (e.g. ``last.ckpt`` of a
         ``ModelCheckpoint`` in the evaluator's trainer). The run continues from it, loaded with
@@ -156,7 +169,8 @@ class BaseStrategy(OneShotStrategy):
                  outer_optimizer_alpha: Literal['sgd', 'adam'] = 'adam', alpha_warmup_steps: int = 0,
                  inner_batch_size: int | None = None, parameterization: Literal['darts', 'slot'] = 'darts',
                  freeze_alpha: bool = False, alpha_estimator: Literal['paired', 'straight_through'] = 'paired',
-                 pool_batchnorm: bool = True,
+                 pool_batchnorm: bool = True, dataset_conditioning: bool = False, conditioning_lr: float = 3e-3,
+                 predictor_samples: int = 2,
                  resume_from: str | os.PathLike | None = None,
                  save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
         super().__init__(**kwargs)
@@ -234,6 +248,9 @@ class BaseStrategy(OneShotStrategy):
             return SingleTaskModule(training_module, self.config)
         if self.config.meta_algorithm == 'maml':
             return MamlModule(training_module, self.config)
+        if self.config.dataset_conditioning:
+            conditioning = self.prior.get('conditioning') if self.prior is not None else None
+            return ConditionedReptileModule(training_module, self.config, conditioning)
         return ReptileModule(training_module, self.config)
 
     def _initialize(self, model_space: RawFormatModelSpace, engine):
@@ -323,8 +340,9 @@ class BaseStrategy(OneShotStrategy):
         """The current prior (weights, alpha, space and task description) as a dict."""
         module = self.oneshot_module
         meta = {'steps': _global_step(module), 'seed': self.seed, 'metrics': dict(module.last_metrics)}
+        conditioning = module.conditioning_state() if isinstance(module, ConditionedReptileModule) else None
         return build_prior(self.supernet, module.alphas(), config=self.config.to_dict(), tasks=self._task_config,
-                           meta=meta)
+                           meta=meta, conditioning=conditioning)
 
     def save_prior(self, path: str | os.PathLike) -> Path:
         """Write the current prior atomically (refused if any value is NaN/inf)."""

@@ -133,6 +133,7 @@ def top_k_architectures(shapes: Sequence[CellShape], alphas: Mapping[str, torch.
     Fewer come back only when the space holds fewer architectures than ``top_k``.
     """
     top_k = check_top_k(top_k)
+    alphas = {str(label): alpha for label, alpha in alphas.items()}  # NNI's label objects and plain strings alike
     components: list[list[Choice]] = []
     for shape in shapes:
         if shape.label not in alphas:
