@@ -51,8 +51,9 @@ def meta_train(args, conditioned: bool, out: Path) -> tuple[Path, float]:
     mixture = ResolutionMixture([TaskDistribution(family_splits(f, image_size=args.image_size)['train'], args.ways,
                                                   args.shots, args.queries, name=f) for f in args.families])
     evaluator = EpisodicClassification(mixture, None, tasks_per_step=len(args.families),
-                                       steps_per_epoch=args.meta_steps, seed=args.seed, max_epochs=1, enable_checkpointing=False, logger=False,
-                                       enable_progress_bar=False, enable_model_summary=False)
+                                       steps_per_epoch=args.meta_steps, seed=args.seed, max_epochs=1,
+                                       enable_checkpointing=False, logger=False, enable_progress_bar=False,
+                                       enable_model_summary=False)
     path = out / ('conditioned.pt' if conditioned else 'unconditioned.pt')
     strategy = BaseStrategy(inner_steps=args.inner_steps, seed=args.seed, save_prior_to=path,
                             dataset_conditioning=conditioned, conditioning_lr=args.conditioning_lr)
