@@ -75,6 +75,10 @@ class ConditionedReptileModule(ReptileModule):
                                            {str(k): tuple(a.shape) for k, a in self.alphas().items()}).to(self.device)
         return self.conditioner
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.ensure_conditioner()  # Lightning loads the state dict after this hook: the conditioner's keys need it
+
     # ---- the task-loop hooks -------------------------------------------------------------------------
     def prepare_task(self, index: int, task: Task) -> None:
         if index == 0:
