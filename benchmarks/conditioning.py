@@ -130,7 +130,9 @@ def main(argv=None) -> dict:
     p.add_argument('--queries', type=int, default=10)
     p.add_argument('--meta-steps', type=int, default=40)
     p.add_argument('--inner-steps', type=int, default=5)
-    p.add_argument('--conditioning-lr', type=float, default=0.01)
+    p.add_argument('--conditioning-lr', type=float, default=3e-3)
+    p.add_argument('--reuse-unconditioned', action='store_true',
+                   help='keep the unconditioned prior of an earlier run with the same settings (output-dir)')
     p.add_argument('--heldout-tasks', type=int, default=10)
     p.add_argument('--spearman-tasks', type=int, default=4)
     p.add_argument('--spearman-archs', type=int, default=12)
@@ -151,6 +153,11 @@ def main(argv=None) -> dict:
 
     paths, seconds = {}, {}
     for conditioned in (False, True):
+        if not conditioned and args.reuse_unconditioned:
+            earlier = json.loads((args.output_dir / 'results.json').read_text())
+            paths[False], seconds[False] = args.output_dir / 'unconditioned.pt', earlier['meta_train_seconds'][
+                'unconditioned']
+            continue
         paths[conditioned], seconds[conditioned] = meta_train(args, conditioned, args.output_dir)
         print(f"meta-trained {'conditioned' if conditioned else 'unconditioned'} prior in {seconds[conditioned]:.0f} s",
               flush=True)

@@ -81,7 +81,7 @@ def test_conditioned_meta_training_trains_the_generator_and_collects_records(con
     _, strategy = conditioned_prior
     module = strategy.oneshot_module
     last = module.conditioner.generator.net[-1]
-    assert last.weight.abs().sum() > 0 and last.bias.abs().sum() > 0  # Reptile's alpha direction reached it
+    assert last.weight.abs().sum() > 0  # Reptile's alpha direction (centred over the step's tasks) reached it
     # 3 meta-steps x 2 tasks x (derived + 2 random architectures)
     assert module.records.total == 3 * 2 * 3
     assert all(0.0 <= acc <= 1.0 for _, _, acc in module.records.records)

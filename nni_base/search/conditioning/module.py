@@ -10,7 +10,10 @@ Where it sits
       part common to all tasks), the generator's target is ``adapted α − shared α``, and the adapted supernet
       scores the derived and ``predictor_samples`` random architectures on the query set (predictor records);
     * ``end_meta_step``: one Adam step of encoder + generator on the regression loss and of the predictor on a
-      batch of records.
+      batch of records. With several tasks per meta-step the generator's targets are centred over the step's
+      tasks: the common part of the task directions is the shared α's Reptile step, the generator learns only
+      how a dataset deviates from it (uncentred, both took the common part and the first benchmark run's
+      conditioned α saturated to the same one-hot cell for both families).
 
 Why this learning signal
     Reptile's outer gradient with respect to a task's *starting* α is ``starting α − adapted α``. With
@@ -111,7 +114,11 @@ class ConditionedReptileModule(ReptileModule):
         optimizer.zero_grad()
         loss = torch.zeros((), device=self.device)
         if train_alpha and self._starts:
-            for start, target in zip(self._starts, self._targets):
+            targets = self._targets
+            if len(targets) > 1:  # the part common to the step's tasks is the shared α's (its Reptile step)
+                mean = {label: torch.stack([t[label] for t in targets]).mean(0) for label in targets[0]}
+                targets = [{label: t[label] - mean[label] for label in t} for t in targets]
+            for start, target in zip(self._starts, targets):
                 for label, offset in start.offset.items():
                     loss = loss + 0.5 * (offset - target[label]).square().sum() / len(self._starts)
         regression = float(loss.detach())
