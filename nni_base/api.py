@@ -11,12 +11,13 @@ from nni.nas.nn.pytorch import ModelSpace
 
 from .evaluator import EpisodicModule
 from .search import BaseSearchModule
+from .search.conditioning.zero_shot import ZeroShotResult, zero_shot
 from .search.loop import adapt_each
 from .search.prior import load_prior
 from .strategy import BaseStrategy
 from .tasks import EpisodeDataset, Task
 
-__all__ = ['build_supernet', 'adaptation_accuracy', 'load_strategy', 'sample_tasks']
+__all__ = ['build_supernet', 'adaptation_accuracy', 'load_strategy', 'sample_tasks', 'zero_shot', 'ZeroShotResult']
 
 
 def build_supernet(space: ModelSpace, strategy: BaseStrategy) -> BaseSearchModule:

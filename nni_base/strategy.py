@@ -33,8 +33,10 @@ from nni.nas.space import RawFormatModelSpace
 from .callbacks import PriorCheckpoint
 from .evaluator import EpisodicClassification, EpisodicModule
 from .search import BaseConfig, BaseSearchModule, MamlModule, ReptileModule, SingleTaskModule
+from .search.conditioning import ConditionedReptileModule
 from .search.distributed import collective_failure, is_collective_error
 from .search.prior import apply_prior, build_prior, load_prior, save_prior
+from .search.top_k import cell_shapes, check_top_k, rank_architectures
 from .space.mixed import SUPPORTED_CHOICES, mutation_hooks, new_sample_each_forward
 from .space.temperature import TemperatureSchedule
 
@@ -140,6 +142,18 @@ class BaseStrategy(OneShotStrategy):
         ``'darts'`` (default): one categorical per edge of the fully connected cell, exported by the DARTS rule.
         ``'slot'``: the paper's parameterisation, one categorical per node input slot over (input, op) pairs,
         as NNI's ``Cell`` exposes them (``op_i_k``, ``input_i_k``); export = the most probable pair per slot.
+    dataset_conditioning
+        MetaD2A-style dataset-conditioned prior (Reptile meta-training only): a set encoder reads each task's
+        support set (per-class then across-class mean pooling) and a generator turns the encoding into an
+        offset added to the shared alpha before the inner loop. Both learn by regressing Reptile's alpha
+        direction of the task (adapted minus starting alpha); a meta performance predictor learns the query
+        accuracy of sampled architectures from the encoding. The prior file carries all three, so
+        :func:`nni_base.api.zero_shot` turns a new dataset into top-k architectures without training.
+    conditioning_lr
+        Adam step size of the encoder, generator and predictor.
+    predictor_samples
+        With ``dataset_conditioning``: random architectures scored on each task's query set (with the adapted
+        supernet weights) per meta-step, besides the derived one, as the predictor's training records.
     resume_from
         A Lightning checkpoint of an interrupted meta-training run (e.g. ``last.ckpt`` of a
         ``ModelCheckpoint`` in the evaluator's trainer). The run continues from it, loaded with
@@ -164,7 +178,8 @@ class BaseStrategy(OneShotStrategy):
                  outer_optimizer_alpha: Literal['sgd', 'adam'] = 'adam', alpha_warmup_steps: int = 0,
                  inner_batch_size: int | None = None, parameterization: Literal['darts', 'slot'] = 'darts',
                  freeze_alpha: bool = False, alpha_estimator: Literal['paired', 'straight_through'] = 'paired',
-                 pool_batchnorm: bool = True,
+                 pool_batchnorm: bool = True, dataset_conditioning: bool = False, conditioning_lr: float = 3e-3,
+                 predictor_samples: int = 2,
                  resume_from: str | os.PathLike | None = None,
                  save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
         super().__init__(**kwargs)
@@ -256,6 +271,9 @@ class BaseStrategy(OneShotStrategy):
             return SingleTaskModule(training_module, self.config)
         if self.config.meta_algorithm == 'maml':
             return MamlModule(training_module, self.config)
+        if self.config.dataset_conditioning:
+            conditioning = self.prior.get('conditioning') if self.prior is not None else None
+            return ConditionedReptileModule(training_module, self.config, conditioning)
         return ReptileModule(training_module, self.config)
 
     def _initialize(self, model_space: RawFormatModelSpace, engine):
@@ -324,16 +342,61 @@ class BaseStrategy(OneShotStrategy):
                 for label, alpha in alphas.items():
                     alpha.copy_(saved[label])
 
+    def ranked_models(self, top_k: int = 1) -> list[tuple[dict[str, Any], float]]:
+        """The ``top_k`` best distinct architectures with their scores, best first.
+
+        Ranked by the module's performance predictor when it has one for the current dataset, else by
+        their log-probability under alpha (the task-averaged alpha, if there is one); the first is
+        :meth:`export_sample`'s architecture when ranked by alpha.
+        """
+        top_k = check_top_k(top_k)
+        module = self.oneshot_module
+        shapes = cell_shapes(module.cells())
+        choices = self._choices_outside_cells(module, {shape.label for shape in shapes})
+        if choices is None:  # a choice kind the ranking does not enumerate: the most probable one only
+            if top_k > 1:
+                raise TypeError('export_top_models(top_k > 1) ranks DARTS-style cells and single-valued choices '
+                                '(LayerChoice, Repeat depth, nni.choice); this space also has multi-input or '
+                                'NNI-cell choices. Use top_k=1 (export_sample) or export_probs.')
+            return [(self.export_sample(), 0.0)]
+        with self._averaged_alpha(module) if module.averaged_alpha is not None else contextlib.nullcontext():
+            return rank_architectures(shapes, module.alphas(), top_k, module.architecture_scorer(), choices=choices)
+
+    def _choices_outside_cells(self, module: BaseSearchModule, cell_labels: set[str]) -> dict[str, list] | None:
+        """Candidate values of every logit vector that is not a GumbelMixedCell's (None if one is not a
+        plain categorical over its values)."""
+        mutables = {str(label): mutable for label, mutable in self.supernet.simplify().items()}
+        choices: dict[str, list] = {}
+        for label, alpha in module.alphas().items():
+            if str(label) in cell_labels:
+                continue
+            mutable = mutables.get(str(label))
+            if not isinstance(mutable, Categorical) or len(mutable.values) != alpha.numel():
+                return None
+            choices[str(label)] = list(mutable.values)
+        return choices
+
+    def export_top_models(self, top_k: int = 1) -> list[dict[str, Any]]:
+        """The ``top_k`` best distinct architectures as NNI samples (``space.freeze(sample)`` builds each),
+        best first; ``NasExperiment.export_top_models(top_k=k, formatter='dict')`` gives the same list."""
+        return [sample for sample, _ in self.ranked_models(top_k)]
+
     def list_models(self, sort: bool = True, limit: int | None = 1) -> Iterator:
+        """Yield the ``limit`` best distinct architectures (frozen model spaces), best first (NNI's strategy API)."""
+        if not sort:
+            _logger.warning('BaseStrategy lists its models best first; sort=False is ignored.')
+        samples = self.export_top_models(1 if limit is None else limit)
         self.oneshot_module.set_model(self.supernet)
-        yield self.model_space.freeze(self.export_sample())
+        for sample in samples:
+            yield self.model_space.freeze(sample)
 
     def prior_dict(self) -> dict[str, Any]:
         """The current prior (weights, alpha, space and task description) as a dict."""
         module = self.oneshot_module
         meta = {'steps': _global_step(module), 'seed': self.seed, 'metrics': dict(module.last_metrics)}
+        conditioning = module.conditioning_state() if isinstance(module, ConditionedReptileModule) else None
         return build_prior(self.supernet, module.alphas(), config=self.config.to_dict(), tasks=self._task_config,
-                           meta=meta)
+                           meta=meta, conditioning=conditioning)
 
     def save_prior(self, path: str | os.PathLike) -> Path:
         """Write the current prior atomically (refused if any value is NaN/inf)."""

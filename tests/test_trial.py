@@ -22,7 +22,7 @@ from nni_base.cli.trial import DEFAULT_PARAMS, main, validate_params
 # Small enough for a few seconds per meta-step on 2 CPU cores.
 # num_threads 0: keep the test session's thread count (conftest), rather than the trial default of 2.
 TINY = {'width': 4, 'num_cells': 3, 'inner_steps': 1, 'tasks_per_step': 1, 'steps_per_epoch': 1, 'meta_epochs': 2,
-        'val_episodes': 1, 'eval_tasks': 1, 'shots': 2, 'queries': 2, 'num_threads': 0}
+        'val_episodes': 1, 'eval_tasks': 1, 'shots': 2, 'queries': 2, 'num_threads': 0, 'top_k': 3}
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -139,13 +139,17 @@ def test_main_writes_arch_probs_and_prior_and_returns_final_metrics(tiny_run):
                             'meta_train_seconds'}
     assert 0.0 <= metrics['default'] <= 1.0 and 0.0 <= metrics['accuracy_before_adaptation'] <= 1.0
     assert metrics['params'] > 1000 and metrics['meta_train_seconds'] > 0 and metrics['search_seconds'] > 0
-    assert sorted(p.name for p in out.iterdir()) == ['arch.json', 'prior.pt', 'probs.json']  # no temp files left
+    assert sorted(p.name for p in out.iterdir()) == ['arch.json', 'prior.pt', 'probs.json', 'top_k.json']  # no temps
 
     sample = json.loads((out / 'arch.json').read_text())
     assert sorted(k for k in sample if k.startswith('normal/op_')) == [f'normal/op_{i}_{k}' for i in range(2, 6)
                                                                       for k in range(2)]
     probs = json.loads((out / 'probs.json').read_text())
     assert abs(sum(probs['normal/2_0'].values()) - 1) < 1e-5
+    top_k = json.loads((out / 'top_k.json').read_text())
+    assert [t['rank'] for t in top_k] == [1, 2, 3] and top_k[0]['sample'] == sample
+    assert len({json.dumps(t['sample'], sort_keys=True) for t in top_k}) == 3
+    assert top_k[0]['log_prob'] >= top_k[1]['log_prob'] >= top_k[2]['log_prob']
 
     from nni_base import DartsTaskSpace, load_prior
     prior = load_prior(out / 'prior.pt')
@@ -179,7 +183,7 @@ def test_shared_prior_skips_meta_training_and_output_dir_comes_from_nni(tiny_run
                         '--output-dir', str(tmp_path / 'cli')])
     assert not (tmp_path / 'cli').exists()
     written = tmp_path / 'nni'
-    assert sorted(p.name for p in written.iterdir()) == ['arch.json', 'prior.pt', 'probs.json']
+    assert sorted(p.name for p in written.iterdir()) == ['arch.json', 'prior.pt', 'probs.json', 'top_k.json']
     assert (written / 'prior.pt').read_bytes() == (out / 'prior.pt').read_bytes()
     assert channel.metrics == [('FINAL', 3, metrics)]
 

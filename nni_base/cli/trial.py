@@ -7,7 +7,9 @@ few-shot tasks (or loads a shared one), adapts it to held-out tasks, exports the
 - at the end, ``nni.report_final_result({'default': accuracy, 'accuracy_before_adaptation': ..., 'params': ...,
   'search_seconds': ..., 'meta_train_seconds': ...})``.
 
-It writes ``arch.json`` (the NNI sample), ``probs.json`` (operation probabilities per edge) and ``prior.pt`` into
+It writes ``arch.json`` (the NNI sample), ``probs.json`` (operation probabilities per edge), ``top_k.json`` (the
+``top_k`` most probable distinct samples under the task-averaged alpha, best first, with log-probabilities) and
+``prior.pt`` into
 the trial's output directory (``$NNI_OUTPUT_DIR``, else ``--output-dir``, else ``./runs/trial``).
 
 Outside NNI::
@@ -44,6 +46,7 @@ from ..data import digits_splits, load_cifar10, load_cifar100, load_downsampled_
 from ..evaluator import EpisodicClassification
 from ..io import write_atomic, write_text
 from ..search.config import BaseConfig, coerce, hparam
+from ..search.top_k import cell_shapes, top_k_architectures
 from ..space.darts import DartsTaskSpace
 from ..strategy import BaseStrategy
 from ..tasks import TaskDistribution
@@ -87,6 +90,7 @@ class TrialSettings:
     width: int = hparam(8, 'int', minimum=1)
     num_cells: int = hparam(3, 'int', minimum=1)
     eval_tasks: int = hparam(4, 'int', minimum=1)  # held-out tasks of the final adaptation / evaluation
+    top_k: int = hparam(1, 'int', minimum=1)  # architectures written to top_k.json, best first, with scores
     # 'digits' is embedded; the others read files under data_root
     dataset: str = hparam('digits', 'choice', choices=DATASETS)
     data_root: str | None = hparam(None, 'path', optional=True)
@@ -292,8 +296,10 @@ def _adapt_and_export(params: dict[str, Any], prior_path: Path, held_out) -> dic
             alpha.copy_(averaged[label])
     sample = supernet.export()
     probs = supernet.export_probs()
+    ranked = top_k_architectures(cell_shapes(supernet.cells()), supernet.alphas(), params['top_k'])
+    top_k = [{'rank': i + 1, 'log_prob': round(score, 6), 'sample': s} for i, (s, score) in enumerate(ranked)]
     network = space().freeze(sample)
-    return {'accuracy': accuracy, 'sample': sample, 'probs': probs,
+    return {'accuracy': accuracy, 'sample': sample, 'probs': probs, 'top_k': top_k,
             'params': sum(p.numel() for p in network.parameters())}
 
 
@@ -341,6 +347,7 @@ def run_trial(params: dict[str, Any], output_dir: str | os.PathLike,
 
     _write_json(out / 'arch.json', result['sample'])
     _write_json(out / 'probs.json', result['probs'])
+    _write_json(out / 'top_k.json', result['top_k'])
     metrics = {
         'default': float(result['accuracy']['after']),
         'accuracy_before_adaptation': float(result['accuracy']['before']),

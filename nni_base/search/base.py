@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -126,6 +127,13 @@ class BaseSearchModule(BaseOneShotLightningModule):
         if isinstance(logits, tuple):
             logits = logits[0]
         return self.training_module.criterion(logits, y), (logits.argmax(-1) == y).float().mean()
+
+    def architecture_scorer(self) -> Callable[[list[dict[str, Any]]], Sequence[float]] | None:
+        """Scores of candidate NNI samples for top-k ranking (higher is better), or None to rank by alpha.
+
+        :class:`~.conditioning.ConditionedReptileModule` returns its meta performance predictor here.
+        """
+        return None
 
     # ---- the inner loop (search/loop.py), as methods for adaptation outside a trainer ----------------
     def adapt(self, task: Task, steps: int, state: ModelState, *, where: str, train_alpha: bool = True) -> float:

@@ -88,6 +88,9 @@ class BaseConfig:
     alpha_estimator: Literal['paired', 'straight_through'] = hparam('paired', 'choice',
                                                                     choices=('paired', 'straight_through'))
     pool_batchnorm: bool = hparam(True, 'bool')
+    dataset_conditioning: bool = hparam(False, 'bool')
+    conditioning_lr: float = hparam(3e-3, 'float', minimum=0)
+    predictor_samples: int = hparam(2, 'int', minimum=0)
 
     def __post_init__(self):
         if isinstance(self.temperature, dict):  # from a prior file
@@ -100,6 +103,9 @@ class BaseConfig:
             raise ValueError(f'temperature must be a TemperatureSchedule or a (start, end) pair, got '
                              f'{self.temperature!r}.')
         maml = self.meta_algorithm == 'maml'
+        if self.dataset_conditioning and maml:
+            raise ValueError("dataset_conditioning is trained with Reptile's task directions: use "
+                             "meta_algorithm='reptile' (the default) with it.")
         if self.outer_lr is None:
             # Reptile moves the prior toward the mean adapted values (1.0: all the way); MAML's outer
             # optimizer is Adam on the query loss, which wants a small step.

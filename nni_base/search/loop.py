@@ -112,11 +112,14 @@ def query_metrics(module: BaseSearchModule, task: Task) -> tuple[float, float]:
 
 def adapt_each(module: BaseSearchModule, tasks: Sequence[Task], steps: int, *, where: str,
                train_alpha: bool = True, measure: bool = True,
-               on_adapted: Callable[[ModelState], None] | None = None) -> TaskResults:
+               on_adapted: Callable[[ModelState], None] | None = None,
+               prepare: Callable[[int, Task], None] | None = None) -> TaskResults:
     """Adapt the shared supernet to each task in turn, restoring it after each.
 
     ``measure`` records query accuracy before and after (and the query loss, which must be finite);
-    ``on_adapted(state)`` sees each task's adapted tensors before they are restored.
+    ``prepare(k, task)`` may set the task's starting point in place before adaptation (a dataset-conditioned
+    α, :mod:`.conditioning`; restored with the rest after the task); ``on_adapted(state)`` sees each task's
+    adapted tensors before they are restored.
     """
     state = ModelState(module.training_module.model)
     shared = state.snapshot()
@@ -125,6 +128,8 @@ def adapt_each(module: BaseSearchModule, tasks: Sequence[Task], steps: int, *, w
         with torch.enable_grad():
             for k, task in enumerate(tasks):
                 task = task.to(module.device)
+                if prepare is not None:
+                    prepare(k, task)
                 if measure:
                     results.before.append(query_metrics(module, task)[1])
                 adapt(module, task, steps, state, where=f'{where}, task {k}', train_alpha=train_alpha)

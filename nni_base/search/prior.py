@@ -46,9 +46,14 @@ def _plain(value: Any) -> Any:
 
 
 def build_prior(model: nn.Module, alphas: dict[str, torch.Tensor], *, config: dict[str, Any],
-                tasks: dict[str, Any] | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Collect everything a prior holds, detached and on CPU."""
-    return {
+                tasks: dict[str, Any] | None = None, meta: dict[str, Any] | None = None,
+                conditioning: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Collect everything a prior holds, detached and on CPU.
+
+    ``conditioning``: the dataset encoder, α generator and predictor of a dataset-conditioned prior
+    (:meth:`nni_base.search.conditioning.Conditioner.state`, plain tensors); priors without it load as before.
+    """
+    prior = {
         'format': PRIOR_FORMAT,
         'version': PRIOR_VERSION,
         'space': {'class': f'{type(model).__module__}.{type(model).__qualname__}',
@@ -59,6 +64,9 @@ def build_prior(model: nn.Module, alphas: dict[str, torch.Tensor], *, config: di
         'tasks': dict(tasks or {}),
         'meta': dict(meta or {}),
     }
+    if conditioning is not None:
+        prior['conditioning'] = conditioning
+    return prior
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:

@@ -22,6 +22,7 @@ from typing import cast
 import torch
 
 from ..errors import MetaTrainingDiverged
+from ..tasks import Task
 from .distributed import all_reduce_sum, process_group
 from .loop import adapt_each
 from .meta_training import MetaTrainingModule
@@ -49,8 +50,11 @@ class ReptileModule(MetaTrainingModule):
         adapted = MeanAccumulator(state.tensors)
         train_alpha = not self.alpha_warming_up() and not self.config.freeze_alpha
         where = self.where(batch_idx)
+        def on_adapted(s: ModelState) -> None:
+            adapted.add(self.task_adapted(s))
+
         results = adapt_each(self, tasks, self.config.inner_steps, where=where, train_alpha=train_alpha,
-                             on_adapted=lambda s: adapted.add(s.tensors))
+                             on_adapted=on_adapted, prepare=self.prepare_task)
 
         num_tasks = None
         if process_group()[1] > 1:  # sum the adapted tensors and the metrics over ranks, then divide by all tasks
@@ -73,4 +77,16 @@ class ReptileModule(MetaTrainingModule):
         if state.buffers:  # BatchNorm statistics: take the task mean directly
             with torch.no_grad():
                 torch._foreach_copy_(state.buffers, mean[n_params:])
+        self.end_meta_step(train_alpha)
         return self.log_meta_step(results, num_tasks)
+
+    # ---- hooks of the dataset-conditioned subclass (search/conditioning/module.py); no-ops here -------
+    def prepare_task(self, index: int, task: Task) -> None:
+        """Set task ``index``'s starting point in place before its inner loop (the shared values here)."""
+
+    def task_adapted(self, state: ModelState) -> list[torch.Tensor]:
+        """The adapted tensors whose task mean the shared values move toward (all of ``state`` here)."""
+        return state.tensors
+
+    def end_meta_step(self, train_alpha: bool) -> None:
+        """Called after the outer step of every meta-step."""

@@ -37,8 +37,8 @@ from nni.nas.oneshot.pytorch.supermodule.sampling import PathSamplingCell
 
 NONE_OP = 'none'
 
-__all__ = ['GumbelMixedCell', 'derived_architecture', 'derive_cell', 'edge_index', 'num_edges', 'alpha_entropy',
-           'straight_through', 'paired_straight_through', 'alpha_max_prob', 'NONE_OP']
+__all__ = ['GumbelMixedCell', 'derived_architecture', 'fixed_architecture', 'derive_cell', 'edge_index', 'num_edges',
+           'alpha_entropy', 'straight_through', 'paired_straight_through', 'alpha_max_prob', 'NONE_OP']
 
 
 def num_edges(num_nodes: int, num_predecessors: int) -> int:
@@ -140,6 +140,30 @@ def derived_architecture(cells: Iterable[Any]) -> Iterator[None]:
             cell.use_derived = False
 
 
+@contextlib.contextmanager
+def fixed_architecture(cells: Iterable[GumbelMixedCell], sample: dict[str, Any]) -> Iterator[None]:
+    """Run the architecture of an NNI ``sample`` (DARTS-cell keys) with the supernet's weights inside the block.
+
+    Used to score sampled architectures on a task's query set with the adapted shared weights (the records
+    the meta performance predictor learns from, :mod:`nni_base.search.conditioning`).
+    """
+    cells = list(cells)
+    for cell in cells:
+        edges: dict[int, list[tuple[int, int]]] = {}
+        for node in range(cell.num_predecessors, cell.num_predecessors + cell.num_nodes):
+            edges[node] = [(int(sample[f'{cell.label}/input_{node}_{k}'][0]),
+                            cell.op_names.index(sample[f'{cell.label}/op_{node}_{k}']))
+                           for k in range(cell.num_ops_per_node)]
+        cell.fixed_edges = edges
+        cell.use_derived = True
+    try:
+        yield
+    finally:
+        for cell in cells:
+            cell.fixed_edges = None
+            cell.use_derived = False
+
+
 def alpha_max_prob(alpha: torch.Tensor) -> torch.Tensor:
     """Mean over rows of the largest probability: 1/columns when uniform, 1 when every choice is certain."""
     return F.softmax(alpha.detach().float(), dim=-1).max(-1).values.mean()
@@ -205,6 +229,8 @@ class GumbelMixedCell(PathSamplingCell):
         self._derived_from: torch.Tensor | None = None
         # Run the derived architecture even in train mode (query evaluation with batch statistics).
         self.use_derived = False
+        # An architecture to run instead of the derived one (``fixed_architecture``): node -> [(input, op index)].
+        self.fixed_edges: dict[int, list[tuple[int, int]]] | None = None
 
     @classmethod
     def mutate(cls, module, name, memo, mutate_kwargs):
@@ -309,7 +335,7 @@ class GumbelMixedCell(PathSamplingCell):
         return self.postprocessor(this_cell, processed)
 
     def _forward_derived(self, states: list[torch.Tensor]) -> None:
-        for node, edges in self._derived_edges().items():
+        for node, edges in (self.fixed_edges or self._derived_edges()).items():
             node_ops = cast(Sequence[nn.ModuleDict], self.ops[node - self.num_predecessors])
             out = None
             for pred, op in edges:

@@ -157,6 +157,7 @@ class SlotGumbelCell(GumbelMixedCell):
         self._derived: dict[int, list[tuple[int, int]]] | None = None
         self._derived_from: torch.Tensor | None = None
         self.use_derived = False
+        self.fixed_edges: dict[int, list[tuple[int, int]]] | None = None
 
     @property
     def all_op_names(self) -> list[str]:

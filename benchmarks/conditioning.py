@@ -1,0 +1,210 @@
+"""Does a dataset-conditioned prior pick each family's own winner where one shared α can pick only a compromise?
+
+Meta-trains two priors on an equal mixture of two task families (default ``peaks`` and ``texture``: every meta-step
+one task of each) with the same budget and seed: an ordinary BASE prior, and a dataset-conditioned one
+(``BaseStrategy(dataset_conditioning=True)``: set encoder → α offset, meta performance predictor). Then, on held-out
+tasks of each family (5-way 5-shot, the families' held-out classes):
+
+1. per cell type, the mean probability of each operation over the edges of α — the unconditioned prior's one α,
+   and the conditioned α of every held-out task (``nni_base.api.zero_shot``) — and whether the top operation is the
+   family's known winner (``benchmarks/results/known_answer.json``, per cell type);
+2. the wall time from a new support set to the top-k architectures (``zero_shot``, prior already in memory, and
+   including reading the prior file);
+3. the predictor's Spearman correlation with the query accuracy of random architectures, measured with the
+   supernet adapted to each held-out task (weight-sharing accuracies, as in the predictor's training records).
+
+    python benchmarks/conditioning.py --meta-steps 40 --output-dir benchmarks/results/conditioning
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from nni.nas.experiment import NasExperiment
+from scipy import stats
+
+from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, ResolutionMixture, TaskDistribution
+from nni_base.api import build_supernet, load_strategy, sample_tasks, zero_shot
+from nni_base.data.families import family_splits
+from nni_base.io import write_json
+from nni_base.search.conditioning.predictor import arch_features, random_architecture
+from nni_base.search.conditioning.zero_shot import conditioner_of
+from nni_base.search.evaluation import DARTS_OPS
+from nni_base.search.loop import adapt_each
+from nni_base.search.prior import load_prior
+from nni_base.space.gumbel_cell import fixed_architecture
+
+
+def space(args) -> DartsTaskSpace:
+    return DartsTaskSpace(width=args.width, num_cells=args.num_cells, num_classes=args.ways)
+
+
+def meta_train(args, conditioned: bool, out: Path) -> tuple[Path, float]:
+    mixture = ResolutionMixture([TaskDistribution(family_splits(f, image_size=args.image_size)['train'], args.ways,
+                                                  args.shots, args.queries, name=f) for f in args.families])
+    evaluator = EpisodicClassification(mixture, None, tasks_per_step=len(args.families),
+                                       steps_per_epoch=args.meta_steps, seed=args.seed, max_epochs=1,
+                                       enable_checkpointing=False, logger=False, enable_progress_bar=False,
+                                       enable_model_summary=False)
+    path = out / ('conditioned.pt' if conditioned else 'unconditioned.pt')
+    strategy = BaseStrategy(inner_steps=args.inner_steps, seed=args.seed, save_prior_to=path,
+                            dataset_conditioning=conditioned, conditioning_lr=args.conditioning_lr)
+    start = time.perf_counter()
+    exp = NasExperiment(space(args), evaluator, strategy)
+    exp.run()
+    seconds = time.perf_counter() - start
+    exp.stop()
+    return path, seconds
+
+
+def per_op(alpha: torch.Tensor) -> dict[str, float]:
+    probs = torch.softmax(alpha.detach().float(), -1)[:, :len(DARTS_OPS)].mean(0)
+    return dict(zip(DARTS_OPS, probs.tolist()))
+
+
+def summary(alphas: dict[str, torch.Tensor], winners: dict[str, str]) -> dict:
+    out = {}
+    for label, alpha in alphas.items():
+        ops = per_op(alpha)
+        top = max(ops, key=ops.get)
+        winner = winners[str(label)]
+        out[str(label)] = {'per_op': ops, 'top_op': top, 'winner': winner, 'top_is_winner': top == winner,
+                           'winner_rank': sorted(ops, key=lambda o: -ops[o]).index(winner) + 1}
+    return out
+
+
+def mean_alphas(alphas: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Log of the task-mean probabilities (what the per-op summary of 'the family's α' reads)."""
+    return {k: torch.stack([torch.softmax(a[k], -1) for a in alphas]).mean(0).log() for k in alphas[0]}
+
+
+def predictor_spearman(prior_path: Path, tasks, args) -> list[float]:
+    prior = load_prior(prior_path)
+    conditioner = conditioner_of(prior)
+    rng = random.Random(args.seed)
+    rhos = []
+    for t, task in enumerate(tasks[:args.spearman_tasks]):
+        torch.manual_seed(t)
+        supernet = build_supernet(space(args), load_strategy(prior_path))
+        alpha, encoding = conditioner.conditioned_alpha(prior['alpha'], task.support_x, task.support_y)
+
+        def condition(_: int, __, alpha=alpha, supernet=supernet) -> None:
+            with torch.no_grad():
+                for label, a in supernet.alphas().items():
+                    a.copy_(alpha[str(label)])
+
+        samples = [random_architecture(conditioner.shapes, rng) for _ in range(args.spearman_archs)]
+        measured: list[float] = []
+
+        def score(_state, samples=samples, measured=measured, task=task, supernet=supernet) -> None:
+            for sample in samples:
+                with torch.no_grad(), fixed_architecture(supernet.cells(), sample):
+                    measured.append(float(supernet.model_loss(task.query_x, task.query_y)[1]))
+
+        adapt_each(supernet, [task], args.inner_steps, where='spearman', measure=False, prepare=condition,
+                   on_adapted=score)
+        with torch.no_grad():
+            predicted = conditioner.predictor(encoding, torch.stack([arch_features(s, conditioner.shapes)
+                                                                     for s in samples])).tolist()
+        rho = stats.spearmanr(predicted, measured).statistic
+        rhos.append(float(rho) if rho == rho else 0.0)
+    return rhos
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--families', nargs='+', default=['peaks', 'texture'])
+    p.add_argument('--image-size', type=int, default=16)
+    p.add_argument('--width', type=int, default=8)
+    p.add_argument('--num-cells', type=int, default=4)
+    p.add_argument('--ways', type=int, default=5)
+    p.add_argument('--shots', type=int, default=10)
+    p.add_argument('--queries', type=int, default=10)
+    p.add_argument('--meta-steps', type=int, default=40)
+    p.add_argument('--inner-steps', type=int, default=5)
+    p.add_argument('--conditioning-lr', type=float, default=3e-3)
+    p.add_argument('--reuse-unconditioned', action='store_true',
+                   help='keep the unconditioned prior of an earlier run with the same settings (output-dir)')
+    p.add_argument('--heldout-tasks', type=int, default=10)
+    p.add_argument('--spearman-tasks', type=int, default=4)
+    p.add_argument('--spearman-archs', type=int, default=12)
+    p.add_argument('--top-k', type=int, default=5)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--known', type=Path, default=Path(__file__).parent / 'results' / 'known_answer.json')
+    p.add_argument('--output-dir', type=Path, default=Path('benchmarks/results/conditioning'))
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings('ignore')
+    logging.getLogger('nni').setLevel(logging.WARNING)
+    logging.getLogger('pytorch_lightning').setLevel(logging.WARNING)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    known = json.loads(args.known.read_text())['families']
+    results: dict = {'settings': {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                     'families': {}}
+
+    paths, seconds = {}, {}
+    for conditioned in (False, True):
+        if not conditioned and args.reuse_unconditioned:
+            earlier = json.loads((args.output_dir / 'results.json').read_text())
+            paths[False], seconds[False] = args.output_dir / 'unconditioned.pt', earlier['meta_train_seconds'][
+                'unconditioned']
+            continue
+        paths[conditioned], seconds[conditioned] = meta_train(args, conditioned, args.output_dir)
+        print(f"meta-trained {'conditioned' if conditioned else 'unconditioned'} prior in {seconds[conditioned]:.0f} s",
+              flush=True)
+    results['meta_train_seconds'] = {'unconditioned': seconds[False], 'conditioned': seconds[True]}
+    plain, conditioned_prior = load_prior(paths[False]), load_prior(paths[True])
+
+    for f in args.families:
+        winners = {ct: known[f]['cell_types'][ct]['winner'] for ct in ('normal', 'reduce')}
+        tasks = sample_tasks(TaskDistribution(family_splits(f, image_size=args.image_size)['test'], args.ways, 5, 5,
+                                              name=f), args.heldout_tasks, seed=args.seed + 1000)
+        zs = [zero_shot(conditioned_prior, t.support_x, t.support_y, args.top_k) for t in tasks]
+        per_task = [summary(r.alpha, winners) for r in zs]
+        family = {
+            'winners': winners,
+            'unconditioned': summary(plain['alpha'], winners),
+            'conditioned_shared_alpha': summary(conditioned_prior['alpha'], winners),
+            'conditioned_task_mean': summary(mean_alphas([r.alpha for r in zs]), winners),
+            'conditioned_top_is_winner_fraction': {ct: sum(s[ct]['top_is_winner'] for s in per_task) / len(per_task)
+                                                   for ct in ('normal', 'reduce')},
+            'top_k_first_task': [{'sample': s, 'score': sc} for s, sc in zip(zs[0].samples, zs[0].scores)],
+            'ranked_by': zs[0].ranked_by,
+        }
+        warm = []
+        for t in tasks:
+            start = time.perf_counter()
+            zero_shot(conditioned_prior, t.support_x, t.support_y, args.top_k)
+            warm.append(time.perf_counter() - start)
+        cold = []
+        for t in tasks[:3]:
+            start = time.perf_counter()
+            zero_shot(paths[True], t.support_x, t.support_y, args.top_k)
+            cold.append(time.perf_counter() - start)
+        family['zero_shot_seconds'] = {'median_in_memory': statistics.median(warm),
+                                       'median_from_file': statistics.median(cold)}
+        rhos = predictor_spearman(paths[True], tasks, args)
+        family['predictor_spearman'] = {'per_task': rhos, 'mean': sum(rhos) / len(rhos)}
+        results['families'][f] = family
+        line = '; '.join(f"{ct}: uncond {family['unconditioned'][ct]['top_op']}, cond "
+                         f"{family['conditioned_task_mean'][ct]['top_op']} (winner {winners[ct]}, rank "
+                         f"{family['unconditioned'][ct]['winner_rank']}→{family['conditioned_task_mean'][ct]['winner_rank']})"
+                         for ct in ('normal', 'reduce'))
+        print(f"{f}: {line}; zero-shot {family['zero_shot_seconds']['median_in_memory'] * 1000:.0f} ms "
+              f"({family['zero_shot_seconds']['median_from_file'] * 1000:.0f} ms from file); predictor Spearman "
+              f"{family['predictor_spearman']['mean']:.2f}", flush=True)
+        write_json(args.output_dir / 'results.json', results)
+    return results
+
+
+if __name__ == '__main__':
+    main()

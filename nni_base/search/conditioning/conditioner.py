@@ -1,0 +1,89 @@
+"""The conditioning bundle (encoder + α generator + predictor) and its plain-tensor form in a prior file.
+
+Where it sits
+    Owned by :class:`.module.ConditionedReptileModule` during meta-training, written into the prior under
+    ``'conditioning'`` (:meth:`Conditioner.state`: ints, strings, lists and tensors only, so
+    ``torch.load(weights_only=True)`` reads it), rebuilt by :func:`.zero_shot.zero_shot`
+    (:meth:`Conditioner.from_state`). Priors without the entry are ordinary, unconditioned priors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..top_k import CellShape
+from .encoder import SetEncoder, check_support
+from .generator import AlphaOffsetGenerator
+from .predictor import PerformancePredictor, arch_feature_size, arch_features
+
+__all__ = ['Conditioner', 'CONDITIONING_VERSION']
+
+CONDITIONING_VERSION = 1
+
+
+class Conditioner(nn.Module):
+    """Dataset encoder, α-offset generator and performance predictor of one supernet's cell types."""
+
+    def __init__(self, shapes: Sequence[CellShape], alpha_shapes: Mapping[str, tuple[int, ...]], dim: int = 32,
+                 hidden: int = 64):
+        super().__init__()
+        self.shapes = list(shapes)
+        self.dim, self.hidden = dim, hidden
+        self.encoder = SetEncoder(dim, hidden)
+        self.generator = AlphaOffsetGenerator(dim, alpha_shapes, hidden)
+        self.predictor = PerformancePredictor(dim, arch_feature_size(self.shapes), hidden)
+        self.predictor_records = 0  # how many records the predictor has learnt from (0: rank by alpha)
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        check_support(x, y)
+        return self.encoder(x, y)
+
+    def conditioned_alpha(self, alphas: Mapping[str, torch.Tensor], x: torch.Tensor,
+                          y: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """``shared α + g(encoding)`` per cell type, and the encoding (no gradient)."""
+        with torch.no_grad():
+            encoding = self.encode(x, y)
+            offsets = self.generator(encoding)
+            return {k: alphas[k].detach().float().cpu() + offsets[k].cpu() for k in alphas}, encoding
+
+    def scorer(self, encoding: torch.Tensor):
+        """Predicted query accuracy of candidate samples on the encoded dataset (for top-k ranking)."""
+        def score(samples: list[dict[str, Any]]) -> list[float]:
+            with torch.no_grad():
+                arch = torch.stack([arch_features(s, self.shapes) for s in samples]).to(encoding.device)
+                return self.predictor(encoding, arch).tolist()
+        return score
+
+    # ---- prior file ----------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            'version': CONDITIONING_VERSION,
+            'dim': self.dim, 'hidden': self.hidden,
+            'shapes': [{**asdict(s), 'op_names': list(s.op_names)} for s in self.shapes],
+            'alpha_shapes': {k: list(v) for k, v in self.generator.alpha_shapes.items()},
+            'encoder': _plain_state(self.encoder), 'generator': _plain_state(self.generator),
+            'predictor': _plain_state(self.predictor), 'predictor_records': int(self.predictor_records),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Conditioner:
+        if state.get('version') != CONDITIONING_VERSION:
+            raise ValueError(f'The prior\'s dataset conditioning has version {state.get("version")}, this nni-base '
+                             f'reads version {CONDITIONING_VERSION}.')
+        shapes = [CellShape(**{**s, 'op_names': tuple(s['op_names'])}) for s in state['shapes']]
+        conditioner = cls(shapes, {k: tuple(v) for k, v in state['alpha_shapes'].items()}, state['dim'],
+                          state['hidden'])
+        conditioner.encoder.load_state_dict(state['encoder'])
+        conditioner.generator.load_state_dict(state['generator'])
+        conditioner.predictor.load_state_dict(state['predictor'])
+        conditioner.predictor_records = int(state['predictor_records'])
+        return conditioner
+
+
+def _plain_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}

@@ -1,0 +1,73 @@
+"""The dataset encoder: a permutation-invariant set encoder over a task's support set (MetaD2A's, on pixels).
+
+Where it sits
+    First stage of dataset conditioning (:mod:`nni_base.search.conditioning`): support set → encoding, which the
+    generator (:mod:`.generator`) turns into an α offset and the predictor (:mod:`.predictor`) reads beside an
+    architecture. Trained inside Reptile meta-training (:class:`.module.ConditionedReptileModule`).
+
+How
+    Each image becomes a few channel-agnostic statistics (a 4x4 average-pooled map, mean, spread, edge energy,
+    local peakiness), so any image size and channel count is accepted; an MLP embeds them; the embeddings are
+    mean-pooled within each class (intra-class), transformed, then mean-pooled across classes (inter-class) and
+    projected. Mean pooling at both levels makes the encoding invariant to the order of the images and of the
+    classes — the two set levels of MetaD2A's encoder, with DeepSets pooling in place of its set transformer.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ['IMAGE_FEATURES', 'image_features', 'SetEncoder']
+
+_POOLED = 4
+#: Length of :func:`image_features`' vectors.
+IMAGE_FEATURES = _POOLED * _POOLED + 5
+
+
+def image_features(x: torch.Tensor) -> torch.Tensor:
+    """``(N, C, H, W)`` images → ``(N, IMAGE_FEATURES)`` statistics that do not depend on C, H or W."""
+    if x.dim() != 4:
+        raise ValueError(f'Support images must be (N, C, H, W), got shape {tuple(x.shape)}.')
+    x = x.float()
+    pooled = F.adaptive_avg_pool2d(x, _POOLED).mean(1).flatten(1)
+    mean = x.mean((1, 2, 3))
+    std = x.flatten(1).std(1, unbiased=False)
+    dx = (x[..., :, 1:] - x[..., :, :-1]).abs().mean((1, 2, 3))
+    dy = (x[..., 1:, :] - x[..., :-1, :]).abs().mean((1, 2, 3))
+    peak = (F.max_pool2d(x, 3, 1, 1) - F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)).mean((1, 2, 3))
+    return torch.cat([pooled, torch.stack([mean, std, dx, dy, peak], 1)], 1)
+
+
+def check_support(x: torch.Tensor, y: torch.Tensor) -> None:
+    """A clear error for an empty or mismatched support set."""
+    if x.numel() == 0 or len(x) == 0:
+        raise ValueError('The support set is empty: the dataset encoder needs at least one labelled image.')
+    if len(x) != len(y):
+        raise ValueError(f'support_x has {len(x)} images but support_y {len(y)} labels.')
+
+
+class SetEncoder(nn.Module):
+    """Support set ``(x, y)`` → encoding ``(dim,)``: per-image embedding, intra-class then inter-class pooling."""
+
+    def __init__(self, dim: int = 32, hidden: int = 64):
+        super().__init__()
+        self.dim, self.hidden = dim, hidden
+        self.embed = nn.Sequential(nn.Linear(IMAGE_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.intra = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU())
+        self.inter = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        check_support(x, y)
+        return self.encode_features(image_features(x), y)
+
+    def encode_features(self, features: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The encoding from precomputed :func:`image_features` (the predictor's records keep those)."""
+        h = self.embed(features.to(self.inter.weight.device))
+        _, inverse = torch.unique(y.to(h.device), return_inverse=True)
+        n_classes = int(inverse.max()) + 1
+        sums = h.new_zeros(n_classes, h.shape[1]).index_add(0, inverse, h)
+        counts = torch.bincount(inverse, minlength=n_classes).to(h.dtype).unsqueeze(1)
+        per_class = self.intra(sums / counts)          # intra-class pooling, then a class-level transform
+        return self.inter(per_class.mean(0))           # inter-class pooling

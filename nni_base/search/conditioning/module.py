@@ -1,0 +1,193 @@
+"""Reptile meta-training of a dataset-conditioned prior (MetaD2A's generator inside BASE).
+
+Where it sits
+    :class:`~nni_base.BaseStrategy` picks :class:`ConditionedReptileModule` in ``configure_oneshot_module`` when
+    ``dataset_conditioning=True`` and the evaluator is episodic. It is :class:`~nni_base.search.reptile.ReptileModule`
+    with three hooks in the shared task loop:
+
+    * ``prepare_task`` (before the inner loop): encode the task's support set, ``α ← shared α + g(encoding)``;
+    * ``task_adapted`` (after it): the shared α moves toward the mean of ``adapted α − offset`` (so it learns the
+      part common to all tasks), the generator's target is ``adapted α − shared α``, and the adapted supernet
+      scores the derived and ``predictor_samples`` random architectures on the query set (predictor records);
+    * ``end_meta_step``: one Adam step of encoder + generator on the regression loss and of the predictor on a
+      batch of records. With several tasks per meta-step the generator's targets are centred over the step's
+      tasks: the common part of the task directions is the shared α's Reptile step, the generator learns only
+      how a dataset deviates from it (uncentred, both took the common part and the first benchmark run's
+      conditioned α saturated to the same one-hot cell for both families).
+
+Why this learning signal
+    Reptile's outer gradient with respect to a task's *starting* α is ``starting α − adapted α``. With
+    ``starting α = shared α + g(e)``, the loss ``½‖g(e) − (adapted α − shared α)‖²`` has exactly that gradient with
+    respect to ``g(e)``, so regressing the generator onto the task's adapted offset *is* Reptile on the
+    generated part, chained through the generator into the encoder; the shared α takes the task mean as before.
+    No second-order terms and no query-loss backpropagation through the inner loop are needed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ...space.gumbel_cell import derive_cell, fixed_architecture
+from ...tasks import Task
+from ..config import BaseConfig
+from ..loop import adapt_each
+from ..meta_update import ModelState
+from ..reptile import ReptileModule
+from ..top_k import cell_shapes
+from .conditioner import Conditioner
+from .encoder import image_features
+from .predictor import RecordBuffer, arch_features, random_architecture
+
+__all__ = ['ConditionedReptileModule']
+
+PREDICTOR_BATCH = 64
+
+
+@dataclass
+class _TaskStart:
+    """What ``prepare_task`` remembers of a task until it is adapted."""
+
+    task: Task
+    shared: dict[str, torch.Tensor]
+    offset: dict[str, torch.Tensor]
+
+
+class ConditionedReptileModule(ReptileModule):
+    """Reptile over (weights, shared α, encoder, generator, predictor); see the module docstring."""
+
+    def __init__(self, training_module, config: BaseConfig, conditioning: Mapping[str, Any] | None = None):
+        super().__init__(training_module, config)
+        # Built from the prior, or on first use: the supernet is set after construction (``set_model``).
+        self.conditioner: Conditioner | None = Conditioner.from_state(conditioning) if conditioning else None
+        self.records = RecordBuffer()
+        self._rng = random.Random(0)
+        self._starts: list[_TaskStart] = []
+        self._targets: list[dict[str, torch.Tensor]] = []
+        self._conditioning_optimizer: torch.optim.Optimizer | None = None
+        self.last_conditioning: dict[str, float] = {}
+
+    def ensure_conditioner(self) -> Conditioner:
+        """The conditioner, built for the supernet's cell types on first use."""
+        if self.conditioner is None:
+            self.conditioner = Conditioner(cell_shapes(self.cells()),
+                                           {str(k): tuple(a.shape) for k, a in self.alphas().items()}).to(self.device)
+        return self.conditioner
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.ensure_conditioner()  # Lightning loads the state dict after this hook: the conditioner's keys need it
+
+    # ---- the task-loop hooks -------------------------------------------------------------------------
+    def prepare_task(self, index: int, task: Task) -> None:
+        if index == 0:
+            self._starts, self._targets = [], []
+        conditioner = self.ensure_conditioner()
+        encoding = conditioner.encode(task.support_x, task.support_y)
+        offset = conditioner.generator(encoding)
+        alphas = {str(label): a for label, a in self.alphas().items()}
+        shared = {label: a.detach().clone() for label, a in alphas.items()}
+        with torch.no_grad():
+            for label, alpha in alphas.items():
+                alpha.add_(offset[label].detach())
+        self._starts.append(_TaskStart(task, shared, offset))
+
+    def task_adapted(self, state: ModelState) -> list[torch.Tensor]:
+        start = self._starts[-1]
+        alphas = {str(label): a for label, a in self.alphas().items()}
+        self._targets.append({label: (a.detach() - start.shared[label]) for label, a in alphas.items()})
+        if self.training:
+            self._record(start.task)
+        tensors = list(state.tensors)
+        index = {id(p): i for i, p in enumerate(state.params)}
+        for label, alpha in alphas.items():
+            i = index[id(alpha)]
+            tensors[i] = tensors[i] - start.offset[label].detach()
+        return tensors
+
+    def end_meta_step(self, train_alpha: bool) -> None:
+        optimizer = self._optimizer()
+        optimizer.zero_grad()
+        loss = torch.zeros((), device=self.device)
+        if train_alpha and self._starts:
+            targets = self._targets
+            if len(targets) > 1:  # the part common to the step's tasks is the shared α's (its Reptile step)
+                mean = {label: torch.stack([t[label] for t in targets]).mean(0) for label in targets[0]}
+                targets = [{label: t[label] - mean[label] for label in t} for t in targets]
+            for start, target in zip(self._starts, targets):
+                for label, offset in start.offset.items():
+                    loss = loss + 0.5 * (offset - target[label]).square().sum() / len(self._starts)
+        regression = float(loss.detach())
+        predictor_loss = self._predictor_loss()
+        if predictor_loss is not None:
+            loss = loss + predictor_loss
+        if loss.requires_grad:
+            loss.backward()
+            optimizer.step()
+        self._starts, self._targets = [], []
+        self.last_conditioning = {'offset_regression': regression,
+                                  'predictor_mse': float(predictor_loss.detach()) if predictor_loss is not None
+                                  else float('nan')}
+        self.log_dict(self.last_conditioning, on_step=True, on_epoch=False)
+
+    def validation_step(self, batch, batch_idx):
+        results = adapt_each(self, self.check_tasks(batch), self.config.adaptation_steps,
+                             where=f'validation episode {batch_idx}', prepare=self.prepare_task)
+        self._starts, self._targets = [], []
+        n = len(results.after)
+        self.log('val_acc_before', results.mean_before, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log('val_acc', results.mean_after, on_epoch=True, prog_bar=True, batch_size=n)
+
+    # ---- predictor records ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def score_architecture(self, task: Task, sample: dict[str, Any]) -> float:
+        """Query accuracy of ``sample`` run with the supernet's current weights (batch statistics, restored)."""
+        buffers = ModelState(self.training_module.model).buffers
+        saved = [b.clone() for b in buffers]
+        with fixed_architecture(self.cells(), sample):
+            _, acc = self.model_loss(task.query_x, task.query_y)
+        torch._foreach_copy_(buffers, saved)
+        return float(acc)
+
+    def _record(self, task: Task) -> None:
+        shapes = self.ensure_conditioner().shapes
+        derived: dict[str, Any] = {}
+        for cell in {c.label: c for c in self.cells()}.values():
+            derived.update(derive_cell(cell.alpha, cell.op_names, cell.label, cell.num_nodes, cell.num_predecessors,
+                                       cell.num_ops_per_node))
+        samples = [derived] + [random_architecture(shapes, self._rng) for _ in range(self.config.predictor_samples)]
+        task_id = self.records.add_task(image_features(task.support_x), task.support_y)
+        for sample in samples:
+            self.records.add(task_id, arch_features(sample, shapes), self.score_architecture(task, sample))
+
+    def _predictor_loss(self) -> torch.Tensor | None:
+        if not self.records.records:
+            return None
+        conditioner = self.ensure_conditioner()
+        batch = self.records.batch(PREDICTOR_BATCH, self._rng)
+        encodings: dict[int, torch.Tensor] = {}
+        for task_id, _, _ in batch:
+            if task_id not in encodings:
+                features, labels = self.records.tasks[task_id]
+                with torch.no_grad():  # the encoder learns from the generator's signal only
+                    encodings[task_id] = conditioner.encoder.encode_features(features.to(self.device),
+                                                                                  labels.to(self.device))
+        enc = torch.stack([encodings[t] for t, _, _ in batch])
+        arch = torch.stack([a for _, a, _ in batch]).to(self.device)
+        acc = torch.tensor([y for _, _, y in batch], device=self.device)
+        conditioner.predictor_records = self.records.total
+        return (conditioner.predictor(enc, arch) - acc).square().mean()
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        if self._conditioning_optimizer is None:
+            self._conditioning_optimizer = torch.optim.Adam(self.ensure_conditioner().parameters(),
+                                                            lr=self.config.conditioning_lr)
+        return self._conditioning_optimizer
+
+    def conditioning_state(self) -> dict[str, Any]:
+        """The encoder, generator and predictor as plain tensors, for the prior file."""
+        return self.ensure_conditioner().state()

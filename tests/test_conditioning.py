@@ -1,0 +1,138 @@
+"""Dataset-conditioned priors (MetaD2A in BASE): set encoder, conditioned meta-step, prior file, zero-shot."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from nni_base import BaseStrategy, TaskDistribution, load_prior, save_prior
+from nni_base.api import sample_tasks, zero_shot
+from nni_base.data.families import family_splits
+from nni_base.search.conditioning import ConditionedReptileModule, Conditioner
+from nni_base.search.top_k import CellShape
+
+from .helpers import digits_tasks, episodic_evaluator, run, tiny_space
+
+OPS = ('max_pool_3x3', 'avg_pool_3x3', 'skip_connect', 'sep_conv_3x3')
+SHAPES = [CellShape('normal', OPS, 4, 2, 2), CellShape('reduce', OPS, 4, 2, 2)]
+
+
+def _family_task(name: str, seed: int = 0):
+    return sample_tasks(TaskDistribution(family_splits(name)['train'], 5, 5, 5, name=name), 1, seed=seed)[0]
+
+
+def _random_conditioner(seed: int = 0) -> Conditioner:
+    torch.manual_seed(seed)
+    conditioner = Conditioner(SHAPES, {'normal': (14, 5), 'reduce': (14, 5)})
+    with torch.no_grad():  # a trained-looking generator (its last layer starts at zero)
+        for p in conditioner.generator.parameters():
+            p.normal_(0, 0.3)
+    return conditioner
+
+
+def test_encoder_is_permutation_invariant():
+    conditioner = _random_conditioner()
+    task = _family_task('peaks')
+    alphas = {'normal': torch.zeros(14, 5), 'reduce': torch.zeros(14, 5)}
+    alpha, encoding = conditioner.conditioned_alpha(alphas, task.support_x, task.support_y)
+    perm = torch.randperm(len(task.support_y), generator=torch.Generator().manual_seed(1))
+    relabel = torch.tensor([3, 0, 4, 1, 2])[task.support_y]  # another class-to-label assignment, too
+    alpha2, encoding2 = conditioner.conditioned_alpha(alphas, task.support_x[perm], relabel[perm])
+    assert torch.allclose(encoding, encoding2, atol=1e-5)
+    for label in alpha:
+        assert torch.allclose(alpha[label], alpha2[label], atol=1e-5)
+    assert alpha['normal'].abs().sum() > 0  # the offset is not trivially zero
+
+
+def test_different_datasets_get_different_encodings():
+    conditioner = _random_conditioner()
+    peaks = [conditioner.encode(t.support_x, t.support_y) for t in (_family_task('peaks', s) for s in (0, 1))]
+    texture = conditioner.encode(*(lambda t: (t.support_x, t.support_y))(_family_task('texture')))
+    between = (peaks[0] - texture).norm()
+    assert between > 1e-3
+    assert between > (peaks[0] - peaks[1]).norm()  # two tasks of one family are closer than two families
+
+
+def test_empty_support_set_and_bad_top_k_are_refused():
+    conditioner = _random_conditioner()
+    with pytest.raises(ValueError, match='support set is empty'):
+        conditioner.encode(torch.zeros(0, 3, 16, 16), torch.zeros(0, dtype=torch.long))
+
+
+def test_conditioning_needs_reptile():
+    with pytest.raises(ValueError, match="dataset_conditioning .* meta_algorithm='reptile'"):
+        BaseStrategy(dataset_conditioning=True, meta_algorithm='maml')
+
+
+@pytest.fixture(scope='module')
+def conditioned_prior(tmp_path_factory):
+    """Three conditioned Reptile meta-steps on digits; the prior file they write."""
+    path = tmp_path_factory.mktemp('conditioned') / 'prior.pt'
+    train, _ = digits_tasks()
+    strategy = BaseStrategy(inner_steps=2, dataset_conditioning=True, conditioning_lr=0.01, save_prior_to=path)
+    run(tiny_space(), episodic_evaluator(train, steps_per_epoch=3), strategy)
+    assert isinstance(strategy.oneshot_module, ConditionedReptileModule)
+    return path, strategy
+
+
+def test_conditioned_meta_training_trains_the_generator_and_collects_records(conditioned_prior):
+    _, strategy = conditioned_prior
+    module = strategy.oneshot_module
+    last = module.conditioner.generator.net[-1]
+    assert last.weight.abs().sum() > 0  # Reptile's alpha direction (centred over the step's tasks) reached it
+    # 3 meta-steps x 2 tasks x (derived + 2 random architectures)
+    assert module.records.total == 3 * 2 * 3
+    assert all(0.0 <= acc <= 1.0 for _, _, acc in module.records.records)
+    assert module.conditioner.predictor_records == module.records.total
+
+
+def test_conditioned_prior_loads_weights_only_and_gives_zero_shot_top_k(conditioned_prior):
+    path, _ = conditioned_prior
+    prior = load_prior(path)  # torch.load(weights_only=True)
+    assert prior['conditioning']['predictor_records'] > 0
+    task = sample_tasks(digits_tasks()[1], 1, seed=5)[0]
+    result = zero_shot(path, task.support_x, task.support_y, top_k=4)
+    assert result.ranked_by == 'predictor' and len(result.samples) == 4
+    assert len({json.dumps(s, sort_keys=True) for s in result.samples}) == 4
+    assert result.scores == sorted(result.scores, reverse=True)
+    for sample in result.samples[:2]:
+        tiny_space().freeze(sample)
+    by_alpha = zero_shot(prior, task.support_x, task.support_y, top_k=3, rank_by='alpha')
+    assert by_alpha.log_probs == sorted(by_alpha.log_probs, reverse=True) and by_alpha.scores == by_alpha.log_probs
+    with pytest.raises(ValueError, match='support set is empty'):
+        zero_shot(prior, task.support_x[:0], task.support_y[:0], top_k=2)
+    with pytest.raises(ValueError, match='top_k must be an integer >= 1'):
+        zero_shot(prior, task.support_x, task.support_y, top_k=0)
+
+
+def test_conditioned_prior_continues_meta_training(conditioned_prior, tmp_path):
+    path, first = conditioned_prior
+    train, _ = digits_tasks()
+    strategy = BaseStrategy(prior=path, inner_steps=1, dataset_conditioning=True)
+    strategy.config.predictor_samples = 0
+    trained = first.oneshot_module.conditioner.generator.net[-1].weight.detach().clone()
+    run(tiny_space(), episodic_evaluator(train, steps_per_epoch=1), strategy)
+    loaded = strategy.oneshot_module.conditioner.generator.net[-1].weight.detach()
+    assert (loaded - trained).abs().max() < 0.05  # started from the prior's generator, one small step away
+    assert loaded.abs().sum() > 0
+
+
+def test_old_prior_without_encoder_still_loads_and_zero_shot_says_why_not(conditioned_prior, tmp_path):
+    path, _ = conditioned_prior
+    old = load_prior(path)
+    del old['conditioning']
+    for key in ('dataset_conditioning', 'conditioning_lr', 'predictor_samples'):
+        old['config'].pop(key)  # written before these options existed
+    old_path = save_prior(old, tmp_path / 'old.pt')
+    reloaded = load_prior(old_path)
+    assert 'conditioning' not in reloaded
+    BaseStrategy(prior=old_path)  # an ordinary prior
+    task = sample_tasks(digits_tasks()[1], 1, seed=5)[0]
+    with pytest.raises(ValueError, match='no dataset encoder'):
+        zero_shot(old_path, task.support_x, task.support_y, top_k=3)
+    # a conditioned meta-training run may start from it: the conditioning starts fresh
+    strategy = BaseStrategy(prior=old_path, inner_steps=1, dataset_conditioning=True, predictor_samples=0)
+    run(tiny_space(), episodic_evaluator(digits_tasks()[0], steps_per_epoch=1), strategy)
+    assert 'conditioning' in strategy.prior_dict()
