@@ -288,3 +288,23 @@ def test_readme_search_spaces_example(tasks, tmp_path, monkeypatch):
     strategy = namespace['strategy']
     assert set(strategy.export_sample()) == {'op', 'skip'}
     assert set(load_prior(tmp_path / 'prior.pt')['alpha']) == {'op', 'skip'}
+
+
+@pytest.mark.parametrize(('name', 'ranks'), [('width_kernel', True), ('repeat_depth', True), ('layer_input', False)])
+def test_top_k_on_choices_outside_cells(name, ranks, tasks, tmp_path):
+    """Top-k ranks value / depth / layer choices beside the cells: distinct valid samples, best first; an
+    InputChoice (a multi-valued choice) allows only top_k=1, with a message that says so."""
+    space = SPACES[name]
+    strategy = _meta_train(space(), tasks, tmp_path)
+    if not ranks:
+        with pytest.raises(TypeError, match='top_k=1'):
+            strategy.ranked_models(3)
+        assert strategy.export_top_models(1) == [strategy.export_sample()]
+        return
+    ranked = strategy.ranked_models(3)
+    samples = [sample for sample, _ in ranked]
+    assert samples[0] == strategy.export_sample()
+    assert len({repr(sorted(s.items())) for s in samples}) == len(samples) == 3
+    assert [score for _, score in ranked] == sorted((score for _, score in ranked), reverse=True)
+    for sample in samples:
+        space().freeze(sample)
