@@ -14,12 +14,16 @@ from nni_base.api import build_supernet
 from nni_base.data import LabeledTensorDataset, digits_splits
 from nni_base.fewshot import (
     Conv4,
+    FewShotScore,
     MAMLModule,
+    count_parameters,
     evaluate_fewshot,
     full_network,
     mean_confidence_interval,
     search_cells,
+    summarize_seeds,
     train_maml,
+    width_for_budget,
 )
 from nni_base.search.optimization_embedding import ArchMAML, maml_query_loss, resample_cells
 from nni_base.space.gumbel_cell import GumbelMixedCell
@@ -188,6 +192,9 @@ def test_search_then_maml_training_then_evaluation_end_to_end(tasks):
     assert 0.0 <= score.mean <= 1.0 and score.ci95 >= 0.0
     again = evaluate_fewshot(module, tasks['test'], episodes=6, seed=2, **QUIET)
     assert again.accuracies == score.accuracies  # same seed, same test episodes, same result
+    assert len(score.episodes_digest) == 64 and again.episodes_digest == score.episodes_digest
+    assert evaluate_fewshot(module, tasks['test'], episodes=6, seed=3, **QUIET).episodes_digest != \
+        score.episodes_digest  # the digest tells other episodes apart
     assert '±' in str(score)
 
 
@@ -208,3 +215,54 @@ def test_conv4_baseline_learns_with_maml(tasks):
                                                                                             **episodes)
     gain, low, high = paired_ci95(after.accuracies, control.accuracies)
     assert low > 0, f'MAML-trained - untrained Conv4: {gain:.3f} [{low:.3f}, {high:.3f}] ({after} vs {control})'
+
+
+SAMPLE = {f'{cell}/{kind}_{node}_{k}': (op if kind == 'op' else [k + node - 2])
+          for cell, op in (('normal', 'sep_conv_3x3'), ('reduce', 'max_pool_3x3'))
+          for node in range(2, 6) for k in range(2) for kind in ('op', 'input')}
+
+
+@pytest.mark.parametrize('builder, budget, widths', [
+    (lambda w: Conv4(WAYS, channels=3, hidden=w, image_size=8), 29061, 40),   # Conv4 at 32 filters: exactly 32
+    (lambda w: Conv4(WAYS, channels=3, hidden=w, image_size=8), 10000, 40),
+    (lambda w: full_network(SAMPLE, WAYS, width=w, num_cells=3), 29061, 20),
+    (lambda w: full_network(SAMPLE, WAYS, width=w, num_cells=3), 1000, 6),
+])
+def test_width_for_budget_picks_the_nearest_count_and_leaves_the_rng_alone(builder, budget, widths):
+    counts = {w: count_parameters(builder(w)) for w in range(1, widths + 1)}
+    torch.manual_seed(7)
+    expected_next = torch.rand(3)
+    torch.manual_seed(7)
+    width, params = width_for_budget(builder, budget)
+    assert torch.equal(torch.rand(3), expected_next)  # building the candidates drew no random numbers
+    assert params == counts[width]
+    assert all(abs(params - budget) <= abs(count - budget) for count in counts.values()), (width, params, counts)
+    if budget == 29061 and isinstance(builder(1), Conv4):
+        assert (width, params) == (32, 29061)
+
+
+def test_width_for_budget_rejects_a_bad_budget():
+    with pytest.raises(ValueError, match='budget must be a positive number'):
+        width_for_budget(lambda w: Conv4(WAYS, hidden=w, image_size=8), 0)
+
+
+def _score(accs: list[float], digest: str = 'd') -> FewShotScore:
+    return FewShotScore(sum(accs) / len(accs), 0.0, len(accs), accs, digest)
+
+
+def test_summarize_seeds_pools_episodes_and_measures_the_seed_spread():
+    summary = summarize_seeds([_score([0.2, 0.4, 0.6]), _score([0.6, 0.8, 1.0])])
+    assert summary.per_seed == pytest.approx([0.4, 0.8]) and summary.mean == pytest.approx(0.6)
+    assert summary.pooled_ci95 == pytest.approx(mean_confidence_interval([0.2, 0.4, 0.6, 0.6, 0.8, 1.0])[1])
+    assert summary.seed_sd == pytest.approx(0.4 / math.sqrt(2))
+    assert summary.seed_ci95 == pytest.approx(12.7062 * summary.seed_sd / math.sqrt(2), rel=1e-4)
+    assert summary.episode_means == pytest.approx([0.4, 0.6, 0.8])  # per episode, averaged over seeds
+    one = summarize_seeds([_score([0.2, 0.4])])
+    assert math.isnan(one.seed_sd) and math.isnan(one.seed_ci95) and one.mean == pytest.approx(0.3)
+
+
+def test_summarize_seeds_refuses_scores_from_other_episodes():
+    with pytest.raises(ValueError, match='not computed on the same test episodes'):
+        summarize_seeds([_score([0.2, 0.4], 'a'), _score([0.6, 0.8], 'b')])
+    with pytest.raises(ValueError, match='not computed on the same test episodes'):
+        summarize_seeds([_score([0.2, 0.4]), _score([0.6, 0.8, 1.0])])

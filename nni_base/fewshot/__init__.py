@@ -7,13 +7,17 @@ from .maml import MAMLModule, mean_confidence_interval
 from .models import Conv4
 from .pipeline import (
     FewShotScore,
+    SeedSummary,
     count_parameters,
     darts_cells_without_meta,
     evaluate_fewshot,
     full_network,
     search_cells,
+    summarize_seeds,
     train_maml,
+    width_for_budget,
 )
 
-__all__ = ['Conv4', 'FewShotScore', 'MAMLModule', 'count_parameters', 'darts_cells_without_meta',
-           'evaluate_fewshot', 'full_network', 'mean_confidence_interval', 'search_cells', 'train_maml']
+__all__ = ['Conv4', 'FewShotScore', 'MAMLModule', 'SeedSummary', 'count_parameters', 'darts_cells_without_meta',
+           'evaluate_fewshot', 'full_network', 'mean_confidence_interval', 'search_cells', 'summarize_seeds',
+           'train_maml', 'width_for_budget']

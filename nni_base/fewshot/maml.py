@@ -17,8 +17,10 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -30,7 +32,7 @@ from torch import Tensor
 from ..errors import MetaTrainingDiverged
 from ..tasks import Task, l2l
 
-__all__ = ['MAMLModule', 'mean_confidence_interval']
+__all__ = ['MAMLModule', 'mean_confidence_interval', 'update_task_digest']
 
 
 def mean_confidence_interval(values: Sequence[float], z: float = 1.96) -> tuple[float, float]:
@@ -47,6 +49,17 @@ def mean_confidence_interval(values: Sequence[float], z: float = 1.96) -> tuple[
     if array.size < 2:
         return float(array.mean()), math.nan
     return float(array.mean()), float(z * array.std(ddof=1) / math.sqrt(array.size))
+
+
+def update_task_digest(digest: Any, task: Task) -> None:
+    """Feed one task's support and query tensors (values, shapes and dtypes) into a ``hashlib`` object.
+
+    Two runs that saw the same episodes in the same order end with the same digest, whatever model scored them.
+    """
+    for tensor in (task.support_x, task.support_y, task.query_x, task.query_y):
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(f'{array.dtype}{array.shape}'.encode())
+        digest.update(array.tobytes())
 
 
 def _logits(model: nn.Module, x: Tensor) -> Tensor:
@@ -89,6 +102,8 @@ class MAMLModule(pl.LightningModule):
         self.meta_lr = meta_lr
         self.automatic_optimization = False  # one backward per task keeps one unrolled graph alive at a time
         self.test_accuracies: list[float] = []
+        self.test_episodes_digest = ''  # SHA-256 of the last test run's episodes, in order (see task_digest)
+        self._test_hash = hashlib.sha256()
 
     @property
     def model(self) -> nn.Module:
@@ -145,10 +160,14 @@ class MAMLModule(pl.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.test_accuracies = []
+        self._test_hash = hashlib.sha256()
 
     def test_step(self, batch: list[Task], batch_idx: int) -> None:
+        for task in batch:
+            update_task_digest(self._test_hash, task)
         self.test_accuracies.extend(self._heldout_accuracies(batch))
 
     def on_test_epoch_end(self) -> None:
+        self.test_episodes_digest = self._test_hash.hexdigest()
         mean, ci95 = mean_confidence_interval(self.test_accuracies)
         self.log_dict({'test_acc': mean, 'test_acc_ci95': ci95, 'test_episodes': float(len(self.test_accuracies))})

@@ -9,11 +9,17 @@ The steps of paper section 6.3 / Appendix B, each usable on its own:
 3. :func:`full_network` — the sample frozen into NNI's DARTS space with an N-way head.
 4. :func:`train_maml` — second-order MAML on the same episodes as the search (same seed).
 5. :func:`evaluate_fewshot` — mean accuracy and 95% confidence interval over (at least 600) test episodes.
+
+For a fair comparison, :func:`width_for_budget` picks the full network's width whose parameter count is nearest a
+common budget, and :func:`summarize_seeds` pools the scores of several search seeds on the same test episodes.
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,18 +38,23 @@ from ..strategy import BaseStrategy
 from ..tasks import TaskDistribution, episode_loader
 from .maml import MAMLModule, mean_confidence_interval
 
-__all__ = ['FewShotScore', 'search_cells', 'darts_cells_without_meta', 'full_network', 'train_maml',
-           'evaluate_fewshot', 'count_parameters']
+__all__ = ['FewShotScore', 'SeedSummary', 'search_cells', 'darts_cells_without_meta', 'full_network', 'train_maml',
+           'evaluate_fewshot', 'count_parameters', 'width_for_budget', 'summarize_seeds']
 
 
 @dataclass
 class FewShotScore:
-    """Accuracy over held-out episodes: mean, 95% confidence half-width, and the per-episode values."""
+    """Accuracy over held-out episodes: mean, 95% confidence half-width, and the per-episode values.
+
+    ``episodes_digest`` is the SHA-256 of the test episodes' tensors in order: equal digests mean that two
+    scores come from exactly the same episodes.
+    """
 
     mean: float
     ci95: float
     episodes: int
     accuracies: list[float] = field(repr=False, default_factory=list)
+    episodes_digest: str = field(repr=False, default='')
 
     def __str__(self) -> str:
         return f'{100 * self.mean:.2f} ± {100 * self.ci95:.2f}%'
@@ -148,7 +159,86 @@ def evaluate_fewshot(module: MAMLModule, test_tasks: TaskDistribution, *, episod
         warnings.filterwarnings('ignore', message='.*does not have many workers.*')
         trainer.test(module, episode_loader(test_tasks, 1, episodes, seed=seed), verbose=False)
     mean, ci95 = mean_confidence_interval(module.test_accuracies)
-    return FewShotScore(mean, ci95, len(module.test_accuracies), list(module.test_accuracies))
+    return FewShotScore(mean, ci95, len(module.test_accuracies), list(module.test_accuracies),
+                        module.test_episodes_digest)
+
+
+def width_for_budget(build: Callable[[int], nn.Module], budget: int, *, min_width: int = 1,
+                     max_width: int = 1024) -> tuple[int, int]:
+    """The integer width whose network ``build(width)`` has the parameter count nearest ``budget``.
+
+    ``build`` maps a width (channels) to a network, e.g. ``lambda w: full_network(sample, 5, width=w)`` or
+    ``lambda h: Conv4(5, 3, h, 8)``; its parameter count (:func:`count_parameters`) must not decrease with the
+    width. Widths are tried upwards from ``min_width`` until the count reaches the budget; a tie goes to the
+    smaller width. The networks are built under a forked torch RNG, so the caller's random state, and with it
+    the initialisation of the network it builds next, is as if this had not run.
+
+    Returns
+    -------
+    (width, params)
+        The chosen width and its parameter count.
+    """
+    if budget < 1:
+        raise ValueError(f'budget must be a positive number of parameters, got {budget}.')
+    if not 1 <= min_width <= max_width:
+        raise ValueError(f'need 1 <= min_width <= max_width, got {min_width} and {max_width}.')
+    best: tuple[int, int] | None = None
+    with torch.random.fork_rng(devices=[]):
+        for width in range(min_width, max_width + 1):
+            params = count_parameters(build(width))
+            if best is None or abs(params - budget) < abs(best[1] - budget):
+                best = (width, params)
+            if params >= budget:
+                break
+    assert best is not None
+    return best
+
+
+@dataclass
+class SeedSummary:
+    """Scores of one method over several search seeds, all tested on the same episodes.
+
+    ``mean`` is the mean over seeds of the per-seed accuracies (equal to the mean of the pooled per-episode
+    accuracies); ``pooled_ci95`` the 95% half-width over the pooled per-episode accuracies of all seeds (it
+    mixes episode and seed variation, but counts every episode of every seed as independent);
+    ``seed_sd`` the sample standard deviation of the per-seed means (``nan`` for one seed) and
+    ``seed_ci95`` the Student-t 95% half-width over the per-seed means (seed variation only; ``nan`` for one
+    seed). ``episode_means`` is, per test episode, the accuracy averaged over seeds (for paired comparisons).
+    """
+
+    mean: float
+    per_seed: list[float]
+    pooled_ci95: float
+    seed_sd: float
+    seed_ci95: float
+    episodes: int
+    episode_means: list[float] = field(repr=False, default_factory=list)
+
+
+def summarize_seeds(scores: Sequence[FewShotScore]) -> SeedSummary:
+    """Combine one method's :class:`FewShotScore` of several search seeds (see :class:`SeedSummary`).
+
+    Every score must come from the same test episodes (equal ``episodes_digest`` where set, equal counts).
+    """
+    if not scores:
+        raise ValueError('summarize_seeds needs at least one score.')
+    counts = {score.episodes for score in scores}
+    digests = {score.episodes_digest for score in scores if score.episodes_digest}
+    if len(counts) > 1 or len(digests) > 1 or any(len(s.accuracies) != s.episodes for s in scores):
+        raise ValueError('the scores were not computed on the same test episodes '
+                         f'(episode counts {sorted(counts)}, {len(digests)} distinct episode digests).')
+    per_seed = [score.mean for score in scores]
+    pooled = [acc for score in scores for acc in score.accuracies]
+    mean, pooled_ci95 = mean_confidence_interval(pooled)
+    n = len(per_seed)
+    seed_sd, seed_ci95 = math.nan, math.nan
+    if n > 1:
+        from scipy import stats  # a dependency of nni; slow to import, so only here
+
+        seed_sd = statistics.stdev(per_seed)
+        seed_ci95 = float(stats.t.ppf(0.975, n - 1)) * seed_sd / math.sqrt(n)
+    episode_means = [sum(values) / n for values in zip(*(score.accuracies for score in scores))]
+    return SeedSummary(mean, per_seed, pooled_ci95, seed_sd, seed_ci95, counts.pop(), episode_means)
 
 
 def _classifier_width(model: nn.Module) -> int | None:
