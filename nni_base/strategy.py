@@ -76,9 +76,11 @@ class BaseStrategy(OneShotStrategy):
         Inner steps used when adapting to held-out tasks (validation, alpha averaging); defaults
         to ``inner_steps``.
     arc_learning_rate
-        Single-task search / adaptation (the weights use the evaluator's optimizer): ``None`` (default)
-        moves alpha with SGD at ``inner_lr_alpha``, the inner loop the prior was meta-trained with, so
-        adaptation really adapts the architecture; a number switches to Adam at that step size.
+        Single-task search / adaptation (the weights use the evaluator's optimizer): Adam's step on alpha,
+        default 0.3 (``None`` means the default). Logit-sized like the meta-level alpha steps, so alpha leaves
+        uniform (or the prior) within a run of ~50-100 steps; much smaller steps (3e-3, or SGD at
+        ``inner_lr_alpha``) leave alpha where it started, every step then trains another random sub-network
+        and, without ``freeze_architecture_after``, the derived cell stays near chance.
     alpha_estimator
         How a hard sample's gradient reaches alpha. ``'paired'`` (default): the sampled op is compared with
         the runner-up of the same Gumbel draw (computed without a weight gradient), so alpha learns whether
@@ -167,7 +169,7 @@ class BaseStrategy(OneShotStrategy):
 
     def __init__(self, *, prior: str | os.PathLike | None = None, inner_steps: int = 5, inner_lr: float = 0.05,
                  inner_lr_alpha: float = 0.5, outer_lr: float | None = None, outer_lr_alpha: float | None = None,
-                 adapt_steps: int | None = None, arc_learning_rate: float | None = None,
+                 adapt_steps: int | None = None, arc_learning_rate: float | None = 0.3,
                  temperature: TemperatureSchedule | tuple[float, float] | None = None,
                  hard: bool = True, sparse: bool = True, average_alpha_tasks: int = 0,
                  inner_grad_clip: float | None = None,

@@ -105,8 +105,8 @@ def test_default_adaptation_moves_alpha_and_the_frozen_ablation_does_not():
         for _ in range(5):
             adapter.step(task.support_x, task.support_y)
         moved[freeze] = max(float((v.detach() - start[k]).abs().max()) for k, v in adapter.supernet.alphas().items())
-    # The inner loop's alpha step (SGD, inner_lr_alpha) moves the logits by a visible amount in 5 steps;
-    # the old default (Adam at 3e-3) could move them by at most 0.015.
+    # The default alpha step (Adam, DEFAULT_ARC_LEARNING_RATE) moves the logits by a visible amount in 5 steps;
+    # Adam at 3e-3 could move them by at most 0.015.
     assert moved[False] > 0.02
     assert moved[True] == 0.0
 

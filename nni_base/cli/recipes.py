@@ -202,7 +202,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.add_argument('--epochs', type=int, default=1)
     a.add_argument('--batch-size', type=int, default=64)
     a.add_argument('--learning-rate', type=float, default=0.025)
-    a.add_argument('--arc-learning-rate', type=float, default=3e-3)
+    a.add_argument('--arc-learning-rate', type=float, default=None,
+                   help="Adam's step on alpha (default: BaseStrategy's, 0.3)")
     a.add_argument('--limit-train-batches', type=float, default=None)
     a.add_argument('--average-alpha-tasks', type=int, default=8, help='ImageNet: tasks whose alpha is averaged')
     a.add_argument('--adapt-steps', type=int, default=20, help='ImageNet: inner steps per task')

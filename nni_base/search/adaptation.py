@@ -32,6 +32,7 @@ from ..errors import MetaTrainingDiverged
 from ..space.gumbel_cell import derived_architecture
 from ..tasks import Task
 from .base import BaseSearchModule
+from .single_task import architecture_optimizer
 
 __all__ = ['TaskAdapter']
 
@@ -48,12 +49,13 @@ class TaskAdapter:
         architecture's weights only. Defaults to the supernet config's ``freeze_architecture_after``;
         ``None`` there too means every step searches.
     optimizer
-        ``'sgd'`` (default): the inner loop the prior was meta-trained for, SGD with the config's
-        ``inner_lr`` (weights) and ``inner_lr_alpha`` (alpha), so alpha moves as it did in meta-training.
-        ``'adam'``: Adam on both (betas (0.5, 0.999) for alpha), NNI ``Classification``'s habit.
+        The weights' optimizer: ``'sgd'`` (default) at the config's ``inner_lr``, the inner loop the prior was
+        meta-trained with, or ``'adam'`` (3e-3, NNI ``Classification``'s habit). Alpha always moves as in
+        ``BaseStrategy``'s single-task search: Adam (betas (0.5, 0.999)) at the config's ``arc_learning_rate``
+        (:data:`~nni_base.search.single_task.DEFAULT_ARC_LEARNING_RATE`, logit-sized: smaller steps leave alpha
+        where it started).
     weight_lr, arc_lr
-        Step sizes of the weights and of alpha; default: the config's ``inner_lr`` / ``inner_lr_alpha``
-        with SGD, 3e-3 / ``arc_learning_rate`` (or 3e-3) with Adam.
+        Step sizes of the weights and of alpha, overriding the defaults above.
     freeze_alpha
         Keep alpha at the prior's values while the sampled sub-networks train (the paper's frozen-alpha
         ablation, Fig. 4).
@@ -80,14 +82,12 @@ class TaskAdapter:
         if optimizer == 'sgd':
             self.weight_optimizer: torch.optim.Optimizer = torch.optim.SGD(
                 supernet.weight_parameters(), lr=weight_lr if weight_lr is not None else config.inner_lr)
-            self.arch_optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                supernet.arch_parameters(), lr=arc_lr if arc_lr is not None else config.inner_lr_alpha)
         else:
             self.weight_optimizer = torch.optim.Adam(supernet.weight_parameters(),
                                                      lr=weight_lr if weight_lr is not None else 3e-3)
-            self.arch_optimizer = torch.optim.Adam(
-                supernet.arch_parameters(), betas=(0.5, 0.999),
-                lr=arc_lr if arc_lr is not None else (config.arc_learning_rate or 3e-3))
+        # Alpha moves as BaseStrategy moves it in single-task search (SingleTaskModule).
+        self.arch_optimizer = architecture_optimizer(supernet.arch_parameters(),
+                                                     arc_lr if arc_lr is not None else config.arc_learning_rate)
 
     @property
     def frozen(self) -> bool:

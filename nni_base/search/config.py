@@ -68,7 +68,8 @@ class BaseConfig:
     outer_lr_alpha: float | None = hparam(None, 'float', minimum=0, optional=True,
                                           tune={'_type': 'loguniform', '_value': [0.03, 0.5]})
     adapt_steps: int | None = hparam(None, 'int', minimum=0, optional=True)
-    arc_learning_rate: float | None = hparam(None, 'float', minimum=0, optional=True)
+    # None (as priors written before 0.3 became the default store it) means the default step
+    arc_learning_rate: float | None = hparam(0.3, 'float', minimum=0, optional=True)
     temperature: TemperatureSchedule | None = hparam(None, 'any', optional=True)
     hard: bool = hparam(True, 'bool')
     sparse: bool = hparam(True, 'bool')
