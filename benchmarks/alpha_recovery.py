@@ -215,7 +215,11 @@ def main(argv=None) -> dict:
     results = {'settings': settings, 'families': {}}
     if args.adaptation_only or args.controls_only:
         results = json.loads((out / 'results.json').read_text())
-        results['settings'].update({k: settings[k] for k in _CONTROL_SETTINGS})  # what the controls ran with
+        # what the controls ran with; --gumbel-steps 0 keeps the GumbelDARTS control already there (it does not
+        # depend on the prior or on BASE's adaptation settings)
+        keep_gumbel = args.adaptation_only and not args.gumbel_steps
+        results['settings'].update({k: settings[k] for k in _CONTROL_SETTINGS
+                                    if not (keep_gumbel and k.startswith('gumbel'))})
         for name, runs in results['families'].items():
             if args.families and name not in args.families:
                 continue
@@ -225,7 +229,10 @@ def main(argv=None) -> dict:
             if args.controls_only:
                 runs[0]['vs_random'] = cells_vs_random(runs[0]['derived_cell'], heldout, args)
                 _print_vs_random(name, runs[0]['vs_random'])
+            previous = runs[0].get('adaptation', {})
             runs[0]['adaptation'] = adaptation_curves(out / f"{name}-seed{runs[0]['seed']}.pt", heldout, args)
+            if keep_gumbel and 'gumbel_darts' in previous:
+                runs[0]['adaptation']['gumbel_darts'] = previous['gumbel_darts']
             print(f"{name}: adaptation " + ', '.join(f"{k} {v['mean'][-1]:.3f}"
                                                      for k, v in runs[0]['adaptation'].items()), flush=True)
             write_json(out / 'results.json', results)

@@ -3,6 +3,15 @@
 >>> from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, TaskDistribution
 """
 
+import warnings
+
+# NNI 3.0 wraps every class of torch.nn at import and warns about the ones newer torch releases added that are
+# not modules (torch.nn.Buffer, ...): harmless on this stack (see ENVIRONMENT notes), and a user importing
+# nni_base should not read it. Only that message, only while NNI's module is first imported.
+with warnings.catch_warnings():
+    warnings.filterwarnings('ignore', message='.*is found to be not a nn.Module.*', category=RuntimeWarning)
+    import nni.nas.nn.pytorch  # noqa: F401
+
 from .errors import CorruptPriorError, MetaTrainingDiverged, PriorMismatchError
 from .evaluator import EpisodicClassification, EpisodicModule
 from .search.adaptation import TaskAdapter
