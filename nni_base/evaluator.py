@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 from nni.nas.evaluator.pytorch import Lightning, LightningModule, Trainer
 from torch.utils.data import DataLoader, Sampler
+from torchmetrics.functional.classification import multiclass_accuracy
 
 from .tasks import EpisodeDataset, TaskDistribution, episode_loader
 from .tasks.mixture import ResolutionMixture
@@ -95,7 +96,8 @@ class EpisodicModule(LightningModule):
         logits = self.model(x)
         if isinstance(logits, tuple):  # retrain-mode spaces also return auxiliary logits
             logits = logits[0]
-        return self.criterion(logits, y), (logits.argmax(-1) == y).float().mean()
+        accuracy = multiclass_accuracy(logits, y, logits.shape[-1], average='micro', validate_args=False)
+        return self.criterion(logits, y), accuracy
 
     def training_step(self, batch, batch_idx):
         raise TypeError('EpisodicClassification yields lists of tasks, which only nni_base.BaseStrategy can train '

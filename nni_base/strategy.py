@@ -185,7 +185,7 @@ class BaseStrategy(OneShotStrategy):
                  resume_from: str | os.PathLike | None = None,
                  save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
         super().__init__(**kwargs)
-        given = locals()  # every BaseConfig field is an argument of this method (tests/test_config.py checks)
+        given = locals()  # every BaseConfig field is an argument of this method (tests/search/test_config.py checks)
         self.config = BaseConfig(**{f.name: given[f.name] for f in fields(BaseConfig)})
         self.prior_path = Path(prior) if prior is not None else None
         self.prior = load_prior(self.prior_path) if self.prior_path is not None else None

@@ -2,7 +2,7 @@
 
     make screenshot            # = .venv/bin/python scripts/webui_screenshot.py --output docs/images/nni_webui.png
 
-The experiment is the one ``tests/test_nnictl.py`` runs (the shipped ``examples/base_exp.yml`` with tiny pinned
+The experiment is the one ``tests/e2e/test_nnictl.py`` runs (the shipped ``examples/base_exp.yml`` with tiny pinned
 trial sizes), in a temporary folder; only the picture is written. Needs Debian's ``chromium`` (or ``CHROMIUM=``).
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.test_nnictl import Experiment, _browse, _search_space  # noqa: E402
+from tests.e2e.test_nnictl import Experiment, _browse, _search_space  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> Path:

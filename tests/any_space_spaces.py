@@ -1,4 +1,4 @@
-"""Small model spaces of every choice kind NNI's one-shot strategies search (tests/test_any_space.py)."""
+"""Small model spaces of every choice kind NNI's one-shot strategies search (tests/space/test_any_space.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One process of the DDP tests (tests/test_ddp.py): a tiny Reptile/MAML meta-training run writing its prior.
+"""One process of the DDP tests (tests/search/test_ddp.py): a tiny Reptile/MAML meta-training run writing its prior.
 
 Launched as torchrun launches a script: ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and
 ``MASTER_PORT`` in the environment, one process per rank, so Lightning's ``strategy='ddp'`` joins them

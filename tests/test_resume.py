@@ -9,8 +9,7 @@ from torch.utils.data import RandomSampler
 
 from nni_base import BaseStrategy, EpisodicClassification
 from nni_base.evaluator import EpochSeededSampler
-
-from .helpers import digits_tasks, run, tiny_space
+from tests.helpers import digits_tasks, run, tiny_space
 
 
 class _StopAfterFirstEpoch(Callback):

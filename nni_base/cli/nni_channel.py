@@ -6,7 +6,7 @@ default channel and calls ``nni.get_next_parameter()`` itself, so ``nni.report_*
 it would carry the engine's parameter id. This adapter receives the trial's parameters once from the
 channel NNI set up for the trial and reports on that same channel, with its own parameter id and
 intermediate-result sequence, whatever the engine does meanwhile. NNI 3.0 has no public hook for this;
-``tests/test_trial.py`` pins the behaviour (metrics reach the trial's channel with its parameter id).
+``tests/cli/test_trial.py`` pins the behaviour (metrics reach the trial's channel with its parameter id).
 """
 
 from __future__ import annotations

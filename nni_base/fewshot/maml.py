@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+from torchmetrics.functional.classification import multiclass_accuracy
 
 from ..errors import MetaTrainingDiverged
 from ..tasks import Task, l2l
@@ -125,7 +126,8 @@ class MAMLModule(pl.LightningModule):
                 raise MetaTrainingDiverged(f'Non-finite support loss at inner step {step}; lower inner_lr.')
             learner.adapt(loss)
         logits = _logits(learner, task.query_x)
-        return F.cross_entropy(logits, task.query_y), (logits.argmax(-1) == task.query_y).float().mean()
+        accuracy = multiclass_accuracy(logits, task.query_y, logits.shape[-1], average='micro', validate_args=False)
+        return F.cross_entropy(logits, task.query_y), accuracy
 
     def training_step(self, batch: list[Task], batch_idx: int) -> Tensor:
         optimizer = self.optimizers()

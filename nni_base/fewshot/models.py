@@ -15,6 +15,9 @@ class Conv4(nn.Module):
     Omniglot). Pooling rounds up (``ceil_mode``) so that small inputs such as the 8x8 digits keep at
     least one pixel after four halvings.
 
+    Not learn2learn's ``CNN4``: it floors the pooling (84x84 ends at 5x5, ours at 6x6; 8x8 digits at 0x0) and
+    initialises otherwise (Xavier, uniform BatchNorm scales), so the few-shot table's numbers would change.
+
     Parameters
     ----------
     ways

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 from nni.nas.evaluator.pytorch import LightningModule
 from nni.nas.oneshot.pytorch.base_lightning import BaseOneShotLightningModule
+from torchmetrics.functional.classification import multiclass_accuracy
 
 from ..space.gumbel_cell import GumbelMixedCell, alpha_entropy, alpha_max_prob
 from ..space.mixed import ArchSoftmax, architecture_logits, reported_probabilities
@@ -126,7 +127,10 @@ class BaseSearchModule(BaseOneShotLightningModule):
         logits = model(x)
         if isinstance(logits, tuple):
             logits = logits[0]
-        return self.training_module.criterion(logits, y), (logits.argmax(-1) == y).float().mean()
+        # validate_args=False: the criterion already refuses labels outside the classes, and the checks would
+        # cost a device sync on every inner step.
+        accuracy = multiclass_accuracy(logits, y, logits.shape[-1], average='micro', validate_args=False)
+        return self.training_module.criterion(logits, y), accuracy
 
     def architecture_scorer(self) -> Callable[[list[dict[str, Any]]], Sequence[float]] | None:
         """Scores of candidate NNI samples for top-k ranking (higher is better), or None to rank by alpha.

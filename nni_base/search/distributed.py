@@ -10,7 +10,7 @@ the same outer step: weights and alpha stay identical without any broadcast.
 
 Lightning wraps the module in ``DistributedDataParallel``, whose gradient hooks only fire on
 ``.backward()``; BASE's modules compute every gradient with ``torch.autograd.grad`` under DDP, so
-DDP's reducer never sees one and the averaging here is the only one (see tests/test_ddp.py).
+DDP's reducer never sees one and the averaging here is the only one (see tests/search/test_ddp.py).
 
 Example
 -------

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
+from torchmetrics.functional.classification import multiclass_accuracy
 
 from ..tasks import Task
 
@@ -66,7 +67,8 @@ def _loss_and_acc(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[tor
     logits = net(x)
     if isinstance(logits, tuple):
         logits = logits[0]
-    return nn.functional.cross_entropy(logits, y), float((logits.argmax(-1) == y).float().mean())
+    accuracy = multiclass_accuracy(logits, y, logits.shape[-1], average='micro', validate_args=False)
+    return nn.functional.cross_entropy(logits, y), float(accuracy)
 
 
 def train_on_task(net: nn.Module, task: Task, steps: int, *, lr: float = 3e-3, batch_size: int | None = 32,

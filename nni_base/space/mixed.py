@@ -153,7 +153,7 @@ def architecture_logits(module: nn.Module) -> dict[str, nn.Parameter]:
     ``ParameterDict`` keyed by choice label (``MixedOperation``, ``DifferentiableMixedRepeat``, and the
     per-edge logits ``'{cell}/{i}_{j}'`` of ``DifferentiableMixedCell``). We read the names through torch's
     public ``named_parameters`` and keep only what ``arch_parameters()`` yields, so a change in NNI shows as
-    a missing label, which ``tests/test_any_space.py::test_architecture_logits_adapter`` catches.
+    a missing label, which ``tests/space/test_any_space.py::test_architecture_logits_adapter`` catches.
     """
     if isinstance(module, GumbelMixedCell):
         return {module.label: module.alpha}

@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torchmetrics.functional.classification import multiclass_accuracy
 
 from ...data.augment import SeededShuffleSampler, derive_seed
 from ...space.darts import DartsTaskSpace
@@ -71,7 +72,7 @@ class RetrainModule(pl.LightningModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(f'non-finite training loss at epoch {self.current_epoch}, batch {batch_idx}: '
                                      'lower learning_rate in the recipe')
-        acc = (logits.argmax(-1) == y).float().mean()
+        acc = multiclass_accuracy(logits, y, logits.shape[-1], average='micro', validate_args=False)
         self.log_dict({'train_loss': loss, 'train_acc': acc}, prog_bar=True, on_step=True, on_epoch=True,
                       batch_size=len(y), sync_dist=False)
         return loss
@@ -80,9 +81,12 @@ class RetrainModule(pl.LightningModule):
         x, y = batch
         logits = self(x)
         k = min(5, logits.shape[-1])
-        top = logits.topk(k, dim=-1).indices
-        metrics = {'val_loss': F.cross_entropy(logits, y), 'val_acc': (top[:, 0] == y).float().mean(),
-                   f'val_top{k}': (top == y[:, None]).any(-1).float().mean()}
+        # val_acc counts topk's first index, not argmax: the two break exact ties differently, and the logged
+        # numbers stay what they were.
+        top1 = logits.topk(k, dim=-1).indices[:, 0]
+        options = dict(num_classes=logits.shape[-1], average='micro', validate_args=False)
+        metrics = {'val_loss': F.cross_entropy(logits, y), 'val_acc': multiclass_accuracy(top1, y, **options),
+                   f'val_top{k}': multiclass_accuracy(logits, y, top_k=k, **options)}
         self.log_dict(metrics, prog_bar=True, on_epoch=True, batch_size=len(y), sync_dist=True)
 
     def configure_optimizers(self):

@@ -10,7 +10,7 @@ probability 0.23–0.36 against at most 0.17 for any other op (uniform over 7 op
 Broken variants this test catches (seed 0, measured): α without pool normalisation
 (``pool_batchnorm=False``: max pooling 0.02, dil_conv_5x5 on top) and the plain SGD outer step on α of
 earlier releases (``outer_optimizer_alpha='sgd'``: every op 0.12–0.13). The gate-only straight-through
-estimator passes at this size (max pooling 0.25); where it fails is pinned by ``test_alpha_learns.py``.
+estimator passes at this size (max pooling 0.25); where it fails is pinned by ``tests/space/test_alpha_learns.py``.
 
 Second-order MAML (few-shot BASE) takes the same test: max pooling 0.43 / 0.41 (seeds 0 / 1) at its default
 Adam step of 0.1 on α; at the earlier 3e-3 every op stayed at 0.12–0.13.
@@ -24,8 +24,7 @@ import torch
 from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, TaskDistribution
 from nni_base.data.families import family_splits
 from nni_base.search.evaluation import DARTS_OPS
-
-from .helpers import run
+from tests.helpers import run
 
 pytestmark = pytest.mark.e2e  # about a minute of meta-training
 

@@ -14,7 +14,7 @@ from nni_base import BaseStrategy
 from nni_base.cli.trial import BASE_PARAMS, BASE_TRIAL_DEFAULTS, DEFAULT_PARAMS, search_space, validate_params
 from nni_base.search.config import BaseConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_strategy_signature_is_the_config_schema():

@@ -22,7 +22,7 @@ from nni_base.cli.retrain.recipe import load_recipe
 from nni_base.data.augment import Augment, SeededShuffleSampler, cutout
 from nni_base.space.genotype import DARTS_V2, genotype_to_sample
 from nni_base.space.macs import count_macs, count_parameters
-from tests.test_data import _write_cifar10
+from tests.data.test_data import _write_cifar10
 
 TINY = ['--width', '4', '--num-cells', '3', '--batch-size', '8', '--num-workers', '0', '--accelerator', 'cpu',
         '--no-progress-bar']

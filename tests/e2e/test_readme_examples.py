@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 README = (REPO / 'README.md').read_text()
 
 # The demo at the smallest size that still runs every stage (meta-training, controls, adaptation, export, plots).

@@ -28,8 +28,7 @@ from nni_base.fewshot import (
 from nni_base.search.optimization_embedding import ArchMAML, maml_query_loss, resample_cells
 from nni_base.space.gumbel_cell import GumbelMixedCell
 from nni_base.tasks import EpisodeDataset
-
-from .helpers import claim_seed, episodic_evaluator, paired_ci95, run, tiny_space
+from tests.helpers import claim_seed, episodic_evaluator, paired_ci95, run, tiny_space
 
 WAYS, SHOTS, QUERIES = 5, 1, 3
 QUIET = dict(enable_progress_bar=False, logger=False, enable_checkpointing=False, enable_model_summary=False)

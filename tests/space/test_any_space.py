@@ -34,8 +34,7 @@ from nni_base.api import build_supernet
 from nni_base.data import digits_splits
 from nni_base.space.gumbel_cell import GumbelMixedCell
 from nni_base.space.mixed import ArchSoftmax, architecture_logits
-
-from .any_space_spaces import (
+from tests.any_space_spaces import (
     CellMixSpace,
     LayerInputSpace,
     LooseEndCellSpace,
@@ -43,7 +42,7 @@ from .any_space_spaces import (
     RepeatSpace,
     WidthKernelSpace,
 )
-from .helpers import WAYS, digits_tasks, episodic_evaluator, run
+from tests.helpers import WAYS, digits_tasks, episodic_evaluator, run
 
 
 def nasbench201() -> NasBench201:
@@ -276,7 +275,7 @@ def test_unsupported_choice_names_it_and_the_fix(space, message):
 
 
 def test_readme_search_spaces_example(tasks, tmp_path, monkeypatch):
-    readme = (Path(__file__).resolve().parents[1] / 'README.md').read_text()
+    readme = (Path(__file__).resolve().parents[2] / 'README.md').read_text()
     section = readme.split('### Search spaces', 1)[1].split('### Design notes', 1)[0]
     code = section.split('```python\n', 1)[1].split('```', 1)[0]
     code = code.replace('NasExperiment(', 'run(').replace(').run()', ')')  # tests/helpers.run stops the experiment

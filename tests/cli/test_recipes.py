@@ -17,7 +17,7 @@ from nni_base.cli.recipes import main as recipes_main
 from nni_base.cli.retrain import main as retrain_main
 from nni_base.data import LabeledTensorDataset
 from nni_base.tasks.mixture import ResolutionMixture
-from tests.test_data import _write_cifar10
+from tests.data.test_data import _write_cifar10
 
 
 def _tensor_tasks(size: int, ways: int = 3, seed: int = 0) -> TaskDistribution:

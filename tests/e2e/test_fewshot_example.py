@@ -11,7 +11,7 @@ import pytest
 import torch
 from nni.nas.hub.pytorch import DARTS
 
-EXAMPLE = Path(__file__).resolve().parents[1] / 'examples' / 'fewshot.py'
+EXAMPLE = Path(__file__).resolve().parents[2] / 'examples' / 'fewshot.py'
 TINY = ['--width', '4', '--shots', '1', '--queries', '2', '--tasks-per-step', '2', '--search-steps', '2',
         '--darts-steps', '2', '--train-steps', '2', '--test-episodes', '4']
 

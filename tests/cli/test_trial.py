@@ -23,7 +23,7 @@ from nni_base.cli.trial import DEFAULT_PARAMS, main, validate_params
 # num_threads 0: keep the test session's thread count (conftest), rather than the trial default of 2.
 TINY = {'width': 4, 'num_cells': 3, 'inner_steps': 1, 'tasks_per_step': 1, 'steps_per_epoch': 1, 'meta_epochs': 2,
         'val_episodes': 1, 'eval_tasks': 1, 'shots': 2, 'queries': 2, 'num_threads': 0, 'top_k': 3}
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class RecordingChannel(TrialCommandChannel):

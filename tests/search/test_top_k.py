@@ -13,8 +13,7 @@ from nni_base import BaseStrategy
 from nni_base.api import build_supernet
 from nni_base.search.prior import space_signature
 from nni_base.search.top_k import CellShape, cell_shapes, shapes_from_signature, top_k_architectures
-
-from .helpers import digits_tasks, episodic_evaluator, run, tiny_space
+from tests.helpers import digits_tasks, episodic_evaluator, run, tiny_space
 
 
 def _random_supernet(parameterization: str = 'darts', seed: int = 0):

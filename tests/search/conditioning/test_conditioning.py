@@ -12,8 +12,7 @@ from nni_base.api import sample_tasks, zero_shot
 from nni_base.data.families import family_splits
 from nni_base.search.conditioning import ConditionedReptileModule, Conditioner
 from nni_base.search.top_k import CellShape
-
-from .helpers import digits_tasks, episodic_evaluator, run, tiny_space
+from tests.helpers import digits_tasks, episodic_evaluator, run, tiny_space
 
 OPS = ('max_pool_3x3', 'avg_pool_3x3', 'skip_connect', 'sep_conv_3x3')
 SHAPES = [CellShape('normal', OPS, 4, 2, 2), CellShape('reduce', OPS, 4, 2, 2)]

@@ -24,7 +24,7 @@ import yaml
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / 'examples' / 'base_exp.yml'
 BIN = Path(sys.executable).parent  # the virtualenv's bin: nnictl, and the `python` the trials must run
 TIMEOUT_S = 360

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-WORKER = Path(__file__).with_name('ddp_worker.py')
+WORKER = Path(__file__).resolve().parents[1] / 'ddp_worker.py'  # tests/ddp_worker.py
 REPO = WORKER.parent.parent
 LIMIT_S = 150  # far above a normal run (~30 s idle) and the worker's 20 s process-group timeout: a hang fails
 
