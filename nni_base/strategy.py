@@ -126,6 +126,12 @@ class BaseStrategy(OneShotStrategy):
         derived (most probable) cell and train only its weights for the rest of the run, so the
         validation accuracy is that of a trained cell rather than of a supernet whose weights were
         spread over many sampled sub-networks. ``None`` (default): search until the end.
+    bn_recalibration_batches
+        Single-task search / adaptation only: before each validation, recompute the BatchNorm statistics of the
+        derived architecture from this many of the latest training batches (forward passes, no gradient). While
+        searching, an operation's running statistics were last updated whenever it was last sampled, with
+        other sub-networks around it, so the derived cell would be validated with stale statistics (measured on
+        the quickstart's adaptation, 16 steps: 0.22 -> 0.33 validation accuracy). ``0`` turns it off.
     sample_none
         Let hard samples draw ``none``. Off by default: a sampled ``none`` computes nothing, so its edge gets
         no alpha gradient and ``none`` drifts upward; the DARTS export never picks ``none`` anyway.
@@ -175,7 +181,7 @@ class BaseStrategy(OneShotStrategy):
                  inner_grad_clip: float | None = None,
                  meta_algorithm: Literal['reptile', 'maml'] = 'reptile', first_order: bool = False,
                  relaxation: Literal['gumbel', 'softmax'] = 'gumbel',
-                 freeze_architecture_after: int | None = None,
+                 freeze_architecture_after: int | None = None, bn_recalibration_batches: int = 8,
                  sample_none: bool = False, samples_per_step: int = 1,
                  outer_optimizer_alpha: Literal['sgd', 'adam'] = 'adam', alpha_warmup_steps: int = 0,
                  inner_batch_size: int | None = None, parameterization: Literal['darts', 'slot'] = 'darts',

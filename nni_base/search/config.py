@@ -79,6 +79,7 @@ class BaseConfig:
     first_order: bool = hparam(False, 'bool')
     relaxation: Literal['gumbel', 'softmax'] = hparam('gumbel', 'choice', choices=('gumbel', 'softmax'))
     freeze_architecture_after: int | None = hparam(None, 'int', minimum=0, optional=True)
+    bn_recalibration_batches: int = hparam(8, 'int', minimum=0)
     sample_none: bool = hparam(False, 'bool')
     samples_per_step: int = hparam(1, 'int', minimum=1)
     outer_optimizer_alpha: Literal['sgd', 'adam'] = hparam('adam', 'choice', choices=('sgd', 'adam'))

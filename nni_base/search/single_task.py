@@ -3,7 +3,9 @@
 With NNI's ``Classification`` (or any non-episodic evaluator) weights and α take a joint gradient
 step per batch on a fresh Gumbel sample: started from a prior this is BASE's adaptation to a new
 dataset, from scratch a plain Gumbel-softmax search. With ``freeze_architecture_after=N`` the
-architecture is fixed to the derived cell after N steps and only its weights train.
+architecture is fixed to the derived cell after N steps and only its weights train. Before each
+validation the derived cell's BatchNorm statistics are recomputed from the latest training batches
+(``bn_recalibration_batches``), because while searching they were updated by other sub-networks.
 
 Example
 -------
@@ -13,13 +15,16 @@ Example
 
 from __future__ import annotations
 
+from collections import deque
+
 import torch
+from torch import nn
 
 from ..errors import MetaTrainingDiverged
 from ..space.gumbel_cell import derived_architecture
 from .base import BaseSearchModule
 
-__all__ = ['SingleTaskModule', 'DEFAULT_ARC_LEARNING_RATE', 'architecture_optimizer']
+__all__ = ['SingleTaskModule', 'DEFAULT_ARC_LEARNING_RATE', 'BATCH_NORMS', 'architecture_optimizer']
 
 #: Adam's step on alpha in single-task search and adaptation (``arc_learning_rate``). One step's alpha gradient
 #: is ~3e-3 per logit (batch-mean loss, BatchNorm'd ops), so SGD at ``inner_lr_alpha`` or Adam at 3e-3 moves alpha
@@ -29,6 +34,9 @@ __all__ = ['SingleTaskModule', 'DEFAULT_ARC_LEARNING_RATE', 'architecture_optimi
 #: 100 steps, derived-cell validation accuracy 0.49 / 0.15 -> 0.88 / 0.74).
 DEFAULT_ARC_LEARNING_RATE = 0.3
 
+#: The BatchNorm layers whose running statistics :meth:`SingleTaskModule.recalibrate_batchnorm` recomputes.
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
 
 def architecture_optimizer(alphas: list[torch.nn.Parameter], lr: float | None = None) -> torch.optim.Optimizer:
     """Alpha's optimizer in single-task search and adaptation: Adam at ``lr`` (None: the default step)."""
@@ -37,6 +45,11 @@ def architecture_optimizer(alphas: list[torch.nn.Parameter], lr: float | None = 
 
 class SingleTaskModule(BaseSearchModule):
     """Searches (or adapts a prior) on the evaluator's one dataset."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # inputs of this epoch's latest training batches, for the BatchNorm recalibration before validation
+        self.recent_inputs: deque[torch.Tensor] = deque(maxlen=self.config.bn_recalibration_batches)
 
     def configure_architecture_optimizers(self):
         if not self.arch_parameters():
@@ -60,6 +73,7 @@ class SingleTaskModule(BaseSearchModule):
             self.resample()
             out = self.training_module.training_step(batch, batch_idx)
         loss = out['loss'] if isinstance(out, dict) else out
+        self.remember_inputs(batch)
         if not bool(torch.isfinite(loss)):
             raise MetaTrainingDiverged(f'Non-finite training loss at step {self.trainer.global_step}; lower the '
                                        'learning rates.')
@@ -74,3 +88,46 @@ class SingleTaskModule(BaseSearchModule):
 
     def validation_step(self, batch, batch_idx):
         return self.training_module.validation_step(batch, batch_idx)
+
+    def remember_inputs(self, batch) -> None:
+        """Keep the batch's input tensor (``batch`` or ``batch[0]``) for :meth:`recalibrate_batchnorm`."""
+        x = batch[0] if isinstance(batch, (list, tuple)) and batch else batch
+        if self.recent_inputs.maxlen and isinstance(x, torch.Tensor):
+            self.recent_inputs.append(x.detach())
+
+    def on_train_epoch_start(self):
+        # Only this epoch's batches: a run resumed at an epoch boundary then recalibrates exactly as an
+        # uninterrupted one.
+        self.recent_inputs.clear()
+        return super().on_train_epoch_start()
+
+    def on_validation_epoch_start(self):
+        out = super().on_validation_epoch_start()
+        self.recalibrate_batchnorm()
+        return out
+
+    @torch.no_grad()
+    def recalibrate_batchnorm(self) -> None:
+        """Recompute the running BatchNorm statistics of the derived architecture from the remembered batches.
+
+        Each BatchNorm layer the derived network runs gets the exact mean of those batches' statistics
+        (momentum ``None``); layers it does not run (operations the cell did not pick) keep theirs.
+        """
+        if not self.recent_inputs:
+            return
+        norms = [m for m in self.training_module.modules() if isinstance(m, BATCH_NORMS)
+                 and m.track_running_stats]
+        saved = [(m.momentum, {k: v.clone() for k, v in m.state_dict().items()}) for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        was_training = self.training_module.training
+        self.training_module.train()
+        with torch.random.fork_rng(devices=[]), derived_architecture(self.architecture_modules()):
+            for x in self.recent_inputs:
+                self.training_module(x)
+        self.training_module.train(was_training)
+        for m, (momentum, state) in zip(norms, saved):
+            m.momentum = momentum
+            if int(m.num_batches_tracked) == 0:  # not part of the derived network
+                m.load_state_dict(state)

@@ -62,3 +62,56 @@ def test_task_adapter_moves_alpha_like_the_strategy():
         assert type(adapter_opt) is type(strategy_opt) is torch.optim.Adam
         assert adapter_opt.defaults['lr'] == strategy_opt.defaults['lr'] == DEFAULT_ARC_LEARNING_RATE
         assert adapter_opt.defaults['betas'] == strategy_opt.defaults['betas']
+
+
+def _searched_module(recalibration_batches: int):
+    import nni
+    from nni.nas.evaluator.pytorch import Classification
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from nni_base.data.families import family_splits
+
+    data = family_splits('texture', image_size=16, images_per_class=40, seed=0)['train'].subset_classes(range(WAYS))
+    train = TensorDataset(data.images, data.labels)
+    evaluator = Classification(num_classes=WAYS,
+                               train_dataloaders=nni.trace(DataLoader)(train, batch_size=50, shuffle=False),
+                               val_dataloaders=nni.trace(DataLoader)(train, batch_size=200), max_epochs=1,
+                               num_sanity_val_steps=0, logger=False, enable_progress_bar=False,
+                               enable_checkpointing=False, enable_model_summary=False)
+    strategy = BaseStrategy(seed=0, bn_recalibration_batches=recalibration_batches)
+    run(DartsTaskSpace(width=4, num_cells=3, num_classes=WAYS), evaluator, strategy)
+    return strategy.oneshot_module, data.images[-50:]  # the last training batch
+
+
+def test_validation_sees_the_derived_cell_with_statistics_of_the_latest_batches():
+    from nni_base.space.gumbel_cell import derived_architecture
+
+    def eval_vs_batch_statistics(module, x):
+        net = module.training_module
+        net.eval()
+        with torch.no_grad():
+            running = net(x)
+        net.train()
+        with torch.no_grad(), torch.random.fork_rng(), derived_architecture(module.architecture_modules()):
+            batch = net(x)
+        net.eval()
+        return float((running - batch).abs().max() / batch.abs().max())
+
+    # One remembered batch: every BatchNorm of the derived network holds exactly that batch's statistics, so the
+    # eval-mode output on it is its batch-statistics output (up to the unbiased variance, 50/49).
+    module, last_batch = _searched_module(1)
+    assert len(module.recent_inputs) == 1 and torch.equal(module.recent_inputs[0], last_batch)
+    recalibrated = eval_vs_batch_statistics(module, last_batch)
+    stale = eval_vs_batch_statistics(_searched_module(0)[0], last_batch)
+    assert recalibrated < 0.05, recalibrated
+    assert stale > 4 * recalibrated, (stale, recalibrated)
+
+    # Recalibrating again rewrites the derived network's statistics; operations it does not use keep theirs.
+    norms = [m for m in module.training_module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:
+        m.running_mean += 1.0
+    marked = [m.running_mean.clone() for m in norms]
+    module.recalibrate_batchnorm()
+    kept = [torch.equal(b, m.running_mean) for b, m in zip(marked, norms)]
+    assert any(kept) and not all(kept)
+    assert eval_vs_batch_statistics(module, last_batch) < 0.05
