@@ -123,7 +123,8 @@ def test_old_prior_without_encoder_still_loads_and_zero_shot_says_why_not(condit
     path, _ = conditioned_prior
     old = load_prior(path)
     del old['conditioning']
-    for key in ('dataset_conditioning', 'conditioning_lr', 'predictor_samples'):
+    for key in ('dataset_conditioning', 'conditioning_lr', 'predictor_samples', 'conditioning_alpha_lr',
+                'conditioning_centred', 'conditioning_standardise', 'conditioning_per_op'):
         old['config'].pop(key)  # written before these options existed
     old_path = save_prior(old, tmp_path / 'old.pt')
     reloaded = load_prior(old_path)
@@ -136,3 +137,61 @@ def test_old_prior_without_encoder_still_loads_and_zero_shot_says_why_not(condit
     strategy = BaseStrategy(prior=old_path, inner_steps=1, dataset_conditioning=True, predictor_samples=0)
     run(tiny_space(), episodic_evaluator(digits_tasks()[0], steps_per_epoch=1), strategy)
     assert 'conditioning' in strategy.prior_dict()
+
+
+def test_conditioning_written_before_issue_12_still_loads_as_it_was_trained():
+    # version 1: per-(edge, op) offsets on the raw (unstandardised) image statistics
+    old = Conditioner(SHAPES, {'normal': (14, 5), 'reduce': (14, 5)}, standardise=False, per_op=False)
+    with torch.no_grad():
+        for p in old.generator.parameters():
+            p.normal_(0, 0.3)
+    state = old.state()
+    state['version'] = 1
+    for key in ('standardise', 'per_op'):
+        del state[key]
+    state['encoder'] = {k: v for k, v in state['encoder'].items() if not k.startswith('feature_')}
+    loaded = Conditioner.from_state(state)
+    assert not loaded.encoder.standardise and not loaded.generator.per_op
+    task = _family_task('peaks')
+    alphas = {'normal': torch.zeros(14, 5), 'reduce': torch.zeros(14, 5)}
+    expected, _ = old.eval().conditioned_alpha(alphas, task.support_x, task.support_y)
+    got, _ = loaded.eval().conditioned_alpha(alphas, task.support_x, task.support_y)
+    for label in expected:
+        assert torch.allclose(expected[label], got[label])
+    with pytest.raises(ValueError, match='version 7'):
+        Conditioner.from_state({**state, 'version': 7})
+
+
+def test_per_op_offsets_are_one_per_operation_and_cell_type():
+    conditioner = _random_conditioner()
+    task = _family_task('texture')
+    offsets = conditioner.generator(conditioner.encode(task.support_x, task.support_y))
+    for offset in offsets.values():
+        assert offset.shape == (14, 5)
+        assert torch.equal(offset, offset[:1].expand_as(offset))  # every edge gets the cell type's offset
+        assert offset.abs().sum() > 0
+
+
+def test_encoder_statistics_are_standardised_by_training_tasks_only():
+    conditioner = Conditioner(SHAPES, {'normal': (14, 5), 'reduce': (14, 5)})
+    peaks, texture = _family_task('peaks'), _family_task('texture')
+    conditioner.train()
+    for task in (peaks, texture):
+        conditioner.encode(task.support_x, task.support_y)
+    assert int(conditioner.encoder.feature_count) == len(peaks.support_y) + len(texture.support_y)
+    stats = conditioner.encoder.feature_mean.clone()
+    conditioner.eval()
+    conditioner.encode(peaks.support_x[:5], peaks.support_y[:5])  # eval mode (zero-shot) leaves them alone
+    assert torch.equal(stats, conditioner.encoder.feature_mean)
+
+
+def test_inner_adam_step_on_alpha_is_logit_sized():
+    from nni_base.search.loop import AlphaAdam
+
+    alpha = torch.zeros(3, 4)
+    adam = AlphaAdam(0.3)
+    for _ in range(5):
+        adam.step(alpha, torch.full((3, 4), 3e-3))  # a typical one-step alpha gradient
+    assert torch.allclose(alpha, torch.full((3, 4), -1.5), atol=1e-3)  # SGD at 0.5 would move it 0.0075
+    with pytest.raises(ValueError, match='finite number > 0'):
+        AlphaAdam(0.0)

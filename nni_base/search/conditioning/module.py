@@ -35,7 +35,7 @@ import torch
 from ...space.gumbel_cell import derive_cell, fixed_architecture
 from ...tasks import Task
 from ..config import BaseConfig
-from ..loop import adapt_each
+from ..loop import AlphaAdam, adapt_each
 from ..meta_update import ModelState
 from ..reptile import ReptileModule
 from ..top_k import cell_shapes
@@ -69,13 +69,16 @@ class ConditionedReptileModule(ReptileModule):
         self._starts: list[_TaskStart] = []
         self._targets: list[dict[str, torch.Tensor]] = []
         self._conditioning_optimizer: torch.optim.Optimizer | None = None
+        self._shadow: AlphaAdam | None = None  # the current task's shadow Adam (conditioning_teacher='shadow')
         self.last_conditioning: dict[str, float] = {}
 
     def ensure_conditioner(self) -> Conditioner:
         """The conditioner, built for the supernet's cell types on first use."""
         if self.conditioner is None:
             self.conditioner = Conditioner(cell_shapes(self.cells()),
-                                           {str(k): tuple(a.shape) for k, a in self.alphas().items()}).to(self.device)
+                                           {str(k): tuple(a.shape) for k, a in self.alphas().items()},
+                                           standardise=self.config.conditioning_standardise,
+                                           per_op=self.config.conditioning_per_op).to(self.device)
         return self.conditioner
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -83,6 +86,12 @@ class ConditionedReptileModule(ReptileModule):
         self.ensure_conditioner()  # Lightning loads the state dict after this hook: the conditioner's keys need it
 
     # ---- the task-loop hooks -------------------------------------------------------------------------
+    def inner_alpha_adam_lr(self) -> float | None:
+        return self.config.conditioning_alpha_lr if self.config.conditioning_teacher == 'inner' else None
+
+    def inner_alpha_shadow(self) -> AlphaAdam | None:
+        return self._shadow
+
     def prepare_task(self, index: int, task: Task) -> None:
         if index == 0:
             self._starts, self._targets = [], []
@@ -95,11 +104,17 @@ class ConditionedReptileModule(ReptileModule):
             for label, alpha in alphas.items():
                 alpha.add_(offset[label].detach())
         self._starts.append(_TaskStart(task, shared, offset))
+        lr = self.config.conditioning_alpha_lr
+        self._shadow = AlphaAdam(lr) if lr is not None and self.config.conditioning_teacher == 'shadow' else None
 
     def task_adapted(self, state: ModelState) -> list[torch.Tensor]:
         start = self._starts[-1]
         alphas = {str(label): a for label, a in self.alphas().items()}
-        self._targets.append({label: (a.detach() - start.shared[label]) for label, a in alphas.items()})
+        if self._shadow is not None:  # the SGD-adapted α barely moved: Adam's direction from the start is the target
+            self._targets.append({label: start.offset[label].detach() + self._shadow.direction(a)
+                                  for label, a in alphas.items()})
+        else:
+            self._targets.append({label: (a.detach() - start.shared[label]) for label, a in alphas.items()})
         if self.training:
             self._record(start.task)
         tensors = list(state.tensors)
@@ -115,7 +130,8 @@ class ConditionedReptileModule(ReptileModule):
         loss = torch.zeros((), device=self.device)
         if train_alpha and self._starts:
             targets = self._targets
-            if len(targets) > 1:  # the part common to the step's tasks is the shared α's (its Reptile step)
+            # the part common to the step's tasks is the shared α's (its Reptile step)
+            if self.config.conditioning_centred and len(targets) > 1:
                 mean = {label: torch.stack([t[label] for t in targets]).mean(0) for label in targets[0]}
                 targets = [{label: t[label] - mean[label] for label in t} for t in targets]
             for start, target in zip(self._starts, targets):
@@ -136,7 +152,8 @@ class ConditionedReptileModule(ReptileModule):
 
     def validation_step(self, batch, batch_idx):
         results = adapt_each(self, self.check_tasks(batch), self.config.adaptation_steps,
-                             where=f'validation episode {batch_idx}', prepare=self.prepare_task)
+                             where=f'validation episode {batch_idx}', prepare=self.prepare_task,
+                             alpha_adam_lr=self.inner_alpha_adam_lr(), alpha_shadow=self.inner_alpha_shadow)
         self._starts, self._targets = [], []
         n = len(results.after)
         self.log('val_acc_before', results.mean_before, on_epoch=True, prog_bar=True, batch_size=n)
