@@ -136,7 +136,7 @@ def main(argv=None) -> dict:
     p.add_argument('--queries', type=int, default=10)
     p.add_argument('--meta-steps', type=int, default=40)
     p.add_argument('--inner-steps', type=int, default=5)
-    p.add_argument('--conditioning-lr', type=float, default=3e-3)
+    p.add_argument('--conditioning-lr', type=float, default=0.01)
     p.add_argument('--conditioning-alpha-lr', type=lambda v: None if v.lower() == 'none' else float(v), default=0.3,
                    help="inner Adam step on alpha of conditioned meta-training ('none': SGD, before issue #12)")
     p.add_argument('--teacher', choices=('shadow', 'inner'), default='shadow')
@@ -167,13 +167,15 @@ def main(argv=None) -> dict:
     paths, seconds = {}, {}
     for conditioned in (False, True):
         if not conditioned and args.reuse_unconditioned:
-            earlier = json.loads((args.output_dir / 'results.json').read_text())
-            paths[False], seconds[False] = args.output_dir / 'unconditioned.pt', earlier['meta_train_seconds'][
-                'unconditioned']
+            paths[False] = args.output_dir / 'unconditioned.pt'
             if not paths[False].is_file():
                 raise FileNotFoundError(f'--reuse-unconditioned: {paths[False]} is missing; run once without it.')
+            seconds[False] = json.loads((args.output_dir / 'unconditioned.json').read_text())['seconds']
             continue
         paths[conditioned], seconds[conditioned] = meta_train(args, conditioned, args.output_dir)
+        if not conditioned:  # what --reuse-unconditioned reads
+            write_json(args.output_dir / 'unconditioned.json', {'seconds': seconds[False],
+                                                                'settings': results['settings']})
         print(f"meta-trained {'conditioned' if conditioned else 'unconditioned'} prior in {seconds[conditioned]:.0f} s",
               flush=True)
     results['meta_train_seconds'] = {'unconditioned': seconds[False], 'conditioned': seconds[True]}

@@ -200,7 +200,7 @@ class BaseStrategy(OneShotStrategy):
                  outer_optimizer_alpha: Literal['sgd', 'adam'] = 'adam', alpha_warmup_steps: int = 0,
                  inner_batch_size: int | None = None, parameterization: Literal['darts', 'slot'] = 'darts',
                  freeze_alpha: bool = False, alpha_estimator: Literal['paired', 'straight_through'] = 'paired',
-                 pool_batchnorm: bool = True, dataset_conditioning: bool = False, conditioning_lr: float = 3e-3,
+                 pool_batchnorm: bool = True, dataset_conditioning: bool = False, conditioning_lr: float = 0.01,
                  predictor_samples: int = 2, conditioning_alpha_lr: float | None = 0.3,
                  conditioning_teacher: Literal['shadow', 'inner'] = 'shadow',
                  conditioning_centred: bool = True, conditioning_standardise: bool = True,
