@@ -7,8 +7,9 @@ Where it sits
 
     * ``prepare_task`` (before the inner loop): encode the task's support set, ``α ← shared α + g(encoding)``;
     * ``task_adapted`` (after it): the shared α moves toward the mean of ``adapted α − offset`` (so it learns the
-      part common to all tasks), the generator's target is ``adapted α − shared α``, and the adapted supernet
-      scores the derived and ``predictor_samples`` random architectures on the query set (predictor records);
+      part common to all tasks), the generator's target is ``offset + the task's α direction`` (below), and the
+      adapted supernet scores the derived and ``predictor_samples`` random architectures on the query set
+      (predictor records);
     * ``end_meta_step``: one Adam step of encoder + generator on the regression loss and of the predictor on a
       batch of records. With several tasks per meta-step the generator's targets are centred over the step's
       tasks: the common part of the task directions is the shared α's Reptile step, the generator learns only
@@ -21,6 +22,15 @@ Why this learning signal
     respect to ``g(e)``, so regressing the generator onto the task's adapted offset *is* Reptile on the
     generated part, chained through the generator into the encoder; the shared α takes the task mean as before.
     No second-order terms and no query-loss backpropagation through the inner loop are needed.
+
+The task's α direction (issue #12)
+    With SGD at ``inner_lr_alpha`` a task's α moves ~0.003 logit in 5 inner steps (one step's α gradient is
+    ~3e-3), so ``adapted α − start`` was a tiny target and the generated offsets stayed ~1e-4: the conditioned α
+    was the shared α. With ``conditioning_alpha_lr`` the direction is where a fresh per-task Adam would take α on
+    the same gradients (:class:`~nni_base.search.loop.AlphaAdam`): logit-sized, same sign. By default
+    (``conditioning_teacher='shadow'``) Adam only records it and the inner loop keeps its SGD step, so weights and
+    shared α learn as without conditioning; ``'inner'`` moves the task's α with Adam (measured worse: the shared α
+    lost max pooling in the reduction cell). ``conditioning_alpha_lr=None``: the SGD-adapted α, as before.
 """
 
 from __future__ import annotations
