@@ -193,6 +193,12 @@ def test_inner_adam_step_on_alpha_is_logit_sized():
     for _ in range(5):
         adam.step(alpha, torch.full((3, 4), 3e-3))  # a typical one-step alpha gradient
     assert torch.allclose(alpha, torch.full((3, 4), -1.5), atol=1e-3)  # SGD at 0.5 would move it 0.0075
+    assert torch.allclose(adam.direction(alpha), alpha)
+    shadow, fixed = AlphaAdam(0.3), torch.zeros(2)
+    for g in (1e-3, 2e-3, 3e-3):
+        shadow.update(fixed, torch.tensor([g, 0.0]))
+    assert torch.equal(fixed, torch.zeros(2))  # a shadow records the direction without moving alpha
+    assert -1.0 < float(shadow.direction(fixed)[0]) < -0.8 and shadow.direction(fixed)[1] == 0
     with pytest.raises(ValueError, match='finite number > 0'):
         AlphaAdam(0.0)
 
