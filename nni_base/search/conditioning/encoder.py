@@ -16,10 +16,12 @@ Why the statistics are standardised
     Raw, the statistics of two task families (peaks, texture) differ by ~30% in a few entries and the encoder's
     biases dominate its output: the two families' mean encodings differed by 6-8% of their norm (untrained
     encoder, 3 seeds; 19-29% standardised), the generator read nearly one input for both and learnt one offset
-    for both (issue #12). With ``standardise`` the statistics are
-    standardised by running per-entry mean and variance over the meta-training support images (buffers, saved
-    with the prior; updated only by training-mode ``forward``, used as stored in eval mode and zero-shot). They
-    are the encoder's *input*, which training does not move, so the statistics do not lag a drifting encoder.
+    for both (issue #12). With ``standardise`` the statistics are standardised by running per-entry mean and
+    variance over the meta-training support images (buffers, saved with the prior; updated only by training-mode
+    ``forward``, used as stored in eval mode and zero-shot; under DDP each rank keeps its own). They are the
+    encoder's *input*, which training does not move, so they do not lag a drifting encoder (standardising the
+    encoding instead was tried: its running statistics lagged the encoder's drift and both families' inputs
+    ended on the same side of the mean).
     Conditioned priors written before (version 1) load with ``standardise=False``, as they were trained.
 """
 
