@@ -18,7 +18,7 @@ Why the statistics are standardised
     encoder, 3 seeds; 19-29% standardised), the generator read nearly one input for both and learnt one offset
     for both (issue #12). With ``standardise`` the statistics are standardised by running per-entry mean and
     variance over the meta-training support images (buffers, saved with the prior; updated only by training-mode
-    ``forward``, used as stored in eval mode and zero-shot; under DDP each rank keeps its own). They are the
+    ``forward``, used as stored in eval mode and zero-shot). They are the
     encoder's *input*, which training does not move, so they do not lag a drifting encoder (standardising the
     encoding instead was tried: its running statistics lagged the encoder's drift and both families' inputs
     ended on the same side of the mean).
