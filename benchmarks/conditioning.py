@@ -56,7 +56,11 @@ def meta_train(args, conditioned: bool, out: Path) -> tuple[Path, float]:
                                        enable_model_summary=False)
     path = out / ('conditioned.pt' if conditioned else 'unconditioned.pt')
     strategy = BaseStrategy(inner_steps=args.inner_steps, seed=args.seed, save_prior_to=path,
-                            dataset_conditioning=conditioned, conditioning_lr=args.conditioning_lr)
+                            dataset_conditioning=conditioned, conditioning_lr=args.conditioning_lr,
+                            conditioning_alpha_lr=args.conditioning_alpha_lr, conditioning_teacher=args.teacher,
+                            conditioning_centred=not args.uncentred,
+                            conditioning_standardise=not args.raw_encoding,
+                            conditioning_per_op=not args.per_edge)
     start = time.perf_counter()
     exp = NasExperiment(space(args), evaluator, strategy)
     exp.run()
@@ -109,8 +113,10 @@ def predictor_spearman(prior_path: Path, tasks, args) -> list[float]:
                 with torch.no_grad(), fixed_architecture(supernet.cells(), sample):
                     measured.append(float(supernet.model_loss(task.query_x, task.query_y)[1]))
 
+        config = supernet.config  # adapt as the records were collected
         adapt_each(supernet, [task], args.inner_steps, where='spearman', measure=False, prepare=condition,
-                   on_adapted=score)
+                   on_adapted=score,
+                   alpha_adam_lr=config.conditioning_alpha_lr if config.conditioning_teacher == 'inner' else None)
         with torch.no_grad():
             predicted = conditioner.predictor(encoding, torch.stack([arch_features(s, conditioner.shapes)
                                                                      for s in samples])).tolist()
@@ -130,7 +136,14 @@ def main(argv=None) -> dict:
     p.add_argument('--queries', type=int, default=10)
     p.add_argument('--meta-steps', type=int, default=40)
     p.add_argument('--inner-steps', type=int, default=5)
-    p.add_argument('--conditioning-lr', type=float, default=3e-3)
+    p.add_argument('--conditioning-lr', type=float, default=0.01)
+    p.add_argument('--conditioning-alpha-lr', type=lambda v: None if v.lower() == 'none' else float(v), default=0.3,
+                   help="inner Adam step on alpha of conditioned meta-training ('none': SGD, before issue #12)")
+    p.add_argument('--teacher', choices=('shadow', 'inner'), default='shadow')
+    p.add_argument('--uncentred', action='store_true', help="don't centre the generator's targets over a meta-step")
+    p.add_argument('--raw-encoding', action='store_true', help='the generator reads the unstandardised encoding')
+    p.add_argument('--per-edge', action='store_true', help='one generated offset per (edge, operation)')
+    p.add_argument('--results-name', default='results.json')
     p.add_argument('--reuse-unconditioned', action='store_true',
                    help='keep the unconditioned prior of an earlier run with the same settings (output-dir)')
     p.add_argument('--heldout-tasks', type=int, default=10)
@@ -154,11 +167,15 @@ def main(argv=None) -> dict:
     paths, seconds = {}, {}
     for conditioned in (False, True):
         if not conditioned and args.reuse_unconditioned:
-            earlier = json.loads((args.output_dir / 'results.json').read_text())
-            paths[False], seconds[False] = args.output_dir / 'unconditioned.pt', earlier['meta_train_seconds'][
-                'unconditioned']
+            paths[False] = args.output_dir / 'unconditioned.pt'
+            if not paths[False].is_file():
+                raise FileNotFoundError(f'--reuse-unconditioned: {paths[False]} is missing; run once without it.')
+            seconds[False] = json.loads((args.output_dir / 'unconditioned.json').read_text())['seconds']
             continue
         paths[conditioned], seconds[conditioned] = meta_train(args, conditioned, args.output_dir)
+        if not conditioned:  # what --reuse-unconditioned reads
+            write_json(args.output_dir / 'unconditioned.json', {'seconds': seconds[False],
+                                                                'settings': results['settings']})
         print(f"meta-trained {'conditioned' if conditioned else 'unconditioned'} prior in {seconds[conditioned]:.0f} s",
               flush=True)
     results['meta_train_seconds'] = {'unconditioned': seconds[False], 'conditioned': seconds[True]}
@@ -202,7 +219,7 @@ def main(argv=None) -> dict:
         print(f"{f}: {line}; zero-shot {family['zero_shot_seconds']['median_in_memory'] * 1000:.0f} ms "
               f"({family['zero_shot_seconds']['median_from_file'] * 1000:.0f} ms from file); predictor Spearman "
               f"{family['predictor_spearman']['mean']:.2f}", flush=True)
-        write_json(args.output_dir / 'results.json', results)
+        write_json(args.output_dir / args.results_name, results)
     return results
 
 

@@ -159,6 +159,26 @@ class BaseStrategy(OneShotStrategy):
         :func:`nni_base.api.zero_shot` turns a new dataset into top-k architectures without training.
     conditioning_lr
         Adam step size of the encoder, generator and predictor.
+    conditioning_alpha_lr
+        With ``dataset_conditioning``: Adam step (betas (0.5, 0.999), fresh per task) on a task's alpha gradients
+        in the inner loop of meta-training, so that the generator's target (the task's alpha direction) is
+        logit-sized, not the ~0.01 that SGD at ``inner_lr_alpha`` moves alpha. ``None``: the SGD-adapted alpha is
+        the target (before issue #12).
+    conditioning_teacher
+        How that Adam step is used: ``'shadow'`` (default) records where it would take alpha while the task's
+        alpha and weights follow the usual SGD inner loop (the shared alpha learns as without conditioning);
+        ``'inner'`` moves the task's alpha with it.
+    conditioning_centred
+        With ``dataset_conditioning``: centre the generator's targets over the meta-step's tasks (the common
+        part is the shared alpha's Reptile step; the generator learns how each dataset deviates from it).
+    conditioning_standardise
+        With ``dataset_conditioning``: the generator reads the encoding standardised by running statistics over
+        the meta-training tasks (saved with the prior), so that datasets whose raw encodings differ by a few
+        percent get distinct offsets. ``False``: the raw encoding (before issue #12).
+    conditioning_per_op
+        With ``dataset_conditioning``: the generator outputs one alpha offset per (cell type, operation), added to
+        every edge (its target is the edge mean of a task's noisy alpha direction). ``False``: one offset per
+        (edge, operation), as before issue #12.
     predictor_samples
         With ``dataset_conditioning``: random architectures scored on each task's query set (with the adapted
         supernet weights) per meta-step, besides the derived one, as the predictor's training records.
@@ -186,8 +206,11 @@ class BaseStrategy(OneShotStrategy):
                  outer_optimizer_alpha: Literal['sgd', 'adam'] = 'adam', alpha_warmup_steps: int = 0,
                  inner_batch_size: int | None = None, parameterization: Literal['darts', 'slot'] = 'darts',
                  freeze_alpha: bool = False, alpha_estimator: Literal['paired', 'straight_through'] = 'paired',
-                 pool_batchnorm: bool = True, dataset_conditioning: bool = False, conditioning_lr: float = 3e-3,
-                 predictor_samples: int = 2,
+                 pool_batchnorm: bool = True, dataset_conditioning: bool = False, conditioning_lr: float = 0.01,
+                 predictor_samples: int = 2, conditioning_alpha_lr: float | None = 0.3,
+                 conditioning_teacher: Literal['shadow', 'inner'] = 'shadow',
+                 conditioning_centred: bool = True, conditioning_standardise: bool = True,
+                 conditioning_per_op: bool = True,
                  resume_from: str | os.PathLike | None = None,
                  save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
         super().__init__(**kwargs)

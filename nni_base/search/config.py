@@ -91,8 +91,14 @@ class BaseConfig:
                                                                     choices=('paired', 'straight_through'))
     pool_batchnorm: bool = hparam(True, 'bool')
     dataset_conditioning: bool = hparam(False, 'bool')
-    conditioning_lr: float = hparam(3e-3, 'float', minimum=0)
+    conditioning_lr: float = hparam(0.01, 'float', minimum=0)
     predictor_samples: int = hparam(2, 'int', minimum=0)
+    # the inner Adam step on alpha of conditioned meta-training (None: SGD at inner_lr_alpha, as before issue #12)
+    conditioning_alpha_lr: float | None = hparam(0.3, 'float', minimum=0, optional=True)
+    conditioning_teacher: Literal['shadow', 'inner'] = hparam('shadow', 'choice', choices=('shadow', 'inner'))
+    conditioning_centred: bool = hparam(True, 'bool')
+    conditioning_standardise: bool = hparam(True, 'bool')
+    conditioning_per_op: bool = hparam(True, 'bool')
 
     def __post_init__(self):
         if isinstance(self.temperature, dict):  # from a prior file

@@ -29,7 +29,7 @@ from .meta_update import ModelState, inner_sgd_step
 if TYPE_CHECKING:  # the module type only; base.py imports this file
     from .base import BaseSearchModule
 
-__all__ = ['TaskResults', 'adapt', 'adapt_each', 'query_metrics']
+__all__ = ['AlphaAdam', 'TaskResults', 'adapt', 'adapt_each', 'query_metrics']
 
 
 @dataclass
@@ -53,17 +53,64 @@ class TaskResults:
         return sum(self.losses) / len(self.losses)
 
 
+class AlphaAdam:
+    """A fresh Adam state for α over one task's inner loop (betas (0.5, 0.999), as single-task search's).
+
+    Why: one inner step's α gradient is ~3e-3 per logit, so SGD at ``inner_lr_alpha`` moves a task's α by ~0.003
+    logit in 5 steps (edge means, measured) — too little to say which operations *this* task prefers. Adam's step
+    is logit-sized along the gradient's sign, so the adapted α is a per-task answer (dataset conditioning regresses
+    onto it).
+    """
+
+    def __init__(self, lr: float, betas: tuple[float, float] = (0.5, 0.999), eps: float = 1e-8):
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f'The inner Adam step on alpha must be a finite number > 0, got {lr!r}.')
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.moments: dict[int, tuple[torch.Tensor, torch.Tensor, int]] = {}
+        self.moved: dict[int, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def update(self, p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """Adam's step for gradient ``g`` of ``p`` (not applied); ``moved[id(p)]`` sums the steps."""
+        m, v, t = self.moments.get(id(p), (torch.zeros_like(p), torch.zeros_like(p), 0))
+        b1, b2 = self.betas
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        t += 1
+        self.moments[id(p)] = (m, v, t)
+        denom = (v / (1 - b2 ** t)).sqrt_().add_(self.eps)
+        step = m / denom * (-self.lr / (1 - b1 ** t))
+        self.moved[id(p)] = self.moved[id(p)] + step if id(p) in self.moved else step
+        return step
+
+    @torch.no_grad()
+    def step(self, p: torch.Tensor, g: torch.Tensor) -> None:
+        p.add_(self.update(p, g))
+
+    def direction(self, p: torch.Tensor) -> torch.Tensor:
+        """The sum of the steps taken (or, in shadow use, that would have been taken) for ``p``."""
+        return self.moved.get(id(p), torch.zeros_like(p))
+
+
 def adapt(module: BaseSearchModule, task: Task, steps: int, state: ModelState, *, where: str,
-          train_alpha: bool = True) -> float:
+          train_alpha: bool = True, alpha_adam_lr: float | None = None,
+          alpha_shadow: AlphaAdam | None = None) -> float:
     """Run ``steps`` SGD steps on the task's support set in place; returns the last support loss.
 
     Each step draws ``inner_batch_size`` support images (all of them by default) and averages the loss
     over ``samples_per_step`` Gumbel samples. ``train_alpha=False`` keeps α fixed (weight warm-up).
+    ``alpha_adam_lr`` moves α with a fresh per-task Adam (:class:`AlphaAdam`) instead of SGD at ``inner_lr_alpha``;
+    ``alpha_shadow`` sees every α gradient without moving α (its :meth:`AlphaAdam.direction`: where Adam would
+    have taken α), so the task's α follows the usual SGD step while a logit-sized direction is recorded.
     """
     config = module.config
     params = state.params
     arch = {id(p) for p in module.arch_parameters()}
-    alpha_lr = config.inner_lr_alpha if train_alpha and not config.freeze_alpha else 0.0
+    alpha_trained = train_alpha and not config.freeze_alpha
+    alpha_lr = config.inner_lr_alpha if alpha_trained else 0.0
+    adam = AlphaAdam(alpha_adam_lr) if alpha_trained and alpha_adam_lr is not None else None
+    if adam is not None:
+        alpha_lr = 0.0  # the SGD step below leaves α to Adam
     lrs = [alpha_lr if id(p) in arch else config.inner_lr for p in params]
     loss_value = float('nan')
     module.training_module.model.train()
@@ -92,6 +139,13 @@ def adapt(module: BaseSearchModule, task: Task, steps: int, state: ModelState, *
             if scale < 1.0:
                 grads = tuple(g * scale if g is not None else None for g in grads)
         inner_sgd_step(params, grads, lrs.__getitem__)
+        if adam is not None or (alpha_shadow is not None and alpha_trained):
+            for p, g in zip(params, grads):
+                if g is not None and id(p) in arch:
+                    if adam is not None:
+                        adam.step(p, g)
+                    if alpha_shadow is not None:
+                        alpha_shadow.update(p, g)
     return loss_value
 
 
@@ -113,13 +167,16 @@ def query_metrics(module: BaseSearchModule, task: Task) -> tuple[float, float]:
 def adapt_each(module: BaseSearchModule, tasks: Sequence[Task], steps: int, *, where: str,
                train_alpha: bool = True, measure: bool = True,
                on_adapted: Callable[[ModelState], None] | None = None,
-               prepare: Callable[[int, Task], None] | None = None) -> TaskResults:
+               prepare: Callable[[int, Task], None] | None = None,
+               alpha_adam_lr: float | None = None,
+               alpha_shadow: Callable[[], AlphaAdam | None] | None = None) -> TaskResults:
     """Adapt the shared supernet to each task in turn, restoring it after each.
 
     ``measure`` records query accuracy before and after (and the query loss, which must be finite);
     ``prepare(k, task)`` may set the task's starting point in place before adaptation (a dataset-conditioned
     α, :mod:`.conditioning`; restored with the rest after the task); ``on_adapted(state)`` sees each task's
-    adapted tensors before they are restored.
+    adapted tensors before they are restored; ``alpha_adam_lr``: see :func:`adapt`; ``alpha_shadow()`` (called after
+    ``prepare``) gives the task's shadow Adam, see :func:`adapt`.
     """
     state = ModelState(module.training_module.model)
     shared = state.snapshot()
@@ -132,7 +189,8 @@ def adapt_each(module: BaseSearchModule, tasks: Sequence[Task], steps: int, *, w
                     prepare(k, task)
                 if measure:
                     results.before.append(query_metrics(module, task)[1])
-                adapt(module, task, steps, state, where=f'{where}, task {k}', train_alpha=train_alpha)
+                adapt(module, task, steps, state, where=f'{where}, task {k}', train_alpha=train_alpha,
+                      alpha_adam_lr=alpha_adam_lr, alpha_shadow=alpha_shadow() if alpha_shadow is not None else None)
                 if measure:
                     loss, acc = query_metrics(module, task)
                     if not math.isfinite(loss):

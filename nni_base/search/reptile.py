@@ -24,7 +24,7 @@ import torch
 from ..errors import MetaTrainingDiverged
 from ..tasks import Task
 from .distributed import all_reduce_sum, process_group
-from .loop import adapt_each
+from .loop import AlphaAdam, adapt_each
 from .meta_training import MetaTrainingModule
 from .meta_update import MeanAccumulator, ModelState, OuterOptimizer, set_reptile_gradients
 
@@ -54,7 +54,8 @@ class ReptileModule(MetaTrainingModule):
             adapted.add(self.task_adapted(s))
 
         results = adapt_each(self, tasks, self.config.inner_steps, where=where, train_alpha=train_alpha,
-                             on_adapted=on_adapted, prepare=self.prepare_task)
+                             on_adapted=on_adapted, prepare=self.prepare_task,
+                             alpha_adam_lr=self.inner_alpha_adam_lr(), alpha_shadow=self.inner_alpha_shadow)
 
         num_tasks = None
         if process_group()[1] > 1:  # sum the adapted tensors and the metrics over ranks, then divide by all tasks
@@ -81,6 +82,14 @@ class ReptileModule(MetaTrainingModule):
         return self.log_meta_step(results, num_tasks)
 
     # ---- hooks of the dataset-conditioned subclass (search/conditioning/module.py); no-ops here -------
+    def inner_alpha_adam_lr(self) -> float | None:
+        """Adam step of α in the inner loop (:class:`.loop.AlphaAdam`); ``None``: SGD at ``inner_lr_alpha``."""
+        return None
+
+    def inner_alpha_shadow(self) -> AlphaAdam | None:
+        """A shadow Adam that records the task's α gradients (:func:`.loop.adapt`); none here."""
+        return None
+
     def prepare_task(self, index: int, task: Task) -> None:
         """Set task ``index``'s starting point in place before its inner loop (the shared values here)."""
 

@@ -23,19 +23,22 @@ from .predictor import PerformancePredictor, arch_feature_size, arch_features
 
 __all__ = ['Conditioner', 'CONDITIONING_VERSION']
 
-CONDITIONING_VERSION = 1
+#: 2: the encoder's running image-statistics standardisation and per-operation offsets (issue #12). Version 1
+#: (without either) still loads and runs as it was trained.
+CONDITIONING_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class Conditioner(nn.Module):
     """Dataset encoder, α-offset generator and performance predictor of one supernet's cell types."""
 
     def __init__(self, shapes: Sequence[CellShape], alpha_shapes: Mapping[str, tuple[int, ...]], dim: int = 32,
-                 hidden: int = 64):
+                 hidden: int = 64, standardise: bool = True, per_op: bool = True):
         super().__init__()
         self.shapes = list(shapes)
         self.dim, self.hidden = dim, hidden
-        self.encoder = SetEncoder(dim, hidden)
-        self.generator = AlphaOffsetGenerator(dim, alpha_shapes, hidden)
+        self.encoder = SetEncoder(dim, hidden, standardise)
+        self.generator = AlphaOffsetGenerator(dim, alpha_shapes, hidden, per_op)
         self.predictor = PerformancePredictor(dim, arch_feature_size(self.shapes), hidden)
         self.predictor_records = 0  # how many records the predictor has learnt from (0: rank by alpha)
 
@@ -63,7 +66,8 @@ class Conditioner(nn.Module):
     def state(self) -> dict[str, Any]:
         return {
             'version': CONDITIONING_VERSION,
-            'dim': self.dim, 'hidden': self.hidden,
+            'dim': self.dim, 'hidden': self.hidden, 'standardise': bool(self.encoder.standardise),
+            'per_op': bool(self.generator.per_op),
             'shapes': [{**asdict(s), 'op_names': list(s.op_names)} for s in self.shapes],
             'alpha_shapes': {k: list(v) for k, v in self.generator.alpha_shapes.items()},
             'encoder': _plain_state(self.encoder), 'generator': _plain_state(self.generator),
@@ -72,13 +76,17 @@ class Conditioner(nn.Module):
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Conditioner:
-        if state.get('version') != CONDITIONING_VERSION:
-            raise ValueError(f'The prior\'s dataset conditioning has version {state.get("version")}, this nni-base '
-                             f'reads version {CONDITIONING_VERSION}.')
+        version = state.get('version')
+        if version not in READABLE_VERSIONS:
+            raise ValueError(f'The prior\'s dataset conditioning has version {version}, this nni-base reads versions '
+                             f'{", ".join(map(str, READABLE_VERSIONS))}.')
         shapes = [CellShape(**{**s, 'op_names': tuple(s['op_names'])}) for s in state['shapes']]
         conditioner = cls(shapes, {k: tuple(v) for k, v in state['alpha_shapes'].items()}, state['dim'],
-                          state['hidden'])
-        conditioner.encoder.load_state_dict(state['encoder'])
+                          state['hidden'], bool(state.get('standardise', False)), bool(state.get('per_op', False)))
+        encoder = dict(state['encoder'])
+        for name, buffer in conditioner.encoder.named_buffers():
+            encoder.setdefault(name, buffer)  # version 1 has no feature statistics (and does not use them)
+        conditioner.encoder.load_state_dict(encoder)
         conditioner.generator.load_state_dict(state['generator'])
         conditioner.predictor.load_state_dict(state['predictor'])
         conditioner.predictor_records = int(state['predictor_records'])

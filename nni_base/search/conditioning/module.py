@@ -7,8 +7,9 @@ Where it sits
 
     * ``prepare_task`` (before the inner loop): encode the task's support set, ``α ← shared α + g(encoding)``;
     * ``task_adapted`` (after it): the shared α moves toward the mean of ``adapted α − offset`` (so it learns the
-      part common to all tasks), the generator's target is ``adapted α − shared α``, and the adapted supernet
-      scores the derived and ``predictor_samples`` random architectures on the query set (predictor records);
+      part common to all tasks), the generator's target is ``offset + the task's α direction`` (below), and the
+      adapted supernet scores the derived and ``predictor_samples`` random architectures on the query set
+      (predictor records);
     * ``end_meta_step``: one Adam step of encoder + generator on the regression loss and of the predictor on a
       batch of records. With several tasks per meta-step the generator's targets are centred over the step's
       tasks: the common part of the task directions is the shared α's Reptile step, the generator learns only
@@ -21,6 +22,15 @@ Why this learning signal
     respect to ``g(e)``, so regressing the generator onto the task's adapted offset *is* Reptile on the
     generated part, chained through the generator into the encoder; the shared α takes the task mean as before.
     No second-order terms and no query-loss backpropagation through the inner loop are needed.
+
+The task's α direction (issue #12)
+    With SGD at ``inner_lr_alpha`` a task's α moves ~0.003 logit in 5 inner steps (one step's α gradient is
+    ~3e-3), so ``adapted α − start`` was a tiny target and the generated offsets stayed ~1e-4: the conditioned α
+    was the shared α. With ``conditioning_alpha_lr`` the direction is where a fresh per-task Adam would take α on
+    the same gradients (:class:`~nni_base.search.loop.AlphaAdam`): logit-sized, same sign. By default
+    (``conditioning_teacher='shadow'``) Adam only records it and the inner loop keeps its SGD step, so weights and
+    shared α learn as without conditioning; ``'inner'`` moves the task's α with Adam (measured worse: the shared α
+    lost max pooling in the reduction cell). ``conditioning_alpha_lr=None``: the SGD-adapted α, as before.
 """
 
 from __future__ import annotations
@@ -35,7 +45,7 @@ import torch
 from ...space.gumbel_cell import derive_cell, fixed_architecture
 from ...tasks import Task
 from ..config import BaseConfig
-from ..loop import adapt_each
+from ..loop import AlphaAdam, adapt_each
 from ..meta_update import ModelState
 from ..reptile import ReptileModule
 from ..top_k import cell_shapes
@@ -69,13 +79,16 @@ class ConditionedReptileModule(ReptileModule):
         self._starts: list[_TaskStart] = []
         self._targets: list[dict[str, torch.Tensor]] = []
         self._conditioning_optimizer: torch.optim.Optimizer | None = None
+        self._shadow: AlphaAdam | None = None  # the current task's shadow Adam (conditioning_teacher='shadow')
         self.last_conditioning: dict[str, float] = {}
 
     def ensure_conditioner(self) -> Conditioner:
         """The conditioner, built for the supernet's cell types on first use."""
         if self.conditioner is None:
             self.conditioner = Conditioner(cell_shapes(self.cells()),
-                                           {str(k): tuple(a.shape) for k, a in self.alphas().items()}).to(self.device)
+                                           {str(k): tuple(a.shape) for k, a in self.alphas().items()},
+                                           standardise=self.config.conditioning_standardise,
+                                           per_op=self.config.conditioning_per_op).to(self.device)
         return self.conditioner
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -83,6 +96,12 @@ class ConditionedReptileModule(ReptileModule):
         self.ensure_conditioner()  # Lightning loads the state dict after this hook: the conditioner's keys need it
 
     # ---- the task-loop hooks -------------------------------------------------------------------------
+    def inner_alpha_adam_lr(self) -> float | None:
+        return self.config.conditioning_alpha_lr if self.config.conditioning_teacher == 'inner' else None
+
+    def inner_alpha_shadow(self) -> AlphaAdam | None:
+        return self._shadow
+
     def prepare_task(self, index: int, task: Task) -> None:
         if index == 0:
             self._starts, self._targets = [], []
@@ -95,11 +114,17 @@ class ConditionedReptileModule(ReptileModule):
             for label, alpha in alphas.items():
                 alpha.add_(offset[label].detach())
         self._starts.append(_TaskStart(task, shared, offset))
+        lr = self.config.conditioning_alpha_lr
+        self._shadow = AlphaAdam(lr) if lr is not None and self.config.conditioning_teacher == 'shadow' else None
 
     def task_adapted(self, state: ModelState) -> list[torch.Tensor]:
         start = self._starts[-1]
         alphas = {str(label): a for label, a in self.alphas().items()}
-        self._targets.append({label: (a.detach() - start.shared[label]) for label, a in alphas.items()})
+        if self._shadow is not None:  # the SGD-adapted α barely moved: Adam's direction from the start is the target
+            self._targets.append({label: start.offset[label].detach() + self._shadow.direction(a)
+                                  for label, a in alphas.items()})
+        else:
+            self._targets.append({label: (a.detach() - start.shared[label]) for label, a in alphas.items()})
         if self.training:
             self._record(start.task)
         tensors = list(state.tensors)
@@ -115,7 +140,8 @@ class ConditionedReptileModule(ReptileModule):
         loss = torch.zeros((), device=self.device)
         if train_alpha and self._starts:
             targets = self._targets
-            if len(targets) > 1:  # the part common to the step's tasks is the shared α's (its Reptile step)
+            # the part common to the step's tasks is the shared α's (its Reptile step)
+            if self.config.conditioning_centred and len(targets) > 1:
                 mean = {label: torch.stack([t[label] for t in targets]).mean(0) for label in targets[0]}
                 targets = [{label: t[label] - mean[label] for label in t} for t in targets]
             for start, target in zip(self._starts, targets):
@@ -136,7 +162,8 @@ class ConditionedReptileModule(ReptileModule):
 
     def validation_step(self, batch, batch_idx):
         results = adapt_each(self, self.check_tasks(batch), self.config.adaptation_steps,
-                             where=f'validation episode {batch_idx}', prepare=self.prepare_task)
+                             where=f'validation episode {batch_idx}', prepare=self.prepare_task,
+                             alpha_adam_lr=self.inner_alpha_adam_lr(), alpha_shadow=self.inner_alpha_shadow)
         self._starts, self._targets = [], []
         n = len(results.after)
         self.log('val_acc_before', results.mean_before, on_epoch=True, prog_bar=True, batch_size=n)
