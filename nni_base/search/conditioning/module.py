@@ -45,6 +45,7 @@ import torch
 from ...space.gumbel_cell import derive_cell, fixed_architecture
 from ...tasks import Task
 from ..config import BaseConfig
+from ..distributed import process_group
 from ..loop import AlphaAdam, adapt_each
 from ..meta_update import ModelState
 from ..reptile import ReptileModule
@@ -90,6 +91,17 @@ class ConditionedReptileModule(ReptileModule):
                                            standardise=self.config.conditioning_standardise,
                                            per_op=self.config.conditioning_per_op).to(self.device)
         return self.conditioner
+
+    def on_fit_start(self) -> None:
+        world_size = process_group()[1]
+        if world_size > 1:
+            # Each process would update the encoder's running statistics, the generator and the predictor from
+            # its own share of the tasks, so the processes' conditioners would drift apart (not implemented).
+            raise NotImplementedError(
+                f'dataset_conditioning=True runs in one process; this run has {world_size} (DDP). Meta-train the '
+                'conditioned prior with devices=1, or turn dataset_conditioning off to meta-train on several '
+                'processes.')
+        return super().on_fit_start()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)

@@ -65,6 +65,20 @@ def test_conditioning_needs_reptile():
         BaseStrategy(dataset_conditioning=True, meta_algorithm='maml')
 
 
+def test_conditioning_refuses_several_processes_instead_of_drifting_apart(monkeypatch):
+    import nni_base.search.conditioning.module as conditioned
+    from nni_base.evaluator import EpisodicModule
+
+    training_module = EpisodicModule()
+    training_module.set_model(BaseStrategy().mutate_model(tiny_space()))
+    module = ConditionedReptileModule(training_module, BaseStrategy(dataset_conditioning=True).config)
+    monkeypatch.setattr(conditioned, 'process_group', lambda: (0, 2))
+    with pytest.raises(NotImplementedError, match='dataset_conditioning=True runs in one process; .* 2 .*devices=1'):
+        module.on_fit_start()
+    monkeypatch.setattr(conditioned, 'process_group', lambda: (0, 1))
+    module.on_fit_start()
+
+
 @pytest.fixture(scope='module')
 def conditioned_prior(tmp_path_factory):
     """Three conditioned Reptile meta-steps on digits; the prior file they write."""
