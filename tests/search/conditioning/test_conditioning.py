@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from nni_base import BaseStrategy, ResolutionMixture, TaskDistribution, load_prior, save_prior
+from nni_base import BaseStrategy, TaskDistribution, load_prior, save_prior
 from nni_base.api import sample_tasks, zero_shot
 from nni_base.data.families import family_splits
 from nni_base.search.conditioning import ConditionedReptileModule, Conditioner
@@ -216,28 +216,49 @@ def test_inner_adam_step_on_alpha_is_logit_sized():
         AlphaAdam(0.0)
 
 
-def test_conditioned_alpha_moves_each_known_answer_family_toward_its_own_reduction_winner(tmp_path):
-    """Issue #12. Reduction-cell winners (``benchmarks/results/known_answer.json``): max pooling on ``peaks``, average
-    pooling on ``texture``. One shared α can prefer only one of the two; the conditioned α (shared + generated
-    offset) of a peaks task must prefer max over average pooling by more than that of a texture task does.
+@pytest.mark.filterwarnings('ignore:You are trying to `self.log')  # the outer step's logging, without a trainer
+def test_families_whose_tasks_pull_alpha_apart_get_conditioned_alphas_ordered_apart():
+    """Issue #12, the learning rule on two known-answer families. Each meta-step conditions one peaks and one
+    texture task, then stands in for their adaptation by moving α the way each family's reduction winner would
+    (peaks: toward max pooling, texture: toward average pooling; ``benchmarks/results/known_answer.json``), and
+    takes the conditioning's outer step. Held-out tasks of each family must then start from α ordered their own way.
 
-    At this size (tiny supernet from scratch, 40 meta-steps, ~35 s) the gap is about a tenth of a logit (measured
-    0.10: peaks 0.63, texture 0.52), too small to flip the shared α's order; at the benchmark's size the offsets flip
-    it for 10/10 held-out tasks of each family (README, "Dataset-conditioned priors"). Before issue #12 (SGD-sized
-    per-task α targets, raw encoder input, per-edge offsets; the code of 77aff90) the gap was 2e-6 and this fails.
+    Why planted directions rather than a real inner loop: at CI size (tiny supernet, 40-100 meta-steps) the real
+    per-task α directions are dominated by sampling noise and the measured gap between the families' preference
+    swung from +0.10 to -0.03 with the seed and the thread count; the real-adaptation evidence is the benchmark's
+    (README, "Dataset-conditioned priors": 10/10 held-out tasks per family at seed 0, partly at seed 1).
     """
+    from nni_base.evaluator import EpisodicModule
+    from nni_base.search.meta_update import ModelState
+
     families = ('peaks', 'texture')
     splits = {f: family_splits(f, images_per_class=20) for f in families}
-    mixture = ResolutionMixture([TaskDistribution(splits[f]['train'], 5, 5, 5, name=f) for f in families])
-    path = tmp_path / 'conditioned.pt'
-    strategy = BaseStrategy(inner_steps=3, dataset_conditioning=True, predictor_samples=0, save_prior_to=path)
-    run(tiny_space(), episodic_evaluator(mixture, steps_per_epoch=40), strategy)
-    prior = load_prior(path)
-    ops = list(strategy.oneshot_module.conditioner.shapes[0].op_names)
-    max_pool, avg_pool = ops.index('max_pool_3x3'), ops.index('avg_pool_3x3')
+    train = {f: sample_tasks(TaskDistribution(splits[f]['train'], 5, 5, 5, name=f), 8, seed=0) for f in families}
+    training_module = EpisodicModule()
+    training_module.set_model(BaseStrategy(seed=0).mutate_model(tiny_space()))
+    config = BaseStrategy(dataset_conditioning=True, conditioning_alpha_lr=None, predictor_samples=0).config
+    module = ConditionedReptileModule(training_module, config).eval()  # eval: no predictor records
+    ops = list(module.ensure_conditioner().shapes[0].op_names)
+    winner = {'peaks': ops.index('max_pool_3x3'), 'texture': ops.index('avg_pool_3x3')}
+    reduce = module.alphas()['reduce']
+    for step in range(60):
+        for i, f in enumerate(families):
+            shared = reduce.detach().clone()
+            module.prepare_task(i, train[f][step % 8])  # α := shared + generated offset
+            with torch.no_grad():  # "adaptation": halfway toward the family's optimum, its winner a logit up
+                optimum = shared.clone()
+                optimum[:, winner[f]] += 1.0
+                reduce += 0.5 * (optimum - reduce)
+            module.task_adapted(ModelState(training_module.model))
+            with torch.no_grad():  # back to the shared α, as Reptile's restore does
+                reduce.copy_(shared)
+        module.end_meta_step(train_alpha=True)
+    prior = {'alpha': {k: a.detach() for k, a in module.alphas().items()}, 'conditioning': module.conditioning_state()}
     prefers_max = {}
     for f in families:
         tasks = sample_tasks(TaskDistribution(splits[f]['test'], 5, 5, 5, name=f), 3, seed=1000)
         alphas = [zero_shot(prior, t.support_x, t.support_y, 1, rank_by='alpha').alpha['reduce'] for t in tasks]
-        prefers_max[f] = sum(float((a[:, max_pool] - a[:, avg_pool]).mean()) for a in alphas) / len(alphas)
-    assert prefers_max['peaks'] - prefers_max['texture'] > 0.02, prefers_max
+        prefers_max[f] = [float((a[:, winner['peaks']] - a[:, winner['texture']]).mean()) for a in alphas]
+    # every held-out peaks task prefers max pooling more than every held-out texture task, by a clear margin (the
+    # fixed point is 2 logits: offsets of +-1/2 on each pooling op, centred over the two families)
+    assert min(prefers_max['peaks']) - max(prefers_max['texture']) > 0.5, prefers_max

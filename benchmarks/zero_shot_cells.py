@@ -1,0 +1,135 @@
+"""Zero-shot architectures (dataset-conditioned prior) vs BASE-adapted ones vs random cells, trained on the same tasks.
+
+Issue #12's second piece of evidence. On the held-out tasks of ``benchmarks/alpha_recovery.py`` (same family test
+classes, 5-way 20-shot, seed 10_000, ten per family), each candidate cell is built at the size of the priors (width 8,
+4 cells) and trained from scratch exactly as that benchmark trains its cells (``train_on_task``: 30 Adam steps on the
+support set, query accuracy; net seed = task index), so its ten random cells' per-task accuracies (stored in its
+``results.json``) are reused after a check that one of them reproduces bit for bit. Candidates per task:
+
+- ``zero_shot``: the top-1 architecture of ``nni_base.api.zero_shot`` from the conditioned prior of
+  ``benchmarks/conditioning.py`` (its default ranking), from the task's support set, no training step;
+- ``zero_shot_alpha``: the same by the conditioned α alone (``rank_by='alpha'``);
+- ``shared_prior``: the derived cell of that benchmark's unconditioned prior (one α for both families);
+- ``base_adapted``: the unconditioned prior adapted to the task with ``TaskAdapter`` (library defaults,
+  ``--adapt-steps`` mini-batch steps on the support set), then its derived cell.
+
+    python benchmarks/zero_shot_cells.py --output benchmarks/results/conditioning/zero_shot_cells.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from alpha_recovery import family_data
+
+from nni_base import BaseStrategy, DartsTaskSpace, TaskDistribution
+from nni_base.api import build_supernet, sample_tasks, zero_shot
+from nni_base.io import write_json
+from nni_base.search.adaptation import TaskAdapter
+from nni_base.search.evaluation import mean_ci, random_sample, train_on_task
+from nni_base.search.prior import load_prior
+from nni_base.search.top_k import cell_shapes, top_k_architectures
+
+RESULTS = Path(__file__).parent / 'results'
+
+
+def derived(supernet_or_alpha, shapes) -> dict:
+    return top_k_architectures(shapes, supernet_or_alpha, 1)[0][0]
+
+
+def candidates_for(task, t: int, args, shapes, conditioned: dict, unconditioned_path: Path) -> dict[str, dict]:
+    out = {'zero_shot': zero_shot(conditioned, task.support_x, task.support_y, top_k=1).samples[0],
+           'zero_shot_alpha': zero_shot(conditioned, task.support_x, task.support_y, top_k=1,
+                                        rank_by='alpha').samples[0]}
+    torch.manual_seed(t)
+    supernet = build_supernet(space(args), BaseStrategy(prior=unconditioned_path, seed=t))
+    out['shared_prior'] = derived({k: a.detach() for k, a in supernet.alphas().items()}, shapes)
+    adapter = TaskAdapter(supernet)
+    gen = torch.Generator().manual_seed(t)
+    for _ in range(args.adapt_steps):
+        idx = torch.randperm(len(task.support_y), generator=gen)[:32]
+        adapter.step(task.support_x[idx], task.support_y[idx])
+    out['base_adapted'] = derived({k: a.detach() for k, a in supernet.alphas().items()}, shapes)
+    return out
+
+
+def space(args) -> DartsTaskSpace:
+    return DartsTaskSpace(width=8, num_cells=4, num_classes=args.ways)
+
+
+def train(sample: dict, task, t: int, args) -> float:
+    torch.manual_seed(t)  # as alpha_recovery.cells_vs_random
+    return train_on_task(space(args).freeze(sample), task, args.train_steps, seed=t)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--families', nargs='+', default=['peaks', 'texture'])
+    p.add_argument('--priors', type=Path, default=RESULTS / 'conditioning',
+                   help='folder with conditioned.pt and unconditioned.pt (python benchmarks/conditioning.py)')
+    p.add_argument('--random-results', nargs='+', type=Path,
+                   default=[RESULTS / 'alpha_recovery_80steps' / 'results.json',
+                            RESULTS / 'alpha_recovery_80steps_texture' / 'results.json'])
+    p.add_argument('--adapt-steps', type=int, default=30)
+    p.add_argument('--output', type=Path, default=RESULTS / 'conditioning' / 'zero_shot_cells.json')
+    args = p.parse_args(argv)
+    warnings.filterwarnings('ignore')
+    logging.getLogger('nni').setLevel(logging.ERROR)
+    torch.set_num_threads(1)
+    conditioned = load_prior(args.priors / 'conditioned.pt')
+    randoms = {}
+    for path in args.random_results:
+        data = json.loads(path.read_text())
+        for name, runs in data['families'].items():
+            randoms[name] = (data['settings'], runs[0]['vs_random'])
+    results: dict = {'settings': {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                     'families': {}}
+    for name in args.families:
+        settings, vs_random = randoms[name]
+        args.ways, args.train_steps = settings['ways'], settings['train_steps']
+        tasks = sample_tasks(TaskDistribution(family_data(name, settings['image_size'])['test'], settings['ways'],
+                                              settings['shots'], settings['queries'], name=name),
+                             settings['heldout_tasks'], seed=10_000)
+        rng = random.Random(settings['seeds'][0])
+        random_cells = [random_sample(rng) for _ in range(settings['random_cells'])]
+        stored = vs_random['per_task']['random0']
+        check = [train(random_cells[0], task, t, args) for t, task in enumerate(tasks)]
+        if not np.allclose(check, stored, atol=1e-6):
+            raise SystemExit(f'{name}: random cell 0 does not reproduce ({check} vs {stored}); rerun alpha_recovery')
+        shapes = None
+        acc: dict[str, list[float]] = {}
+        start = time.time()
+        for t, task in enumerate(tasks):
+            if shapes is None:
+                shapes = cell_shapes(build_supernet(space(args), BaseStrategy()).cells())
+            for cand, sample in candidates_for(task, t, args, shapes, conditioned, args.priors / 'unconditioned.pt'
+                                               ).items():
+                acc.setdefault(cand, []).append(train(sample, task, t, args))
+        random_means = sorted((float(np.mean(vs_random['per_task'][f'random{i}'])), i)
+                              for i in range(settings['random_cells']))
+        median_cell = f'random{random_means[len(random_means) // 2][1]}'
+        summary = {cand: dict(zip(('mean', 'ci95'), mean_ci(v))) for cand, v in acc.items()}
+        paired = {f'zero_shot - {other}': dict(zip(('mean', 'ci95'), mean_ci(np.subtract(acc['zero_shot'], ref))))
+                  for other, ref in (('base_adapted', acc['base_adapted']), ('shared_prior', acc['shared_prior']),
+                                     ('median_random_cell', vs_random['per_task'][median_cell]))}
+        results['families'][name] = {
+            'candidates': summary, 'random_cell_means': [m for m, _ in random_means],
+            'random_median': float(np.median([m for m, _ in random_means])), 'paired': paired, 'per_task': acc,
+            'seconds': round(time.time() - start, 1)}
+        print(f'{name}: ' + ', '.join(f"{c} {s['mean']:.3f}±{s['ci95']:.3f}" for c, s in summary.items())
+              + f"; random median {results['families'][name]['random_median']:.3f}; "
+              + ', '.join(f"{k} {v['mean']:+.3f}±{v['ci95']:.3f}" for k, v in paired.items()), flush=True)
+        write_json(results, args.output)
+    return results
+
+
+if __name__ == '__main__':
+    main()
