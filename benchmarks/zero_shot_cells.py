@@ -85,12 +85,15 @@ def main(argv=None) -> dict:
     logging.getLogger('nni').setLevel(logging.ERROR)
     torch.set_num_threads(1)
     conditioned = load_prior(args.priors / 'conditioned.pt')
+    # benchmarks/conditioning.py writes every ablation's prior to the same conditioned.pt: say which one this is
+    conditioning_config = {k: v for k, v in conditioned['config'].items() if 'conditioning' in k}
     randoms = {}
     for path in args.random_results:
         data = json.loads(path.read_text())
         for name, runs in data['families'].items():
             randoms[name] = (data['settings'], runs[0]['vs_random'])
-    results: dict = {'settings': json.loads(json.dumps(vars(args), default=str)), 'families': {}}
+    results: dict = {'settings': json.loads(json.dumps(vars(args), default=str)),
+                     'conditioned_prior_config': conditioning_config, 'families': {}}
     for name in args.families:
         settings, vs_random = randoms[name]
         args.ways, args.train_steps = settings['ways'], settings['train_steps']
