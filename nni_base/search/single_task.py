@@ -23,16 +23,9 @@ from torch import nn
 from ..errors import MetaTrainingDiverged
 from ..space.gumbel_cell import derived_architecture
 from .base import BaseSearchModule
+from .config import DEFAULT_ARC_LEARNING_RATE
 
 __all__ = ['SingleTaskModule', 'DEFAULT_ARC_LEARNING_RATE', 'BATCH_NORMS', 'architecture_optimizer']
-
-#: Adam's step on alpha in single-task search and adaptation (``arc_learning_rate``). One step's alpha gradient
-#: is ~3e-3 per logit (batch-mean loss, BatchNorm'd ops), so SGD at ``inner_lr_alpha`` or Adam at 3e-3 moves alpha
-#: < 0.1 logit in 100 steps: alpha stays uniform, every step trains another random sub-network and the derived
-#: cell ends near chance. Like the meta-level alpha steps that do move alpha (Reptile's Adam 0.15, MAML's 0.1)
-#: the step must be logit-sized: 0.3 concentrates alpha within ~50-100 steps (issue #11: 16 px texture / digits,
-#: 100 steps, derived-cell validation accuracy 0.49 / 0.15 -> 0.88 / 0.74).
-DEFAULT_ARC_LEARNING_RATE = 0.3
 
 #: The BatchNorm layers whose running statistics :meth:`SingleTaskModule.recalibrate_batchnorm` recomputes.
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
