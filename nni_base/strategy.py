@@ -36,7 +36,7 @@ from .search import BaseConfig, BaseSearchModule, MamlModule, ReptileModule, Sin
 from .search.conditioning import ConditionedReptileModule
 from .search.distributed import collective_failure, is_collective_error
 from .search.prior import apply_prior, build_prior, load_prior, save_prior
-from .search.top_k import cell_shapes, check_top_k, rank_architectures
+from .search.top_k import cell_shapes, check_top_k, plain_choices, rank_architectures
 from .space.mixed import SUPPORTED_CHOICES, mutation_hooks, new_sample_each_forward
 from .space.temperature import TemperatureSchedule
 
@@ -383,7 +383,7 @@ class BaseStrategy(OneShotStrategy):
         top_k = check_top_k(top_k)
         module = self.oneshot_module
         shapes = cell_shapes(module.cells())
-        choices = self._choices_outside_cells(module, {shape.label for shape in shapes})
+        choices = plain_choices(self.supernet, module.alphas(), [shape.label for shape in shapes])
         if choices is None:  # a choice kind the ranking does not enumerate: the most probable one only
             if top_k > 1:
                 raise TypeError('export_top_models(top_k > 1) ranks DARTS-style cells and single-valued choices '
@@ -392,20 +392,6 @@ class BaseStrategy(OneShotStrategy):
             return [(self.export_sample(), 0.0)]
         with self._averaged_alpha(module) if module.averaged_alpha is not None else contextlib.nullcontext():
             return rank_architectures(shapes, module.alphas(), top_k, module.architecture_scorer(), choices=choices)
-
-    def _choices_outside_cells(self, module: BaseSearchModule, cell_labels: set[str]) -> dict[str, list] | None:
-        """Candidate values of every logit vector that is not a GumbelMixedCell's (None if one is not a
-        plain categorical over its values)."""
-        mutables = {str(label): mutable for label, mutable in self.supernet.simplify().items()}
-        choices: dict[str, list] = {}
-        for label, alpha in module.alphas().items():
-            if str(label) in cell_labels:
-                continue
-            mutable = mutables.get(str(label))
-            if not isinstance(mutable, Categorical) or len(mutable.values) != alpha.numel():
-                return None
-            choices[str(label)] = list(mutable.values)
-        return choices
 
     def export_top_models(self, top_k: int = 1) -> list[dict[str, Any]]:
         """The ``top_k`` best distinct architectures as NNI samples (``space.freeze(sample)`` builds each),

@@ -25,9 +25,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from nni.mutable import Categorical
 
-__all__ = ['CellShape', 'cell_shapes', 'shapes_from_signature', 'top_k_architectures', 'rank_architectures',
-           'check_top_k']
+__all__ = ['CellShape', 'cell_shapes', 'plain_choices', 'shapes_from_signature', 'top_k_architectures',
+           'rank_architectures', 'check_top_k']
 
 #: One per-node (or per-slot) choice: its log-probability and the sample entries it sets.
 Choice = tuple[float, dict[str, Any]]
@@ -56,6 +57,27 @@ def cell_shapes(cells: Iterable[Any]) -> list[CellShape]:
                                            int(cell.num_predecessors), int(cell.num_ops_per_node),
                                            'slot' if isinstance(cell, SlotGumbelCell) else 'darts')
     return list(shapes.values())
+
+
+def plain_choices(space: Any, alphas: Mapping[str, torch.Tensor],
+                  cell_labels: Iterable[str]) -> dict[str, list[Any]] | None:
+    """Candidate values of every logit vector outside the DARTS-style cells (label → values, in α's order).
+
+    ``space``: the supernet's model space (its ``simplify()`` lists the choices). ``None`` when one of the
+    logit vectors is not a plain categorical over its values (multi-input or NNI-cell choices), which the
+    top-k enumeration and the conditioning's architecture features do not cover.
+    """
+    mutables = {str(label): mutable for label, mutable in space.simplify().items()}
+    cells = {str(label) for label in cell_labels}
+    choices: dict[str, list[Any]] = {}
+    for label, alpha in alphas.items():
+        if str(label) in cells:
+            continue
+        mutable = mutables.get(str(label))
+        if not isinstance(mutable, Categorical) or len(mutable.values) != alpha.numel():
+            return None
+        choices[str(label)] = list(mutable.values)
+    return choices
 
 
 def shapes_from_signature(signature: Mapping[str, Sequence[Any]], parameterization: str = 'darts') -> list[CellShape]:

@@ -50,8 +50,8 @@ from nni.nas.oneshot.pytorch.supermodule.operation import NATIVE_MIXED_OPERATION
 
 from .gumbel_cell import GumbelMixedCell
 
-__all__ = ['ArchSoftmax', 'architecture_logits', 'mutation_hooks', 'new_sample_each_forward', 'reported_probabilities',
-           'SUPPORTED_CHOICES']
+__all__ = ['ArchSoftmax', 'architecture_logits', 'fixed_choices', 'mutation_hooks', 'new_sample_each_forward',
+           'reported_probabilities', 'SUPPORTED_CHOICES']
 
 SUPPORTED_CHOICES = ('LayerChoice, InputChoice (reduction sum or mean), Repeat with a depth choice, Cell, and '
                      f'nni.choice values in the arguments of {", ".join(NATIVE_SUPPORTED_OP_NAMES)}')
@@ -126,6 +126,32 @@ def new_sample_each_forward(model: nn.Module) -> None:
     """
     if any(isinstance(m, ArchSoftmax) for m in model.modules()):
         model.register_forward_pre_hook(_forget_draws)  # a module-level function: the model stays picklable
+
+
+@contextlib.contextmanager
+def fixed_choices(softmaxes: Iterable[ArchSoftmax], alphas: dict[str, nn.Parameter], sample: dict[str, Any],
+                  choices: dict[str, list[Any]]) -> Iterator[None]:
+    """Inside the block, the choices outside the cells run ``sample``'s values (``choices``: label → values).
+
+    Each choice's logits are replaced by the one-hot of its value (restored after) and the samplers run their
+    exported choice, so every module of a label runs that value, in train mode too. Used to score sampled
+    architectures with the supernet's weights (the predictor's records, :mod:`nni_base.search.conditioning`).
+    """
+    softmaxes = list(softmaxes)
+    saved = {label: alphas[label].detach().clone() for label in choices}
+    with torch.no_grad():
+        for label, values in choices.items():
+            alphas[label].zero_()[list(values).index(sample[label])] = 1.0
+    for s in softmaxes:
+        s.use_derived = True
+    try:
+        yield
+    finally:
+        for s in softmaxes:
+            s.use_derived = False
+        with torch.no_grad():
+            for label, value in saved.items():
+                alphas[label].copy_(value)
 
 
 @contextlib.contextmanager

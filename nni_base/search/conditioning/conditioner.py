@@ -23,23 +23,26 @@ from .predictor import PerformancePredictor, arch_feature_size, arch_features
 
 __all__ = ['Conditioner', 'CONDITIONING_VERSION']
 
-#: 2: the encoder's running image-statistics standardisation and per-operation offsets (issue #12). Version 1
-#: (without either) still loads and runs as it was trained.
-CONDITIONING_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: 2: the encoder's running image-statistics standardisation and per-operation offsets (issue #12). 3: choices
+#: outside the cells (``choices``, e.g. NasBench201's edges). Versions 1 and 2 still load and run as trained.
+CONDITIONING_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 class Conditioner(nn.Module):
     """Dataset encoder, α-offset generator and performance predictor of one supernet's cell types."""
 
     def __init__(self, shapes: Sequence[CellShape], alpha_shapes: Mapping[str, tuple[int, ...]], dim: int = 32,
-                 hidden: int = 64, standardise: bool = True, per_op: bool = True):
+                 hidden: int = 64, standardise: bool = True, per_op: bool = True,
+                 choices: Mapping[str, Sequence[Any]] | None = None):
         super().__init__()
         self.shapes = list(shapes)
+        #: label → candidate values of the choices outside the cells (in their α's order)
+        self.choices: dict[str, list[Any]] = {str(k): list(v) for k, v in (choices or {}).items()}
         self.dim, self.hidden = dim, hidden
         self.encoder = SetEncoder(dim, hidden, standardise)
         self.generator = AlphaOffsetGenerator(dim, alpha_shapes, hidden, per_op)
-        self.predictor = PerformancePredictor(dim, arch_feature_size(self.shapes), hidden)
+        self.predictor = PerformancePredictor(dim, arch_feature_size(self.shapes, self.choices), hidden)
         self.predictor_records = 0  # how many records the predictor has learnt from (0: rank by alpha)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -58,7 +61,7 @@ class Conditioner(nn.Module):
         """Predicted query accuracy of candidate samples on the encoded dataset (for top-k ranking)."""
         def score(samples: list[dict[str, Any]]) -> list[float]:
             with torch.no_grad():
-                arch = torch.stack([arch_features(s, self.shapes) for s in samples]).to(encoding.device)
+                arch = torch.stack([arch_features(s, self.shapes, self.choices) for s in samples]).to(encoding.device)
                 return self.predictor(encoding, arch).tolist()
         return score
 
@@ -70,6 +73,7 @@ class Conditioner(nn.Module):
             'per_op': bool(self.generator.per_op),
             'shapes': [{**asdict(s), 'op_names': list(s.op_names)} for s in self.shapes],
             'alpha_shapes': {k: list(v) for k, v in self.generator.alpha_shapes.items()},
+            'choices': {k: list(v) for k, v in self.choices.items()},
             'encoder': _plain_state(self.encoder), 'generator': _plain_state(self.generator),
             'predictor': _plain_state(self.predictor), 'predictor_records': int(self.predictor_records),
         }
@@ -82,7 +86,8 @@ class Conditioner(nn.Module):
                              f'{", ".join(map(str, READABLE_VERSIONS))}.')
         shapes = [CellShape(**{**s, 'op_names': tuple(s['op_names'])}) for s in state['shapes']]
         conditioner = cls(shapes, {k: tuple(v) for k, v in state['alpha_shapes'].items()}, state['dim'],
-                          state['hidden'], bool(state.get('standardise', False)), bool(state.get('per_op', False)))
+                          state['hidden'], bool(state.get('standardise', False)), bool(state.get('per_op', False)),
+                          state.get('choices'))
         encoder = dict(state['encoder'])
         for name, buffer in conditioner.encoder.named_buffers():
             encoder.setdefault(name, buffer)  # version 1 has no feature statistics (and does not use them)

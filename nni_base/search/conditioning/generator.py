@@ -12,7 +12,9 @@ Per-operation offsets (``per_op``, the default since issue #12)
     output per (edge, operation) fitted that noise: two families' offsets differed, but not along any operation.
     With ``per_op`` the generator outputs one offset per (cell type, operation), added to every edge of the cell
     type: its regression target is the edge mean of the task's direction, 14x less noisy on a DARTS cell, and what
-    it can express is what the known answers are (which operation a cell type prefers).
+    it can express is what the known answers are (which operation a cell type prefers). A choice outside the
+    cells (a ``LayerChoice``, each edge of NNI's ``NasBench201`` cell) has one logit vector: its offset is that
+    vector's own.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ class AlphaOffsetGenerator(nn.Module):
                  per_op: bool = True):
         super().__init__()
         self.alpha_shapes = {str(k): tuple(int(s) for s in v) for k, v in alpha_shapes.items()}
-        if per_op and any(len(s) != 2 for s in self.alpha_shapes.values()):
-            raise ValueError(f'per_op offsets need (edges, operations) alpha tensors, got {self.alpha_shapes}.')
+        if per_op and any(len(s) not in (1, 2) for s in self.alpha_shapes.values()):
+            raise ValueError(f'per_op offsets need (edges, operations) or (values,) alpha tensors, got '
+                             f'{self.alpha_shapes}.')
         self.per_op = per_op
         total = sum(self._out_shape(s)[-1] if per_op else math.prod(s) for s in self.alpha_shapes.values())
         self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, total))
@@ -42,6 +45,7 @@ class AlphaOffsetGenerator(nn.Module):
         nn.init.zeros_(self.net[-1].bias)
 
     def _out_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        # a choice outside the cells (one logit vector, e.g. a NasBench201 edge) is its own single "edge"
         return (shape[-1],) if self.per_op else shape
 
     def forward(self, encoding: torch.Tensor) -> dict[str, torch.Tensor]:

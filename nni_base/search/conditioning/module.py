@@ -42,14 +42,15 @@ from typing import Any
 
 import torch
 
-from ...space.gumbel_cell import derive_cell, fixed_architecture
+from ...space.gumbel_cell import fixed_architecture
+from ...space.mixed import fixed_choices
 from ...tasks import Task
 from ..config import BaseConfig
 from ..distributed import process_group
 from ..loop import AlphaAdam, adapt_each
 from ..meta_update import ModelState
 from ..reptile import ReptileModule
-from ..top_k import cell_shapes
+from ..top_k import cell_shapes, plain_choices, top_k_architectures
 from .conditioner import Conditioner
 from .encoder import image_features
 from .predictor import RecordBuffer, arch_features, random_architecture
@@ -86,10 +87,16 @@ class ConditionedReptileModule(ReptileModule):
     def ensure_conditioner(self) -> Conditioner:
         """The conditioner, built for the supernet's cell types on first use."""
         if self.conditioner is None:
-            self.conditioner = Conditioner(cell_shapes(self.cells()),
-                                           {str(k): tuple(a.shape) for k, a in self.alphas().items()},
+            shapes = cell_shapes(self.cells())
+            alphas = self.alphas()
+            choices = plain_choices(self.training_module.model, alphas, [s.label for s in shapes])
+            if choices is None:
+                raise TypeError('dataset_conditioning=True covers DARTS-style cells and single-valued choices '
+                                '(LayerChoice, nni.choice, Repeat depth, NasBench201 edges); this space also has '
+                                'multi-input or NNI-cell choices. Turn dataset_conditioning off for it.')
+            self.conditioner = Conditioner(shapes, {str(k): tuple(a.shape) for k, a in alphas.items()},
                                            standardise=self.config.conditioning_standardise,
-                                           per_op=self.config.conditioning_per_op).to(self.device)
+                                           per_op=self.config.conditioning_per_op, choices=choices).to(self.device)
         return self.conditioner
 
     def on_fit_start(self) -> None:
@@ -187,21 +194,22 @@ class ConditionedReptileModule(ReptileModule):
         """Query accuracy of ``sample`` run with the supernet's current weights (batch statistics, restored)."""
         buffers = ModelState(self.training_module.model).buffers
         saved = [b.clone() for b in buffers]
-        with fixed_architecture(self.cells(), sample):
+        choices = self.ensure_conditioner().choices
+        alphas = {str(k): a for k, a in self.alphas().items()}
+        with fixed_architecture(self.cells(), sample), fixed_choices(self.softmaxes(), alphas, sample, choices):
             _, acc = self.model_loss(task.query_x, task.query_y)
         torch._foreach_copy_(buffers, saved)
         return float(acc)
 
     def _record(self, task: Task) -> None:
-        shapes = self.ensure_conditioner().shapes
-        derived: dict[str, Any] = {}
-        for cell in {c.label: c for c in self.cells()}.values():
-            derived.update(derive_cell(cell.alpha, cell.op_names, cell.label, cell.num_nodes, cell.num_predecessors,
-                                       cell.num_ops_per_node))
-        samples = [derived] + [random_architecture(shapes, self._rng) for _ in range(self.config.predictor_samples)]
+        conditioner = self.ensure_conditioner()
+        shapes, choices = conditioner.shapes, conditioner.choices
+        derived = top_k_architectures(shapes, {str(k): a.detach() for k, a in self.alphas().items()}, 1, choices)[0][0]
+        samples = [derived] + [random_architecture(shapes, self._rng, choices)
+                               for _ in range(self.config.predictor_samples)]
         task_id = self.records.add_task(image_features(task.support_x), task.support_y)
         for sample in samples:
-            self.records.add(task_id, arch_features(sample, shapes), self.score_architecture(task, sample))
+            self.records.add(task_id, arch_features(sample, shapes, choices), self.score_architecture(task, sample))
 
     def _predictor_loss(self) -> torch.Tensor | None:
         if not self.records.records:

@@ -11,7 +11,7 @@ Where it sits
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,13 +23,17 @@ from ..top_k import CellShape
 __all__ = ['arch_features', 'arch_feature_size', 'random_architecture', 'PerformancePredictor', 'RecordBuffer']
 
 
-def arch_feature_size(shapes: Sequence[CellShape]) -> int:
-    """Length of :func:`arch_features` vectors: one entry per (edge, operation) of every cell type."""
-    return sum(len(s.op_names) * sum(range(s.num_predecessors, s.num_predecessors + s.num_nodes)) for s in shapes)
+def arch_feature_size(shapes: Sequence[CellShape], choices: Mapping[str, Sequence[Any]] | None = None) -> int:
+    """Length of :func:`arch_features` vectors: one entry per (edge, operation) of every cell type and one per
+    value of every choice outside the cells."""
+    cells = sum(len(s.op_names) * sum(range(s.num_predecessors, s.num_predecessors + s.num_nodes)) for s in shapes)
+    return cells + sum(len(values) for values in (choices or {}).values())
 
 
-def arch_features(sample: dict[str, Any], shapes: Sequence[CellShape]) -> torch.Tensor:
-    """An NNI sample as counts over (edge, operation) per cell type, in ``shapes`` order."""
+def arch_features(sample: dict[str, Any], shapes: Sequence[CellShape],
+                  choices: Mapping[str, Sequence[Any]] | None = None) -> torch.Tensor:
+    """An NNI sample as counts over (edge, operation) per cell type, in ``shapes`` order, then a one-hot of each
+    choice outside the cells (``choices``: label → values, e.g. NasBench201's edges)."""
     parts = []
     for s in shapes:
         n_ops = len(s.op_names)
@@ -41,12 +45,20 @@ def arch_features(sample: dict[str, Any], shapes: Sequence[CellShape]) -> torch.
                 row = sum(range(s.num_predecessors, node)) + pred
                 v[row, s.op_names.index(sample[f'{s.label}/op_{node}_{k}'])] += 1
         parts.append(v.flatten())
-    return torch.cat(parts)
+    for label, values in (choices or {}).items():
+        if label not in sample:
+            raise KeyError(f'The sample has no value for the choice {label!r}.')
+        one_hot = torch.zeros(len(values))
+        one_hot[list(values).index(sample[label])] = 1.0
+        parts.append(one_hot)
+    return torch.cat(parts) if parts else torch.zeros(0)
 
 
-def random_architecture(shapes: Sequence[CellShape], rng: random.Random) -> dict[str, Any]:
-    """A uniformly random NNI sample: per node ``num_inputs`` distinct inputs (as many as exist), an op each."""
-    sample: dict[str, Any] = {}
+def random_architecture(shapes: Sequence[CellShape], rng: random.Random,
+                        choices: Mapping[str, Sequence[Any]] | None = None) -> dict[str, Any]:
+    """A uniformly random NNI sample: per node ``num_inputs`` distinct inputs (as many as exist), an op each;
+    a uniform value of each choice outside the cells."""
+    sample: dict[str, Any] = {label: rng.choice(list(values)) for label, values in (choices or {}).items()}
     for s in shapes:
         for node in range(s.num_predecessors, s.num_predecessors + s.num_nodes):
             preds = sorted(rng.sample(range(node), min(s.num_inputs, node)))

@@ -62,11 +62,13 @@ def zero_shot(prior: str | os.PathLike | dict[str, Any], support_x: torch.Tensor
     alpha, encoding = conditioner.conditioned_alpha(prior['alpha'], support_x, support_y)
     use_predictor = rank_by == 'predictor' or (rank_by == 'auto' and conditioner.predictor_records > 0)
     if use_predictor:
-        ranked = rank_architectures(conditioner.shapes, alpha, top_k, conditioner.scorer(encoding))
-        log_prob = {_key(s): lp for s, lp in top_k_architectures(conditioner.shapes, alpha, top_k * 4)}
+        ranked = rank_architectures(conditioner.shapes, alpha, top_k, conditioner.scorer(encoding),
+                                    choices=conditioner.choices)
+        log_prob = {_key(s): lp for s, lp in top_k_architectures(conditioner.shapes, alpha, top_k * 4,
+                                                                 conditioner.choices)}
         log_probs = [log_prob[_key(s)] for s, _ in ranked]
     else:
-        ranked = top_k_architectures(conditioner.shapes, alpha, top_k)
+        ranked = top_k_architectures(conditioner.shapes, alpha, top_k, conditioner.choices)
         log_probs = [score for _, score in ranked]
     return ZeroShotResult([s for s, _ in ranked], [score for _, score in ranked], log_probs,
                           'predictor' if use_predictor else 'alpha', alpha, encoding)

@@ -262,3 +262,49 @@ def test_families_whose_tasks_pull_alpha_apart_get_conditioned_alphas_ordered_ap
     # every held-out peaks task prefers max pooling more than every held-out texture task, by a clear margin (the
     # fixed point is 2 logits: offsets of +-1/2 on each pooling op, centred over the two families)
     assert min(prefers_max['peaks']) - max(prefers_max['texture']) > 0.5, prefers_max
+
+
+def test_conditioning_on_nasbench201_generates_top_k_of_its_edge_choices(tmp_path):
+    """MetaD2A's own space: NNI's NasBench201 hub, whose choices are one LayerChoice per cell edge."""
+    from nni.nas.hub.pytorch import NasBench201
+
+    def space() -> NasBench201:
+        return NasBench201(stem_out_channels=4, num_modules_per_stack=1, num_labels=5)
+
+    path = tmp_path / 'nb201.pt'
+    train, test = digits_tasks()
+    strategy = BaseStrategy(inner_steps=1, dataset_conditioning=True, conditioning_lr=0.01, save_prior_to=path)
+    strategy.config.predictor_samples = 2
+    run(space(), episodic_evaluator(train, steps_per_epoch=2), strategy)
+    module = strategy.oneshot_module
+    edges = {f'cell/{i}_{j}' for j in range(1, 4) for i in range(j)}
+    assert set(module.conditioner.choices) == edges and module.conditioner.shapes == []
+    # 2 meta-steps x 2 tasks x (derived + 2 random architectures), each scored with its edges' operations
+    assert module.records.total == 2 * 2 * 3
+    assert len({tuple(a.tolist()) for _, a, _ in module.records.records}) > 3
+    # a record's architecture is what runs: all-`none` edges give the stem-independent output, convs do not
+    from nni_base.space.mixed import fixed_choices
+    alphas = {str(k): a for k, a in module.alphas().items()}
+    before = {k: a.detach().clone() for k, a in alphas.items()}
+    x = sample_tasks(test, 1, seed=1)[0].query_x[:4]
+    outputs = {}
+    for op in ('none', 'conv_3x3'):
+        with torch.no_grad(), fixed_choices(module.softmaxes(), alphas, dict.fromkeys(edges, op),
+                                            module.conditioner.choices):
+            outputs[op] = module.training_module.model(x)
+    assert all(torch.equal(before[k], a) for k, a in alphas.items())  # the logits are restored
+    assert torch.allclose(outputs['none'], outputs['none'][:1].expand_as(outputs['none']))
+    assert not torch.allclose(outputs['conv_3x3'], outputs['conv_3x3'][:1].expand_as(outputs['conv_3x3']))
+    prior = load_prior(path)  # weights_only
+    assert prior['conditioning']['choices']['cell/0_1'][0] == 'none'
+    task = sample_tasks(test, 1, seed=5)[0]
+    result = zero_shot(path, task.support_x, task.support_y, top_k=3)
+    assert len({json.dumps(s, sort_keys=True) for s in result.samples}) == 3
+    assert result.scores == sorted(result.scores, reverse=True)
+    for sample in result.samples:
+        assert set(sample) == edges
+        space().freeze(sample)
+    by_alpha = zero_shot(prior, task.support_x, task.support_y, top_k=2, rank_by='alpha')
+    assert by_alpha.samples[0] == {label: max(zip(alpha.tolist(), values))[1] for (label, alpha), values
+                                   in zip(sorted(by_alpha.alpha.items()),
+                                          (prior['conditioning']['choices'][k] for k in sorted(by_alpha.alpha)))}
