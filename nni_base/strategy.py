@@ -33,7 +33,7 @@ from nni.nas.space import RawFormatModelSpace
 from .callbacks import PriorCheckpoint
 from .evaluator import EpisodicClassification, EpisodicModule
 from .search import BaseConfig, BaseSearchModule, MamlModule, ReptileModule, SingleTaskModule
-from .search.conditioning import ConditionedReptileModule
+from .search.conditioning import ConditionedReptileModule, ZeroShotModule
 from .search.distributed import collective_failure, is_collective_error
 from .search.prior import apply_prior, build_prior, load_prior, save_prior
 from .search.top_k import cell_shapes, check_top_k, plain_choices, rank_architectures
@@ -182,6 +182,14 @@ class BaseStrategy(OneShotStrategy):
     predictor_samples
         With ``dataset_conditioning``: random architectures scored on each task's query set (with the adapted
         supernet weights) per meta-step, besides the derived one, as the predictor's training records.
+    zero_shot
+        Zero-shot generation (MetaD2A) inside the experiment: with a dataset-conditioned ``prior`` and a
+        single-dataset evaluator (NNI's ``Classification``), read up to ``zero_shot_images`` labelled images
+        from the evaluator's training dataloader, encode them, set alpha to the prior's conditioned alpha for
+        that dataset and train nothing. ``export_top_models(top_k=k)`` then ranks by the prior's performance
+        predictor. Without a conditioned prior it is refused.
+    zero_shot_images
+        With ``zero_shot``: how many training images (from the first batches) form the support set.
     resume_from
         A Lightning checkpoint of an interrupted meta-training run (e.g. ``last.ckpt`` of a
         ``ModelCheckpoint`` in the evaluator's trainer). The run continues from it, loaded with
@@ -210,7 +218,7 @@ class BaseStrategy(OneShotStrategy):
                  predictor_samples: int = 2, conditioning_alpha_lr: float | None = 0.3,
                  conditioning_teacher: Literal['shadow', 'inner'] = 'shadow',
                  conditioning_centred: bool = True, conditioning_standardise: bool = True,
-                 conditioning_per_op: bool = True,
+                 conditioning_per_op: bool = True, zero_shot: bool = False, zero_shot_images: int = 250,
                  resume_from: str | os.PathLike | None = None,
                  save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
         super().__init__(**kwargs)
@@ -218,6 +226,10 @@ class BaseStrategy(OneShotStrategy):
         self.config = BaseConfig(**{f.name: given[f.name] for f in fields(BaseConfig)})
         self.prior_path = Path(prior) if prior is not None else None
         self.prior = load_prior(self.prior_path) if self.prior_path is not None else None
+        if self.config.zero_shot and (self.prior is None or self.prior.get('conditioning') is None):
+            raise ValueError('zero_shot=True generates architectures from a dataset-conditioned prior, but '
+                             + ('no prior was given' if self.prior is None else f'{self.prior_path} has no dataset '
+                                'encoder') + ': pass prior= a file meta-trained with dataset_conditioning=True.')
         self.save_prior_to = Path(save_prior_to) if save_prior_to is not None else None
         self.resume_from = Path(resume_from) if resume_from is not None else None
         if self.resume_from is not None and not self.resume_from.is_file():
@@ -278,6 +290,9 @@ class BaseStrategy(OneShotStrategy):
                             f'or nni_base.EpisodicClassification), got {type(evaluator).__name__}.')
         if self.config.average_alpha_tasks and not isinstance(evaluator, EpisodicClassification):
             raise TypeError('average_alpha_tasks needs an EpisodicClassification evaluator to draw tasks from.')
+        if self.config.zero_shot and isinstance(evaluator, EpisodicClassification):
+            raise TypeError('zero_shot=True reads one dataset (NNI\'s Classification evaluator, its training '
+                            'dataloader); an EpisodicClassification meta-trains. Use zero_shot=False to meta-train.')
         if isinstance(evaluator, EpisodicClassification):
             if self.config.freeze_architecture_after is not None:
                 _logger.warning('freeze_architecture_after applies to single-task search / adaptation only; '
@@ -299,6 +314,8 @@ class BaseStrategy(OneShotStrategy):
     def configure_oneshot_module(self, training_module) -> BaseSearchModule:
         # As NNI's one-shot strategies do: one Lightning module per search algorithm.
         if not isinstance(training_module, EpisodicModule):
+            if self.config.zero_shot:
+                return ZeroShotModule(training_module, self.config, cast(dict, self.prior)['conditioning'])
             return SingleTaskModule(training_module, self.config)
         if self.config.meta_algorithm == 'maml':
             return MamlModule(training_module, self.config)

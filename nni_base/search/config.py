@@ -107,6 +107,9 @@ class BaseConfig:
     conditioning_centred: bool = hparam(True, 'bool')
     conditioning_standardise: bool = hparam(True, 'bool')
     conditioning_per_op: bool = hparam(True, 'bool')
+    # with a dataset-conditioned prior and a single-dataset evaluator: generate, do not train
+    zero_shot: bool = hparam(False, 'bool')
+    zero_shot_images: int = hparam(250, 'int', minimum=1)
 
     def __post_init__(self):
         if isinstance(self.temperature, dict):  # from a prior file

@@ -3,7 +3,8 @@
 Layout (small files, in workflow order): :mod:`.encoder` (support set → encoding), :mod:`.generator`
 (encoding → α offset), :mod:`.predictor` (encoding, architecture → accuracy; the meta-step's records),
 :mod:`.conditioner` (the bundle and its plain-tensor form in a prior file), :mod:`.module`
-(:class:`ConditionedReptileModule`, meta-training), :mod:`.zero_shot` (new dataset → top-k architectures).
+(:class:`ConditionedReptileModule`, meta-training), :mod:`.zero_shot` (new dataset → top-k architectures),
+:mod:`.zero_shot_module` (the same inside an NNI experiment, ``BaseStrategy(zero_shot=True)``).
 """
 
 from .conditioner import Conditioner
@@ -12,6 +13,7 @@ from .generator import AlphaOffsetGenerator
 from .module import ConditionedReptileModule
 from .predictor import PerformancePredictor, arch_features
 from .zero_shot import ZeroShotResult, zero_shot
+from .zero_shot_module import ZeroShotModule
 
 __all__ = ['AlphaOffsetGenerator', 'ConditionedReptileModule', 'Conditioner', 'PerformancePredictor', 'SetEncoder',
-           'ZeroShotResult', 'arch_features', 'image_features', 'zero_shot']
+           'ZeroShotModule', 'ZeroShotResult', 'arch_features', 'image_features', 'zero_shot']

@@ -308,3 +308,45 @@ def test_conditioning_on_nasbench201_generates_top_k_of_its_edge_choices(tmp_pat
     assert by_alpha.samples[0] == {label: max(zip(alpha.tolist(), values))[1] for (label, alpha), values
                                    in zip(sorted(by_alpha.alpha.items()),
                                           (prior['conditioning']['choices'][k] for k in sorted(by_alpha.alpha)))}
+
+
+def test_zero_shot_through_nas_experiment_with_nni_classification(conditioned_prior):
+    """BaseStrategy(prior=conditioned, zero_shot=True) + NNI's Classification: reads the dataset, trains nothing,
+    exports the same top-k as nni_base.api.zero_shot on those images."""
+    import nni
+    from nni.nas.evaluator.pytorch import Classification
+    from torch.utils.data import DataLoader, TensorDataset
+
+    path, _ = conditioned_prior
+    task = sample_tasks(digits_tasks()[1], 1, seed=7)[0]
+    images = TensorDataset(task.support_x, task.support_y)
+    evaluator = Classification(num_classes=5, train_dataloaders=nni.trace(DataLoader)(images, batch_size=10),
+                               val_dataloaders=nni.trace(DataLoader)(images, batch_size=25), max_epochs=3,
+                               logger=False, enable_progress_bar=False, enable_checkpointing=False,
+                               enable_model_summary=False)
+    strategy = BaseStrategy(prior=path, zero_shot=True, zero_shot_images=20)
+    weights_before = {k: v.clone() for k, v in load_prior(path)['state_dict'].items()}
+    exp = run(tiny_space(), evaluator, strategy)
+    module = strategy.oneshot_module
+    assert module.images_read == 20 and module.trainer.global_step == 0  # two batches read, no optimizer step
+    expected = zero_shot(path, task.support_x[:20], task.support_y[:20], top_k=3)
+    assert exp.export_top_models(top_k=3, formatter='dict') == expected.samples
+    for label, alpha in module.alphas().items():
+        assert torch.allclose(alpha.detach(), expected.alpha[str(label)], atol=1e-6)
+    trained = {k: v for k, v in module.training_module.model.state_dict().items() if k in weights_before}
+    changed = [k for k, v in trained.items() if not torch.equal(v, weights_before[k])]
+    assert len(trained) > 10 and all(k.endswith('_arch_alpha') for k in changed)  # only alpha: conditioned
+
+
+def test_zero_shot_needs_a_conditioned_prior_and_one_dataset(conditioned_prior, tmp_path):
+    with pytest.raises(ValueError, match='zero_shot=True .* no prior was given'):
+        BaseStrategy(zero_shot=True)
+    plain = tmp_path / 'plain.pt'
+    prior = load_prior(conditioned_prior[0])
+    prior.pop('conditioning')
+    save_prior(prior, plain)
+    with pytest.raises(ValueError, match='plain.pt has no dataset encoder'):
+        BaseStrategy(prior=plain, zero_shot=True)
+    train, _ = digits_tasks()
+    with pytest.raises(TypeError, match='zero_shot=True reads one dataset'):
+        BaseStrategy(prior=conditioned_prior[0], zero_shot=True).mutate_evaluator(episodic_evaluator(train))
