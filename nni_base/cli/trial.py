@@ -8,8 +8,9 @@ few-shot tasks (or loads a shared one), adapts it to held-out tasks, exports the
   'search_seconds': ..., 'meta_train_seconds': ...})``.
 
 It writes ``arch.json`` (the NNI sample), ``probs.json`` (operation probabilities per edge), ``top_k.json`` (the
-``top_k`` most probable distinct samples under the task-averaged alpha, best first, with log-probabilities) and
-``prior.pt`` into
+``top_k`` most probable distinct samples under the task-averaged alpha, best first, with log-probabilities),
+with ``zero_shot`` ``zero_shot.json`` (per held-out task, the ``top_k`` architectures a dataset-conditioned prior
+generates from the support set alone, with their scores and seconds) and ``prior.pt`` into
 the trial's output directory (``$NNI_OUTPUT_DIR``, else ``--output-dir``, else ``./runs/trial``).
 
 Outside NNI::
@@ -41,11 +42,12 @@ import pytorch_lightning as pl
 import torch
 from nni.nas.experiment import NasExperiment
 
-from ..api import adaptation_accuracy, build_supernet, sample_tasks
+from ..api import adaptation_accuracy, build_supernet, sample_tasks, zero_shot
 from ..data import digits_splits, load_cifar10, load_cifar100, load_downsampled_imagenet, load_image_folder, load_svhn
 from ..evaluator import EpisodicClassification
 from ..io import write_atomic, write_text
 from ..search.config import BaseConfig, coerce, hparam
+from ..search.prior import load_prior
 from ..search.top_k import cell_shapes, top_k_architectures
 from ..space.darts import DartsTaskSpace
 from ..strategy import BaseStrategy
@@ -68,7 +70,7 @@ DATASETS = ('digits', 'image_folder', 'cifar10', 'cifar100', 'svhn', 'imagenet32
 
 #: The BASE knobs a trial takes; they are declared (default, checks, tuning range) in BaseConfig.
 BASE_PARAMS = ('inner_steps', 'inner_lr', 'inner_lr_alpha', 'outer_lr', 'outer_lr_alpha', 'adapt_steps',
-               'arc_learning_rate', 'meta_algorithm', 'first_order', 'relaxation')
+               'arc_learning_rate', 'meta_algorithm', 'first_order', 'relaxation', 'dataset_conditioning')
 #: Where the trial's default differs from the library's: sized to finish in about a minute on 2 CPU cores.
 BASE_TRIAL_DEFAULTS = {'inner_steps': 3}
 
@@ -91,6 +93,9 @@ class TrialSettings:
     num_cells: int = hparam(3, 'int', minimum=1)
     eval_tasks: int = hparam(4, 'int', minimum=1)  # held-out tasks of the final adaptation / evaluation
     top_k: int = hparam(1, 'int', minimum=1)  # architectures written to top_k.json, best first, with scores
+    # also generate top_k architectures per held-out task from the conditioned prior, no training step
+    # (zero_shot.json); needs dataset_conditioning or a conditioned prior
+    zero_shot: bool = hparam(False, 'bool')
     # 'digits' is embedded; the others read files under data_root
     dataset: str = hparam('digits', 'choice', choices=DATASETS)
     data_root: str | None = hparam(None, 'path', optional=True)
@@ -169,6 +174,9 @@ def validate_params(params: dict[str, Any] | None) -> dict[str, Any]:
             raise ValueError(f"parameter 'data_root' is not a folder: {merged['data_root']}")
     if merged['prior'] is not None and not Path(merged['prior']).is_file():
         raise ValueError(f"parameter 'prior' is not a file: {merged['prior']}")
+    if merged['zero_shot'] and merged['prior'] is None and not merged['dataset_conditioning']:
+        raise ValueError("parameter 'zero_shot' generates architectures from a dataset-conditioned prior: set "
+                         "'dataset_conditioning' to true (meta-train one) or 'prior' to a conditioned prior file")
     return merged
 
 
@@ -303,6 +311,21 @@ def _adapt_and_export(params: dict[str, Any], prior_path: Path, held_out) -> dic
             'params': sum(p.numel() for p in network.parameters())}
 
 
+def _zero_shot(params: dict[str, Any], prior_path: Path, held_out) -> list[dict[str, Any]]:
+    """Top-k architectures of each held-out task from its support set alone (the adaptation's tasks)."""
+    prior = load_prior(prior_path)
+    records = []
+    for i, task in enumerate(sample_tasks(held_out, params['eval_tasks'], seed=10_000 + params['seed'])):
+        start = time.perf_counter()
+        result = zero_shot(prior, task.support_x, task.support_y, top_k=params['top_k'])
+        seconds = time.perf_counter() - start
+        records.append({'task': i, 'seconds': round(seconds, 4), 'ranked_by': result.ranked_by,
+                        'top_k': [{'rank': r + 1, 'score': round(score, 6), 'log_prob': round(lp, 6), 'sample': s}
+                                  for r, (s, score, lp) in enumerate(zip(result.samples, result.scores,
+                                                                         result.log_probs))]})
+    return records
+
+
 def run_trial(params: dict[str, Any], output_dir: str | os.PathLike,
               channel: TrialChannel | None = None) -> dict[str, Any]:
     """Run one trial with validated ``params``: meta-train (or load a prior), adapt, export, report.
@@ -348,6 +371,9 @@ def run_trial(params: dict[str, Any], output_dir: str | os.PathLike,
     _write_json(out / 'arch.json', result['sample'])
     _write_json(out / 'probs.json', result['probs'])
     _write_json(out / 'top_k.json', result['top_k'])
+    generated = _zero_shot(params, prior_path, held_out) if params['zero_shot'] else None
+    if generated is not None:
+        _write_json(out / 'zero_shot.json', generated)
     metrics = {
         'default': float(result['accuracy']['after']),
         'accuracy_before_adaptation': float(result['accuracy']['before']),
@@ -355,6 +381,8 @@ def run_trial(params: dict[str, Any], output_dir: str | os.PathLike,
         'search_seconds': round(search_seconds, 3),
         'meta_train_seconds': round(meta_train_seconds, 3),
     }
+    if generated is not None:
+        metrics['zero_shot_seconds'] = float(np.median([g['seconds'] for g in generated]))
     _logger.info('intermediate results (held-out accuracy per meta-epoch): %s', intermediate)
     _logger.info('final result: %s', metrics)
     channel.report_final(metrics)

@@ -80,6 +80,7 @@ def test_defaults_are_valid():
     ({'meta_algorithm': 'imaml'}, "parameter 'meta_algorithm' must be one of 'reptile', 'maml'"),
     ({'relaxation': 'sparsemax'}, "parameter 'relaxation' must be one of 'gumbel', 'softmax'"),
     ({'first_order': 'yes'}, "parameter 'first_order' must be True or False"),
+    ({'zero_shot': True}, "'zero_shot' generates architectures from a dataset-conditioned prior: set"),
 ])
 def test_bad_parameters_are_refused_with_a_clear_message(params, message):
     with pytest.raises(ValueError) as info:
@@ -192,3 +193,18 @@ def test_tuner_parameters_are_validated(tmp_path):
     with recording_channel({'inner_steps': 0}), pytest.raises(ValueError, match="'inner_steps' must be >= 1"):
         main(['--output-dir', str(tmp_path)])
     assert not any(tmp_path.iterdir())
+
+
+def test_zero_shot_trial_meta_trains_a_conditioned_prior_and_writes_generated_top_k(tmp_path):
+    with recording_channel({}) as channel:
+        metrics = main(['--params', json.dumps({**TINY, 'meta_epochs': 1, 'dataset_conditioning': True,
+                                                'zero_shot': True}), '--output-dir', str(tmp_path)])
+    assert 0 < metrics['zero_shot_seconds'] < 5 and channel.metrics[-1] == ('FINAL', 7, metrics)
+    generated = json.loads((tmp_path / 'zero_shot.json').read_text())
+    assert len(generated) == TINY['eval_tasks']
+    first = generated[0]
+    assert first['ranked_by'] == 'predictor' and [t['rank'] for t in first['top_k']] == [1, 2, 3]
+    assert len({json.dumps(t['sample'], sort_keys=True) for t in first['top_k']}) == 3
+    from nni_base import DartsTaskSpace, load_prior
+    assert load_prior(tmp_path / 'prior.pt')['conditioning']['predictor_records'] > 0
+    DartsTaskSpace(width=4, num_cells=3, num_classes=DEFAULT_PARAMS['ways']).freeze(first['top_k'][0]['sample'])
