@@ -47,6 +47,12 @@ def space(args) -> DartsTaskSpace:
     return DartsTaskSpace(width=args.width, num_cells=args.num_cells, num_classes=args.ways)
 
 
+def conditioned_file(results_name: str) -> str:
+    """The conditioned prior's file name: one per ``--results-name``, so that ablations do not overwrite the
+    default prior (``results.json`` → ``conditioned.pt``, ``results_x.json`` → ``conditioned_results_x.pt``)."""
+    return 'conditioned.pt' if results_name == 'results.json' else f'conditioned_{Path(results_name).stem}.pt'
+
+
 def meta_train(args, conditioned: bool, out: Path) -> tuple[Path, float]:
     mixture = ResolutionMixture([TaskDistribution(family_splits(f, image_size=args.image_size)['train'], args.ways,
                                                   args.shots, args.queries, name=f) for f in args.families])
@@ -54,7 +60,7 @@ def meta_train(args, conditioned: bool, out: Path) -> tuple[Path, float]:
                                        steps_per_epoch=args.meta_steps, seed=args.seed, max_epochs=1,
                                        enable_checkpointing=False, logger=False, enable_progress_bar=False,
                                        enable_model_summary=False)
-    path = out / ('conditioned.pt' if conditioned else 'unconditioned.pt')
+    path = out / (conditioned_file(args.results_name) if conditioned else 'unconditioned.pt')
     strategy = BaseStrategy(inner_steps=args.inner_steps, seed=args.seed, save_prior_to=path,
                             dataset_conditioning=conditioned, conditioning_lr=args.conditioning_lr,
                             conditioning_alpha_lr=args.conditioning_alpha_lr, conditioning_teacher=args.teacher,

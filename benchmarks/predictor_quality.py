@@ -107,6 +107,8 @@ def main(argv=None) -> dict:
     p.add_argument('--families', nargs='+', default=['peaks', 'texture'])
     p.add_argument('--priors', type=Path, default=RESULTS / 'conditioning' / 'seed1',
                    help='folder with conditioned.pt (python benchmarks/conditioning.py)')
+    p.add_argument('--conditioned', type=Path, default=None,
+                   help='the conditioned prior (default: conditioned.pt in --priors)')
     p.add_argument('--zero-shot-cells', type=Path, default=None,
                    help="zero_shot_cells.json of the same priors (default: in --priors)")
     p.add_argument('--random-results', nargs='+', type=Path,
@@ -120,7 +122,7 @@ def main(argv=None) -> dict:
     warnings.filterwarnings('ignore')
     logging.getLogger('nni').setLevel(logging.ERROR)
     torch.set_num_threads(1)
-    prior_path = args.priors / 'conditioned.pt'
+    prior_path = args.conditioned or args.priors / 'conditioned.pt'
     prior = load_prior(prior_path)
     conditioner = conditioner_of(prior)
     conditioner.eval()

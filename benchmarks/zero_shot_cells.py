@@ -75,6 +75,8 @@ def main(argv=None) -> dict:
     p.add_argument('--families', nargs='+', default=['peaks', 'texture'])
     p.add_argument('--priors', type=Path, default=RESULTS / 'conditioning',
                    help='folder with conditioned.pt and unconditioned.pt (python benchmarks/conditioning.py)')
+    p.add_argument('--conditioned', type=Path, default=None,
+                   help='the conditioned prior (default: conditioned.pt in --priors, the default run\'s)')
     p.add_argument('--random-results', nargs='+', type=Path,
                    default=[RESULTS / 'alpha_recovery_80steps' / 'results.json',
                             RESULTS / 'alpha_recovery_80steps_texture' / 'results.json'])
@@ -84,8 +86,8 @@ def main(argv=None) -> dict:
     warnings.filterwarnings('ignore')
     logging.getLogger('nni').setLevel(logging.ERROR)
     torch.set_num_threads(1)
-    conditioned = load_prior(args.priors / 'conditioned.pt')
-    # benchmarks/conditioning.py writes every ablation's prior to the same conditioned.pt: say which one this is
+    conditioned = load_prior(args.conditioned or args.priors / 'conditioned.pt')
+    # priors written before conditioning.py gave each --results-name its own file may be an ablation's: record it
     conditioning_config = {k: v for k, v in conditioned['config'].items() if 'conditioning' in k}
     randoms = {}
     for path in args.random_results:
