@@ -77,17 +77,21 @@ def measure_point(resolution: int, width: int, cells: int, *, repeats: int, warm
     torch.manual_seed(seed)
     x = torch.randn(BATCH, 3, resolution, resolution)
     y = torch.randint(0, WAYS, (BATCH,))
-    supernet = build_supernet(DartsTaskSpace(width=width, num_cells=cells, num_classes=WAYS), BaseStrategy(seed=seed))
-    supernet.set_temperature(1.0)
-    state = ModelState(supernet.training_module.model)
     task = Task(x, y, x, y)
 
-    def base_step() -> None:
-        supernet.adapt(task, 1, state, where='step curve')
+    def base_step(**options: Any):
+        supernet = build_supernet(DartsTaskSpace(width=width, num_cells=cells, num_classes=WAYS),
+                                  BaseStrategy(seed=seed, **options))
+        supernet.set_temperature(1.0)
+        state = ModelState(supernet.training_module.model)
+        return lambda: supernet.adapt(task, 1, state, where='step curve')
 
     gumbel = baselines.nni_method('GumbelDARTS', 'gumbel', DartsTaskSpace(width=width, num_cells=cells,
                                                                            num_classes=WAYS), same_work=True)
-    steps = {'BASE': base_step, 'GumbelDARTS': lambda: gumbel.step(x, y)}
+    # BASE at the defaults, and with the straight-through estimator: what the paired estimator's runner-up
+    # forward (alpha's gradient, no weight gradient) costs
+    steps = {'BASE': base_step(), 'BASE straight-through': base_step(alpha_estimator='straight_through'),
+             'GumbelDARTS': lambda: gumbel.step(x, y)}
     samples: dict[str, list[float]] = {k: [] for k in steps}
     for r in range(warmup + repeats):
         order = list(steps) if r % 2 == 0 else list(reversed(steps))
@@ -98,7 +102,8 @@ def measure_point(resolution: int, width: int, cells: int, *, repeats: int, warm
                 samples[name].append((time.perf_counter() - start) * 1e3)
     ms = {k: float(statistics.median(v)) for k, v in samples.items()}
     return {'resolution': resolution, 'width': width, 'cells': cells, 'ms': ms, 'ms_all': samples,
-            'ratio': ms['BASE'] / ms['GumbelDARTS']}
+            'ratio': ms['BASE'] / ms['GumbelDARTS'],
+            'ratio_straight_through': ms['BASE straight-through'] / ms['GumbelDARTS']}
 
 
 def bench_curve(points: list[dict[str, Any]], *, repeats: int, warmup: int, log=print) -> list[dict[str, Any]]:
@@ -108,7 +113,8 @@ def bench_curve(points: list[dict[str, Any]], *, repeats: int, warmup: int, log=
         result = {'axis': p['axis'], **measure_point(p['resolution'], p['width'], p['cells'], repeats=repeats,
                                                       warmup=warmup)}
         log(f"  {p['axis']:>10} 3x{p['resolution']}x{p['resolution']} width {p['width']} cells {p['cells']}: "
-            f"BASE {result['ms']['BASE']:.1f} ms, GumbelDARTS {result['ms']['GumbelDARTS']:.1f} ms, "
+            f"BASE {result['ms']['BASE']:.1f} ms (straight-through {result['ms']['BASE straight-through']:.1f}), "
+            f"GumbelDARTS {result['ms']['GumbelDARTS']:.1f} ms, "
             f"ratio {result['ratio']:.3f}", flush=True)
         out.append(result)
     return out
@@ -218,16 +224,20 @@ def _markdown(results: dict[str, Any]) -> str:
     if 'curve' in results:
         lines += [f"## Step time (batch {BATCH}, median of {results['repeats']} interleaved rounds after "
                   f"{results['warmup']} warm-up)", '',
-                  '| varied | image | width | cells | BASE ms | GumbelDARTS ms | BASE / GumbelDARTS |',
-                  '|---|---|---:|---:|---:|---:|---:|']
+                  '| varied | image | width | cells | BASE ms | BASE straight-through ms | GumbelDARTS ms | '
+                  'BASE / GumbelDARTS | straight-through / GumbelDARTS |',
+                  '|---|---|---:|---:|---:|---:|---:|---:|---:|']
         for p in results['curve']:
+            st = p['ms'].get('BASE straight-through', float('nan'))
             lines.append(f"| {p['axis']} | 3x{p['resolution']}x{p['resolution']} | {p['width']} | {p['cells']} | "
-                         f"{p['ms']['BASE']:.1f} | {p['ms']['GumbelDARTS']:.1f} | {p['ratio']:.3f} |")
+                         f"{p['ms']['BASE']:.1f} | {st:.1f} | {p['ms']['GumbelDARTS']:.1f} | {p['ratio']:.3f} | "
+                         f"{p.get('ratio_straight_through', float('nan')):.3f} |")
         cifar = [p for p in results['curve'] if p['axis'] == 'cifar_like']
         if cifar:
             r = cifar[0]['ratio']
             lines += ['', f"**CIFAR-like size (3x32x32, width 16, 5 cells): BASE / GumbelDARTS = {r:.3f}** "
-                      f"(target <= {TARGET_RATIO}: {'met' if r <= TARGET_RATIO else 'missed'})."]
+                      f"(target <= {TARGET_RATIO}: {'met' if r <= TARGET_RATIO else 'missed'}); with the "
+                      f"straight-through estimator {cifar[0].get('ratio_straight_through', float('nan')):.3f}."]
     if 'throughput' in results:
         t = results['throughput']
         lines += ['', f"## Meta-step throughput (Reptile, {t['tasks_per_step']} tasks per meta-step, "
@@ -250,8 +260,9 @@ def _plot(results: dict[str, Any], path: Path) -> None:
     for ax, name in zip(axes[0], axes_names):
         pts = [p for p in results['curve'] if p['axis'] == name]
         xs = [p[name] for p in pts]
-        for method, style in (('BASE', 'o-'), ('GumbelDARTS', 's--')):
-            ax.plot(xs, [p['ms'][method] for p in pts], style, label=method)
+        for method, style in (('BASE', 'o-'), ('BASE straight-through', 'o:'), ('GumbelDARTS', 's--')):
+            if all(method in p['ms'] for p in pts):
+                ax.plot(xs, [p['ms'][method] for p in pts], style, label=method)
         ax.set_xlabel(name if name != 'resolution' else 'image side (px)')
         ax.set_ylabel('ms / step (batch 32)')
         ax.set_yscale('log')
@@ -269,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--output-dir', type=Path, default=ROOT / 'benchmarks' / 'results' / 'step_curve')
     parser.add_argument('--quick', action='store_true', help='fewer points and rounds (a few minutes on 2 cores)')
     parser.add_argument('--threads', type=int, default=1, help='torch threads per process')
+    parser.add_argument('--only-cifar-like', action='store_true', help='the curve at the CIFAR-like size only')
     parser.add_argument('--skip-curve', action='store_true')
     parser.add_argument('--skip-throughput', action='store_true')
     parser.add_argument('--throughput-child', type=Path, help=argparse.SUPPRESS)
@@ -295,6 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_curve:
         points = (curve_points([4, 16], [5], [16, 32]) if quick
                   else curve_points([4, 8, 12, 16], [3, 5, 8], [8, 16, 32]))
+        if args.only_cifar_like:
+            points = [p for p in points if p['axis'] == 'cifar_like']
         print('step time curve ...', flush=True)
         results['curve'] = bench_curve(points, repeats=results['repeats'], warmup=results['warmup'])
     if not args.skip_throughput:
