@@ -66,7 +66,7 @@ def meta_train(args, conditioned: bool, out: Path) -> tuple[Path, float]:
                             conditioning_alpha_lr=args.conditioning_alpha_lr, conditioning_teacher=args.teacher,
                             conditioning_centred=not args.uncentred,
                             conditioning_standardise=not args.raw_encoding,
-                            conditioning_per_op=not args.per_edge)
+                            conditioning_per_op=not args.per_edge, conditioning_features=args.features)
     start = time.perf_counter()
     exp = NasExperiment(space(args), evaluator, strategy)
     exp.run()
@@ -124,7 +124,8 @@ def predictor_spearman(prior_path: Path, tasks, args) -> list[float]:
                    on_adapted=score,
                    alpha_adam_lr=config.conditioning_alpha_lr if config.conditioning_teacher == 'inner' else None)
         with torch.no_grad():
-            predicted = conditioner.predictor(encoding, torch.stack([arch_features(s, conditioner.shapes)
+            predicted = conditioner.predictor(encoding, torch.stack([arch_features(s, conditioner.shapes,
+                                                                                   conditioner.choices)
                                                                      for s in samples])).tolist()
         rho = stats.spearmanr(predicted, measured).statistic
         rhos.append(float(rho) if rho == rho else 0.0)
@@ -149,6 +150,8 @@ def main(argv=None) -> dict:
     p.add_argument('--uncentred', action='store_true', help="don't centre the generator's targets over a meta-step")
     p.add_argument('--raw-encoding', action='store_true', help='the generator reads the unstandardised encoding')
     p.add_argument('--per-edge', action='store_true', help='one generated offset per (edge, operation)')
+    p.add_argument('--features', choices=('pixels', 'stem'), default='pixels',
+                   help="what the set encoder reads: pixel statistics or the prior's stem output")
     p.add_argument('--results-name', default='results.json')
     p.add_argument('--reuse-unconditioned', action='store_true',
                    help='keep the unconditioned prior of an earlier run with the same settings (output-dir)')

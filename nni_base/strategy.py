@@ -179,6 +179,11 @@ class BaseStrategy(OneShotStrategy):
         With ``dataset_conditioning``: the generator outputs one alpha offset per (cell type, operation), added to
         every edge (its target is the edge mean of a task's noisy alpha direction). ``False``: one offset per
         (edge, operation), as before issue #12.
+    conditioning_features
+        With ``dataset_conditioning``: what the set encoder reads of each image. ``'pixels'`` (default):
+        channel-agnostic pixel statistics (any image size and channel count). ``'stem'``: the mean and spread of
+        each channel of the prior's stem output (a copy of the space's ``stem``, refreshed every task and saved
+        with the prior; spaces whose ``stem`` is a Sequential of Conv2d / BatchNorm2d / ReLU).
     predictor_samples
         With ``dataset_conditioning``: random architectures scored on each task's query set (with the adapted
         supernet weights) per meta-step, besides the derived one, as the predictor's training records.
@@ -218,7 +223,8 @@ class BaseStrategy(OneShotStrategy):
                  predictor_samples: int = 2, conditioning_alpha_lr: float | None = 0.3,
                  conditioning_teacher: Literal['shadow', 'inner'] = 'shadow',
                  conditioning_centred: bool = True, conditioning_standardise: bool = True,
-                 conditioning_per_op: bool = True, zero_shot: bool = False, zero_shot_images: int = 250,
+                 conditioning_per_op: bool = True, conditioning_features: Literal['pixels', 'stem'] = 'pixels',
+                 zero_shot: bool = False, zero_shot_images: int = 250,
                  resume_from: str | os.PathLike | None = None,
                  save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
         super().__init__(**kwargs)

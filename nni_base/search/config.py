@@ -107,6 +107,7 @@ class BaseConfig:
     conditioning_centred: bool = hparam(True, 'bool')
     conditioning_standardise: bool = hparam(True, 'bool')
     conditioning_per_op: bool = hparam(True, 'bool')
+    conditioning_features: Literal['pixels', 'stem'] = hparam('pixels', 'choice', choices=('pixels', 'stem'))
     # with a dataset-conditioned prior and a single-dataset evaluator: generate, do not train
     zero_shot: bool = hparam(False, 'bool')
     zero_shot_images: int = hparam(250, 'int', minimum=1)

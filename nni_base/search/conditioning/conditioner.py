@@ -17,14 +17,16 @@ import torch
 import torch.nn as nn
 
 from ..top_k import CellShape
-from .encoder import SetEncoder, check_support
+from .encoder import IMAGE_FEATURES, SetEncoder, check_support, image_features
 from .generator import AlphaOffsetGenerator
 from .predictor import PerformancePredictor, arch_feature_size, arch_features
+from .stem import build_stem, stem_feature_size, stem_features
 
 __all__ = ['Conditioner', 'CONDITIONING_VERSION']
 
 #: 2: the encoder's running image-statistics standardisation and per-operation offsets (issue #12). 3: choices
-#: outside the cells (``choices``, e.g. NasBench201's edges). Versions 1 and 2 still load and run as trained.
+#: outside the cells (``choices``, e.g. NasBench201's edges) and the stem as encoder input (``stem_spec``).
+#: Versions 1 and 2 still load and run as trained.
 CONDITIONING_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 
@@ -34,20 +36,37 @@ class Conditioner(nn.Module):
 
     def __init__(self, shapes: Sequence[CellShape], alpha_shapes: Mapping[str, tuple[int, ...]], dim: int = 32,
                  hidden: int = 64, standardise: bool = True, per_op: bool = True,
-                 choices: Mapping[str, Sequence[Any]] | None = None):
+                 choices: Mapping[str, Sequence[Any]] | None = None, stem: Sequence[dict[str, Any]] | None = None):
         super().__init__()
         self.shapes = list(shapes)
         #: label → candidate values of the choices outside the cells (in their α's order)
         self.choices: dict[str, list[Any]] = {str(k): list(v) for k, v in (choices or {}).items()}
         self.dim, self.hidden = dim, hidden
-        self.encoder = SetEncoder(dim, hidden, standardise)
+        #: the encoder reads the prior's stem (``stem``: its :func:`.stem.stem_spec`) or, without one, pixels
+        self.stem_spec = [dict(layer) for layer in stem] if stem is not None else None
+        self.stem = build_stem(self.stem_spec) if self.stem_spec is not None else None
+        in_features = stem_feature_size(self.stem_spec) if self.stem_spec is not None else IMAGE_FEATURES
+        self.encoder = SetEncoder(dim, hidden, standardise, in_features)
         self.generator = AlphaOffsetGenerator(dim, alpha_shapes, hidden, per_op)
         self.predictor = PerformancePredictor(dim, arch_feature_size(self.shapes, self.choices), hidden)
         self.predictor_records = 0  # how many records the predictor has learnt from (0: rank by alpha)
 
+    @property
+    def features_name(self) -> str:
+        return 'stem' if self.stem is not None else 'pixels'
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-image encoder input: statistics of the prior's stem output, or of the pixels."""
+        return stem_features(x, self.stem) if self.stem is not None else image_features(x)
+
+    def sync_stem(self, stem: nn.Module) -> None:
+        """Take the supernet's current stem weights and statistics (meta-training refreshes them every task)."""
+        if self.stem is not None:
+            self.stem.load_state_dict(stem.state_dict())
+
     def encode(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         check_support(x, y)
-        return self.encoder(x, y)
+        return self.encoder(self.features(x), y)
 
     def conditioned_alpha(self, alphas: Mapping[str, torch.Tensor], x: torch.Tensor,
                           y: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -74,6 +93,7 @@ class Conditioner(nn.Module):
             'shapes': [{**asdict(s), 'op_names': list(s.op_names)} for s in self.shapes],
             'alpha_shapes': {k: list(v) for k, v in self.generator.alpha_shapes.items()},
             'choices': {k: list(v) for k, v in self.choices.items()},
+            'stem_spec': self.stem_spec, 'stem': _plain_state(self.stem) if self.stem is not None else None,
             'encoder': _plain_state(self.encoder), 'generator': _plain_state(self.generator),
             'predictor': _plain_state(self.predictor), 'predictor_records': int(self.predictor_records),
         }
@@ -87,7 +107,9 @@ class Conditioner(nn.Module):
         shapes = [CellShape(**{**s, 'op_names': tuple(s['op_names'])}) for s in state['shapes']]
         conditioner = cls(shapes, {k: tuple(v) for k, v in state['alpha_shapes'].items()}, state['dim'],
                           state['hidden'], bool(state.get('standardise', False)), bool(state.get('per_op', False)),
-                          state.get('choices'))
+                          state.get('choices'), state.get('stem_spec'))
+        if conditioner.stem is not None:
+            conditioner.stem.load_state_dict(state['stem'])
         encoder = dict(state['encoder'])
         for name, buffer in conditioner.encoder.named_buffers():
             encoder.setdefault(name, buffer)  # version 1 has no feature statistics (and does not use them)

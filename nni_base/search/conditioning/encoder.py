@@ -1,4 +1,4 @@
-"""The dataset encoder: a permutation-invariant set encoder over a task's support set (MetaD2A's, on pixels).
+"""The dataset encoder: a permutation-invariant set encoder over a task's support set (MetaD2A's).
 
 Where it sits
     First stage of dataset conditioning (:mod:`nni_base.search.conditioning`): support set → encoding, which the
@@ -7,7 +7,8 @@ Where it sits
 
 How
     Each image becomes a few channel-agnostic statistics (a 4x4 average-pooled map, mean, spread, edge energy,
-    local peakiness), so any image size and channel count is accepted; an MLP embeds them; the embeddings are
+    local peakiness), so any image size and channel count is accepted — or, with ``conditioning_features='stem'``,
+    the per-channel statistics of the prior's stem output (:mod:`.stem`); an MLP embeds them; the embeddings are
     mean-pooled within each class (intra-class), transformed, then mean-pooled across classes (inter-class) and
     projected. Mean pooling at both levels makes the encoding invariant to the order of the images and of the
     classes — the two set levels of MetaD2A's encoder, with DeepSets pooling in place of its set transformer.
@@ -63,20 +64,20 @@ def check_support(x: torch.Tensor, y: torch.Tensor) -> None:
 class SetEncoder(nn.Module):
     """Support set ``(x, y)`` → encoding ``(dim,)``: per-image embedding, intra-class then inter-class pooling."""
 
-    def __init__(self, dim: int = 32, hidden: int = 64, standardise: bool = True):
+    def __init__(self, dim: int = 32, hidden: int = 64, standardise: bool = True, in_features: int = IMAGE_FEATURES):
         super().__init__()
         self.dim, self.hidden = dim, hidden
         self.standardise = standardise
-        self.register_buffer('feature_mean', torch.zeros(IMAGE_FEATURES))
-        self.register_buffer('feature_var', torch.ones(IMAGE_FEATURES))
+        self.register_buffer('feature_mean', torch.zeros(in_features))
+        self.register_buffer('feature_var', torch.ones(in_features))
         self.register_buffer('feature_count', torch.zeros((), dtype=torch.long))  # images seen so far
-        self.embed = nn.Sequential(nn.Linear(IMAGE_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.embed = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
         self.intra = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU())
         self.inter = nn.Linear(hidden, dim)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        check_support(x, y)
-        features = image_features(x)
+    def forward(self, features: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-image ``features`` (:func:`image_features`, or the stem's, :mod:`.stem`) and labels → encoding."""
+        check_support(features, y)
         if self.training and self.standardise:
             self._update_stats(features)
         return self.encode_features(features, y)
@@ -95,7 +96,7 @@ class SetEncoder(nn.Module):
         self.feature_count.fill_(total)
 
     def encode_features(self, features: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The encoding from precomputed :func:`image_features` (the predictor's records keep those)."""
+        """The encoding from per-image features, without updating the statistics (the predictor's records)."""
         features = features.to(self.inter.weight.device)
         if self.standardise and int(self.feature_count) > 1:
             features = (features - self.feature_mean) / (self.feature_var.sqrt() + 1e-6)

@@ -52,8 +52,8 @@ from ..meta_update import ModelState
 from ..reptile import ReptileModule
 from ..top_k import cell_shapes, plain_choices, top_k_architectures
 from .conditioner import Conditioner
-from .encoder import image_features
 from .predictor import RecordBuffer, arch_features, random_architecture
+from .stem import stem_spec
 
 __all__ = ['ConditionedReptileModule']
 
@@ -94,9 +94,12 @@ class ConditionedReptileModule(ReptileModule):
                 raise TypeError('dataset_conditioning=True covers DARTS-style cells and single-valued choices '
                                 '(LayerChoice, nni.choice, Repeat depth, NasBench201 edges); this space also has '
                                 'multi-input or NNI-cell choices. Turn dataset_conditioning off for it.')
+            stem = stem_spec(getattr(self.training_module.model, 'stem', None)) \
+                if self.config.conditioning_features == 'stem' else None
             self.conditioner = Conditioner(shapes, {str(k): tuple(a.shape) for k, a in alphas.items()},
                                            standardise=self.config.conditioning_standardise,
-                                           per_op=self.config.conditioning_per_op, choices=choices).to(self.device)
+                                           per_op=self.config.conditioning_per_op, choices=choices,
+                                           stem=stem).to(self.device)
         return self.conditioner
 
     def on_fit_start(self) -> None:
@@ -125,6 +128,7 @@ class ConditionedReptileModule(ReptileModule):
         if index == 0:
             self._starts, self._targets = [], []
         conditioner = self.ensure_conditioner()
+        self._sync_stem()
         encoding = conditioner.encode(task.support_x, task.support_y)
         offset = conditioner.generator(encoding)
         alphas = {str(label): a for label, a in self.alphas().items()}
@@ -207,7 +211,7 @@ class ConditionedReptileModule(ReptileModule):
         derived = top_k_architectures(shapes, {str(k): a.detach() for k, a in self.alphas().items()}, 1, choices)[0][0]
         samples = [derived] + [random_architecture(shapes, self._rng, choices)
                                for _ in range(self.config.predictor_samples)]
-        task_id = self.records.add_task(image_features(task.support_x), task.support_y)
+        task_id = self.records.add_task(conditioner.features(task.support_x), task.support_y)
         for sample in samples:
             self.records.add(task_id, arch_features(sample, shapes, choices), self.score_architecture(task, sample))
 
@@ -231,10 +235,17 @@ class ConditionedReptileModule(ReptileModule):
 
     def _optimizer(self) -> torch.optim.Optimizer:
         if self._conditioning_optimizer is None:
-            self._conditioning_optimizer = torch.optim.Adam(self.ensure_conditioner().parameters(),
-                                                            lr=self.config.conditioning_lr)
+            trainable = [p for p in self.ensure_conditioner().parameters() if p.requires_grad]  # not the stem copy
+            self._conditioning_optimizer = torch.optim.Adam(trainable, lr=self.config.conditioning_lr)
         return self._conditioning_optimizer
 
     def conditioning_state(self) -> dict[str, Any]:
         """The encoder, generator and predictor as plain tensors, for the prior file."""
+        self._sync_stem()  # the stem the prior ends with
         return self.ensure_conditioner().state()
+
+    def _sync_stem(self) -> None:
+        """With ``conditioning_features='stem'``: the encoder reads the supernet's stem as it is now."""
+        conditioner = self.ensure_conditioner()
+        if conditioner.stem is not None:
+            conditioner.sync_stem(self.training_module.model.stem)

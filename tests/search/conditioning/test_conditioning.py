@@ -350,3 +350,32 @@ def test_zero_shot_needs_a_conditioned_prior_and_one_dataset(conditioned_prior, 
     train, _ = digits_tasks()
     with pytest.raises(TypeError, match='zero_shot=True reads one dataset'):
         BaseStrategy(prior=conditioned_prior[0], zero_shot=True).mutate_evaluator(episodic_evaluator(train))
+
+
+def test_stem_features_encoder_reads_the_priors_stem_and_travels_in_the_prior_file(tmp_path):
+    path = tmp_path / 'stem.pt'
+    train, test = digits_tasks()
+    strategy = BaseStrategy(inner_steps=1, dataset_conditioning=True, conditioning_features='stem', save_prior_to=path)
+    strategy.config.predictor_samples = 1
+    run(tiny_space(), episodic_evaluator(train, steps_per_epoch=2), strategy)
+    module = strategy.oneshot_module
+    conditioner = module.conditioner
+    stem = module.training_module.model.stem
+    assert conditioner.features_name == 'stem' and conditioner.encoder.embed[0].in_features == 2 * stem[0].out_channels
+    # the encoder's input is the stem's output statistics (the copy is refreshed before each task and at saving)
+    module.conditioning_state()
+    task = sample_tasks(test, 1, seed=3)[0]
+    stem.eval()
+    with torch.no_grad():
+        h = stem(task.support_x)
+    assert torch.allclose(conditioner.features(task.support_x)[:, :stem[0].out_channels], h.mean((2, 3)), atol=1e-5)
+    assert all(not p.requires_grad for p in conditioner.stem.parameters())
+    prior = load_prior(path)  # weights_only: the stem is a layer description and plain tensors
+    assert [layer['type'] for layer in prior['conditioning']['stem_spec']] == ['conv', 'batchnorm']
+    in_memory = zero_shot(prior, task.support_x, task.support_y, top_k=2)
+    assert torch.equal(prior['conditioning']['stem']['0.weight'], stem[0].weight.detach())  # the stem it ended with
+    rebuilt = Conditioner.from_state(prior['conditioning']).eval()
+    assert torch.allclose(rebuilt.encode(task.support_x, task.support_y), in_memory.encoding, atol=1e-6)
+    with pytest.raises(TypeError, match="conditioning_features='stem' reads the space's `stem`"):
+        from nni_base.search.conditioning.stem import stem_spec
+        stem_spec(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Dropout()))
