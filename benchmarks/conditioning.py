@@ -66,7 +66,8 @@ def meta_train(args, conditioned: bool, out: Path) -> tuple[Path, float]:
                             conditioning_alpha_lr=args.conditioning_alpha_lr, conditioning_teacher=args.teacher,
                             conditioning_centred=not args.uncentred,
                             conditioning_standardise=not args.raw_encoding,
-                            conditioning_per_op=not args.per_edge, conditioning_features=args.features)
+                            conditioning_per_op=not args.per_edge, conditioning_features=args.features,
+                            predictor_steps=args.predictor_steps, predictor_centred=not args.uncentred_predictor)
     start = time.perf_counter()
     exp = NasExperiment(space(args), evaluator, strategy)
     exp.run()
@@ -152,6 +153,8 @@ def main(argv=None) -> dict:
     p.add_argument('--per-edge', action='store_true', help='one generated offset per (edge, operation)')
     p.add_argument('--features', choices=('pixels', 'stem'), default='pixels',
                    help="what the set encoder reads: pixel statistics or the prior's stem output")
+    p.add_argument('--predictor-steps', type=int, default=20, help="the predictor's Adam steps per meta-step")
+    p.add_argument('--uncentred-predictor', action='store_true', help='the predictor learns raw accuracies')
     p.add_argument('--results-name', default='results.json')
     p.add_argument('--reuse-unconditioned', action='store_true',
                    help='keep the unconditioned prior of an earlier run with the same settings (output-dir)')

@@ -78,6 +78,11 @@ def weight_sharing(prior_path: Path, alpha: dict, task, samples: list[dict], way
     return measured
 
 
+def train(cell: dict, task, t: int, ways: int, steps: int) -> float:
+    torch.manual_seed(t)  # as alpha_recovery / zero_shot_cells train every cell of task t
+    return train_on_task(space(ways).freeze(cell), task, steps, seed=t)
+
+
 def log_prob(alpha: dict, shapes, sample: dict) -> float:
     """Log-probability of ``sample`` under α, as top-k export scores it (sum over the chosen edges' ops)."""
     total = 0.0
@@ -126,7 +131,9 @@ def main(argv=None) -> dict:
     prior = load_prior(prior_path)
     conditioner = conditioner_of(prior)
     conditioner.eval()
-    stored = json.loads((args.zero_shot_cells or args.priors / 'zero_shot_cells.json').read_text())
+    # the zero-shot candidates' trained accuracies: reused from zero_shot_cells.py's run on the same prior, if any
+    stored_path = args.zero_shot_cells or (args.priors / 'zero_shot_cells.json' if args.conditioned is None else None)
+    stored = json.loads(stored_path.read_text()) if stored_path is not None and stored_path.is_file() else None
     randoms = {}
     for path in args.random_results:
         data = json.loads(path.read_text())
@@ -144,7 +151,9 @@ def main(argv=None) -> dict:
         stored_random = [random_sample(rng) for _ in range(settings['random_cells'])]
         extra_rng = random.Random(10_000 + settings['seeds'][0])
         extra = [random_sample(extra_rng) for _ in range(args.extra_random)]
-        per_task_stored = stored['families'][name]['per_task']
+        random_stored = json.loads(next(p for p in args.random_results if name in json.loads(p.read_text())[
+            'families']).read_text())['families'][name][0]['vs_random']['per_task']
+        per_task_stored = stored['families'][name]['per_task'] if stored is not None else None
         start = time.time()
         tasks_out = []
         for t, task in enumerate(tasks):
@@ -153,13 +162,12 @@ def main(argv=None) -> dict:
                           'zero_shot_alpha': top_k_architectures(conditioner.shapes, alpha, 1)[0][0]}
             archs: list[tuple[str, dict, float | None]] = []
             for i, cell in enumerate(stored_random):
-                archs.append((f'random{i}', cell, per_task_stored[f'random{i}'][t]))
+                archs.append((f'random{i}', cell, random_stored[f'random{i}'][t]))
             for key, cell in candidates.items():
-                archs.append((key, cell, per_task_stored[key][t]))
+                archs.append((key, cell, per_task_stored[key][t] if per_task_stored is not None
+                              else train(cell, task, t, ways, settings['train_steps'])))
             for i, cell in enumerate(extra):
-                torch.manual_seed(t)  # as alpha_recovery / zero_shot_cells train every cell of task t
-                archs.append((f'extra{i}', cell, train_on_task(space(ways).freeze(cell), task,
-                                                               settings['train_steps'], seed=t)))
+                archs.append((f'extra{i}', cell, train(cell, task, t, ways, settings['train_steps'])))
             seen, unique = set(), []
             for key, cell, acc in archs:  # the same architecture twice would count one measurement twice
                 fingerprint = json.dumps(cell, sort_keys=True)

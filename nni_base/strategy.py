@@ -187,6 +187,12 @@ class BaseStrategy(OneShotStrategy):
     predictor_samples
         With ``dataset_conditioning``: random architectures scored on each task's query set (with the adapted
         supernet weights) per meta-step, besides the derived one, as the predictor's training records.
+    predictor_steps
+        With ``dataset_conditioning``: Adam steps of the performance predictor per meta-step, each on a batch of
+        64 records.
+    predictor_centred
+        With ``dataset_conditioning``: the predictor learns each record's accuracy minus its task's mean (what
+        ranking architectures for one dataset needs; how hard a task is no longer dominates its targets).
     zero_shot
         Zero-shot generation (MetaD2A) inside the experiment: with a dataset-conditioned ``prior`` and a
         single-dataset evaluator (NNI's ``Classification``), read up to ``zero_shot_images`` labelled images
@@ -220,7 +226,8 @@ class BaseStrategy(OneShotStrategy):
                  inner_batch_size: int | None = None, parameterization: Literal['darts', 'slot'] = 'darts',
                  freeze_alpha: bool = False, alpha_estimator: Literal['paired', 'straight_through'] = 'paired',
                  pool_batchnorm: bool = True, dataset_conditioning: bool = False, conditioning_lr: float = 0.01,
-                 predictor_samples: int = 2, conditioning_alpha_lr: float | None = 0.3,
+                 predictor_samples: int = 2, predictor_steps: int = 20, predictor_centred: bool = True,
+                 conditioning_alpha_lr: float | None = 0.3,
                  conditioning_teacher: Literal['shadow', 'inner'] = 'shadow',
                  conditioning_centred: bool = True, conditioning_standardise: bool = True,
                  conditioning_per_op: bool = True, conditioning_features: Literal['pixels', 'stem'] = 'pixels',

@@ -101,6 +101,8 @@ class BaseConfig:
     dataset_conditioning: bool = hparam(False, 'bool')
     conditioning_lr: float = hparam(0.01, 'float', minimum=0)
     predictor_samples: int = hparam(2, 'int', minimum=0)
+    predictor_steps: int = hparam(20, 'int', minimum=0)
+    predictor_centred: bool = hparam(True, 'bool')
     # the inner Adam step on alpha of conditioned meta-training (None: SGD at inner_lr_alpha, as before issue #12)
     conditioning_alpha_lr: float | None = hparam(0.3, 'float', minimum=0, optional=True)
     conditioning_teacher: Literal['shadow', 'inner'] = hparam('shadow', 'choice', choices=('shadow', 'inner'))

@@ -10,11 +10,12 @@ Where it sits
       part common to all tasks), the generator's target is ``offset + the task's α direction`` (below), and the
       adapted supernet scores the derived and ``predictor_samples`` random architectures on the query set
       (predictor records);
-    * ``end_meta_step``: one Adam step of encoder + generator on the regression loss and of the predictor on a
-      batch of records. With several tasks per meta-step the generator's targets are centred over the step's
-      tasks: the common part of the task directions is the shared α's Reptile step, the generator learns only
-      how a dataset deviates from it (uncentred, both took the common part and the first benchmark run's
-      conditioned α saturated to the same one-hot cell for both families).
+    * ``end_meta_step``: one Adam step of encoder + generator on the regression loss, and ``predictor_steps`` of
+      the predictor on batches of records (targets centred per task with ``predictor_centred``). With several
+      tasks per meta-step the generator's targets are centred over the step's tasks: the common part of the
+      task directions is the shared α's Reptile step, the generator learns only how a dataset deviates from it
+      (uncentred, both took the common part and the first benchmark run's conditioned α saturated to the same
+      one-hot cell for both families).
 
 Why this learning signal
     Reptile's outer gradient with respect to a task's *starting* α is ``starting α − adapted α``. With
@@ -171,11 +172,18 @@ class ConditionedReptileModule(ReptileModule):
                 for label, offset in start.offset.items():
                     loss = loss + 0.5 * (offset - target[label]).square().sum() / len(self._starts)
         regression = float(loss.detach())
-        predictor_loss = self._predictor_loss()
-        if predictor_loss is not None:
-            loss = loss + predictor_loss
         if loss.requires_grad:
             loss.backward()
+            optimizer.step()
+        # The predictor's own steps (Adam skips the encoder and generator: their gradients are None here). With
+        # one step per meta-step, as before, a 60-step run had fit the predictor with 60 steps in all.
+        predictor_loss = None
+        for _ in range(self.config.predictor_steps):
+            predictor_loss = self._predictor_loss()
+            if predictor_loss is None:
+                break
+            optimizer.zero_grad()
+            predictor_loss.backward()
             optimizer.step()
         self._starts, self._targets = [], []
         self.last_conditioning = {'offset_regression': regression,
@@ -230,6 +238,11 @@ class ConditionedReptileModule(ReptileModule):
         enc = torch.stack([encodings[t] for t, _, _ in batch])
         arch = torch.stack([a for _, a, _ in batch]).to(self.device)
         acc = torch.tensor([y for _, _, y in batch], device=self.device)
+        if self.config.predictor_centred:
+            # Zero-shot ranks architectures for one dataset: only the differences within a task matter, and
+            # uncentred, how hard each task is dominates the targets' variance.
+            means = self.records.task_means()
+            acc = acc - torch.tensor([means[t] for t, _, _ in batch], device=self.device)
         conditioner.predictor_records = self.records.total
         return (conditioner.predictor(enc, arch) - acc).square().mean()
 

@@ -5,7 +5,8 @@ Where it sits
     collect — (task's support-set statistics, an architecture, its query accuracy with the task-adapted
     supernet weights) — and used to re-rank the most probable candidates of a conditioned α in
     :func:`.zero_shot.zero_shot`. The accuracies are weight-sharing estimates (one supernet, a few inner steps),
-    not accuracies of architectures trained from scratch as in MetaD2A.
+    not accuracies of architectures trained from scratch as in MetaD2A. With ``predictor_centred`` (default) it
+    learns each architecture's accuracy relative to its task's mean: zero-shot only ranks within one dataset.
 """
 
 from __future__ import annotations
@@ -108,6 +109,13 @@ class RecordBuffer:
             self.records = self.records[-self.capacity:]
             alive = {t for t, _, _ in self.records}
             self.tasks = {t: v for t, v in self.tasks.items() if t in alive}
+
+    def task_means(self) -> dict[int, float]:
+        """Mean query accuracy of each task's records (the predictor's centring)."""
+        sums: dict[int, list[float]] = {}
+        for task, _, accuracy in self.records:
+            sums.setdefault(task, []).append(accuracy)
+        return {task: sum(v) / len(v) for task, v in sums.items()}
 
     def batch(self, size: int, rng: random.Random) -> list[tuple[int, torch.Tensor, float]]:
         return rng.sample(self.records, min(size, len(self.records)))

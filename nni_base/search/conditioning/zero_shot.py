@@ -29,7 +29,8 @@ class ZeroShotResult:
     """Top-k architectures for one dataset, best first, and what ranked them."""
 
     samples: list[dict[str, Any]]
-    scores: list[float]            # predicted query accuracy (ranked_by 'predictor') or log-probability under α
+    scores: list[float]            # predicted query accuracy, relative to the dataset's mean with a predictor_centred
+    #                                prior (ranked_by 'predictor'), or log-probability under α
     log_probs: list[float]         # log-probability of each sample under the conditioned α
     ranked_by: str                 # 'predictor' or 'alpha'
     alpha: dict[str, torch.Tensor]  # the conditioned α
