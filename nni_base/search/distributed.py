@@ -22,7 +22,7 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import torch
@@ -30,7 +30,7 @@ import torch.distributed as dist
 
 from ..errors import DistributedMetaStepError
 
-__all__ = ['process_group', 'shard_tasks', 'all_reduce_sum', 'collective_failure']
+__all__ = ['process_group', 'shard_tasks', 'all_reduce_sum', 'broadcast_from_rank_zero', 'collective_failure']
 
 T = TypeVar('T')
 
@@ -58,14 +58,28 @@ def all_reduce_sum(tensors: Sequence[torch.Tensor], *, where: str) -> list[torch
     collective fails (a peer process died, or the process group's ``timeout`` passed), instead of letting a
     backend error or a hang end the run.
     """
+    return _collective(tensors, lambda flat: dist.all_reduce(flat, op=dist.ReduceOp.SUM), f'the all-reduce of {where}')
+
+
+@torch.no_grad()
+def broadcast_from_rank_zero(tensors: Sequence[torch.Tensor], *, where: str) -> list[torch.Tensor]:
+    """Rank 0's values of ``tensors`` on every rank (one flat broadcast); returns new tensors, inputs untouched.
+
+    Fails like :func:`all_reduce_sum` (:class:`~nni_base.errors.DistributedMetaStepError`) when the collective does.
+    """
+    return _collective(tensors, lambda flat: dist.broadcast(flat, src=0), f'the broadcast of {where}')
+
+
+def _collective(tensors: Sequence[torch.Tensor], op: Callable[[torch.Tensor], object], what: str) -> list[torch.Tensor]:
+    """Run ``op`` in place on the tensors flattened into one buffer (not in one process), then split it back."""
     rank, world_size = process_group()
     dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
     flat = torch.cat([t.detach().reshape(-1).to(dtype) for t in tensors])
     if world_size > 1:
         try:
-            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            op(flat)
         except Exception as e:  # gloo/NCCL raise RuntimeError or DistBackendError subclasses
-            raise collective_failure(e, rank, world_size, f'the all-reduce of {where}') from e
+            raise collective_failure(e, rank, world_size, what) from e
     out, offset = [], 0
     for t in tensors:
         out.append(flat[offset:offset + t.numel()].view(t.shape).to(t.dtype))
