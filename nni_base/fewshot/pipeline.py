@@ -141,7 +141,10 @@ def train_maml(model: nn.Module, train_tasks: TaskDistribution, val_tasks: TaskD
     trainer_kwargs.setdefault('num_sanity_val_steps', 0)
     trainer = pl.Trainer(max_epochs=max_epochs, inference_mode=False, **trainer_kwargs)
     val = episode_loader(val_tasks, 1, val_episodes, seed=seed + 1) if val_tasks is not None else None
-    trainer.fit(module, meta_train_loader(train_tasks, tasks_per_step, steps_per_epoch, seed), val)
+    with warnings.catch_warnings():
+        # without val_tasks there is nothing to validate on, as asked: no need to say that the loop is skipped
+        warnings.filterwarnings('ignore', message='.*no `val_dataloader`.*')
+        trainer.fit(module, meta_train_loader(train_tasks, tasks_per_step, steps_per_epoch, seed), val)
     return module
 
 

@@ -67,6 +67,7 @@ def test_truncated_prior_is_a_clear_error(prior):
         BaseStrategy(prior=path)
 
 
+@pytest.mark.filterwarnings('ignore:Detected pickle protocol')  # the file is a hand-made pickle on purpose
 def test_prior_with_code_is_not_executed(tmp_path):
     class Evil:
         def __reduce__(self):
