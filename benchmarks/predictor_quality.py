@@ -84,6 +84,20 @@ def train(cell: dict, task, t: int, ways: int, steps: int) -> float:
     return train_on_task(space(ways).freeze(cell), task, steps, seed=t)
 
 
+def random_accuracies(name: str, args) -> dict[str, list[float]]:
+    """The stored random cells' trained accuracies per task: alpha_recovery's, or (runs written before it stored
+    them) those zero_shot_cells.py trained on the same tasks the same way (they do not depend on the prior)."""
+    for path in args.random_results:
+        runs = json.loads(path.read_text())['families'].get(name)
+        if runs and 'per_task' in runs[0]['vs_random']:
+            return runs[0]['vs_random']['per_task']
+    for path in (args.zero_shot_cells, args.priors / 'zero_shot_cells.json', RESULTS / 'conditioning' / 'seed1' /
+                 'zero_shot_cells.json'):
+        if path is not None and path.is_file():
+            return json.loads(path.read_text())['families'][name]['per_task']
+    raise SystemExit(f'{name}: no stored accuracies of the random cells; run zero_shot_cells.py first')
+
+
 def random_top1_ranks(columns: dict[str, list[float]], keys: list[str]) -> dict[str, float]:
     """Each ranker's top-1 among the random cells only, ranked among their trained accuracies: the zero-shot
     candidates are left out, as they were chosen by the predictor or α themselves."""
@@ -160,8 +174,7 @@ def main(argv=None) -> dict:
         stored_random = [random_sample(rng) for _ in range(settings['random_cells'])]
         extra_rng = random.Random(10_000 + settings['seeds'][0])
         extra = [random_sample(extra_rng) for _ in range(args.extra_random)]
-        random_stored = json.loads(next(p for p in args.random_results if name in json.loads(p.read_text())[
-            'families']).read_text())['families'][name][0]['vs_random']['per_task']
+        random_stored = random_accuracies(name, args)
         per_task_stored = stored['families'][name]['per_task'] if stored is not None else None
         start = time.time()
         tasks_out = []
