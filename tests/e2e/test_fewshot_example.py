@@ -11,6 +11,9 @@ import pytest
 import torch
 from nni.nas.hub.pytorch import DARTS
 
+# at test size an epoch has fewer batches than the example's log_every_n_steps; Lightning says so
+pytestmark = pytest.mark.filterwarnings('ignore:The number of training batches')
+
 EXAMPLE = Path(__file__).resolve().parents[2] / 'examples' / 'fewshot.py'
 TINY = ['--width', '4', '--shots', '1', '--queries', '2', '--tasks-per-step', '2', '--search-steps', '2',
         '--darts-steps', '2', '--train-steps', '2', '--test-episodes', '4']

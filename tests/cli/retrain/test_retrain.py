@@ -212,6 +212,7 @@ def test_cifar10_run_directory_and_resume_gives_the_same_weights(cifar_root, tmp
 
 
 @pytest.mark.e2e
+@pytest.mark.filterwarnings('ignore:Checkpoint directory')  # the refused resumes start over an existing run
 def test_resume_refuses_what_it_cannot_honour(cifar_root, tmp_path):
     recipe = load_recipe('cifar10').override(width=4, num_cells=3, epochs=2, batch_size=8)
     out = tmp_path / 'run'
