@@ -5,9 +5,10 @@ Where it sits
     ``zero_shot=True``, a dataset-conditioned prior and a single-dataset evaluator (NNI's ``Classification``).
     It is :func:`.zero_shot.zero_shot` run through Lightning: the "training" loop only reads labelled images from
     the evaluator's training dataloader (up to ``zero_shot_images``, then it stops), the conditioner encodes them
-    as a support set and the supernet's α becomes ``shared α + g(encoding)``. Nothing is trained; validation (which
-    NNI's ``Classification`` reports to the experiment) scores the generated top-1 with the prior's weights, a
-    weight-sharing estimate, not the accuracy the architecture reaches once trained. The strategy's
+    as a support set and the supernet's α becomes ``shared α + g(encoding)``. Nothing is trained. What NNI's
+    ``Classification`` reports is the generated top-1's training metric on the images read (validation, when the
+    data ran out first), with the prior's weights: a weight-sharing estimate, not the accuracy the architecture
+    reaches once trained. The strategy's
     exports (``export_top_models``, ``list_models``, ``export_probs``) then read that α, ranked by the prior's
     meta performance predictor when it has learnt from records.
 
