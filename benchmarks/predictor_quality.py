@@ -16,6 +16,10 @@ trained from scratch:
 - ``predictor``: the prior's prediction from the task's support set; ``alpha``: the architecture's log-probability
   under the conditioned α (the other ranking ``zero_shot`` offers).
 
+- ``trained_repeat`` (``--repeat-trained``): every architecture trained a second time with other initial weights and
+  batch order. Spearman ``trained vs trained_repeat`` is how well the measurement agrees with itself, a ceiling for
+  any ranker scored against one training; rankers are also scored against ``trained_mean``, the mean of both.
+
 Per task, Spearman's rho between each pair, and where each ranker's top-1 among the random cells lands in their
 trained ranking (1 = best of the 20; 10.5 on average for a random pick).
 
@@ -51,6 +55,9 @@ from nni_base.space.gumbel_cell import fixed_architecture
 
 RESULTS = Path(__file__).parent / 'results'
 PAIRS = (('predictor', 'trained'), ('alpha', 'trained'), ('ws', 'trained'), ('ws', 'ws_repeat'), ('predictor', 'ws'))
+# with --repeat-trained: how well does the measurement agree with itself (the ceiling of any ranker's Spearman)?
+REPEAT_PAIRS = (('trained', 'trained_repeat'), ('trained_mean', 'predictor'), ('trained_mean', 'alpha'),
+                ('trained_mean', 'ws'))
 
 
 def space(ways: int) -> DartsTaskSpace:
@@ -79,9 +86,11 @@ def weight_sharing(prior_path: Path, alpha: dict, task, samples: list[dict], way
     return measured
 
 
-def train(cell: dict, task, t: int, ways: int, steps: int) -> float:
-    torch.manual_seed(t)  # as alpha_recovery / zero_shot_cells train every cell of task t
-    return train_on_task(space(ways).freeze(cell), task, steps, seed=t)
+def train(cell: dict, task, t: int, ways: int, steps: int, seed_offset: int = 0) -> float:
+    """Train ``cell`` from scratch on task ``t``; ``seed_offset`` 0 is how alpha_recovery / zero_shot_cells train
+    every cell of task t (initial weights and mini-batch order), another offset a second, independent training."""
+    torch.manual_seed(t + seed_offset)
+    return train_on_task(space(ways).freeze(cell), task, steps, seed=t + seed_offset)
 
 
 def random_accuracies(name: str, args) -> dict[str, list[float]]:
@@ -145,6 +154,9 @@ def main(argv=None) -> dict:
     p.add_argument('--extra-random', type=int, default=10, help='new random cells trained per task')
     p.add_argument('--inner-steps', type=int, default=5, help="inner steps before the weight-sharing scores")
     p.add_argument('--tasks', type=int, default=10)
+    p.add_argument('--repeat-trained', action='store_true',
+                   help='train every architecture a second time (other initial weights and batch order): the '
+                        "trained accuracy's agreement with itself, and each ranker against the mean of both")
     p.add_argument('--output', type=Path, default=None)
     args = p.parse_args(argv)
     warnings.filterwarnings('ignore')
@@ -208,8 +220,14 @@ def main(argv=None) -> dict:
                 'ws_repeat': weight_sharing(prior_path, alpha, task, samples, ways, args.inner_steps,
                                             seed=1000 + t),
             }
-            tasks_out.append({'architectures': [key for key, _, _ in unique], **columns,
-                              'spearman': {f'{a} vs {b}': rho(columns[a], columns[b]) for a, b in PAIRS},
+            pairs = PAIRS
+            if args.repeat_trained:
+                columns['trained_repeat'] = [train(cell, task, t, ways, settings['train_steps'], seed_offset=50_000)
+                                             for cell in samples]
+                columns['trained_mean'] = [(a + b) / 2 for a, b in zip(columns['trained'], columns['trained_repeat'])]
+                pairs = PAIRS + REPEAT_PAIRS
+            tasks_out.append({'architectures': [key for key, _, _ in unique], 'samples': samples, **columns,
+                              'spearman': {f'{a} vs {b}': rho(columns[a], columns[b]) for a, b in pairs},
                               'top1_rank': {k: top1_rank(columns[k], columns['trained'])
                                             for k in ('predictor', 'alpha', 'ws')},
                               'top1_rank_random': random_top1_ranks(columns, [key for key, _, _ in unique])})

@@ -50,6 +50,8 @@ class Conditioner(nn.Module):
         self.generator = AlphaOffsetGenerator(dim, alpha_shapes, hidden, per_op)
         self.predictor = PerformancePredictor(dim, arch_feature_size(self.shapes, self.choices), hidden)
         self.predictor_records = 0  # how many records the predictor has learnt from (0: rank by alpha)
+        #: what those records measured: 'weight-sharing' (meta-training's) or 'trained' (:mod:`.trained_predictor`)
+        self.predictor_labels = 'weight-sharing'
 
     @property
     def features_name(self) -> str:
@@ -96,6 +98,7 @@ class Conditioner(nn.Module):
             'stem_spec': self.stem_spec, 'stem': _plain_state(self.stem) if self.stem is not None else None,
             'encoder': _plain_state(self.encoder), 'generator': _plain_state(self.generator),
             'predictor': _plain_state(self.predictor), 'predictor_records': int(self.predictor_records),
+            'predictor_labels': str(self.predictor_labels),
         }
 
     @classmethod
@@ -117,6 +120,7 @@ class Conditioner(nn.Module):
         conditioner.generator.load_state_dict(state['generator'])
         conditioner.predictor.load_state_dict(state['predictor'])
         conditioner.predictor_records = int(state['predictor_records'])
+        conditioner.predictor_labels = str(state.get('predictor_labels', 'weight-sharing'))
         return conditioner
 
 
