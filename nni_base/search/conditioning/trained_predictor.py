@@ -34,6 +34,8 @@ from .zero_shot import conditioner_of
 
 __all__ = ['TrainedRecord', 'train_database', 'fit_predictor']
 
+PAIRS_PER_TASK = 1000  # seeds per task: (task t, architecture a) trains from seed + 1000 t + a
+
 
 @dataclass(frozen=True)
 class TrainedRecord:
@@ -58,12 +60,15 @@ def train_database(space: ModelSpace, tasks: Sequence[Task], architectures: Sequ
                          f'{len(architectures)} architectures.')
     if steps < 1:
         raise ValueError(f'steps must be >= 1 (Adam steps per trained architecture), got {steps}.')
+    if len(architectures) > PAIRS_PER_TASK:
+        raise ValueError(f'At most {PAIRS_PER_TASK} architectures per database (each (task, architecture) pair has '
+                         f'its own seed), got {len(architectures)}; build several databases.')
     measured = {(r.task, r.architecture): r for r in done}
     records: list[TrainedRecord] = []
     for t, task in enumerate(tasks):
         for a, sample in enumerate(architectures):
             if (t, a) not in measured:
-                pair_seed = seed + 1000 * t + a
+                pair_seed = seed + PAIRS_PER_TASK * t + a
                 torch.manual_seed(pair_seed)
                 net = space.freeze(sample)
                 measured[t, a] = TrainedRecord(t, a, float(train_on_task(net, task, steps, seed=pair_seed)))
