@@ -103,7 +103,7 @@ def evaluate_stage(args, quality: dict, prior: dict) -> dict:
     database_keys = {json.dumps(a, sort_keys=True) for a in archs}
     results: dict = {'settings': json.loads(json.dumps(vars(args), default=str)), 'database_records': len(records),
                      'fit_seconds': round(fit_seconds, 2), 'families': {}}
-    for name in args.families:
+    for name in [n for n in quality['families'] if 'tasks' in quality['families'][n]]:
         family = quality['families'][name]
         settings = family['settings']
         heldout = sample_tasks(TaskDistribution(family_data(name, settings['image_size'])['test'], settings['ways'],
@@ -136,7 +136,7 @@ def evaluate_stage(args, quality: dict, prior: dict) -> dict:
         results['families'][name] = {'spearman': summary, 'mean_top1_rank_random': top1, 'tasks': per_task}
         print(f'{name}: ' + ', '.join(f"{k} {v['mean']:+.2f}±{v['ci95']:.2f}" for k, v in summary.items())
               + '; top-1 among random cells ' + ', '.join(f'{k} {v:.1f}' for k, v in top1.items()), flush=True)
-    write_json(args.output_dir / 'results.json', results)
+    write_json(args.output or args.output_dir / 'results.json', results)
     return results
 
 
@@ -150,8 +150,10 @@ def main(argv=None):
     p.add_argument('--stage', choices=('train', 'evaluate'), required=True)
     p.add_argument('--families', nargs='+', default=['peaks', 'texture'])
     p.add_argument('--conditioned', type=Path, default=RESULTS / 'conditioned_results_predictor20.pt')
-    p.add_argument('--quality', type=Path, default=RESULTS / 'predictor_quality_repeat.json',
-                   help="predictor_quality.py's JSON for the same prior (with --repeat-trained)")
+    p.add_argument('--quality', type=Path, nargs='+', default=[RESULTS / 'predictor_quality_repeat.json'],
+                   help="predictor_quality.py's JSON(s) for the same prior (with --repeat-trained); the evaluate "
+                        'stage scores the held-out tasks of every family they hold')
+    p.add_argument('--output', type=Path, default=None, help='results JSON (default: results.json in --output-dir)')
     p.add_argument('--architectures', type=int, default=60, help='random cells in the database')
     p.add_argument('--tasks', type=int, default=4, help='meta-training tasks per family in the database')
     p.add_argument('--train-steps', type=int, default=30)
@@ -161,9 +163,11 @@ def main(argv=None):
     warnings.filterwarnings('ignore')
     logging.getLogger('nni').setLevel(logging.ERROR)
     torch.set_num_threads(1)
-    quality = json.loads(args.quality.read_text())
-    for name in args.families:  # the held-out task settings predictor_quality.py used
-        quality['families'][name]['settings'] = _settings(quality, name)
+    quality = json.loads(args.quality[0].read_text())
+    for path in args.quality[1:]:
+        quality['families'].update(json.loads(path.read_text())['families'])
+    for name in set(args.families) | set(quality['families']):  # the held-out task settings predictor_quality.py used
+        quality['families'].setdefault(name, {})['settings'] = _settings(quality, name)
     prior = load_prior(args.conditioned)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     return train_stage(args, quality, prior) if args.stage == 'train' else evaluate_stage(args, quality, prior)

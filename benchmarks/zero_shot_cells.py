@@ -9,6 +9,8 @@ support set, query accuracy; net seed = task index), so its ten random cells' pe
 - ``zero_shot``: the top-1 architecture of ``nni_base.api.zero_shot`` from the conditioned prior of
   ``benchmarks/conditioning.py`` (its default ranking), from the task's support set, no training step;
 - ``zero_shot_alpha``: the same by the conditioned α alone (``rank_by='alpha'``);
+- ``zero_shot_poolN`` (``--pool N``): the predictor's top-1 among the conditioned α's N most probable cells
+  (the default ranks 4);
 - ``shared_prior``: the derived cell of that benchmark's unconditioned prior (one α for both families);
 - ``base_adapted``: the unconditioned prior adapted to the task with ``TaskAdapter`` (library defaults,
   ``--adapt-steps`` mini-batch steps on the support set), then its derived cell.
@@ -49,6 +51,9 @@ def candidates_for(task, t: int, args, shapes, conditioned: dict, unconditioned_
     out = {'zero_shot': zero_shot(conditioned, task.support_x, task.support_y, top_k=1).samples[0],
            'zero_shot_alpha': zero_shot(conditioned, task.support_x, task.support_y, top_k=1,
                                         rank_by='alpha').samples[0]}
+    if args.pool is not None:
+        out[f'zero_shot_pool{args.pool}'] = zero_shot(conditioned, task.support_x, task.support_y, top_k=1,
+                                                      pool=args.pool).samples[0]
     torch.manual_seed(t)
     supernet = build_supernet(space(args), BaseStrategy(prior=unconditioned_path, seed=t))
     out['shared_prior'] = derived({k: a.detach() for k, a in supernet.alphas().items()}, shapes)
@@ -81,6 +86,8 @@ def main(argv=None) -> dict:
                    default=[RESULTS / 'alpha_recovery_80steps' / 'results.json',
                             RESULTS / 'alpha_recovery_80steps_texture' / 'results.json'])
     p.add_argument('--adapt-steps', type=int, default=30)
+    p.add_argument('--pool', type=int, default=None,
+                   help="also a candidate ranked by the predictor among the conditioned α's POOL most probable cells")
     p.add_argument('--output', type=Path, default=RESULTS / 'conditioning' / 'zero_shot_cells.json')
     args = p.parse_args(argv)
     warnings.filterwarnings('ignore')

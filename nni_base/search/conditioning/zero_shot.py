@@ -48,12 +48,16 @@ def conditioner_of(prior: dict[str, Any]) -> Conditioner:
 
 
 def zero_shot(prior: str | os.PathLike | dict[str, Any], support_x: torch.Tensor, support_y: torch.Tensor,
-              top_k: int = 5, *, rank_by: str = 'auto') -> ZeroShotResult:
+              top_k: int = 5, *, rank_by: str = 'auto', pool: int = 4) -> ZeroShotResult:
     """Encode a dataset's support set and return its ``top_k`` architectures (NNI samples), best first.
 
     ``rank_by``: ``'auto'`` (the predictor when it has learnt from records, else α), ``'predictor'`` or ``'alpha'``.
+    ``pool``: the predictor ranks the ``pool * top_k`` architectures most probable under the conditioned α (a
+    larger pool leans more on the predictor, e.g. one refitted on trained networks, and less on α).
     """
     top_k = check_top_k(top_k)
+    if not isinstance(pool, int) or pool < 1:
+        raise ValueError(f'pool must be an integer >= 1 (candidates per requested architecture), got {pool!r}.')
     if rank_by not in ('auto', 'predictor', 'alpha'):
         raise ValueError(f"rank_by must be 'auto', 'predictor' or 'alpha', got {rank_by!r}.")
     prior = load_prior(prior) if isinstance(prior, (str, os.PathLike, Path)) else prior
@@ -63,9 +67,9 @@ def zero_shot(prior: str | os.PathLike | dict[str, Any], support_x: torch.Tensor
     alpha, encoding = conditioner.conditioned_alpha(prior['alpha'], support_x, support_y)
     use_predictor = rank_by == 'predictor' or (rank_by == 'auto' and conditioner.predictor_records > 0)
     if use_predictor:
-        ranked = rank_architectures(conditioner.shapes, alpha, top_k, conditioner.scorer(encoding),
+        ranked = rank_architectures(conditioner.shapes, alpha, top_k, conditioner.scorer(encoding), pool=pool,
                                     choices=conditioner.choices)
-        log_prob = {_key(s): lp for s, lp in top_k_architectures(conditioner.shapes, alpha, top_k * 4,
+        log_prob = {_key(s): lp for s, lp in top_k_architectures(conditioner.shapes, alpha, top_k * pool,
                                                                  conditioner.choices)}
         log_probs = [log_prob[_key(s)] for s, _ in ranked]
     else:

@@ -16,6 +16,7 @@ from nni_base.search.conditioning import arch_features
 from nni_base.search.conditioning.predictor import random_architecture
 from nni_base.search.conditioning.trained_predictor import TrainedRecord, fit_predictor
 from nni_base.search.conditioning.zero_shot import conditioner_of
+from nni_base.search.top_k import top_k_architectures
 from tests.helpers import digits_tasks, episodic_evaluator, run, tiny_space
 
 
@@ -59,6 +60,13 @@ def test_fitted_predictor_ranks_unseen_architectures_by_what_the_records_measure
     assert stats.spearmanr(predicted.tolist(), [_skip_count(s) for s in archs[100:]]).statistic > 0.7
     result = zero_shot(fitted, held_out.support_x, held_out.support_y, top_k=3)
     assert result.ranked_by == 'predictor' and result.scores == sorted(result.scores, reverse=True)
+    # a larger pool: the predictor's best among the conditioned α's 10 most probable architectures
+    pooled = zero_shot(fitted, held_out.support_x, held_out.support_y, top_k=1, pool=10)
+    candidates = [s for s, _ in top_k_architectures(shapes, result.alpha, 10, choices)]
+    scores = conditioner.scorer(encoding)(candidates)
+    assert pooled.samples[0] == candidates[scores.index(max(scores))]
+    with pytest.raises(ValueError, match='pool must be an integer >= 1'):
+        zero_shot(fitted, held_out.support_x, held_out.support_y, top_k=1, pool=0)
 
 
 def test_fit_trained_predictor_trains_writes_and_resumes(prior_path, tmp_path, monkeypatch):
