@@ -10,7 +10,7 @@ support set, query accuracy; net seed = task index), so its ten random cells' pe
   ``benchmarks/conditioning.py`` (its default ranking), from the task's support set, no training step;
 - ``zero_shot_alpha``: the same by the conditioned α alone (``rank_by='alpha'``);
 - ``zero_shot_poolN`` (``--pool N``): the predictor's top-1 among the conditioned α's N most probable cells
-  (the default ranks 4);
+  (the default ranks 4); ``zero_shot_poolN_random`` (``--pool-candidates random``): among N random cells;
 - ``shared_prior``: the derived cell of that benchmark's unconditioned prior (one α for both families);
 - ``base_adapted``: the unconditioned prior adapted to the task with ``TaskAdapter`` (library defaults,
   ``--adapt-steps`` mini-batch steps on the support set), then its derived cell.
@@ -52,8 +52,10 @@ def candidates_for(task, t: int, args, shapes, conditioned: dict, unconditioned_
            'zero_shot_alpha': zero_shot(conditioned, task.support_x, task.support_y, top_k=1,
                                         rank_by='alpha').samples[0]}
     if args.pool is not None:
-        out[f'zero_shot_pool{args.pool}'] = zero_shot(conditioned, task.support_x, task.support_y, top_k=1,
-                                                      pool=args.pool).samples[0]
+        for source in args.pool_candidates:
+            name = f'zero_shot_pool{args.pool}' + ('' if source == 'alpha' else f'_{source}')
+            out[name] = zero_shot(conditioned, task.support_x, task.support_y, top_k=1, pool=args.pool,
+                                  candidates=source, seed=t).samples[0]
     torch.manual_seed(t)
     supernet = build_supernet(space(args), BaseStrategy(prior=unconditioned_path, seed=t))
     out['shared_prior'] = derived({k: a.detach() for k, a in supernet.alphas().items()}, shapes)
@@ -88,6 +90,9 @@ def main(argv=None) -> dict:
     p.add_argument('--adapt-steps', type=int, default=30)
     p.add_argument('--pool', type=int, default=None,
                    help="also a candidate ranked by the predictor among the conditioned α's POOL most probable cells")
+    p.add_argument('--pool-candidates', nargs='+', default=['alpha'], choices=('alpha', 'random', 'both'),
+                   help="with --pool: where the pool comes from (zero_shot's candidates; 'random' is seeded by the "
+                        'task index)')
     p.add_argument('--output', type=Path, default=RESULTS / 'conditioning' / 'zero_shot_cells.json')
     args = p.parse_args(argv)
     warnings.filterwarnings('ignore')

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from nni.mutable import Categorical
 
-__all__ = ['CellShape', 'cell_shapes', 'plain_choices', 'shapes_from_signature', 'top_k_architectures',
-           'rank_architectures', 'check_top_k']
+__all__ = ['CellShape', 'architecture_log_prob', 'cell_shapes', 'plain_choices', 'shapes_from_signature',
+           'top_k_architectures', 'rank_architectures', 'check_top_k']
 
 #: One per-node (or per-slot) choice: its log-probability and the sample entries it sets.
 Choice = tuple[float, dict[str, Any]]
@@ -192,6 +192,36 @@ def top_k_architectures(shapes: Sequence[CellShape], alphas: Mapping[str, torch.
                     seen.add(nxt)
                     heapq.heappush(heap, (-score(nxt), nxt))
     return result
+
+
+def architecture_log_prob(shapes: Sequence[CellShape], alphas: Mapping[str, torch.Tensor], sample: Mapping[str, Any],
+                          choices: Mapping[str, Sequence[Any]] | None = None) -> float:
+    """Log-probability of any ``sample`` under α, as :func:`top_k_architectures` scores the ones it enumerates."""
+    from ..space.gumbel_cell import edge_index
+    from ..space.slot_cell import pair_column, slot_index, valid_pairs
+
+    alphas = {str(label): alpha for label, alpha in alphas.items()}
+    total = 0.0
+    for label, values in (choices or {}).items():
+        total += float(F.log_softmax(alphas[str(label)].detach().float().cpu(), -1)[list(values).index(sample[label])])
+    for shape in shapes:
+        n_ops = len(shape.op_names)
+        alpha = alphas[shape.label].detach().float().cpu()
+        for node in range(shape.num_predecessors, shape.num_predecessors + shape.num_nodes):
+            picked = {}
+            for slot in range(shape.num_inputs):
+                pred = int(sample[f'{shape.label}/input_{node}_{slot}'][0])
+                op = shape.op_names.index(sample[f'{shape.label}/op_{node}_{slot}'])
+                if shape.parameterization == 'slot':
+                    mask = valid_pairs(shape.num_nodes, shape.num_inputs, shape.num_predecessors, n_ops)
+                    logp = F.log_softmax(alpha.masked_fill(~mask, float('-inf')), -1)
+                    total += float(logp[slot_index(node, slot, shape.num_predecessors, shape.num_inputs),
+                                        pair_column(pred, op, n_ops)])
+                else:  # a kept edge counts once, however many slots cycle over it (as the enumeration scores it)
+                    picked[pred] = op
+            for pred, op in picked.items():
+                total += float(F.log_softmax(alpha[edge_index(node, pred, shape.num_predecessors)], -1)[op])
+    return total
 
 
 def rank_architectures(shapes: Sequence[CellShape], alphas: Mapping[str, torch.Tensor], top_k: int,

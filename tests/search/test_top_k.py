@@ -12,7 +12,13 @@ import torch.nn.functional as F
 from nni_base import BaseStrategy
 from nni_base.api import build_supernet
 from nni_base.search.prior import space_signature
-from nni_base.search.top_k import CellShape, cell_shapes, shapes_from_signature, top_k_architectures
+from nni_base.search.top_k import (
+    CellShape,
+    architecture_log_prob,
+    cell_shapes,
+    shapes_from_signature,
+    top_k_architectures,
+)
 from tests.helpers import digits_tasks, episodic_evaluator, run, tiny_space
 
 
@@ -36,6 +42,8 @@ def test_top_k_is_distinct_ranked_and_starts_with_the_export(parameterization):
     assert len({json.dumps(s, sort_keys=True) for s in samples}) == 12
     assert all(a >= b - 1e-9 for a, b in zip(scores, scores[1:]))
     assert samples[0] == net.export()
+    shapes = cell_shapes(net.cells())  # any sample's log-probability, scored as the enumeration scores it
+    assert [architecture_log_prob(shapes, net.alphas(), s) for s in samples] == pytest.approx(scores, abs=1e-5)
     space = tiny_space()
     for sample in samples[:3]:
         model = space.freeze(sample)  # a valid NNI sample of the space

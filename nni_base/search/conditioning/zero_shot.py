@@ -10,6 +10,7 @@ Where it sits
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,10 @@ from typing import Any
 import torch
 
 from ..prior import load_prior
-from ..top_k import check_top_k, rank_architectures, top_k_architectures
+from ..top_k import architecture_log_prob, check_top_k, top_k_architectures
 from .conditioner import Conditioner
 from .encoder import check_support
+from .predictor import random_architecture
 
 __all__ = ['ZeroShotResult', 'zero_shot', 'conditioner_of']
 
@@ -48,34 +50,44 @@ def conditioner_of(prior: dict[str, Any]) -> Conditioner:
 
 
 def zero_shot(prior: str | os.PathLike | dict[str, Any], support_x: torch.Tensor, support_y: torch.Tensor,
-              top_k: int = 5, *, rank_by: str = 'auto', pool: int = 4) -> ZeroShotResult:
+              top_k: int = 5, *, rank_by: str = 'auto', pool: int = 4, candidates: str = 'alpha',
+              seed: int = 0) -> ZeroShotResult:
     """Encode a dataset's support set and return its ``top_k`` architectures (NNI samples), best first.
 
     ``rank_by``: ``'auto'`` (the predictor when it has learnt from records, else α), ``'predictor'`` or ``'alpha'``.
-    ``pool``: the predictor ranks the ``pool * top_k`` architectures most probable under the conditioned α (a
-    larger pool leans more on the predictor, e.g. one refitted on trained networks, and less on α).
+    The ranked pool holds ``pool * top_k`` architectures per source in ``candidates``: ``'alpha'`` (the most
+    probable under the conditioned α), ``'random'`` (uniformly random ones, drawn with ``seed``: worth it with a
+    predictor of trained accuracy, :func:`nni_base.api.fit_trained_predictor`, when α itself ranks poorly) or
+    ``'both'``. With the defaults and ``rank_by='alpha'`` the result is the conditioned α's top-k.
     """
     top_k = check_top_k(top_k)
-    if not isinstance(pool, int) or pool < 1:
-        raise ValueError(f'pool must be an integer >= 1 (candidates per requested architecture), got {pool!r}.')
     if rank_by not in ('auto', 'predictor', 'alpha'):
         raise ValueError(f"rank_by must be 'auto', 'predictor' or 'alpha', got {rank_by!r}.")
+    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+        raise ValueError(f'pool must be an integer >= 1 (candidates per requested architecture), got {pool!r}.')
+    if candidates not in ('alpha', 'random', 'both'):
+        raise ValueError(f"candidates must be 'alpha', 'random' or 'both', got {candidates!r}.")
     prior = load_prior(prior) if isinstance(prior, (str, os.PathLike, Path)) else prior
     conditioner = conditioner_of(prior)
     check_support(support_x, support_y)
     conditioner.eval()
     alpha, encoding = conditioner.conditioned_alpha(prior['alpha'], support_x, support_y)
+    shapes, choices = conditioner.shapes, conditioner.choices
     use_predictor = rank_by == 'predictor' or (rank_by == 'auto' and conditioner.predictor_records > 0)
-    if use_predictor:
-        ranked = rank_architectures(conditioner.shapes, alpha, top_k, conditioner.scorer(encoding), pool=pool,
-                                    choices=conditioner.choices)
-        log_prob = {_key(s): lp for s, lp in top_k_architectures(conditioner.shapes, alpha, top_k * pool,
-                                                                 conditioner.choices)}
-        log_probs = [log_prob[_key(s)] for s, _ in ranked]
-    else:
-        ranked = top_k_architectures(conditioner.shapes, alpha, top_k, conditioner.choices)
-        log_probs = [score for _, score in ranked]
-    return ZeroShotResult([s for s, _ in ranked], [score for _, score in ranked], log_probs,
+    size = top_k * pool if use_predictor or candidates != 'alpha' else top_k
+    pooled: dict[str, dict[str, Any]] = {}
+    if candidates in ('alpha', 'both'):
+        pooled.update((_key(s), s) for s, _ in top_k_architectures(shapes, alpha, size, choices))
+    if candidates in ('random', 'both'):
+        rng = random.Random(seed)
+        for _ in range(size):
+            sample = random_architecture(shapes, rng, choices)
+            pooled.setdefault(_key(sample), sample)
+    samples = list(pooled.values())
+    log_probs = [architecture_log_prob(shapes, alpha, s, choices) for s in samples]
+    scores = [float(v) for v in conditioner.scorer(encoding)(samples)] if use_predictor else log_probs
+    order = sorted(range(len(samples)), key=lambda i: (-scores[i], i))[:top_k]
+    return ZeroShotResult([samples[i] for i in order], [scores[i] for i in order], [log_probs[i] for i in order],
                           'predictor' if use_predictor else 'alpha', alpha, encoding)
 
 

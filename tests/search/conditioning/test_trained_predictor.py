@@ -16,7 +16,7 @@ from nni_base.search.conditioning import arch_features
 from nni_base.search.conditioning.predictor import random_architecture
 from nni_base.search.conditioning.trained_predictor import TrainedRecord, fit_predictor
 from nni_base.search.conditioning.zero_shot import conditioner_of
-from nni_base.search.top_k import top_k_architectures
+from nni_base.search.top_k import architecture_log_prob, top_k_architectures
 from tests.helpers import digits_tasks, episodic_evaluator, run, tiny_space
 
 
@@ -67,6 +67,18 @@ def test_fitted_predictor_ranks_unseen_architectures_by_what_the_records_measure
     assert pooled.samples[0] == candidates[scores.index(max(scores))]
     with pytest.raises(ValueError, match='pool must be an integer >= 1'):
         zero_shot(fitted, held_out.support_x, held_out.support_y, top_k=1, pool=0)
+    # random candidates: the predictor's best of 40 random architectures (a fixed seed draws the same pool)
+    drawn = zero_shot(fitted, held_out.support_x, held_out.support_y, top_k=2, pool=20, candidates='random', seed=3)
+    rng = random.Random(3)
+    pool = [random_architecture(shapes, rng, choices) for _ in range(40)]
+    pool_scores = conditioner.scorer(encoding)(pool)
+    assert drawn.samples[0] == pool[pool_scores.index(max(pool_scores))]
+    assert drawn.log_probs[0] == pytest.approx(architecture_log_prob(shapes, result.alpha, drawn.samples[0]))
+    best = {c: zero_shot(fitted, held_out.support_x, held_out.support_y, top_k=1, pool=20, candidates=c, seed=3)
+            for c in ('alpha', 'random', 'both')}
+    assert best['both'].scores[0] == pytest.approx(max(best['alpha'].scores[0], best['random'].scores[0]))
+    with pytest.raises(ValueError, match="candidates must be 'alpha', 'random' or 'both'"):
+        zero_shot(fitted, held_out.support_x, held_out.support_y, candidates='generated')
 
 
 def test_fit_trained_predictor_trains_writes_and_resumes(prior_path, tmp_path, monkeypatch):
