@@ -9,7 +9,10 @@ the architectures' trained accuracies — one training (``trained``) and the mea
 agreement with each other bounds any ranker — for the refitted predictor, the meta-training predictor and α.
 None of the evaluated cells is in the database.
 
-Stages, so that the two families' databases train in two processes (each resumes from its JSON):
+The held-out side comes from ``predictor_quality.py`` (per family, e.g. ``--families peaks --conditioned
+benchmarks/results/conditioning/seed1/conditioned_results_predictor20.pt --repeat-trained --output
+benchmarks/results/conditioning/seed1/predictor_quality_repeat_peaks.json``). Stages, so that the two families'
+databases train in two processes (each resumes from its JSON):
 
     python benchmarks/trained_predictor.py --stage train --families peaks &
     python benchmarks/trained_predictor.py --stage train --families texture &
@@ -125,7 +128,12 @@ def evaluate_stage(args, quality: dict, prior: dict) -> dict:
             if 'trained_repeat' in row:
                 spearman['trained vs trained_repeat'] = rho(row['trained'], row['trained_repeat'])
             rank_columns = {**columns, 'ws': row['ws']}
+            idx = [i for i, key in enumerate(row['architectures']) if key.startswith(('random', 'extra'))]
+            measured = [columns[targets[-1]][i] for i in idx]
+            picked = {r: measured[int(np.argmax([rank_columns[r][i] for i in idx]))] for r in (*RANKERS, 'ws')}
             per_task.append({'spearman': spearman,
+                             'top1_accuracy_random': {**picked, 'best': max(measured),
+                                                      'median': float(np.median(measured))},
                              'top1_rank': {r: top1_rank(columns[r], columns[targets[-1]]) for r in RANKERS},
                              'top1_rank_random': random_top1_ranks(rank_columns, row['architectures'])
                              | {'trained_predictor': _random_top1(rank_columns, row['architectures'])}})
@@ -133,9 +141,13 @@ def evaluate_stage(args, quality: dict, prior: dict) -> dict:
                    for pair in per_task[0]['spearman']}
         top1 = {k: float(np.mean([x['top1_rank_random'][k] for x in per_task]))
                 for k in per_task[0]['top1_rank_random']}
-        results['families'][name] = {'spearman': summary, 'mean_top1_rank_random': top1, 'tasks': per_task}
+        picks = {k: float(np.mean([x['top1_accuracy_random'][k] for x in per_task]))
+                 for k in per_task[0]['top1_accuracy_random']}
+        results['families'][name] = {'spearman': summary, 'mean_top1_rank_random': top1,
+                                     'mean_top1_accuracy_random': picks, 'tasks': per_task}
         print(f'{name}: ' + ', '.join(f"{k} {v['mean']:+.2f}±{v['ci95']:.2f}" for k, v in summary.items())
-              + '; top-1 among random cells ' + ', '.join(f'{k} {v:.1f}' for k, v in top1.items()), flush=True)
+              + '; top-1 among random cells ' + ', '.join(f'{k} {v:.1f}' for k, v in top1.items())
+              + '; its accuracy ' + ', '.join(f'{k} {v:.3f}' for k, v in picks.items()), flush=True)
     write_json(args.output or args.output_dir / 'results.json', results)
     return results
 
@@ -150,7 +162,8 @@ def main(argv=None):
     p.add_argument('--stage', choices=('train', 'evaluate'), required=True)
     p.add_argument('--families', nargs='+', default=['peaks', 'texture'])
     p.add_argument('--conditioned', type=Path, default=RESULTS / 'conditioned_results_predictor20.pt')
-    p.add_argument('--quality', type=Path, nargs='+', default=[RESULTS / 'predictor_quality_repeat.json'],
+    p.add_argument('--quality', type=Path, nargs='+', default=[RESULTS / 'predictor_quality_repeat_peaks.json',
+                                                               RESULTS / 'predictor_quality_repeat_texture.json'],
                    help="predictor_quality.py's JSON(s) for the same prior (with --repeat-trained); the evaluate "
                         'stage scores the held-out tasks of every family they hold')
     p.add_argument('--output', type=Path, default=None, help='results JSON (default: results.json in --output-dir)')
