@@ -201,6 +201,12 @@ class BaseStrategy(OneShotStrategy):
         predictor. Without a conditioned prior it is refused.
     zero_shot_images
         With ``zero_shot``: how many training images (from the first batches) form the support set.
+    zero_shot_pool
+        With ``zero_shot``: ``export_top_models(top_k=k)`` ranks ``zero_shot_pool * k`` candidates per source.
+    zero_shot_candidates
+        With ``zero_shot``: where the candidates come from: ``'alpha'`` (the most probable under the conditioned
+        alpha), ``'random'`` (random architectures of the space, drawn with ``seed``; worth it with a predictor
+        fitted on trained networks, :func:`nni_base.api.fit_trained_predictor`) or ``'both'``.
     resume_from
         A Lightning checkpoint of an interrupted meta-training run (e.g. ``last.ckpt`` of a
         ``ModelCheckpoint`` in the evaluator's trainer). The run continues from it, loaded with
@@ -231,7 +237,8 @@ class BaseStrategy(OneShotStrategy):
                  conditioning_teacher: Literal['shadow', 'inner'] = 'shadow',
                  conditioning_centred: bool = True, conditioning_standardise: bool = True,
                  conditioning_per_op: bool = True, conditioning_features: Literal['pixels', 'stem'] = 'pixels',
-                 zero_shot: bool = False, zero_shot_images: int = 250,
+                 zero_shot: bool = False, zero_shot_images: int = 250, zero_shot_pool: int = 4,
+                 zero_shot_candidates: Literal['alpha', 'random', 'both'] = 'alpha',
                  resume_from: str | os.PathLike | None = None,
                  save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
         super().__init__(**kwargs)
@@ -420,6 +427,8 @@ class BaseStrategy(OneShotStrategy):
                                 '(LayerChoice, Repeat depth, nni.choice); this space also has multi-input or '
                                 'NNI-cell choices. Use top_k=1 (export_sample) or export_probs.')
             return [(self.export_sample(), 0.0)]
+        if isinstance(module, ZeroShotModule):
+            return module.ranked(top_k, seed=0 if self.seed is None else self.seed)
         with self._averaged_alpha(module) if module.averaged_alpha is not None else contextlib.nullcontext():
             return rank_architectures(shapes, module.alphas(), top_k, module.architecture_scorer(), choices=choices)
 

@@ -70,7 +70,8 @@ DATASETS = ('digits', 'image_folder', 'cifar10', 'cifar100', 'svhn', 'imagenet32
 
 #: The BASE knobs a trial takes; they are declared (default, checks, tuning range) in BaseConfig.
 BASE_PARAMS = ('inner_steps', 'inner_lr', 'inner_lr_alpha', 'outer_lr', 'outer_lr_alpha', 'adapt_steps',
-               'arc_learning_rate', 'meta_algorithm', 'first_order', 'relaxation', 'dataset_conditioning')
+               'arc_learning_rate', 'meta_algorithm', 'first_order', 'relaxation', 'dataset_conditioning',
+               'zero_shot_pool', 'zero_shot_candidates')
 #: Where the trial's default differs from the library's: sized to finish in about a minute on 2 CPU cores.
 BASE_TRIAL_DEFAULTS = {'inner_steps': 3}
 
@@ -317,7 +318,8 @@ def _zero_shot(params: dict[str, Any], prior_path: Path, held_out) -> list[dict[
     records = []
     for i, task in enumerate(sample_tasks(held_out, params['eval_tasks'], seed=10_000 + params['seed'])):
         start = time.perf_counter()
-        result = zero_shot(prior, task.support_x, task.support_y, top_k=params['top_k'])
+        result = zero_shot(prior, task.support_x, task.support_y, top_k=params['top_k'],
+                           pool=params['zero_shot_pool'], candidates=params['zero_shot_candidates'], seed=i)
         seconds = time.perf_counter() - start
         records.append({'task': i, 'seconds': round(seconds, 4), 'ranked_by': result.ranked_by,
                         'top_k': [{'rank': r + 1, 'score': round(score, 6), 'log_prob': round(lp, 6), 'sample': s}

@@ -113,6 +113,9 @@ class BaseConfig:
     # with a dataset-conditioned prior and a single-dataset evaluator: generate, do not train
     zero_shot: bool = hparam(False, 'bool')
     zero_shot_images: int = hparam(250, 'int', minimum=1)
+    zero_shot_pool: int = hparam(4, 'int', minimum=1)
+    zero_shot_candidates: Literal['alpha', 'random', 'both'] = hparam('alpha', 'choice',
+                                                                     choices=('alpha', 'random', 'both'))
 
     def __post_init__(self):
         if isinstance(self.temperature, dict):  # from a prior file

@@ -23,7 +23,7 @@ from .conditioner import Conditioner
 from .encoder import check_support
 from .predictor import random_architecture
 
-__all__ = ['ZeroShotResult', 'zero_shot', 'conditioner_of']
+__all__ = ['ZeroShotResult', 'zero_shot', 'conditioner_of', 'rank_candidates']
 
 
 @dataclass
@@ -63,17 +63,25 @@ def zero_shot(prior: str | os.PathLike | dict[str, Any], support_x: torch.Tensor
     top_k = check_top_k(top_k)
     if rank_by not in ('auto', 'predictor', 'alpha'):
         raise ValueError(f"rank_by must be 'auto', 'predictor' or 'alpha', got {rank_by!r}.")
-    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
-        raise ValueError(f'pool must be an integer >= 1 (candidates per requested architecture), got {pool!r}.')
-    if candidates not in ('alpha', 'random', 'both'):
-        raise ValueError(f"candidates must be 'alpha', 'random' or 'both', got {candidates!r}.")
+    check_candidates(pool, candidates)
     prior = load_prior(prior) if isinstance(prior, (str, os.PathLike, Path)) else prior
     conditioner = conditioner_of(prior)
     check_support(support_x, support_y)
     conditioner.eval()
     alpha, encoding = conditioner.conditioned_alpha(prior['alpha'], support_x, support_y)
-    shapes, choices = conditioner.shapes, conditioner.choices
     use_predictor = rank_by == 'predictor' or (rank_by == 'auto' and conditioner.predictor_records > 0)
+    ranked = rank_candidates(conditioner, alpha, encoding, top_k, use_predictor=use_predictor, pool=pool,
+                             candidates=candidates, seed=seed)
+    return ZeroShotResult([s for s, _, _ in ranked], [score for _, score, _ in ranked], [lp for _, _, lp in ranked],
+                          'predictor' if use_predictor else 'alpha', alpha, encoding)
+
+
+def rank_candidates(conditioner: Conditioner, alpha: dict[str, torch.Tensor], encoding: torch.Tensor, top_k: int, *,
+                    use_predictor: bool, pool: int = 4, candidates: str = 'alpha',
+                    seed: int = 0) -> list[tuple[dict[str, Any], float, float]]:
+    """The ``top_k`` best of the candidate pool (see :func:`zero_shot`): (sample, score, log-probability under α)."""
+    check_candidates(pool, candidates)
+    shapes, choices = conditioner.shapes, conditioner.choices
     size = top_k * pool if use_predictor or candidates != 'alpha' else top_k
     pooled: dict[str, dict[str, Any]] = {}
     if candidates in ('alpha', 'both'):
@@ -87,8 +95,15 @@ def zero_shot(prior: str | os.PathLike | dict[str, Any], support_x: torch.Tensor
     log_probs = [architecture_log_prob(shapes, alpha, s, choices) for s in samples]
     scores = [float(v) for v in conditioner.scorer(encoding)(samples)] if use_predictor else log_probs
     order = sorted(range(len(samples)), key=lambda i: (-scores[i], i))[:top_k]
-    return ZeroShotResult([samples[i] for i in order], [scores[i] for i in order], [log_probs[i] for i in order],
-                          'predictor' if use_predictor else 'alpha', alpha, encoding)
+    return [(samples[i], scores[i], log_probs[i]) for i in order]
+
+
+def check_candidates(pool: Any, candidates: Any) -> None:
+    """``pool`` and ``candidates`` as :func:`zero_shot` accepts them, or a ``ValueError`` saying what is."""
+    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+        raise ValueError(f'pool must be an integer >= 1 (candidates per requested architecture), got {pool!r}.')
+    if candidates not in ('alpha', 'random', 'both'):
+        raise ValueError(f"candidates must be 'alpha', 'random' or 'both', got {candidates!r}.")
 
 
 def _key(sample: dict[str, Any]) -> str:

@@ -31,6 +31,7 @@ from ...space.gumbel_cell import derived_architecture
 from ..base import BaseSearchModule
 from ..config import BaseConfig
 from .conditioner import Conditioner
+from .zero_shot import rank_candidates
 
 __all__ = ['ZeroShotModule']
 
@@ -99,6 +100,17 @@ class ZeroShotModule(BaseSearchModule):
         for label, alpha in alphas.items():
             alpha.copy_(conditioned[label].to(alpha))
         return conditioned
+
+    def ranked(self, top_k: int, seed: int = 0) -> list[tuple[dict[str, Any], float]]:
+        """The ``top_k`` best architectures for the dataset read, as :func:`.zero_shot.zero_shot` ranks them with
+        ``pool=zero_shot_pool``, ``candidates=zero_shot_candidates`` and ``seed``."""
+        if self.encoding is None:
+            self.condition()
+        alphas = {str(label): a.detach() for label, a in self.alphas().items()}
+        ranked = rank_candidates(self.conditioner, alphas, self.encoding, top_k,
+                                 use_predictor=self.conditioner.predictor_records > 0, pool=self.config.zero_shot_pool,
+                                 candidates=self.config.zero_shot_candidates, seed=seed)
+        return [(sample, score) for sample, score, _ in ranked]
 
     def architecture_scorer(self) -> Callable[[list[dict[str, Any]]], Sequence[float]] | None:
         if self.encoding is None or self.conditioner.predictor_records == 0:

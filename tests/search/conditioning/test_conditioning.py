@@ -331,6 +331,9 @@ def test_zero_shot_through_nas_experiment_with_nni_classification(conditioned_pr
     assert module.images_read == 20 and module.trainer.global_step == 0  # two batches read, no optimizer step
     expected = zero_shot(path, task.support_x[:20], task.support_y[:20], top_k=3)
     assert exp.export_top_models(top_k=3, formatter='dict') == expected.samples
+    strategy.config.zero_shot_candidates, strategy.config.zero_shot_pool = 'random', 5  # another candidate pool
+    random_pool = zero_shot(path, task.support_x[:20], task.support_y[:20], top_k=3, pool=5, candidates='random')
+    assert exp.export_top_models(top_k=3, formatter='dict') == random_pool.samples != expected.samples
     for label, alpha in module.alphas().items():
         assert torch.allclose(alpha.detach(), expected.alpha[str(label)], atol=1e-6)
     trained = {k: v for k, v in module.training_module.model.state_dict().items() if k in weights_before}
