@@ -4,7 +4,8 @@ Layout (small files, in workflow order): :mod:`.encoder` (support set → encodi
 (encoding → α offset), :mod:`.predictor` (encoding, architecture → accuracy; the meta-step's records),
 :mod:`.conditioner` (the bundle and its plain-tensor form in a prior file), :mod:`.module`
 (:class:`ConditionedReptileModule`, meta-training), :mod:`.zero_shot` (new dataset → top-k architectures),
-:mod:`.zero_shot_module` (the same inside an NNI experiment, ``BaseStrategy(zero_shot=True)``).
+:mod:`.zero_shot_module` (the same inside an NNI experiment, ``BaseStrategy(zero_shot=True)``),
+:mod:`.trained_predictor` (after meta-training: refit the predictor on architectures trained from scratch).
 """
 
 from .conditioner import Conditioner
