@@ -9,21 +9,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from nni.nas.nn.pytorch import ModelSpace
 from tqdm.auto import tqdm
 
 from .evaluator import EpisodicModule
 from .io import write_json
 from .search import BaseSearchModule
+from .search.adaptation import TaskAdapter
 from .search.conditioning.predictor import random_architecture
 from .search.conditioning.trained_predictor import TrainedRecord, fit_predictor, train_database
 from .search.conditioning.zero_shot import ZeroShotResult, conditioner_of, zero_shot
 from .search.loop import adapt_each
+from .search.meta_update import ModelState
 from .search.prior import load_prior, save_prior
 from .strategy import BaseStrategy
 from .tasks import EpisodeDataset, Task
 
-__all__ = ['build_supernet', 'adaptation_accuracy', 'load_strategy', 'sample_tasks', 'zero_shot', 'ZeroShotResult',
+__all__ = ['build_supernet', 'adaptation_accuracy', 'inner_loop_accuracy', 'load_strategy', 'sample_tasks', 'zero_shot',
+           'ZeroShotResult',
            'fit_trained_predictor']
 
 
@@ -34,13 +38,55 @@ def build_supernet(space: ModelSpace, strategy: BaseStrategy) -> BaseSearchModul
     """
     module = EpisodicModule()
     module.set_model(strategy.mutate_model(space))
-    return BaseSearchModule(module, strategy.config)
+    supernet = BaseSearchModule(module, strategy.config)
+    supernet.rebuilt_heads = list(strategy.rebuilt_heads)  # initialised by TaskAdapter from the first images
+    return supernet
 
 
-def adaptation_accuracy(supernet: BaseSearchModule, tasks: Sequence[Task], steps: int) -> dict[str, Any]:
-    """Query accuracy of the derived architecture on each task before and after ``steps`` inner steps.
+def adaptation_accuracy(supernet: BaseSearchModule, tasks: Sequence[Task], steps: int, *,
+                        batch_size: int | None = 32, search_steps: int | None = None, optimizer: str = 'sgd',
+                        weight_lr: float | None = None, seed: int = 0) -> dict[str, Any]:
+    """Query accuracy of the derived architecture on each task before and after ``steps`` adaptation steps.
 
-    The supernet is restored after each task, so every task starts from the same prior.
+    Each task runs BASE's adaptation (:class:`~nni_base.search.adaptation.TaskAdapter`, the step
+    ``BaseStrategy(prior=...)`` takes through NNI's ``Classification``) on mini-batches of ``batch_size`` support
+    images (``None``: all), then scores the query set as NNI's validation does (recalibrated BatchNorm, eval mode).
+    ``search_steps``, ``optimizer``, ``weight_lr``: see ``TaskAdapter``. The supernet is restored after each task,
+    so every task starts from the same prior.
+    """
+    state = ModelState(supernet.training_module.model)
+    shared = state.snapshot()
+    heads = list(supernet.rebuilt_heads)
+    generator = torch.Generator().manual_seed(seed)
+    before, after = [], []
+    try:
+        for task in tasks:
+            task = task.to(supernet.device)
+            supernet.rebuilt_heads = list(heads)
+            adapter = TaskAdapter(supernet, search_steps=search_steps, optimizer=optimizer, weight_lr=weight_lr)
+            adapter.initialise_head(task.support_x, task.support_y)
+            adapter.recent_inputs.append(task.support_x)  # "before" is scored with the support set's statistics
+            before.append(adapter.accuracy(task.query_x, task.query_y))
+            adapter.recent_inputs.clear()
+            n = len(task.support_y)
+            for _ in range(steps):
+                idx = torch.randperm(n, generator=generator)[:batch_size] if batch_size and batch_size < n else None
+                x, y = (task.support_x, task.support_y) if idx is None else (task.support_x[idx], task.support_y[idx])
+                adapter.step(x, y)
+            after.append(adapter.accuracy(task.query_x, task.query_y))
+            state.restore(shared)
+    finally:
+        state.restore(shared)
+        supernet.rebuilt_heads = heads
+    return {'before': sum(before) / len(before), 'after': sum(after) / len(after),
+            'per_task_before': before, 'per_task_after': after}
+
+
+def inner_loop_accuracy(supernet: BaseSearchModule, tasks: Sequence[Task], steps: int) -> dict[str, Any]:
+    """Query accuracy before and after ``steps`` steps of meta-training's *inner loop* (not adaptation).
+
+    What meta-training's validation measures (SGD on weights and α, batch statistics): a diagnostic of the
+    meta-learned initialisation, not of what a user adapting a prior gets (:func:`adaptation_accuracy`).
     """
     results = adapt_each(supernet, tasks, steps, where='held-out')
     return {'before': results.mean_before, 'after': results.mean_after,

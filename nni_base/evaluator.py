@@ -18,10 +18,12 @@ from nni.nas.evaluator.pytorch import Lightning, LightningModule, Trainer
 from torch.utils.data import DataLoader, Sampler
 from torchmetrics.functional.classification import multiclass_accuracy
 
+from .data.checks import check_images, classifier_outputs, input_channels
 from .tasks import EpisodeDataset, TaskDistribution, episode_loader
 from .tasks.mixture import ResolutionMixture
 
-__all__ = ['EpisodicModule', 'EpisodicClassification', 'EpochSeededSampler', 'meta_train_loader']
+__all__ = ['EpisodicModule', 'EpisodicClassification', 'EpochSeededSampler', 'meta_train_loader',
+           'check_episodic_space']
 
 
 def _as_is(item):
@@ -182,3 +184,17 @@ class EpisodicClassification(Lightning):
                 'ways': self.train_tasks.ways, 'shots': self.train_tasks.shots, 'queries': self.train_tasks.queries,
                 'image_shape': list(self.train_tasks.image_shape), 'tasks_per_step': self.tasks_per_step,
                 'seed': self.seed}
+
+
+def check_episodic_space(evaluator: EpisodicClassification, model: nn.Module | None) -> None:
+    """Refuse a space whose classifier or stem does not fit the evaluator's tasks, naming the fix."""
+    if model is None:
+        return
+    ways, outputs = evaluator.train_tasks.ways, classifier_outputs(model)
+    if outputs is not None and outputs != ways:
+        raise ValueError(f"Meta-training on {ways}-way tasks needs a {ways}-output classifier, but the space's has "
+                         f'{outputs}: build the space with num_classes={ways} (e.g. DartsTaskSpace(num_classes='
+                         f'{ways})). A prior adapts to datasets with other class counts later.')
+    channels, shape = input_channels(model), evaluator.train_tasks.image_shape
+    if channels is not None and shape[0] != channels:
+        check_images(torch.zeros(1, *shape), where=f'tasks {evaluator.train_tasks.name!r}', channels=channels)

@@ -31,7 +31,9 @@ from nni.nas.oneshot.pytorch.strategy import OneShotStrategy
 from nni.nas.space import RawFormatModelSpace
 
 from .callbacks import PriorCheckpoint
-from .evaluator import EpisodicClassification, EpisodicModule
+from .data.checks import classifier_outputs
+from .evaluator import EpisodicClassification, EpisodicModule, check_episodic_space
+from .runs import quiet_nni_one_shot_warnings, tidy_trainer
 from .search import BaseConfig, BaseSearchModule, MamlModule, ReptileModule, SingleTaskModule
 from .search.conditioning import ConditionedReptileModule, ZeroShotModule
 from .search.distributed import collective_failure, is_collective_error
@@ -193,6 +195,12 @@ class BaseStrategy(OneShotStrategy):
     predictor_centred
         With ``dataset_conditioning``: the predictor learns each record's accuracy minus its task's mean (what
         ranking architectures for one dataset needs; how hard a task is no longer dominates its targets).
+    head_init
+        A prior adapts to a dataset with any number of classes C: everything but the classifier comes from the
+        prior, and the classifier is rebuilt with C outputs (the prior file keeps its own). How its rows start:
+        ``'class_means'`` (default) from the mean feature of each class's images under the prior's derived
+        architecture (the first training batches; the few-shot prototype rule), ``'zero'``, or ``'random'``
+        (PyTorch's Linear initialisation). With the prior's own class count the prior's head is kept.
     zero_shot
         Zero-shot generation (MetaD2A) inside the experiment: with a dataset-conditioned ``prior`` and a
         single-dataset evaluator (NNI's ``Classification``), read up to ``zero_shot_images`` labelled images
@@ -237,11 +245,13 @@ class BaseStrategy(OneShotStrategy):
                  conditioning_teacher: Literal['shadow', 'inner'] = 'shadow',
                  conditioning_centred: bool = True, conditioning_standardise: bool = True,
                  conditioning_per_op: bool = True, conditioning_features: Literal['pixels', 'stem'] = 'pixels',
+                 head_init: Literal['class_means', 'zero', 'random'] = 'class_means',
                  zero_shot: bool = False, zero_shot_images: int = 250, zero_shot_pool: int = 4,
                  zero_shot_candidates: Literal['alpha', 'random', 'both'] = 'alpha',
                  resume_from: str | os.PathLike | None = None,
                  save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
         super().__init__(**kwargs)
+        quiet_nni_one_shot_warnings()
         given = locals()  # every BaseConfig field is an argument of this method (tests/search/test_config.py checks)
         self.config = BaseConfig(**{f.name: given[f.name] for f in fields(BaseConfig)})
         self.prior_path = Path(prior) if prior is not None else None
@@ -259,6 +269,8 @@ class BaseStrategy(OneShotStrategy):
         self._task_config: dict[str, Any] = {}
         self._choice_logits: dict[str, nn.Parameter] = {}
         self._draws: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.rebuilt_heads: list[str] = []  # classifier layers rebuilt for another class count (search/head.py)
+        self._mutated_model: nn.Module | None = None
 
     # ---- supernet --------------------------------------------------------------------------------
     def default_mutation_hooks(self):
@@ -300,8 +312,13 @@ class BaseStrategy(OneShotStrategy):
         model = super().mutate_model(model)
         self._choice_logits = {}
         new_sample_each_forward(model)
-        if self.prior is not None:
-            apply_prior(model, self.prior)
+        self.rebuilt_heads = apply_prior(model, self.prior) if self.prior is not None else []
+        if self.rebuilt_heads:
+            ways = self.prior.get('tasks', {}).get('ways')  # type: ignore[union-attr]
+            _logger.info('The prior was meta-trained on %s-way tasks; this space has %s classes: its weights and '
+                         "alpha are loaded, the classifier is rebuilt (head_init=%r).", ways,
+                         classifier_outputs(model), self.config.head_init)
+        self._mutated_model = model
         return model
 
     def mutate_evaluator(self, evaluator):
@@ -314,6 +331,7 @@ class BaseStrategy(OneShotStrategy):
             raise TypeError('zero_shot=True reads one dataset (NNI\'s Classification evaluator, its training '
                             'dataloader); an EpisodicClassification meta-trains. Use zero_shot=False to meta-train.')
         if isinstance(evaluator, EpisodicClassification):
+            check_episodic_space(evaluator, self._mutated_model)
             if self.config.freeze_architecture_after is not None:
                 _logger.warning('freeze_architecture_after applies to single-task search / adaptation only; '
                                 'meta-training with an EpisodicClassification evaluator ignores it.')
@@ -323,6 +341,7 @@ class BaseStrategy(OneShotStrategy):
             self._task_config = {}
             self._episodic = None
         mutated = super().mutate_evaluator(evaluator)
+        mutated.trainer = tidy_trainer(mutated.trainer)  # nothing written into the current folder unless asked
         if self.resume_from is not None:
             # Lightning restores weights, alpha, optimizer, loop position and (our hook) the RNG streams.
             mutated.fit_kwargs['ckpt_path'] = str(self.resume_from)
@@ -332,6 +351,11 @@ class BaseStrategy(OneShotStrategy):
         return mutated
 
     def configure_oneshot_module(self, training_module) -> BaseSearchModule:
+        module = self._search_module(training_module)
+        module.rebuilt_heads = list(self.rebuilt_heads)
+        return module
+
+    def _search_module(self, training_module) -> BaseSearchModule:
         # As NNI's one-shot strategies do: one Lightning module per search algorithm.
         if not isinstance(training_module, EpisodicModule):
             if self.config.zero_shot:

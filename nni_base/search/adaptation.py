@@ -1,13 +1,18 @@
-"""Adapting a supernet to one small task outside a Lightning trainer: search, then train the chosen cell.
+"""BASE's adaptation to one dataset, written once: the step, the freeze rule, BatchNorm recalibration.
 
-:class:`TaskAdapter` is the step-by-step form of single-task adaptation (what ``BaseStrategy(prior=...)``
-does with NNI's ``Classification`` evaluator): the first ``search_steps`` steps train the weights and
-alpha of Gumbel-sampled sub-networks (:meth:`~nni_base.search.base.BaseSearchModule.resample`), the
-remaining steps train only the weights of the derived architecture (``freeze_architecture_after``).
-Why the second phase: every search step trains another sampled sub-network, so with a flat
-distribution over operations no single network gets fitted; once the cell is fixed, each step
-trains the same network. The benchmark (``benchmarks/run.py``) times these steps against NNI's
-DARTS and GumbelDARTS.
+Where it sits: after meta-training, before export. Every caller that adapts a prior (or searches from
+scratch) on one dataset runs :func:`adaptation_step` — ``BaseStrategy`` with NNI's ``Classification``
+(:class:`~nni_base.search.single_task.SingleTaskModule`), :class:`TaskAdapter` (the same step outside a
+trainer), :func:`nni_base.api.adaptation_accuracy`, the nnictl trial, the demo and the benchmarks. A step:
+
+1. the first ``freeze_architecture_after`` steps draw a fresh Gumbel sample and train its weights and α
+   (Adam at ``arc_learning_rate`` on α); later steps train the derived (most probable) cell's weights only;
+2. a non-finite loss stops the run, naming non-finite images when there are any;
+3. before any evaluation the derived cell's BatchNorm statistics are recomputed from the latest training
+   batches (:func:`recalibrate_batchnorm`), then it is scored in eval mode, as the user will run it.
+
+Meta-training's inner loop (:func:`nni_base.search.loop.adapt`: SGD on weights and α, batch statistics) is
+its own procedure; what measures it says so in its name (:func:`nni_base.api.inner_loop_accuracy`).
 
 Examples
 --------
@@ -20,25 +25,114 @@ Examples
 >>> loss = adapter.step(x, y)          # a step on the derived cell (weights only)
 >>> adapter.steps_taken, adapter.frozen
 (2, True)
+>>> 0.0 <= adapter.accuracy(x, y) <= 1.0
+True
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import torch
+import torch.nn as nn
 
 from ..errors import MetaTrainingDiverged
 from ..space.gumbel_cell import derived_architecture
-from ..tasks import Task
-from .base import BaseSearchModule
-from .single_task import architecture_optimizer
+from .config import DEFAULT_ARC_LEARNING_RATE, BaseConfig
+from .head import initialise_head
 
-__all__ = ['TaskAdapter']
+if TYPE_CHECKING:  # base.py imports the single-task module, which imports this file
+    from .base import BaseSearchModule
+
+__all__ = ['BATCH_NORMS', 'TaskAdapter', 'adaptation_step', 'architecture_frozen', 'architecture_optimizer',
+           'non_finite_loss', 'recalibrate_batchnorm']
+
+_logger = logging.getLogger('nni_base')
+
+#: The BatchNorm layers whose running statistics :func:`recalibrate_batchnorm` recomputes.
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def architecture_optimizer(alphas: list[torch.nn.Parameter], lr: float | None = None) -> torch.optim.Optimizer:
+    """Alpha's optimizer in adaptation and single-task search: Adam at ``lr`` (None: the default step)."""
+    return torch.optim.Adam(alphas, lr=DEFAULT_ARC_LEARNING_RATE if lr is None else lr, betas=(0.5, 0.999))
+
+
+def architecture_frozen(config: BaseConfig, step: int) -> bool:
+    """Whether adaptation step ``step`` (from 0) trains the derived architecture only."""
+    after = config.freeze_architecture_after
+    return after is not None and step >= after
+
+
+def non_finite_loss(where: str, x: torch.Tensor | None, fix: str) -> Exception:
+    """The error for a non-finite loss: the data's fault when the images are not finite, else ``fix``."""
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
+        return ValueError(f'{bad} of {len(x)} images of the batch at {where} contain NaN or inf values: the data, '
+                          'not the learning rates, made the loss non-finite. Clean them before training (e.g. '
+                          'drop those images, or torch.nan_to_num).')
+    return MetaTrainingDiverged(f'Non-finite loss at {where}; {fix}')
+
+
+def adaptation_step(supernet: BaseSearchModule, loss_of_batch: Callable[[], torch.Tensor], *, frozen: bool,
+                    arch_optimizer: torch.optim.Optimizer, backward_and_step: Callable[[torch.Tensor], None],
+                    where: str, inputs: torch.Tensor | None = None, fix: str = 'lower the learning rates.'
+                    ) -> torch.Tensor:
+    """One adaptation step: sample (or derive) the architecture, loss, weight step, α step; returns the loss.
+
+    ``loss_of_batch()`` runs the forward pass and returns the loss; ``backward_and_step(loss)`` back-propagates
+    and steps the weights (Lightning's manual optimisation, or a plain optimizer).
+    """
+    arch_optimizer.zero_grad()
+    if frozen:
+        with derived_architecture(supernet.architecture_modules()):
+            loss = loss_of_batch()
+    else:
+        supernet.resample()
+        loss = loss_of_batch()
+    if not bool(torch.isfinite(loss)):
+        raise non_finite_loss(where, inputs, fix)
+    backward_and_step(loss)
+    if not frozen and not supernet.config.freeze_alpha:
+        arch_optimizer.step()
+    return loss
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(supernet: BaseSearchModule, inputs: Iterable[torch.Tensor]) -> None:
+    """Recompute the running BatchNorm statistics of the derived architecture from ``inputs``.
+
+    While searching, an operation's statistics were last updated whenever it was last sampled, with other
+    sub-networks around it. Each BatchNorm the derived network runs gets the exact mean of these batches'
+    statistics (momentum ``None``); layers it does not run keep theirs.
+    """
+    inputs = list(inputs)
+    if not inputs:
+        return
+    model = supernet.training_module
+    norms = [m for m in model.modules() if isinstance(m, BATCH_NORMS) and m.track_running_stats]
+    saved = [(m.momentum, {k: v.clone() for k, v in m.state_dict().items()}) for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    was_training = model.training
+    model.train()
+    with torch.random.fork_rng(devices=[]), derived_architecture(supernet.architecture_modules()):
+        for x in inputs:
+            model(x)
+    model.train(was_training)
+    for m, (momentum, state) in zip(norms, saved):
+        m.momentum = momentum
+        if int(m.num_batches_tracked) == 0:  # not part of the derived network
+            m.load_state_dict(state)
 
 
 class TaskAdapter:
-    """Adapt ``supernet`` (a loaded prior or a fresh supernet) to one task in place.
+    """BASE's adaptation of ``supernet`` (a loaded prior or a fresh supernet) to one dataset, step by step.
 
     Parameters
     ----------
@@ -46,19 +140,16 @@ class TaskAdapter:
         From :func:`nni_base.api.build_supernet`.
     search_steps
         Steps that search (sampled sub-networks, weights and alpha); later steps train the derived
-        architecture's weights only. Defaults to the supernet config's ``freeze_architecture_after``;
-        ``None`` there too means every step searches.
+        architecture's weights only. Defaults to the config's ``freeze_architecture_after``; ``None`` there
+        too means every step searches.
     optimizer
-        The weights' optimizer: ``'sgd'`` (default) at the config's ``inner_lr``, the inner loop the prior was
-        meta-trained with, or ``'adam'`` (3e-3, NNI ``Classification``'s habit). Alpha always moves as in
-        ``BaseStrategy``'s single-task search: Adam (betas (0.5, 0.999)) at the config's ``arc_learning_rate``
-        (:data:`~nni_base.search.single_task.DEFAULT_ARC_LEARNING_RATE`, logit-sized: smaller steps leave alpha
-        where it started).
+        The weights' optimizer: ``'sgd'`` (default) at the config's ``inner_lr``, the inner loop the prior
+        was meta-trained with, or ``'adam'`` (3e-3). Alpha moves with Adam (betas (0.5, 0.999)) at the
+        config's ``arc_learning_rate``, as through NNI.
     weight_lr, arc_lr
         Step sizes of the weights and of alpha, overriding the defaults above.
     freeze_alpha
-        Keep alpha at the prior's values while the sampled sub-networks train (the paper's frozen-alpha
-        ablation, Fig. 4).
+        Keep alpha at the prior's values (the paper's frozen-alpha ablation, Fig. 4).
     """
 
     def __init__(self, supernet: BaseSearchModule, *, search_steps: int | None = None,
@@ -75,49 +166,74 @@ class TaskAdapter:
         if optimizer not in ('sgd', 'adam'):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}.")
         self.supernet = supernet
-        self.search_steps = search_steps
-        self.freeze_alpha = bool(freeze_alpha)
+        self.config = BaseConfig(**{**supernet.config.to_dict(), 'freeze_architecture_after': search_steps,
+                                    'freeze_alpha': bool(freeze_alpha) or supernet.config.freeze_alpha})
         self.steps_taken = 0
+        self.recent_inputs: deque[torch.Tensor] = deque(maxlen=supernet.config.bn_recalibration_batches)
         config = supernet.config
+        params = supernet.weight_parameters()
         if optimizer == 'sgd':
             self.weight_optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                supernet.weight_parameters(), lr=weight_lr if weight_lr is not None else config.inner_lr)
+                params, lr=weight_lr if weight_lr is not None else config.inner_lr)
         else:
-            self.weight_optimizer = torch.optim.Adam(supernet.weight_parameters(),
-                                                     lr=weight_lr if weight_lr is not None else 3e-3)
-        # Alpha moves as BaseStrategy moves it in single-task search (SingleTaskModule).
+            self.weight_optimizer = torch.optim.Adam(params, lr=weight_lr if weight_lr is not None else 3e-3)
         self.arch_optimizer = architecture_optimizer(supernet.arch_parameters(),
                                                      arc_lr if arc_lr is not None else config.arc_learning_rate)
 
     @property
+    def search_steps(self) -> int | None:
+        return self.config.freeze_architecture_after
+
+    @property
     def frozen(self) -> bool:
         """Whether the next step trains the derived architecture only."""
-        return self.search_steps is not None and self.steps_taken >= self.search_steps
+        return architecture_frozen(self.config, self.steps_taken)
+
+    def initialise_head(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Initialise a rebuilt classifier head (a dataset with another class count) from labelled images."""
+        supernet = self.supernet
+        if supernet.rebuilt_heads:
+            _logger.info(initialise_head(supernet, supernet.rebuilt_heads, x, y, supernet.config.head_init))
+            supernet.rebuilt_heads = []
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """One training step on the batch ``(x, y)``; returns its loss."""
+        """One adaptation step on the batch ``(x, y)``; returns its loss."""
         supernet = self.supernet
+        self.initialise_head(x, y)  # a no-op unless the head was rebuilt and is still uninitialised
         supernet.training_module.model.train()
-        frozen = self.frozen
         self.weight_optimizer.zero_grad()
-        self.arch_optimizer.zero_grad()
-        if frozen:
-            with derived_architecture(supernet.architecture_modules()):
-                loss, _ = supernet.model_loss(x, y)
-        else:
-            supernet.resample()
-            loss, _ = supernet.model_loss(x, y)
-        if not bool(torch.isfinite(loss)):
-            raise MetaTrainingDiverged(f'Non-finite loss at adaptation step {self.steps_taken}; lower weight_lr '
-                                       'or arc_lr.')
-        loss.backward()
-        self.weight_optimizer.step()
-        if not frozen and not self.freeze_alpha:
-            self.arch_optimizer.step()
+
+        def backward_and_step(loss: torch.Tensor) -> None:
+            loss.backward()
+            self.weight_optimizer.step()
+
+        step = self.steps_taken
+        loss = adaptation_step(supernet, lambda: supernet.model_loss(x, y)[0], frozen=self.frozen,
+                               arch_optimizer=self.arch_optimizer, backward_and_step=backward_and_step,
+                               where=f'adaptation step {step}', inputs=x, fix='lower weight_lr or arc_lr.')
+        if self.recent_inputs.maxlen:
+            self.recent_inputs.append(x.detach())
         self.steps_taken += 1
         return float(loss.detach())
 
     @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """(loss, accuracy) of the derived architecture on ``(x, y)``, as through NNI's validation.
+
+        BatchNorm statistics are recalibrated from the latest training batches, then the model runs in eval mode.
+        """
+        supernet = self.supernet
+        recalibrate_batchnorm(supernet, self.recent_inputs)
+        model = supernet.training_module.model
+        was_training = model.training
+        model.eval()
+        try:
+            with derived_architecture(supernet.architecture_modules()):
+                loss, acc = supernet.model_loss(x, y)
+        finally:
+            model.train(was_training)
+        return float(loss), float(acc)
+
     def accuracy(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """Accuracy of the derived architecture on ``(x, y)`` (batch statistics, as in the inner loop)."""
-        return self.supernet.query_metrics(Task(x, y, x, y))[1]
+        """Accuracy of the derived architecture on ``(x, y)`` (see :meth:`evaluate`)."""
+        return self.evaluate(x, y)[1]

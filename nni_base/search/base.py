@@ -50,6 +50,9 @@ class BaseSearchModule(BaseOneShotLightningModule):
         self.last_metrics: dict[str, float] = {}
         self.averaged_alpha: dict[str, torch.Tensor] | None = None
         self.temperature: float = 1.0
+        # classifier heads rebuilt for a dataset with another class count than the prior's (search/head.py),
+        # initialised before the first adaptation step
+        self.rebuilt_heads: list[str] = []
         for cell in self.cells():
             self.configure_cell(cell)
 

@@ -8,6 +8,7 @@ nnictl trial validates tuner values (:func:`coerce`) and writes its search-space
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Literal, cast
@@ -35,33 +36,46 @@ def hparam(default: Any, kind: str, *, minimum: float | None = None, optional: b
                                             'choices': choices, 'tune': tune})
 
 
-def coerce(name: str, value: Any, metadata: Any) -> Any:
+def coerce(name: str, value: Any, metadata: Any, *, json_spelling: bool = False) -> Any:
     """Check one value against its declaration; integral floats (as tuners send) become ints.
 
-    Raises ``ValueError`` naming the parameter and what it accepts.
+    Raises ``ValueError`` naming the parameter and what it accepts, spelt as in Python (``True``, ``None``) or, with
+    ``json_spelling`` (the nnictl trial's parameters come as JSON), as in JSON (``true``, ``null``).
     """
     kind, minimum = metadata['kind'], metadata['minimum']
     if value is None and metadata['optional']:
         return None
+    none = (' or null' if json_spelling else ' or None') if metadata['optional'] else ''
+    shown = _spelt(value, json_spelling)
     if kind == 'int':
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f'{name} must be an integer{" or None" if metadata["optional"] else ""}, got {value!r}.')
+            raise ValueError(f'{name} must be an integer{none}, got {shown}.')
     elif kind == 'float':
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f'{name} must be a finite number{" or None" if metadata["optional"] else ""}, '
-                             f'got {value!r}.')
+            raise ValueError(f'{name} must be a finite number{none}, got {shown}.')
         value = float(value)
     elif kind == 'bool':
         if not isinstance(value, bool):
-            raise ValueError(f'{name} must be True or False, got {value!r}.')
+            raise ValueError(f'{name} must be {"true or false" if json_spelling else "True or False"}, got {shown}.')
     elif kind == 'choice':
         if value not in metadata['choices']:
-            raise ValueError(f'{name} must be one of {", ".join(map(repr, metadata["choices"]))}, got {value!r}.')
+            accepted = ', '.join(_spelt(c, json_spelling) for c in metadata['choices'])
+            raise ValueError(f'{name} must be one of {accepted}, got {shown}.')
     if minimum is not None and kind in ('int', 'float') and value < minimum:
         raise ValueError(f'{name} must be >= {minimum}, got {value}.')
     return value
+
+
+def _spelt(value: Any, json_spelling: bool) -> str:
+    """``value`` as the user wrote it: JSON for the trial's parameters, ``repr`` otherwise."""
+    if json_spelling:
+        try:
+            return json.dumps(value)
+        except (TypeError, ValueError):
+            pass
+    return repr(value)
 
 
 @dataclass
@@ -111,6 +125,9 @@ class BaseConfig:
     conditioning_per_op: bool = hparam(True, 'bool')
     conditioning_features: Literal['pixels', 'stem'] = hparam('pixels', 'choice', choices=('pixels', 'stem'))
     # with a dataset-conditioned prior and a single-dataset evaluator: generate, do not train
+    # a prior's classifier rebuilt for a dataset with another class count: how its rows start (search/head.py)
+    head_init: Literal['class_means', 'zero', 'random'] = hparam('class_means', 'choice',
+                                                                 choices=('class_means', 'zero', 'random'))
     zero_shot: bool = hparam(False, 'bool')
     zero_shot_images: int = hparam(250, 'int', minimum=1)
     zero_shot_pool: int = hparam(4, 'int', minimum=1)

@@ -8,6 +8,8 @@ atomic (temporary file + ``os.replace``) and refuse non-finite tensors.
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,11 +21,13 @@ from nni.mutable import Categorical, CategoricalMultiple
 from ..errors import CorruptPriorError, PriorMismatchError
 from ..space.gumbel_cell import GumbelMixedCell
 from ..space.slot_cell import SlotGumbelCell
+from .head import head_mismatch
 
 PRIOR_FORMAT = 'nni-base-prior'
 PRIOR_VERSION = 1
 
-__all__ = ['space_signature', 'build_prior', 'save_prior', 'load_prior', 'apply_prior', 'atomic_torch_save']
+__all__ = ['space_signature', 'build_prior', 'save_prior', 'load_prior', 'apply_prior', 'atomic_torch_save',
+           'space_arguments']
 
 
 def space_signature(model: nn.Module) -> dict[str, list[Any]]:
@@ -57,7 +61,7 @@ def build_prior(model: nn.Module, alphas: dict[str, torch.Tensor], *, config: di
         'format': PRIOR_FORMAT,
         'version': PRIOR_VERSION,
         'space': {'class': f'{type(model).__module__}.{type(model).__qualname__}',
-                  'signature': space_signature(model)},
+                  'signature': space_signature(model), 'arguments': space_arguments(model)},
         'state_dict': {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         'alpha': {str(label): a.detach().cpu().clone() for label, a in alphas.items()},
         'config': dict(config),
@@ -93,7 +97,12 @@ def save_prior(prior: dict[str, Any], path: str | os.PathLike) -> Path:
     if bad:
         raise FloatingPointError(f'Refusing to save a prior with non-finite values in {bad[:5]}; '
                                  f'the previous file at {path} (if any) is left untouched.')
-    return atomic_torch_save(prior, path)
+    try:
+        return atomic_torch_save(prior, path)
+    except OSError as e:  # a full disk (ENOSPC), a quota, a read-only or vanished folder
+        raise OSError(e.errno, f'Could not write the prior to {path}: {e.strerror or e}. The previous file there (if '
+                               'any) is left untouched and no partial file remains; free space or choose another '
+                               'folder (save_prior_to=...) and save again.') from e
 
 
 def load_prior(path: str | os.PathLike) -> dict[str, Any]:
@@ -104,9 +113,16 @@ def load_prior(path: str | os.PathLike) -> dict[str, Any]:
                                 '(BaseStrategy with an EpisodicClassification evaluator, or examples/quickstart.py).')
     try:
         prior = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:  # refused by the weights-only unpickler: not tensors and plain values
+        raise CorruptPriorError(
+            f'Refusing to read prior {path}: it holds something other than tensors and plain values '
+            f'({_refusal(e)}). Priors written by nni-base never do, so the file is damaged, is not a prior, or was '
+            'made to run code when loaded; nothing in it was run. Meta-train again (BaseStrategy(save_prior_to=...)) '
+            'or point to a prior file that nni-base wrote.') from e
     except Exception as e:  # torch raises many types for truncated or foreign files
-        raise CorruptPriorError(f'Cannot read prior {path}: {type(e).__name__}: {e}. The file is damaged or was not '
-                                'written by nni_base; meta-train again or point to another prior.') from e
+        raise CorruptPriorError(f'Cannot read prior {path}: {type(e).__name__}: {_refusal(e)}. The file is damaged '
+                                '(cut off or overwritten) or was not written by nni-base; meta-train again or point '
+                                'to another prior.') from e
     if not isinstance(prior, dict) or prior.get('format') != PRIOR_FORMAT:
         raise CorruptPriorError(f'{path} is not an nni-base prior (no {PRIOR_FORMAT!r} format marker).')
     if prior.get('version') != PRIOR_VERSION:
@@ -118,8 +134,52 @@ def load_prior(path: str | os.PathLike) -> dict[str, Any]:
     return prior
 
 
-def apply_prior(model: nn.Module, prior: dict[str, Any]) -> None:
-    """Load a prior into a supernet, after checking that both describe the same space."""
+def space_arguments(model: nn.Module) -> dict[str, int]:
+    """The size arguments of a DARTS-like space (``width``, ``num_cells``, ``num_classes``) that it has."""
+    return {k: int(getattr(model, k)) for k in ('width', 'num_cells', 'num_classes')
+            if isinstance(getattr(model, k, None), int)}
+
+
+def _describe(arguments: dict[str, Any]) -> str:
+    return ', '.join(f'{k}={v}' for k, v in arguments.items()) or 'unknown arguments'
+
+
+def _prior_arguments(prior: dict[str, Any]) -> dict[str, Any]:
+    """The prior's space arguments: stored since they were recorded, else read off its tensors."""
+    stored = prior['space'].get('arguments')
+    if stored:
+        return dict(stored)
+    state = prior['state_dict']
+    found: dict[str, Any] = {}
+    if 'stem.0.weight' in state:  # NNI's DARTS stem: Conv2d(3, width * 3)
+        found['width'] = int(state['stem.0.weight'].shape[0]) // 3
+    blocks = {tuple(k.split('.')[:4]) for k in state if k.startswith('stages.') and '.blocks.' in k}
+    if blocks:  # NNI's DARTS: stages.<stage>.blocks.<cell>
+        found['num_cells'] = len(blocks)
+    ways = prior.get('tasks', {}).get('ways')
+    if ways:
+        found['num_classes'] = int(ways)
+    return found
+
+
+def _refusal(error: BaseException) -> str:
+    """What torch's loader objected to, without its advice to load with ``weights_only=False`` (unsafe, and no fix
+    for a file nni-base did not write)."""
+    text = str(error)
+    found = re.search(r'WeightsUnpickler error:\s*([^\n]+)', text)
+    if found:  # e.g. 'Unsupported global: GLOBAL builtins.exec was not an allowed global by default. Please ...'
+        return found.group(1).split('. ')[0].strip().rstrip('.')
+    lines = [line.strip() for line in text.splitlines() if line.strip() and 'weights_only' not in line]
+    return (lines[0] if lines else type(error).__name__).rstrip('.')
+
+
+def apply_prior(model: nn.Module, prior: dict[str, Any]) -> list[str]:
+    """Load a prior into a supernet, after checking that both describe the same space.
+
+    A classifier with another number of outputs than the prior's (a dataset with another class count) is
+    not refused: everything else is loaded and the names of those heads are returned, for
+    :func:`.head.initialise_head` to initialise before adaptation. The prior file keeps its own head.
+    """
     expected = prior['space']['signature']
     actual = space_signature(model)
     if expected != actual:
@@ -133,19 +193,20 @@ def apply_prior(model: nn.Module, prior: dict[str, Any]) -> None:
     _check_parameterization(model, prior)
     own = model.state_dict()
     saved = prior['state_dict']
+    heads = head_mismatch(model, saved)
+    head_keys = {f'{name}.{kind}' for name in heads for kind in ('weight', 'bias')}
     problems = [f'{k}: missing in prior' for k in own if k not in saved]
     problems += [f'{k}: not in this space' for k in saved if k not in own]
     problems += [f'{k}: prior {tuple(saved[k].shape)} vs space {tuple(own[k].shape)}'
-                 for k in own if k in saved and saved[k].shape != own[k].shape]
+                 for k in own if k in saved and saved[k].shape != own[k].shape and k not in head_keys]
     if problems:
-        hint = ''
-        if any(k.startswith('classifier.') for k in problems[0:1]) or any('classifier.' in p for p in problems):
-            ways = prior.get('tasks', {}).get('ways')
-            hint = f' The prior was meta-trained on {ways}-way tasks: build the space with num_classes={ways}.' \
-                if ways else ''
-        raise PriorMismatchError(f'The prior does not fit this space ({len(problems)} tensors differ): '
-                                 f'{problems[:5]}. Use the width, num_cells and num_classes of meta-training.{hint}')
-    model.load_state_dict(saved)
+        theirs, ours = _prior_arguments(prior), space_arguments(model)
+        raise PriorMismatchError(
+            f'The prior does not fit this space ({len(problems)} tensors differ): {problems[:5]}. The prior was '
+            f'meta-trained on a space with {_describe(theirs)}; this space has {_describe(ours)}. Build the space '
+            'with the width and num_cells of meta-training (num_classes may differ: the head is rebuilt).')
+    model.load_state_dict({k: v for k, v in saved.items() if k not in head_keys}, strict=False)
+    return heads
 
 
 def _check_parameterization(model: nn.Module, prior: dict[str, Any]) -> None:

@@ -23,28 +23,28 @@ Example
 
 from __future__ import annotations
 
+import logging
 from collections import deque
+from itertools import islice
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..errors import MetaTrainingDiverged
-from ..space.gumbel_cell import derived_architecture
+from ..data.checks import check_batch, classifier_outputs, input_channels
+from .adaptation import BATCH_NORMS, adaptation_step, architecture_frozen, architecture_optimizer, recalibrate_batchnorm
 from .base import BaseSearchModule
 from .config import DEFAULT_ARC_LEARNING_RATE
 from .distributed import all_reduce_sum, broadcast_from_rank_zero, process_group
+from .head import initialise_head
 
 __all__ = ['SingleTaskModule', 'DEFAULT_ARC_LEARNING_RATE', 'BATCH_NORMS', 'architecture_optimizer',
            'check_ddp_model']
 
-#: The BatchNorm layers whose running statistics :meth:`SingleTaskModule.recalibrate_batchnorm` recomputes.
-BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+_logger = logging.getLogger('nni_base')
 
-
-def architecture_optimizer(alphas: list[torch.nn.Parameter], lr: float | None = None) -> torch.optim.Optimizer:
-    """Alpha's optimizer in single-task search and adaptation: Adam at ``lr`` (None: the default step)."""
-    return torch.optim.Adam(alphas, lr=DEFAULT_ARC_LEARNING_RATE if lr is None else lr, betas=(0.5, 0.999))
+#: Images (from the first training batches) a rebuilt classifier head takes its class means from.
+HEAD_INIT_IMAGES = 256
 
 
 def check_ddp_model(model: nn.Module) -> None:
@@ -82,33 +82,64 @@ class SingleTaskModule(BaseSearchModule):
 
     def architecture_frozen(self, step: int) -> bool:
         """Whether step ``step`` trains the derived architecture only (``freeze_architecture_after``)."""
-        after = self.config.freeze_architecture_after
-        return after is not None and step >= after
+        return architecture_frozen(self.config, step)
 
     def training_step(self, batch, batch_idx):
-        arch_optim = self.architecture_optimizers()
-        frozen = self.architecture_frozen(self.step_position()[0])
-        arch_optim.zero_grad()  # type: ignore[union-attr]
-        if frozen:
-            # The architecture is chosen: train the weights of the derived cells only, as the user gets them.
-            with derived_architecture(self.architecture_modules()):
-                out = self.training_module.training_step(batch, batch_idx)
-        else:
-            self.resample()
-            out = self.training_module.training_step(batch, batch_idx)
-        loss = out['loss'] if isinstance(out, dict) else out
+        step = self.step_position()[0]
+        frozen = self.architecture_frozen(step)
+        out: dict = {}
+
+        def loss_of_batch() -> torch.Tensor:
+            result = self.training_module.training_step(batch, batch_idx)
+            out['result'] = result
+            return result['loss'] if isinstance(result, dict) else result
+
+        adaptation_step(self, loss_of_batch, frozen=frozen, arch_optimizer=self.architecture_optimizers(),
+                        # backward + weight step (DDP averages weights' and α's gradients in manual_backward)
+                        backward_and_step=lambda loss: self.advance_optimization(loss, batch_idx),
+                        where=f'training step {step}', inputs=_inputs_of(batch))
         self.remember_inputs(batch)
-        if not bool(torch.isfinite(loss)):
-            raise MetaTrainingDiverged(f'Non-finite training loss at step {self.trainer.global_step}; lower the '
-                                       'learning rates.')
-        self.advance_optimization(loss, batch_idx)  # backward + weight step; alpha grads come with it
-        if not frozen and not self.config.freeze_alpha:
-            arch_optim.step()  # type: ignore[union-attr]
         self.advance_lr_schedulers(batch_idx)
         self.log('architecture_frozen', float(frozen), on_step=True, on_epoch=False)
         self.log('temperature', self.temperature, on_step=True, on_epoch=False)
         self.log_architecture()
-        return out
+        return out['result']
+
+    # ---- the dataset, once, before the first step ------------------------------------------------------
+    def check_and_prepare(self) -> None:
+        """Check the first training batch against the space, and initialise a rebuilt classifier head.
+
+        Runs once before training (no per-step cost); reading the batches does not move any random stream.
+        """
+        loader = self.trainer.train_dataloader
+        model = self.training_module.model
+        with torch.random.fork_rng(devices=[]):
+            batches = [] if loader is None else list(islice(iter(loader), max(1, HEAD_INIT_IMAGES // 32)))
+        if not batches:
+            raise ValueError('The training dataloader yields no batches: its dataset is empty (or smaller than one '
+                             'batch with drop_last=True). Give the evaluator a dataset with labelled images.')
+        num_classes = classifier_outputs(model)
+        metrics = getattr(self.training_module, 'metrics', None)  # NNI's Classification: {'acc': Accuracy}
+        metric = metrics['acc'] if isinstance(metrics, dict | torch.nn.ModuleDict) and 'acc' in metrics else None
+        metric_classes = getattr(metric, 'num_classes', None)
+        if num_classes is not None and metric_classes is not None and metric_classes != num_classes:
+            raise ValueError(f"The evaluator's accuracy counts {metric_classes} classes but the space's classifier "
+                             f'has {num_classes} outputs: pass the same num_classes to both (e.g. '
+                             f'Classification(num_classes={num_classes}) with the space built for {num_classes}).')
+        check_batch(batches[0], channels=input_channels(model), num_classes=num_classes,
+                    where='the first training batch')
+        if self.rebuilt_heads and self.trainer.global_step == 0:  # (a resumed run has its trained head back)
+            pairs = [check_batch(b, channels=None, num_classes=num_classes, where='a training batch')
+                     for b in batches]
+            xs = torch.cat([p[0] for p in pairs])[:HEAD_INIT_IMAGES].to(self.device)
+            ys = torch.cat([p[1] for p in pairs])[:HEAD_INIT_IMAGES].to(self.device)
+            _logger.info(initialise_head(self, self.rebuilt_heads, xs, ys, self.config.head_init))
+            if process_group()[1] > 1:  # each rank read its own shard: all start from rank 0's head
+                head = [p for name in self.rebuilt_heads for p in model.get_submodule(name).parameters()]
+                with torch.no_grad():
+                    for p, shared in zip(head, broadcast_from_rank_zero(head, where='the rebuilt classifier head')):
+                        p.copy_(shared)
+            self.rebuilt_heads = []
 
     # ---- DDP (see the module docstring) ---------------------------------------------------------------
     # Gradients are averaged by DDP's reducer in manual_backward, as in NNI's own one-shot strategies, rather than
@@ -127,6 +158,7 @@ class SingleTaskModule(BaseSearchModule):
         return super().on_fit_start()
 
     def on_train_start(self):
+        self.check_and_prepare()
         # With a seed, Lightning re-seeds every process alike as it joins the group; without one (seed=None), or with
         # a stream consumed unevenly before this, the ranks would sample different sub-networks. So every rank takes
         # rank 0's stream (CPU, and this rank's GPU).
@@ -181,8 +213,8 @@ class SingleTaskModule(BaseSearchModule):
 
     def remember_inputs(self, batch) -> None:
         """Keep the batch's input tensor (``batch`` or ``batch[0]``) for :meth:`recalibrate_batchnorm`."""
-        x = batch[0] if isinstance(batch, (list, tuple)) and batch else batch
-        if self.recent_inputs.maxlen and isinstance(x, torch.Tensor):
+        x = _inputs_of(batch)
+        if self.recent_inputs.maxlen and x is not None:
             self.recent_inputs.append(x.detach())
 
     def on_train_epoch_start(self):
@@ -198,28 +230,11 @@ class SingleTaskModule(BaseSearchModule):
             self.average_batchnorm_statistics()
         return out
 
-    @torch.no_grad()
     def recalibrate_batchnorm(self) -> None:
-        """Recompute the running BatchNorm statistics of the derived architecture from the remembered batches.
+        """Recompute the derived architecture's BatchNorm statistics from the remembered batches."""
+        recalibrate_batchnorm(self, self.recent_inputs)
 
-        Each BatchNorm layer the derived network runs gets the exact mean of those batches' statistics
-        (momentum ``None``); layers it does not run (operations the cell did not pick) keep theirs.
-        """
-        if not self.recent_inputs:
-            return
-        norms = [m for m in self.training_module.modules() if isinstance(m, BATCH_NORMS)
-                 and m.track_running_stats]
-        saved = [(m.momentum, {k: v.clone() for k, v in m.state_dict().items()}) for m in norms]
-        for m in norms:
-            m.reset_running_stats()
-            m.momentum = None
-        was_training = self.training_module.training
-        self.training_module.train()
-        with torch.random.fork_rng(devices=[]), derived_architecture(self.architecture_modules()):
-            for x in self.recent_inputs:
-                self.training_module(x)
-        self.training_module.train(was_training)
-        for m, (momentum, state) in zip(norms, saved):
-            m.momentum = momentum
-            if int(m.num_batches_tracked) == 0:  # not part of the derived network
-                m.load_state_dict(state)
+
+def _inputs_of(batch) -> torch.Tensor | None:
+    x = batch[0] if isinstance(batch, (list, tuple)) and batch else batch
+    return x if isinstance(x, torch.Tensor) else None

@@ -38,16 +38,23 @@ def test_prior_loads_with_weights_only(prior):
     torch.load(path, weights_only=True)  # would raise on any non-tensor, non-builtin object
 
 
-def test_prior_for_other_head_names_the_fix(prior):
-    path, _ = prior
-    with pytest.raises(PriorMismatchError, match=r'classifier.*num_classes=5'):
-        build_supernet(tiny_space(num_classes=7), BaseStrategy(prior=path))
+def test_prior_for_other_class_count_loads_all_but_the_head(prior):
+    path, net = prior
+    other = build_supernet(tiny_space(num_classes=7), BaseStrategy(prior=path))
+    assert other.rebuilt_heads == ['classifier']
+    assert other.training_module.model.classifier.out_features == 7
+    own, theirs = net.training_module.model.state_dict(), other.training_module.model.state_dict()
+    for name, tensor in own.items():
+        if not name.startswith('classifier.'):
+            assert torch.equal(tensor, theirs[name]), name
+    assert load_prior(path)['state_dict']['classifier.weight'].shape[0] == 5  # the file keeps its head
 
 
 def test_prior_for_other_width_is_refused(prior):
     path, _ = prior
     from nni_base import DartsTaskSpace
-    with pytest.raises(PriorMismatchError, match='does not fit this space'):
+    with pytest.raises(PriorMismatchError, match=r'does not fit this space.*meta-trained on a space with width=4, '
+                       r'num_cells=3, num_classes=5; this space has width=6, num_cells=3, num_classes=5'):
         build_supernet(DartsTaskSpace(width=6, num_cells=3, num_classes=5), BaseStrategy(prior=path))
 
 
@@ -69,15 +76,17 @@ def test_truncated_prior_is_a_clear_error(prior):
 
 @pytest.mark.filterwarnings('ignore:Detected pickle protocol')  # the file is a hand-made pickle on purpose
 def test_prior_with_code_is_not_executed(tmp_path):
+    marker = tmp_path / 'pwned'  # an absolute path: the payload writes where the assertion looks
+
     class Evil:
         def __reduce__(self):
-            return (exec, ("open('pwned', 'w').write('x')",))
+            return (exec, (f"open({str(marker)!r}, 'w').write('x')",))
 
     path = tmp_path / 'evil.pt'
     path.write_bytes(pickle.dumps({'format': 'nni-base-prior', 'x': Evil()}))
     with pytest.raises(CorruptPriorError):
         load_prior(path)
-    assert not (tmp_path / 'pwned').exists()
+    assert not marker.exists()
 
 
 def test_foreign_file_and_missing_file(tmp_path):
