@@ -15,3 +15,7 @@ class MetaTrainingDiverged(FloatingPointError):
 
 class DistributedMetaStepError(RuntimeError):
     """A cross-process all-reduce of a meta-step failed: another rank died or the process group timed out."""
+
+
+class CorruptCheckpointError(ValueError):
+    """A Lightning checkpoint given as ``resume_from`` is damaged (cut off, overwritten) and cannot be resumed."""

@@ -44,6 +44,7 @@ from nni.nas.experiment import NasExperiment
 
 from ..api import adaptation_accuracy, build_supernet, sample_tasks, zero_shot
 from ..data import digits_splits, load_cifar10, load_cifar100, load_downsampled_imagenet, load_image_folder, load_svhn
+from ..errors import CorruptPriorError, PriorMismatchError
 from ..evaluator import EpisodicClassification
 from ..io import write_atomic, write_text
 from ..search.config import BaseConfig, coerce, hparam
@@ -160,7 +161,7 @@ def validate_params(params: dict[str, Any] | None) -> dict[str, Any]:
                 raise ValueError(f'parameter {name!r} must be a path string or null, got {value!r}')
             merged[name] = None if value is None else str(Path(value).expanduser().resolve())
         else:
-            merged[name] = coerce(f'parameter {name!r}', merged[name], declaration.metadata)
+            merged[name] = coerce(f'parameter {name!r}', merged[name], declaration.metadata, json_spelling=True)
     if merged['temperature_end'] > merged['temperature_start']:
         raise ValueError(f"parameter 'temperature_end' ({merged['temperature_end']}) must not exceed "
                          f"'temperature_start' ({merged['temperature_start']}): the temperature anneals downwards")
@@ -328,6 +329,20 @@ def _zero_shot(params: dict[str, Any], prior_path: Path, held_out) -> list[dict[
     return records
 
 
+def _check_user_prior(path: Path) -> None:
+    """Read the user's prior before it is copied into the trial folder, so an error names the user's file."""
+    try:
+        load_prior(path)
+    except CorruptPriorError as e:
+        raise CorruptPriorError(f"parameter 'prior' ({path}) cannot be used: {e}") from e
+
+
+def _remove_copy(params: dict[str, Any], prior_path: Path) -> None:
+    """Remove the trial's copy of a user-given prior (the user's file stays where it is)."""
+    if params['prior'] is not None and Path(params['prior']) != prior_path.resolve():
+        prior_path.unlink(missing_ok=True)
+
+
 def run_trial(params: dict[str, Any], output_dir: str | os.PathLike,
               channel: TrialChannel | None = None) -> dict[str, Any]:
     """Run one trial with validated ``params``: meta-train (or load a prior), adapt, export, report.
@@ -361,13 +376,25 @@ def run_trial(params: dict[str, Any], output_dir: str | os.PathLike,
         if not rank_zero:  # the other DDP ranks helped meta-train; rank 0 adapts, exports and reports
             return {}
     else:
+        _check_user_prior(Path(params['prior']))
         if Path(params['prior']) != prior_path.resolve():
             write_atomic(prior_path, lambda tmp: shutil.copyfile(params['prior'], tmp))
         intermediate = []
     meta_train_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
-    result = _adapt_and_export(params, prior_path, held_out)
+    try:
+        result = _adapt_and_export(params, prior_path, held_out)
+    except PriorMismatchError as e:
+        if params['prior'] is None:
+            raise
+        _remove_copy(params, prior_path)
+        raise PriorMismatchError(f"parameter 'prior' ({params['prior']}) does not fit this trial's space "
+                                 f"(width={params['width']}, num_cells={params['num_cells']}, ways={params['ways']}): "
+                                 f'{e}') from e
+    except BaseException:
+        _remove_copy(params, prior_path)
+        raise
     search_seconds = time.perf_counter() - start
 
     _write_json(out / 'arch.json', result['sample'])

@@ -18,6 +18,7 @@ import torch
 
 from ..tasks import Task
 from .base import BaseSearchModule
+from .checkpoint import check_checkpoint
 from .distributed import process_group, shard_tasks
 from .loop import TaskResults, adapt_each
 
@@ -96,7 +97,24 @@ class MetaTrainingModule(BaseSearchModule):
         self.log_architecture()
         return torch.tensor(metrics['outer_loss'])
 
+    def setup(self, stage: str = 'fit'):
+        """Check a ``resume_from`` checkpoint before Lightning unpickles it, so a damaged one is named clearly."""
+        ckpt_path = getattr(self.trainer, 'ckpt_path', None)
+        if stage == 'fit' and ckpt_path:
+            check_checkpoint(ckpt_path)
+        return super().setup(stage)
+
+    def query_mode(self) -> None:
+        """Put the supernet in train mode (batch statistics) before held-out tasks are measured.
+
+        Lightning runs validation in eval mode; the inner loop switches to train mode only once it adapts, so
+        without this the first task's accuracy before adaptation would use the running BatchNorm statistics while
+        every other query measurement uses batch statistics.
+        """
+        self.training_module.model.train()
+
     def validation_step(self, batch, batch_idx):
+        self.query_mode()
         results = adapt_each(self, self.check_tasks(batch), self.config.adaptation_steps,
                              where=f'validation episode {batch_idx}')
         n = len(results.after)

@@ -192,6 +192,7 @@ class ConditionedReptileModule(ReptileModule):
         self.log_dict(self.last_conditioning, on_step=True, on_epoch=False)
 
     def validation_step(self, batch, batch_idx):
+        self.query_mode()  # batch statistics for every query measurement (MetaTrainingModule.query_mode)
         results = adapt_each(self, self.check_tasks(batch), self.config.adaptation_steps,
                              where=f'validation episode {batch_idx}', prepare=self.prepare_task,
                              alpha_adam_lr=self.inner_alpha_adam_lr(), alpha_shadow=self.inner_alpha_shadow)
