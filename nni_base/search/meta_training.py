@@ -12,6 +12,8 @@ Subclasses: :class:`~.reptile.ReptileModule` (paper Algorithm 1) and :class:`~.m
 from __future__ import annotations
 
 import contextlib
+import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -98,10 +100,22 @@ class MetaTrainingModule(BaseSearchModule):
         return torch.tensor(metrics['outer_loss'])
 
     def setup(self, stage: str = 'fit'):
-        """Check a ``resume_from`` checkpoint before Lightning unpickles it, so a damaged one is named clearly."""
-        ckpt_path = getattr(self.trainer, 'ckpt_path', None)
-        if stage == 'fit' and ckpt_path:
-            check_checkpoint(ckpt_path)
+        """Check a ``resume_from`` checkpoint before Lightning unpickles it, so a damaged one is named clearly.
+
+        Lightning knows the checkpoint's path only once it loads it, after this hook; so the trainer's checkpoint
+        reader is wrapped here to run :func:`.checkpoint.check_checkpoint` on a local file first.
+        """
+        checkpoint_io = self.trainer.strategy.checkpoint_io
+        if not getattr(checkpoint_io, 'nni_base_checked', False):
+            load = checkpoint_io.load_checkpoint
+
+            def checked_load(path, *args, **kwargs):
+                if isinstance(path, (str, os.PathLike)) and Path(path).is_file():
+                    check_checkpoint(path)
+                return load(path, *args, **kwargs)
+
+            checkpoint_io.load_checkpoint = checked_load
+            checkpoint_io.nni_base_checked = True
         return super().setup(stage)
 
     def query_mode(self) -> None:
