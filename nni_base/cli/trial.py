@@ -159,7 +159,10 @@ def validate_params(params: dict[str, Any] | None) -> dict[str, Any]:
             value = merged[name]
             if value is not None and (not isinstance(value, str) or not value):
                 raise ValueError(f'parameter {name!r} must be a path string or null, got {value!r}')
-            merged[name] = None if value is None else str(Path(value).expanduser().resolve())
+            try:
+                merged[name] = None if value is None else str(Path(value).expanduser().resolve())
+            except (RuntimeError, ValueError, OSError) as e:  # '~nosuchuser/...', a NUL byte
+                raise ValueError(f'parameter {name!r} is not a usable path ({e}): {value!r}') from e
         else:
             merged[name] = coerce(f'parameter {name!r}', merged[name], declaration.metadata, json_spelling=True)
     if merged['temperature_end'] > merged['temperature_start']:

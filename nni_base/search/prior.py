@@ -131,7 +131,33 @@ def load_prior(path: str | os.PathLike) -> dict[str, Any]:
     missing = [k for k in ('space', 'state_dict', 'alpha', 'config') if k not in prior]
     if missing:
         raise CorruptPriorError(f'Prior {path} lacks entries {missing}; it is incomplete or damaged.')
+    malformed = _malformed_entries(prior)
+    if malformed:
+        raise CorruptPriorError(f'Prior {path} has malformed entries: {"; ".join(malformed)}. It is damaged or was '
+                                'not written by nni-base; meta-train again or point to another prior.')
     return prior
+
+
+def _malformed_entries(prior: dict[str, Any]) -> list[str]:
+    """What is wrong with the types of a prior's required entries (nothing for a prior nni-base wrote)."""
+    def tensors(value: Any) -> bool:
+        return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                               for k, v in value.items())
+
+    problems = []
+    space = prior['space']
+    signature = space.get('signature') if isinstance(space, dict) else None
+    if not (isinstance(signature, dict) and all(isinstance(k, str) and isinstance(v, list)
+                                                for k, v in signature.items())):
+        problems.append("'space' must hold a 'signature' mapping choice labels to lists of candidates")
+    elif not isinstance(space.get('class', ''), str):
+        problems.append("'space'/'class' must be a string")
+    for key in ('state_dict', 'alpha'):
+        if not tensors(prior[key]):
+            problems.append(f'{key!r} must map names to tensors')
+    if not isinstance(prior['config'], dict):
+        problems.append("'config' must be a dict")
+    return problems
 
 
 def space_arguments(model: nn.Module) -> dict[str, int]:
