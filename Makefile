@@ -33,6 +33,7 @@ screenshot: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/run.py --output-dir benchmarks/results
+	$(VENV)/bin/python benchmarks/search_retrain.py --output-dir benchmarks/results/search_retrain
 
 clean:
 	rm -rf runs .pytest_cache

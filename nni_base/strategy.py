@@ -35,6 +35,7 @@ from .data.checks import classifier_outputs
 from .evaluator import EpisodicClassification, EpisodicModule, check_episodic_space
 from .runs import quiet_nni_one_shot_warnings, tidy_trainer
 from .search import BaseConfig, BaseSearchModule, MamlModule, ReptileModule, SingleTaskModule
+from .search.checkpoint import check_checkpoint
 from .search.conditioning import ConditionedReptileModule, ZeroShotModule
 from .search.distributed import collective_failure, is_collective_error
 from .search.prior import apply_prior, build_prior, load_prior, save_prior
@@ -265,12 +266,15 @@ class BaseStrategy(OneShotStrategy):
         if self.resume_from is not None and not self.resume_from.is_file():
             raise FileNotFoundError(f'resume_from={str(self.resume_from)!r} is not a file: pass the Lightning '
                                     'checkpoint (e.g. last.ckpt) that the interrupted run wrote.')
+        if self.resume_from is not None:
+            check_checkpoint(self.resume_from)  # a damaged file is named before Lightning unpickles it
         self.seed = seed
         self._task_config: dict[str, Any] = {}
         self._choice_logits: dict[str, nn.Parameter] = {}
         self._draws: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.rebuilt_heads: list[str] = []  # classifier layers rebuilt for another class count (search/head.py)
         self._mutated_model: nn.Module | None = None
+        self._train_data: Any = None
 
     # ---- supernet --------------------------------------------------------------------------------
     def default_mutation_hooks(self):
@@ -340,6 +344,11 @@ class BaseStrategy(OneShotStrategy):
         else:
             self._task_config = {}
             self._episodic = None
+        # The user's own training data: single-task search checks it and reads a rebuilt head's class means from it
+        # before Lightning's first batch (its sanity validation included); NNI wraps the loaders below.
+        self._train_data = None if isinstance(evaluator, EpisodicClassification) else (
+            evaluator.datamodule.train_dataloader if evaluator.datamodule is not None
+            else (lambda: evaluator.train_dataloaders))
         mutated = super().mutate_evaluator(evaluator)
         mutated.trainer = tidy_trainer(mutated.trainer)  # nothing written into the current folder unless asked
         if self.resume_from is not None:
@@ -353,6 +362,8 @@ class BaseStrategy(OneShotStrategy):
     def configure_oneshot_module(self, training_module) -> BaseSearchModule:
         module = self._search_module(training_module)
         module.rebuilt_heads = list(self.rebuilt_heads)
+        if isinstance(module, SingleTaskModule):
+            module.train_data = self._train_data
         return module
 
     def _search_module(self, training_module) -> BaseSearchModule:

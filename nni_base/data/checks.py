@@ -40,8 +40,9 @@ def check_image(image: Any, *, where: str, channels: int | None = None) -> None:
         fix = ('pass transform=torchvision.transforms.ToTensor() to the dataset' if 'Image' in kind
                else 'convert it with torch.as_tensor(...).float()')
         raise ValueError(f'{where}: images must be float tensors (C, H, W), got a {kind}: {fix}.')
-    check_images(image.unsqueeze(0) if image.ndim in (2, 3) else image, where=where, channels=channels,
-                 per_item=True)
+    if image.ndim not in (2, 3):
+        raise ValueError(f'{where}: images must be (C, H, W) per image, got shape {tuple(image.shape)}.')
+    check_images(image.unsqueeze(0), where=where, channels=channels, per_item=True)
 
 
 def check_images(x: Any, *, where: str, channels: int | None = None, per_item: bool = False) -> None:

@@ -35,23 +35,29 @@ import torch
 
 from .datasets import LabeledTensorDataset
 
-__all__ = ['FAMILIES', 'family_splits', 'family_classes']
+__all__ = ['FAMILIES', 'family_splits', 'family_classes', 'novel_classes']
 
 FAMILIES = ('peaks', 'texture', 'pairs')
 # Every third class (from the second) is held out: 16 classes -> 11 meta-train, 5 held-out.
 _HELDOUT_EVERY = 3
 
 
-def family_classes(family: str) -> list[tuple[float, ...]]:
-    """The class parameters of ``family``: peak height; (angle, period); (dy, dx) offset."""
+def family_classes(family: str, shift: float = 0.0) -> list[tuple[float, ...]]:
+    """The class parameters of ``family``: peak height; (angle, period); (dy, dx) offset.
+
+    ``shift`` (in grid steps, 0..1) moves every class between the standard ones: ``shift=0.5`` gives 16 classes
+    no split of :func:`family_splits` contains (see :func:`novel_classes`).
+    """
     if family == 'peaks':
-        return [(h,) for h in np.linspace(1.6, 4.6, 16).round(3).tolist()]
+        step = 3.0 / 15
+        return [(round(h + shift * step, 3),) for h in np.linspace(1.6, 4.6, 16).tolist()]
     if family == 'texture':
-        return [(math.pi * a / 8, p) for p in (3.0, 4.0) for a in range(8)]
+        return [(math.pi * (a + shift) / 8, p) for p in (3.0, 4.0) for a in range(8)]
     if family == 'pairs':
         # One length, 16 directions: the class is the direction alone (a length cue would let blurring tell
         # classes apart without ever seeing both dots of a pair).
-        return [(round(7 * math.sin(math.pi * a / 16)), round(7 * math.cos(math.pi * a / 16))) for a in range(16)]
+        return [(round(7 * math.sin(math.pi * (a + shift) / 16)), round(7 * math.cos(math.pi * (a + shift) / 16)))
+                for a in range(16)]
     raise ValueError(f'Unknown task family {family!r}; choose one of {", ".join(FAMILIES)}.')
 
 
@@ -130,3 +136,28 @@ def family_splits(family: str, image_size: int = 16, images_per_class: int = 60,
         y = torch.arange(len(chosen)).repeat_interleave(images_per_class)
         splits[split] = LabeledTensorDataset(x.contiguous(), y, [f'{family}/{c}' for c in chosen])
     return splits
+
+
+def novel_classes(family: str, num_classes: int, image_size: int = 16, images_per_class: int = 60, seed: int = 0
+                  ) -> LabeledTensorDataset:
+    """``num_classes`` (2..16; 2..8 for pairs) classes of ``family`` that no split of :func:`family_splits` has.
+
+    The classes lie halfway between the standard ones (peak heights, grating orientations, pair directions;
+    ``family_classes(family, shift=0.5)``), spread over the family's range; images are standardised as the
+    family's are. For datasets with another class count than meta-training, on classes never trained on.
+    """
+    if family not in _GENERATORS:
+        raise ValueError(f'Unknown task family {family!r}; choose one of {", ".join(FAMILIES)}.')
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f'num_classes must be an int >= 2, got {num_classes!r}.')
+    standard = set(family_classes(family))
+    shifted = [c for c in family_classes(family, shift=0.5) if c not in standard]  # pairs: integer offsets collide
+    if num_classes > len(shifted):
+        raise ValueError(f'{family} has {len(shifted)} novel classes, got num_classes={num_classes}: ask for fewer.')
+    rng = np.random.default_rng([seed, FAMILIES.index(family), 1])
+    chosen = np.linspace(0, len(shifted) - 1, num_classes).round().astype(int).tolist()
+    images = np.stack([_GENERATORS[family](shifted[c], images_per_class, image_size, rng) for c in chosen])
+    images = (images - images.mean()) / images.std()
+    x = torch.as_tensor(images, dtype=torch.float32).unsqueeze(2).repeat(1, 1, 3, 1, 1).flatten(0, 1)
+    y = torch.arange(num_classes).repeat_interleave(images_per_class)
+    return LabeledTensorDataset(x.contiguous(), y, [f'{family}/novel{c}' for c in chosen])

@@ -80,12 +80,13 @@ def non_finite_loss(where: str, x: torch.Tensor | None, fix: str) -> Exception:
 
 def adaptation_step(supernet: BaseSearchModule, loss_of_batch: Callable[[], torch.Tensor], *, frozen: bool,
                     arch_optimizer: torch.optim.Optimizer, backward_and_step: Callable[[torch.Tensor], None],
-                    where: str, inputs: torch.Tensor | None = None, fix: str = 'lower the learning rates.'
-                    ) -> torch.Tensor:
+                    where: str, inputs: torch.Tensor | None = None, fix: str = 'lower the learning rates.',
+                    freeze_alpha: bool | None = None) -> torch.Tensor:
     """One adaptation step: sample (or derive) the architecture, loss, weight step, α step; returns the loss.
 
     ``loss_of_batch()`` runs the forward pass and returns the loss; ``backward_and_step(loss)`` back-propagates
-    and steps the weights (Lightning's manual optimisation, or a plain optimizer).
+    and steps the weights (Lightning's manual optimisation, or a plain optimizer). ``freeze_alpha`` (default: the
+    supernet config's) keeps α where it is.
     """
     arch_optimizer.zero_grad()
     if frozen:
@@ -97,7 +98,7 @@ def adaptation_step(supernet: BaseSearchModule, loss_of_batch: Callable[[], torc
     if not bool(torch.isfinite(loss)):
         raise non_finite_loss(where, inputs, fix)
     backward_and_step(loss)
-    if not frozen and not supernet.config.freeze_alpha:
+    if not frozen and not (supernet.config.freeze_alpha if freeze_alpha is None else freeze_alpha):
         arch_optimizer.step()
     return loss
 
@@ -210,7 +211,8 @@ class TaskAdapter:
         step = self.steps_taken
         loss = adaptation_step(supernet, lambda: supernet.model_loss(x, y)[0], frozen=self.frozen,
                                arch_optimizer=self.arch_optimizer, backward_and_step=backward_and_step,
-                               where=f'adaptation step {step}', inputs=x, fix='lower weight_lr or arc_lr.')
+                               where=f'adaptation step {step}', inputs=x, fix='lower weight_lr or arc_lr.',
+                               freeze_alpha=self.config.freeze_alpha)
         if self.recent_inputs.maxlen:
             self.recent_inputs.append(x.detach())
         self.steps_taken += 1

@@ -181,6 +181,7 @@ def adapt_each(module: BaseSearchModule, tasks: Sequence[Task], steps: int, *, w
     state = ModelState(module.training_module.model)
     shared = state.snapshot()
     results = TaskResults()
+    module.training_module.model.train()  # every query measurement, "before" too, with batch statistics
     try:
         with torch.enable_grad():
             for k, task in enumerate(tasks):

@@ -12,15 +12,12 @@ Subclasses: :class:`~.reptile.ReptileModule` (paper Algorithm 1) and :class:`~.m
 from __future__ import annotations
 
 import contextlib
-import os
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..tasks import Task
 from .base import BaseSearchModule
-from .checkpoint import check_checkpoint
 from .distributed import process_group, shard_tasks
 from .loop import TaskResults, adapt_each
 
@@ -98,25 +95,6 @@ class MetaTrainingModule(BaseSearchModule):
         self.log_dict(metrics, prog_bar=True, on_step=True, on_epoch=True, batch_size=num_tasks or len(results.losses))
         self.log_architecture()
         return torch.tensor(metrics['outer_loss'])
-
-    def setup(self, stage: str = 'fit'):
-        """Check a ``resume_from`` checkpoint before Lightning unpickles it, so a damaged one is named clearly.
-
-        Lightning knows the checkpoint's path only once it loads it, after this hook; so the trainer's checkpoint
-        reader is wrapped here to run :func:`.checkpoint.check_checkpoint` on a local file first.
-        """
-        checkpoint_io = self.trainer.strategy.checkpoint_io
-        if not getattr(checkpoint_io, 'nni_base_checked', False):
-            load = checkpoint_io.load_checkpoint
-
-            def checked_load(path, *args, **kwargs):
-                if isinstance(path, (str, os.PathLike)) and Path(path).is_file():
-                    check_checkpoint(path)
-                return load(path, *args, **kwargs)
-
-            checkpoint_io.load_checkpoint = checked_load
-            checkpoint_io.nni_base_checked = True
-        return super().setup(stage)
 
     def query_mode(self) -> None:
         """Put the supernet in train mode (batch statistics) before held-out tasks are measured.

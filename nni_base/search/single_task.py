@@ -24,15 +24,19 @@ Example
 from __future__ import annotations
 
 import logging
+import warnings
 from collections import deque
+from collections.abc import Callable
 from itertools import islice
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..data.checks import check_batch, classifier_outputs, input_channels
-from .adaptation import BATCH_NORMS, adaptation_step, architecture_frozen, architecture_optimizer, recalibrate_batchnorm
+from . import adaptation
+from .adaptation import BATCH_NORMS, architecture_frozen, architecture_optimizer, recalibrate_batchnorm
 from .base import BaseSearchModule
 from .config import DEFAULT_ARC_LEARNING_RATE
 from .distributed import all_reduce_sum, broadcast_from_rank_zero, process_group
@@ -74,6 +78,7 @@ class SingleTaskModule(BaseSearchModule):
         super().__init__(*args, **kwargs)
         # inputs of this epoch's latest training batches, for the BatchNorm recalibration before validation
         self.recent_inputs: deque[torch.Tensor] = deque(maxlen=self.config.bn_recalibration_batches)
+        self.train_data: Callable[[], Any] | None = None  # the user's training loader (BaseStrategy sets it)
 
     def configure_architecture_optimizers(self):
         if not self.arch_parameters():
@@ -94,10 +99,12 @@ class SingleTaskModule(BaseSearchModule):
             out['result'] = result
             return result['loss'] if isinstance(result, dict) else result
 
-        adaptation_step(self, loss_of_batch, frozen=frozen, arch_optimizer=self.architecture_optimizers(),
-                        # backward + weight step (DDP averages weights' and α's gradients in manual_backward)
-                        backward_and_step=lambda loss: self.advance_optimization(loss, batch_idx),
-                        where=f'training step {step}', inputs=_inputs_of(batch))
+        # through the module, so the one adaptation step is the one every caller runs (tests spy on it)
+        adaptation.adaptation_step(
+            self, loss_of_batch, frozen=frozen, arch_optimizer=self.architecture_optimizers(),
+            # backward + weight step (DDP averages weights' and α's gradients in manual_backward)
+            backward_and_step=lambda loss: self.advance_optimization(loss, batch_idx),
+            where=f'training step {step}', inputs=_inputs_of(batch))
         self.remember_inputs(batch)
         self.advance_lr_schedulers(batch_idx)
         self.log('architecture_frozen', float(frozen), on_step=True, on_epoch=False)
@@ -109,12 +116,17 @@ class SingleTaskModule(BaseSearchModule):
     def check_and_prepare(self) -> None:
         """Check the first training batch against the space, and initialise a rebuilt classifier head.
 
-        Runs once before training (no per-step cost); reading the batches does not move any random stream.
+        Runs once before training (no per-step cost), on the user's training loader (``train_data()``, set by
+        :class:`~nni_base.BaseStrategy`); reading the batches does not move any random stream.
         """
-        loader = self.trainer.train_dataloader
+        loader = self.train_data() if self.train_data is not None else None
+        if isinstance(loader, (list, tuple)) and loader:  # several training loaders: the first is the dataset's
+            loader = loader[0]
+        if loader is None:
+            return  # a module used outside BaseStrategy
         model = self.training_module.model
         with torch.random.fork_rng(devices=[]):
-            batches = [] if loader is None else list(islice(iter(loader), max(1, HEAD_INIT_IMAGES // 32)))
+            batches = list(islice(iter(loader), max(1, HEAD_INIT_IMAGES // 32)))
         if not batches:
             raise ValueError('The training dataloader yields no batches: its dataset is empty (or smaller than one '
                              'batch with drop_last=True). Give the evaluator a dataset with labelled images.')
@@ -128,6 +140,11 @@ class SingleTaskModule(BaseSearchModule):
                              f'Classification(num_classes={num_classes}) with the space built for {num_classes}).')
         check_batch(batches[0], channels=input_channels(model), num_classes=num_classes,
                     where='the first training batch')
+        total, after = self.step_position()[1], self.config.freeze_architecture_after
+        if after is not None and after >= total and self.trainer.global_step == 0:
+            warnings.warn(f'freeze_architecture_after={after} is not below this run\'s {total} steps: the architecture '
+                          f'is never frozen and every step searches. Set it below {total} (e.g. {total // 2}) or leave '
+                          'it at None.', UserWarning, stacklevel=2)
         if self.rebuilt_heads and self.trainer.global_step == 0:  # (a resumed run has its trained head back)
             pairs = [check_batch(b, channels=None, num_classes=num_classes, where='a training batch')
                      for b in batches]
@@ -147,6 +164,7 @@ class SingleTaskModule(BaseSearchModule):
     # (their .grad stays None, so Adam leaves them alone as in one process) and overlaps with the backward pass.
     # All it needs is find_unused_parameters=True (check_ddp_model).
     def on_fit_start(self):
+        self.check_and_prepare()  # before Lightning's sanity validation and the first step
         world_size = process_group()[1]
         if world_size > 1:
             model = self.trainer.strategy.model
@@ -158,7 +176,6 @@ class SingleTaskModule(BaseSearchModule):
         return super().on_fit_start()
 
     def on_train_start(self):
-        self.check_and_prepare()
         # With a seed, Lightning re-seeds every process alike as it joins the group; without one (seed=None), or with
         # a stream consumed unevenly before this, the ranks would sample different sub-networks. So every rank takes
         # rank 0's stream (CPU, and this rank's GPU).

@@ -19,6 +19,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.checks import check_image
+
 
 def _import_learn2learn() -> Any:
     # learn2learn 0.2.0 imports gym, which prints an "unmaintained" notice to stderr on import; that notice is
@@ -193,6 +195,8 @@ class TaskDistribution:
         self.shots = _check_positive_int("shots", shots, 1)
         self.queries = _check_positive_int("queries", queries, 1)
         self.dataset = dataset
+        if len(dataset) == 0:  # type: ignore[arg-type]
+            raise ValueError(f"dataset '{self.name}' is empty: give TaskDistribution a dataset of labelled images")
         labels_to_indices = _labels_to_indices(_labels_of(dataset))
         num_classes = len(labels_to_indices)
         if self.ways > num_classes:
@@ -212,11 +216,10 @@ class TaskDistribution:
             )
         self._num_classes = num_classes
         first_image = dataset[labels_to_indices[smallest][0]][0]
-        if not isinstance(first_image, Tensor) or first_image.ndim != 3:
-            raise ValueError(
-                f"dataset '{self.name}' items must be (image, label) with image a (C, H, W) tensor, got "
-                f"{type(first_image).__name__} of shape {tuple(getattr(first_image, 'shape', ()))}"
-            )
+        check_image(first_image, where=f"dataset '{self.name}'")
+        if not bool(torch.isfinite(first_image).all()):
+            raise ValueError(f"dataset '{self.name}': an image contains NaN or inf values: clean the data (drop those "
+                             "images, or torch.nan_to_num) before meta-training")
         self._image_shape = tuple(int(s) for s in first_image.shape)
 
         # Passing labels_to_indices stops MetaDataset from loading every image to read its label.

@@ -19,9 +19,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / 'README.md').read_text()
 
-# The demo at the smallest size that still runs every stage (meta-training, controls, adaptation, export, plots).
+# The demo at the smallest size that still runs every stage (meta-training, three searches, retraining, plots).
 DEMO_SIZE = ['--width', '4', '--num-cells', '3', '--meta-epochs', '1', '--steps-per-epoch', '2', '--tasks-per-step',
-             '1', '--inner-steps', '1', '--shots', '5', '--queries', '5', '--heldout-tasks', '2', '--adapt-epochs', '1']
+             '1', '--inner-steps', '1', '--shots', '5', '--queries', '5', '--images-per-class', '20',
+             '--search-epochs', '1', '--retrain-epochs', '1', '--random-cells', '2']
+DEMO_METHODS = ('BASE from the prior', 'BASE without a prior', "NNI's GumbelDARTS", 'random cells (median of 2)')
 
 
 def _make_recipe(target: str) -> list[str]:
@@ -65,7 +67,8 @@ def test_demo_writes_every_file_the_readme_lists(demo):
         assert path.exists(), f'the README promises {name} in the demo output; it is missing'
         if path.suffix == '.png':
             assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
-    assert {p.name for p in (out / 'logs').iterdir()} == {'meta', 'adapt'}
+    assert {p.name for p in (out / 'logs').iterdir()} == {'meta', 'base_from_the_prior', 'base_without_a_prior',
+                                                          'nnis_gumbeldarts'}
     assert (out / 'logs' / 'meta' / 'version_0' / 'metrics.csv').stat().st_size > 0
 
     from nni.nas.hub.pytorch import DARTS
@@ -86,24 +89,23 @@ def test_demo_writes_every_file_the_readme_lists(demo):
 def test_demo_prints_the_figures_the_readme_shows_and_saves_them(demo):
     out, stdout = demo
     summary = json.loads((out / 'summary.json').read_text())
-    number = r'(\d+\.\d{3})'
-    # The same lines as the README's demo output, with the numbers of this run.
-    before, after = map(float, re.search(rf'query accuracy from the prior: +before {number} -> after {number}',
-                                         stdout).groups())
-    scratch = float(re.search(rf'query accuracy from scratch: +after {number}', stdout).group(1))
-    concentration = re.search(r'prior alpha concentration \(mean max probability per edge, uniform 0\.125\): '
+    # The same table as the README's demo output, with the numbers of this run: every method, its search seconds
+    # and the retrained test accuracy of its exported cell.
+    assert 'Held-out texture classes (5 classes: 60 search-train, 20 search-validation, 20 test images), 1 search ' \
+           'epochs through NasExperiment + Classification' in stdout
+    assert tuple(summary['methods']) == DEMO_METHODS
+    for name in DEMO_METHODS:
+        row = re.search(rf'^  {re.escape(name)} +(\d+) +(\d\.\d{{3}})$', stdout, re.MULTILINE)
+        assert row, f'the demo table has no row for {name}'
+        seconds, accuracy = int(row.group(1)), float(row.group(2))
+        assert accuracy == round(summary['methods'][name]['retrained_test_accuracy'], 3)
+        assert seconds == round(summary['methods'][name]['search_seconds'])
+    concentration = re.search(r'alpha concentration \(mean max probability per edge, uniform 0\.125\): prior '
                               r'normal (\d\.\d\d), reduce (\d\.\d\d)', stdout)
-    adapted = float(re.search(rf'Adapted to held-out classes in \d+ s \(meta-training took \d+ s\); validation '
-                              rf'accuracy of the exported cells with shared weights: {number}', stdout).group(1))
-    assert 'Held-out texture tasks (5-way 5-shot, 2 tasks, 1 adaptation steps each):' in stdout
-    assert before == round(summary['prior_accuracy_before_adaptation'], 3)
-    assert after == round(summary['prior_accuracy_after_adaptation'], 3)
-    assert scratch == round(summary['scratch_accuracy_after_adaptation'], 3)
-    assert adapted == round(summary['adapted_dataset_val_accuracy'], 3)
     for label, printed in zip(('normal', 'reduce'), concentration.groups()):
         value = summary['prior_alpha_mean_max_prob'][label]
         assert float(printed) == round(value, 2) and 0.125 <= value <= 1.0
-    assert summary['heldout_tasks'] == 2 and summary['meta_train_seconds'] > 0
+    assert summary['meta_train_seconds'] > 0
 
 
 def test_demo_defaults_are_the_readme_run():
@@ -112,9 +114,10 @@ def test_demo_defaults_are_the_readme_run():
     quickstart = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(quickstart)
     args = quickstart.parse_args(_make_recipe('demo')[1:])
-    assert (args.family, args.ways, args.shots, args.heldout_tasks, args.inner_steps, args.seed) == (
-        'texture', 5, 20, 10, 10, 0)  # "5-way 20-shot, 10 tasks, 10 adaptation steps each", seed 0
-    assert 'Held-out texture tasks (5-way 20-shot, 10 tasks, 10 adaptation steps each):' in README
+    assert (args.family, args.ways, args.images_per_class, args.search_epochs, args.retrain_epochs, args.seed) == (
+        'texture', 5, 60, 6, 6, 0)
+    assert 'Held-out texture classes (5 classes: 180 search-train, 60 search-validation, 60 test images), 6 search ' \
+           'epochs' in README
 
 
 # ---- the nnictl config as shipped ---------------------------------------------------------------------------------

@@ -289,5 +289,5 @@ def test_bad_targets_attribute():
 def test_item_image_must_still_be_a_chw_tensor():
     _, labels = _plain_data()
     dataset = torch.utils.data.TensorDataset(torch.zeros(len(labels), 16), torch.as_tensor(labels))
-    with pytest.raises(ValueError, match=re.escape("items must be (image, label) with image a (C, H, W) tensor")):
+    with pytest.raises(ValueError, match=re.escape("images must be (C, H, W) per image, got shape (16,)")):
         TaskDistribution(dataset, ways=2, shots=1, queries=1)

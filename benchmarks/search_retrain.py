@@ -1,0 +1,190 @@
+"""Search → retrain (the paper's Table 1 at CPU scale), on the path users run: NasExperiment + Classification.
+
+For each known-answer family, a prior is meta-trained through the README's API on the family's meta-training
+classes (5-way tasks). Then, on each held-out dataset — classes no split of the family has
+(:func:`nni_base.data.families.novel_classes`), with 5 or 10 classes — every method searches for the same epochs
+through ``NasExperiment`` + NNI's ``Classification`` on the dataset's search split, and every exported cell is
+retrained from fresh weights with one recipe (:func:`nni_base.cli.retrain.small.retrain_and_test`) and tested on
+images no search saw. Methods: BASE from the prior (default, and ``freeze_architecture_after=0``: the prior's
+derived cell trained from the first step), ``BaseStrategy()`` without a prior, NNI's ``GumbelDARTS`` and
+``DARTS``, and random cells of the space. Reported: mean ± 95% t-interval of retrained accuracy over datasets,
+the paired difference of each method against BASE from the prior, search seconds, and a picture of retrained
+accuracy against search time::
+
+    python benchmarks/search_retrain.py --output-dir benchmarks/results/search_retrain [--quick]
+
+Run it on an otherwise idle machine: torch uses ``--threads`` threads (2 by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import subprocess
+import time
+import warnings
+from pathlib import Path
+
+import nni
+import numpy as np
+import torch
+from nni.nas.evaluator.pytorch import Classification
+from nni.nas.experiment import NasExperiment
+from nni.nas.strategy import DARTS, GumbelDARTS
+from torch.utils.data import ConcatDataset, DataLoader, random_split
+
+from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, TaskDistribution
+from nni_base.cli.retrain.small import retrain_and_test
+from nni_base.data.families import family_splits, novel_classes
+from nni_base.io import write_json, write_text
+from nni_base.search.evaluation import mean_ci, random_sample
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--output-dir', type=Path, default=Path('benchmarks/results/search_retrain'))
+    p.add_argument('--families', nargs='+', default=['texture', 'peaks'])
+    p.add_argument('--datasets', type=int, default=5, help='held-out datasets per family')
+    p.add_argument('--random-cells', type=int, default=10)
+    p.add_argument('--search-epochs', type=int, default=10)
+    p.add_argument('--retrain-epochs', type=int, default=15)
+    p.add_argument('--meta-epochs', type=int, default=3)
+    p.add_argument('--images-per-class', type=int, default=60)
+    p.add_argument('--width', type=int, default=8)
+    p.add_argument('--num-cells', type=int, default=4)
+    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--quick', action='store_true', help='tiny sizes, to check that the script runs')
+    args = p.parse_args(argv)
+    if args.quick:
+        args.families, args.datasets, args.random_cells = args.families[:1], 2, 2
+        args.search_epochs, args.retrain_epochs, args.meta_epochs, args.images_per_class = 1, 1, 1, 12
+        args.width, args.num_cells = 4, 3
+    return args
+
+
+def meta_train(args, family: str, out: Path) -> Path:
+    """A prior through the README's API at its defaults (5-way, 10 meta-steps per epoch)."""
+    splits = family_splits(family, image_size=16, seed=args.seed)
+    train = TaskDistribution(splits['train'], 5, 5, 5, name=f'{family}-train')
+    evaluator = EpisodicClassification(train, tasks_per_step=4, steps_per_epoch=10, seed=args.seed,
+                                       max_epochs=args.meta_epochs, logger=False, enable_checkpointing=False,
+                                       enable_progress_bar=False, enable_model_summary=False)
+    path = out / f'prior_{family}.pt'
+    exp = NasExperiment(DartsTaskSpace(args.width, args.num_cells, 5), evaluator,
+                        BaseStrategy(save_prior_to=path, seed=args.seed))
+    exp.run()
+    exp.stop()
+    return path
+
+
+def search(args, strategy, classes: int, search_train, search_val) -> tuple[dict, float]:
+    torch.manual_seed(args.seed)
+    evaluator = Classification(
+        learning_rate=0.02, optimizer=torch.optim.SGD, num_classes=classes,
+        train_dataloaders=nni.trace(DataLoader)(search_train, batch_size=32, shuffle=True),
+        val_dataloaders=nni.trace(DataLoader)(search_val, batch_size=128), max_epochs=args.search_epochs,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, logger=False)
+    start = time.time()
+    exp = NasExperiment(DartsTaskSpace(args.width, args.num_cells, classes), evaluator, strategy)
+    exp.run()
+    seconds = time.time() - start
+    sample = exp.export_top_models(formatter='dict')[0]
+    exp.stop()
+    return sample, seconds
+
+
+def run_dataset(args, family: str, index: int, prior: Path) -> dict[str, dict]:
+    classes = 10 if index % 2 else 5  # every other dataset has another class count than meta-training
+    data = novel_classes(family, classes, images_per_class=args.images_per_class, seed=args.seed + 1 + index)
+    search_train, search_val, test = random_split(data, [0.6, 0.2, 0.2],
+                                                  generator=torch.Generator().manual_seed(index))
+    retrain_set = ConcatDataset([search_train, search_val])
+    methods = {'BASE from the prior': lambda: BaseStrategy(prior=prior, seed=args.seed),
+               'BASE from the prior, freeze at 0': lambda: BaseStrategy(prior=prior, freeze_architecture_after=0,
+                                                                        seed=args.seed),
+               'BaseStrategy() without a prior': lambda: BaseStrategy(seed=args.seed),
+               "NNI's GumbelDARTS": GumbelDARTS, "NNI's DARTS": DARTS}
+    rows: dict[str, dict] = {}
+
+    def retrain(sample: dict) -> float:
+        torch.manual_seed(args.seed)
+        net = DartsTaskSpace(args.width, args.num_cells, classes).freeze(sample)
+        return retrain_and_test(net, retrain_set, test, epochs=args.retrain_epochs, seed=args.seed)
+
+    for name, make in methods.items():
+        sample, seconds = search(args, make(), classes, search_train, search_val)
+        rows[name] = {'accuracy': retrain(sample), 'seconds': seconds}
+        logging.getLogger('bench').warning('%s #%d (%d classes) %s: %.3f in %.0f s', family, index, classes, name,
+                                           rows[name]['accuracy'], seconds)
+    rng = random.Random(1000 * index + args.seed)
+    randoms = [retrain(random_sample(rng)) for _ in range(args.random_cells)]
+    rows['random cell (median)'] = {'accuracy': float(np.median(randoms)), 'seconds': 0.0, 'all': randoms}
+    return rows
+
+
+def summarise(results: dict[str, list[dict]]) -> tuple[dict, str]:
+    summary, lines = {}, []
+    for family, datasets in results.items():
+        lines += [f'### {family} ({len(datasets)} held-out datasets)', '',
+                  '| method | retrained accuracy (mean ± 95% CI) | paired diff vs BASE from the prior | search s |',
+                  '|---|---|---|---|']
+        reference = [d['BASE from the prior']['accuracy'] for d in datasets]
+        summary[family] = {}
+        for method in datasets[0]:
+            acc = [d[method]['accuracy'] for d in datasets]
+            diff = mean_ci([a - r for a, r in zip(acc, reference)])
+            seconds = float(np.mean([d[method]['seconds'] for d in datasets]))
+            summary[family][method] = {'mean_ci': mean_ci(acc), 'paired_diff_ci': diff, 'seconds': seconds}
+            m, h = mean_ci(acc)
+            lines.append(f'| {method} | {m:.3f} ± {h:.3f} | {diff[0]:+.3f} ± {diff[1]:.3f} | {seconds:.0f} |')
+        lines.append('')
+    return summary, '\n'.join(lines)
+
+
+def plot(summary: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(summary), figsize=(5 * len(summary), 4), squeeze=False)
+    for ax, (family, methods) in zip(axes[0], summary.items()):
+        for method, row in methods.items():
+            (m, h), s = row['mean_ci'], row['seconds']
+            ax.errorbar(max(s, 1.0), m, yerr=h, fmt='o', capsize=3, label=method)
+        ax.set_xscale('log')
+        ax.set(title=family, xlabel='search seconds (log; random cells: 0, drawn at 1)', ylabel='retrained accuracy')
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    warnings.filterwarnings('ignore')
+    logging.getLogger('nni').setLevel(logging.ERROR)
+    logging.getLogger('pytorch_lightning').setLevel(logging.ERROR)
+    torch.set_num_threads(args.threads)
+    out = args.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for family in args.families:
+        prior = meta_train(args, family, out)
+        results[family] = [run_dataset(args, family, i, prior) for i in range(args.datasets)]
+    summary, table = summarise(results)
+    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    write_json(out / 'search_retrain.json', {'commit': commit, 'threads': args.threads, 'settings': settings,
+                                             'summary': summary, 'per_dataset': results})
+    write_text(out / 'search_retrain.md', f'Commit {commit}, {args.threads} threads.\n\n{table}\n')
+    plot(summary, out / 'search_retrain.png')
+    print(table)
+    return summary
+
+
+if __name__ == '__main__':
+    main()
