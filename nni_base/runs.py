@@ -2,15 +2,18 @@
 
 Where it sits: beside the strategy, which calls it as it takes the evaluator. A Lightning ``Trainer`` built
 without ``default_root_dir`` or ``logger`` writes ``lightning_logs/`` (with a checkpoint) into the current
-folder; :func:`tidy_trainer` rebuilds such a trainer (from the arguments NNI's trace recorded) with its root
-in a temporary folder, logged once. A trainer given a root or a logger is left as it is. NNI warns that
-``training_service`` is ignored every time a one-shot experiment is configured — one-shot strategies always
-run on NNI's sequential engine — so :func:`quiet_nni_one_shot_warnings` drops exactly that message.
+folder; :func:`tidy_trainer` rebuilds such a trainer (from the arguments NNI's trace recorded) with its root in a
+temporary folder, named in one log line and removed when the process exits. A trainer given a root or a logger
+is left as it is. NNI warns that ``training_service`` is ignored every time a one-shot experiment is configured
+(one-shot strategies always run on NNI's sequential engine), so :func:`quiet_nni_one_shot_warnings` drops exactly
+that message.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
 import tempfile
 
 import pytorch_lightning as pl
@@ -46,6 +49,7 @@ def tidy_trainer(trainer: pl.Trainer) -> pl.Trainer:
     if logger is False and kwargs.get('enable_checkpointing', True) is False:
         return trainer  # writes nothing
     root = tempfile.mkdtemp(prefix='nni-base-lightning-')
-    _logger.info('Lightning logs and checkpoints of this run go to %s (pass default_root_dir= or logger= to '
-                 'the evaluator to choose).', root)
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    _logger.info('Lightning logs and checkpoints of this run go to %s, removed when the process exits (pass '
+                 'default_root_dir= or logger= to the evaluator to keep them).', root)
     return Trainer(**{**kwargs, 'default_root_dir': root})

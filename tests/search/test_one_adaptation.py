@@ -55,3 +55,31 @@ def test_evaluation_runs_in_eval_mode_after_recalibration():
     adapter.accuracy(X, Y)
     hook.remove()
     assert modes == [True, False]  # recalibration pass over the remembered batch (train), then the score (eval)
+
+
+def test_a_run_from_a_fresh_folder_leaves_nothing_there(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = '''
+import nni, torch
+from torch.utils.data import DataLoader, TensorDataset
+from nni.nas.evaluator.pytorch import Classification
+from nni.nas.experiment import NasExperiment
+from nni_base import BaseStrategy, DartsTaskSpace
+x, y = torch.randn(20, 3, 8, 8), torch.arange(20) % 5
+loader = nni.trace(DataLoader)(TensorDataset(x, y), batch_size=10)
+evaluator = Classification(num_classes=5, train_dataloaders=loader, val_dataloaders=loader, max_epochs=1)
+NasExperiment(DartsTaskSpace(width=4, num_cells=3, num_classes=5), evaluator, BaseStrategy()).run()
+'''
+    root = Path(__file__).resolve().parents[2]
+    env = {'PYTHONPATH': str(root), 'PATH': '/usr/bin:/bin', 'HOME': str(tmp_path / 'home'), 'TMPDIR': str(tmp_path)}
+    work = tmp_path / 'work'
+    work.mkdir()
+    proc = subprocess.run([sys.executable, '-c', script], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert list(work.iterdir()) == []  # no lightning_logs/, no checkpoints in the current folder
+    assert not list(tmp_path.glob('nni-base-lightning-*'))  # the temporary root is gone at exit
+    assert 'training_service' not in proc.stdout + proc.stderr
