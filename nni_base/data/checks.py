@@ -20,8 +20,13 @@ __all__ = ['check_image', 'check_images', 'check_labels', 'check_batch', 'input_
 
 
 def input_channels(model: nn.Module) -> int | None:
-    """Channels the model's first convolution reads (None without one)."""
-    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    """Channels the model's stem reads: the first convolution of its ``stem`` (NNI's DARTS) or of its ``stems``
+    (one per input size); None for a model without either, whose input is then not checked."""
+    stem = getattr(model, 'stem', None)
+    if not isinstance(stem, nn.Module):
+        stems = getattr(model, 'stems', None)
+        stem = next(iter(stems.values()), None) if isinstance(stems, nn.ModuleDict) else None
+    conv = next((m for m in stem.modules() if isinstance(m, nn.Conv2d)), None) if stem is not None else None
     return None if conv is None else int(conv.in_channels)
 
 

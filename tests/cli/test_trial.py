@@ -210,3 +210,14 @@ def test_zero_shot_trial_meta_trains_a_conditioned_prior_and_writes_generated_to
     from nni_base import DartsTaskSpace, load_prior
     assert load_prior(tmp_path / 'prior.pt')['conditioning']['predictor_records'] > 0
     DartsTaskSpace(width=4, num_cells=3, num_classes=DEFAULT_PARAMS['ways']).freeze(first['top_k'][0]['sample'])
+
+
+def test_shared_prior_adapts_to_another_class_count(tiny_run, tmp_path, monkeypatch):
+    from nni_base import load_prior
+    out = tiny_run[0]  # a 5-way prior
+    monkeypatch.setattr('nni_base.cli.trial._meta_train', _must_not_run)
+    with recording_channel({}, parameter_id=4):
+        metrics = main(['--params', json.dumps({**TINY, 'ways': 3, 'prior': str(out / 'prior.pt')}),
+                        '--output-dir', str(tmp_path)])
+    assert 0.0 <= metrics['default'] <= 1.0
+    assert load_prior(tmp_path / 'prior.pt')['state_dict']['classifier.weight'].shape[0] == 5  # the file keeps its head

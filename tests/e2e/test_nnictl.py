@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -233,3 +234,31 @@ def test_bad_parameter_fails_its_trial_only(tmp_path):
     assert bad['status'] == 'FAILED' and not bad.get('finalMetricData')
     stderr = (_trial_dir(bad) / 'trial.stderr').read_text()
     assert BAD_VALUE_MESSAGE in stderr, stderr[-3000:]
+
+
+def test_a_trial_killed_mid_run_is_failed_while_the_experiment_goes_on(tmp_path):
+    # GridSearch runs the long trial (hundreds of meta-steps) first, one at a time (trialConcurrency 1); it is
+    # killed with SIGKILL once it runs, and the short one must still run and succeed.
+    exp = Experiment(tmp_path, _search_space(steps_per_epoch=[200, 2]), tuner={'name': 'GridSearch'},
+                     name='base-e2e-kill')
+    try:
+        exp.start()
+        deadline, killed = time.monotonic() + TIMEOUT_S, None
+        while killed is None and time.monotonic() < deadline:
+            found = subprocess.run(['pgrep', '-f', 'nni_base.cli.trial'], capture_output=True, text=True).stdout
+            pids = [int(p) for p in found.split()]
+            if pids and any(job['status'] == 'RUNNING' for job in _get(exp.port, 'trial-jobs')):
+                time.sleep(8)  # well into meta-training (imports take a few seconds)
+                for pid in pids:
+                    os.kill(pid, signal.SIGKILL)
+                killed = pids
+            time.sleep(1)
+        assert killed, 'the first trial never ran'
+        jobs = exp.wait(trials=2)
+        status = _get(exp.port, 'check-status')
+    finally:
+        exp.stop()
+    by_steps = {json.loads(job['hyperParameters'][0])['parameters']['steps_per_epoch']: job for job in jobs}
+    assert by_steps[200]['status'] == 'FAILED' and not by_steps[200].get('finalMetricData'), by_steps[200]
+    assert by_steps[2]['status'] == 'SUCCEEDED' and set(_final(by_steps[2])) == FINAL_KEYS
+    assert status['status'] != 'ERROR', status
