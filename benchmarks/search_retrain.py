@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from nni.nas.evaluator.pytorch import Classification
 from nni.nas.experiment import NasExperiment
-from nni.nas.strategy import DARTS, GumbelDARTS
+from nni.nas.oneshot.pytorch.strategy import DARTS, GumbelDARTS
 from torch.utils.data import ConcatDataset, DataLoader, random_split
 
 from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, TaskDistribution
@@ -52,6 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--search-epochs', type=int, default=6)
     p.add_argument('--retrain-epochs', type=int, default=6)
     p.add_argument('--meta-epochs', type=int, default=3)
+    p.add_argument('--meta-steps', type=int, default=10, help='meta-steps per epoch (of 4 tasks)')
     p.add_argument('--images-per-class', type=int, default=60)
     p.add_argument('--width', type=int, default=8)
     p.add_argument('--num-cells', type=int, default=4)
@@ -61,16 +62,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.families, args.datasets, args.random_cells = args.families[:1], 2, 2
-        args.search_epochs, args.retrain_epochs, args.meta_epochs, args.images_per_class = 1, 1, 1, 12
+        args.search_epochs, args.retrain_epochs, args.meta_epochs, args.meta_steps, args.images_per_class = \
+            1, 1, 1, 1, 12
         args.width, args.num_cells = 4, 3
     return args
 
 
 def meta_train(args, family: str, out: Path) -> Path:
-    """A prior through the README's API at its defaults (5-way, 10 meta-steps per epoch)."""
+    """A prior through the README's API at its defaults (5-way, 4 tasks per meta-step, 10 meta-steps per epoch)."""
     splits = family_splits(family, image_size=16, seed=args.seed)
     train = TaskDistribution(splits['train'], 5, 5, 5, name=f'{family}-train')
-    evaluator = EpisodicClassification(train, tasks_per_step=4, steps_per_epoch=10, seed=args.seed,
+    evaluator = EpisodicClassification(train, tasks_per_step=4, steps_per_epoch=args.meta_steps, seed=args.seed,
                                        max_epochs=args.meta_epochs, logger=False, enable_checkpointing=False,
                                        enable_progress_bar=False, enable_model_summary=False)
     path = out / f'prior_{family}.pt'

@@ -37,7 +37,7 @@ import nni
 import torch
 from nni.nas.evaluator.pytorch import Classification
 from nni.nas.experiment import NasExperiment
-from nni.nas.strategy import GumbelDARTS
+from nni.nas.oneshot.pytorch.strategy import GumbelDARTS
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import ConcatDataset, DataLoader, random_split
 
