@@ -199,9 +199,10 @@ class BaseStrategy(OneShotStrategy):
     head_init
         A prior adapts to a dataset with any number of classes C: everything but the classifier comes from the
         prior, and the classifier is rebuilt with C outputs (the prior file keeps its own). How its rows start:
-        ``'class_means'`` (default) from the mean feature of each class's images under the prior's derived
-        architecture (the first training batches; the few-shot prototype rule), ``'zero'``, or ``'random'``
-        (PyTorch's Linear initialisation). With the prior's own class count the prior's head is kept.
+        ``'zero'`` (default: measured best, ``benchmarks/head_init.py``), ``'class_means'`` (each row from the mean
+        feature of its class's images under the prior's derived architecture, read from the first training batches:
+        the few-shot prototype rule), or ``'random'`` (PyTorch's Linear initialisation). With the prior's own class
+        count the prior's head is kept.
     zero_shot
         Zero-shot generation (MetaD2A) inside the experiment: with a dataset-conditioned ``prior`` and a
         single-dataset evaluator (NNI's ``Classification``), read up to ``zero_shot_images`` labelled images
@@ -246,7 +247,7 @@ class BaseStrategy(OneShotStrategy):
                  conditioning_teacher: Literal['shadow', 'inner'] = 'shadow',
                  conditioning_centred: bool = True, conditioning_standardise: bool = True,
                  conditioning_per_op: bool = True, conditioning_features: Literal['pixels', 'stem'] = 'pixels',
-                 head_init: Literal['class_means', 'zero', 'random'] = 'class_means',
+                 head_init: Literal['zero', 'class_means', 'random'] = 'zero',
                  zero_shot: bool = False, zero_shot_images: int = 250, zero_shot_pool: int = 4,
                  zero_shot_candidates: Literal['alpha', 'random', 'both'] = 'alpha',
                  resume_from: str | os.PathLike | None = None,

@@ -4,12 +4,14 @@ Where it sits: between a prior file (:mod:`.prior`) and adaptation (:mod:`.adapt
 meta-trained on N-way tasks, so its classifier has N outputs and its rows mean nothing for a new dataset
 (meta-training permutes the labels of every task). Everything else of the prior — stem, cells, α — is
 what transfers; the head is rebuilt with the dataset's C outputs, as transfer learning does, and
-initialised before the first adaptation step by :func:`initialise_head`:
+initialised before the first adaptation step by :func:`initialise_head` (``benchmarks/head_init.py`` measured the
+three through NNI on novel-class datasets: at 10 classes ``'zero'`` validated +0.20 ± 0.11 above ``'class_means'``,
+whose prototype logits are large; at 3 classes the difference was within its CI; retrained cells did not differ):
 
-* ``'class_means'`` (default): each class's row is built from the mean feature of that class's images
-  under the derived architecture, the prototype rule of few-shot learning (logits are then minus the squared
-  distance to each prototype, up to a term common to all classes);
-* ``'zero'``: all zeros (uniform predictions; the body gets gradients once the head has moved);
+* ``'zero'`` (default): all zeros (uniform predictions; the body gets gradients once the head has moved);
+* ``'class_means'``: each class's row is built from the mean feature of that class's images under the derived
+  architecture, the prototype rule of few-shot learning (logits are then minus the squared distance to each
+  prototype, up to a term common to all classes);
 * ``'random'``: the layer's own ``reset_parameters`` (PyTorch's default Linear initialisation).
 
 Example
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ['HEAD_INITS', 'head_mismatch', 'initialise_head', 'head_modules']
 
-HEAD_INITS = ('class_means', 'zero', 'random')
+HEAD_INITS = ('zero', 'class_means', 'random')
 
 _logger = logging.getLogger('nni_base')
 

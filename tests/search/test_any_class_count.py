@@ -43,15 +43,14 @@ def _classification(x, y, classes, **kwargs):
 @pytest.mark.parametrize('classes', [3, 10, 37])
 def test_nas_experiment_adapts_a_5_way_prior_to_another_class_count(prior_path, classes, caplog):
     x, y = _data(classes)
-    strategy = BaseStrategy(prior=prior_path)
+    strategy = BaseStrategy(prior=prior_path)  # head_init='zero'
     with caplog.at_level(logging.INFO, logger='nni_base'):
         exp = NasExperiment(tiny_space(classes), _classification(x, y, classes), strategy)
         exp.run()
     sample = exp.export_top_models(formatter='dict')[0]
     exp.stop()
     assert strategy.rebuilt_heads == ['classifier']
-    assert any(f'classifier ({classes} classes), initialised: class-mean features' in r.getMessage()
-               for r in caplog.records)
+    assert any(f'classifier ({classes} classes), initialised: zero' in r.getMessage() for r in caplog.records)
     net = tiny_space(classes).freeze(sample)
     assert net(x[:2]).shape == (2, classes)
 
@@ -78,7 +77,7 @@ def test_zero_and_random_head_inits(prior_path):
     assert not supernet.training_module.model.classifier.weight.any()
     initialise_head(supernet, ['classifier'], None, None, 'random')
     assert supernet.training_module.model.classifier.weight.abs().sum() > 0
-    with pytest.raises(ValueError, match="head_init must be one of 'class_means', 'zero', 'random'"):
+    with pytest.raises(ValueError, match="head_init must be one of 'zero', 'class_means', 'random'"):
         initialise_head(supernet, ['classifier'], None, None, 'prototypes')
 
 
@@ -110,3 +109,14 @@ def test_meta_training_refuses_a_head_that_is_not_ways_wide():
     evaluator = EpisodicClassification(train, val, max_epochs=1, logger=False, enable_progress_bar=False)
     with pytest.raises(ValueError, match=r'5-way tasks needs a 5-output classifier.*has 7.*num_classes=5'):
         NasExperiment(tiny_space(7), evaluator, BaseStrategy()).run()
+
+
+def test_class_means_through_nas_experiment_read_the_first_batches(prior_path, caplog):
+    x, y = _data(4)
+    with caplog.at_level(logging.INFO, logger='nni_base'):
+        exp = NasExperiment(tiny_space(4), _classification(x, y, 4), BaseStrategy(prior=prior_path,
+                                                                                   head_init='class_means'))
+        exp.run()
+    exp.stop()
+    assert any('classifier (4 classes), initialised: class-mean features of 48 images' in r.getMessage()
+               for r in caplog.records)
