@@ -50,7 +50,8 @@ def uninterrupted(tmp_path_factory) -> dict[str, torch.Tensor]:
 
 
 def _kill(out: Path, mode: str, at: int) -> None:
-    env = {**os.environ, 'PYTHONPATH': str(REPO)}
+    # the worker computes with this process's thread count, so its first half is bit-identical to the in-process runs
+    env = {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': str(torch.get_num_threads())}
     proc = subprocess.run([sys.executable, str(REPO / 'tests' / 'fault_worker.py'), str(out), mode, str(at)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL and 'finished' not in proc.stdout, proc.stderr[-3000:]

@@ -78,6 +78,7 @@ def test_benchmarks_run_at_tiny_sizes_and_write_results(bench, tmp_path: Path):
     assert '| method |' in paths['md'].read_text()
 
 
+@pytest.mark.slow
 def test_search_retrain_benchmark_runs_at_tiny_size(tmp_path: Path):
     spec = importlib.util.spec_from_file_location('search_retrain', ROOT / 'benchmarks' / 'search_retrain.py')
     assert spec is not None and spec.loader is not None

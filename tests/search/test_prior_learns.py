@@ -42,7 +42,10 @@ def _meta_train_peaks(seed: int, **strategy_kwargs) -> dict[str, torch.Tensor]:
             for label, a in strategy.oneshot_module.alphas().items()}
 
 
-@pytest.mark.parametrize('meta_algorithm, seed', [('reptile', 0), ('reptile', 1), ('maml', 0)])
+# The second seed and few-shot BASE (four minutes of MAML meta-training) run with `make test-slow`: the rule they
+# guard (MAML's inner step, Reptile's outer step) is checked in the fast lane by tests/search/test_*_rule.py.
+@pytest.mark.parametrize('meta_algorithm, seed', [('reptile', 0), pytest.param('reptile', 1, marks=pytest.mark.slow),
+                                                  pytest.param('maml', 0, marks=pytest.mark.slow)])
 def test_meta_training_puts_the_known_winner_on_top_of_the_reduction_cell(meta_algorithm, seed):
     per_op = dict(zip(DARTS_OPS, _meta_train_peaks(seed, meta_algorithm=meta_algorithm)['reduce'].tolist()))
     top = max(per_op, key=per_op.get)
