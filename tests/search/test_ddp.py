@@ -1,4 +1,4 @@
-"""Task-parallel meta-training under Lightning DDP, on CPU with the gloo backend (issue #14).
+"""Task-parallel meta-training under Lightning DDP, on CPU with the gloo backend.
 
 Each rank is a separate process launched the way torchrun launches one (``RANK``/``LOCAL_RANK``/
 ``WORLD_SIZE``/``MASTER_ADDR``/``MASTER_PORT`` in its environment, see tests/ddp_worker.py), rather than

@@ -1,4 +1,4 @@
-"""Single-task search (NNI's ``Classification`` evaluator) under Lightning DDP, on CPU with gloo (issue #14).
+"""Single-task search (NNI's ``Classification`` evaluator) under Lightning DDP, on CPU with gloo.
 
 The ranks are separate processes launched as torchrun launches them (tests/ddp_single_task_worker.py), like
 tests/search/test_ddp.py:

@@ -1,4 +1,4 @@
-"""Single-task search to the end (no ``freeze_architecture_after``) must fit the cell it exports (issue #11).
+"""Single-task search to the end (no ``freeze_architecture_after``) must fit the cell it exports.
 
 One step's alpha gradient is ~3e-3 per logit, so with a small alpha step (SGD at ``inner_lr_alpha`` 0.5, or Adam
 at 3e-3) alpha stays uniform, every step trains another random sub-network and no network gets fitted. Measured

@@ -17,7 +17,7 @@ Why the statistics are standardised
     Raw, the statistics of two task families (peaks, texture) differ by ~30% in a few entries and the encoder's
     biases dominate its output: the two families' mean encodings differed by 6-8% of their norm (untrained
     encoder, 3 seeds; 19-29% standardised), the generator read nearly one input for both and learnt one offset
-    for both (issue #12). With ``standardise`` the statistics are standardised by running per-entry mean and
+    for both. With ``standardise`` the statistics are standardised by running per-entry mean and
     variance over the meta-training support images (buffers, saved with the prior; updated only by training-mode
     ``forward``, used as stored in eval mode and zero-shot). They are the
     encoder's *input*, which training does not move, so they do not lag a drifting encoder (standardising the

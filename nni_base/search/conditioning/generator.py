@@ -6,7 +6,7 @@ Where it sits
     (:func:`.zero_shot.zero_shot`) exports the top-k architectures of that α. Its last layer starts at zero, so an
     untrained generator leaves the prior exactly as it was.
 
-Per-operation offsets (``per_op``, the default since issue #12)
+Per-operation offsets (``per_op``, the default)
     One task's α direction is noise-dominated edge by edge (texture's reduction cell, Adam inner step 0.3: the
     avg_pool entry moves +0.23 ± 0.26 on average over edges, single edges far noisier), and a generator with one
     output per (edge, operation) fitted that noise: two families' offsets differed, but not along any operation.
