@@ -2,7 +2,7 @@
 
 One command::
 
-    python benchmarks/run.py --output-dir benchmarks/results [--quick]
+    python -m benchmarks.run --output-dir benchmarks/results [--quick]
 
 writes ``results.json``, ``results.md`` and ``results.png`` to the output directory. Every method uses the same
 supernet (``DartsTaskSpace(width=8, num_cells=3, num_classes=5)``, 3x8x8 rotated digits), the same data and
@@ -37,42 +37,45 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
-import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
-# OpenMP runs with its defaults, as users run it (an earlier OMP_WAIT_POLICY=PASSIVE here made GumbelDARTS's 8x8
-# steps 930 ms instead of 412 ms); the thread settings are recorded with the machine.
-import torch  # noqa: E402
+# OpenMP runs with its defaults, as users run it (OMP_WAIT_POLICY=PASSIVE made GumbelDARTS's 8x8 steps 930 ms
+# instead of 412 ms); the thread settings are recorded with the machine.
+import torch
+from nni.nas.oneshot.pytorch.strategy import GumbelDARTS
 
-ROOT = Path(__file__).resolve().parent.parent
-for _path in (ROOT, ROOT / 'benchmarks'):  # the package, and baselines.py beside this file
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+from benchmarks import baselines
+from benchmarks.baselines import NNI_ARC_LR, NNI_WEIGHT_LR, Method
+from benchmarks.common import (
+    QUIET_TRAINER,
+    RESULTS,
+    ROOT,
+    darts_space,
+    episodic_evaluator,
+    machine_info,
+    meta_train,
+    quiet,
+    run_experiment,
+    save_figure,
+    write_json_result,
+    write_markdown_result,
+)
+from benchmarks.step_curve import CIFAR_LIKE, TARGET_RATIO, measure_point
+from nni_base import BaseStrategy, DartsTaskSpace, Task, TaskDistribution
+from nni_base.api import build_supernet, load_strategy, sample_tasks
+from nni_base.data import digits_splits
+from nni_base.search.adaptation import TaskAdapter
+from nni_base.search.meta_update import ModelState
 
-warnings.filterwarnings('ignore')
-logging.getLogger('nni').setLevel(logging.ERROR)
-logging.getLogger('pytorch_lightning').setLevel(logging.ERROR)
-logging.getLogger('lightning.pytorch').setLevel(logging.ERROR)
-
-import baselines  # noqa: E402
-from baselines import NNI_ARC_LR, NNI_WEIGHT_LR, Method  # noqa: E402
-from nni.nas.oneshot.pytorch.strategy import GumbelDARTS  # noqa: E402
-
-from nni_base import BaseStrategy, DartsTaskSpace, Task, TaskDistribution  # noqa: E402
-from nni_base.api import build_supernet, load_strategy, sample_tasks  # noqa: E402
-from nni_base.search.adaptation import TaskAdapter  # noqa: E402
-from nni_base.search.meta_update import ModelState  # noqa: E402
+quiet()
 
 __all__ = ['SPACE', 'machine_info', 'bench_step_time', 'bench_memory', 'bench_time_to_accuracy', 'meta_train_prior',
            'bench_vectorized_tasks', 'sequential_task_grads', 'vectorized_task_grads', 'write_results', 'main']
@@ -89,29 +92,10 @@ WAYS = 5
 
 def space() -> DartsTaskSpace:
     """A fresh copy of the benchmark's model space."""
-    return DartsTaskSpace(**SPACE)
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, core count, Python / torch / NNI versions and the thread setting."""
-    cpu = platform.processor() or 'unknown'
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                cpu = line.split(':', 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import nni
-    return {'cpu': cpu, 'cpu_count': os.cpu_count(), 'torch': torch.__version__, 'nni': nni.__version__,
-            'python': platform.python_version(), 'threads': torch.get_num_threads(),
-            'interop_threads': torch.get_num_interop_threads(), 'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
-            'platform': platform.platform(), 'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY'),
-            'load_average_at_start': os.getloadavg()}
+    return darts_space(**SPACE)
 
 
 def _digits(shots: int, queries: int) -> tuple[TaskDistribution, TaskDistribution]:
-    from nni_base.data import digits_splits
     splits = digits_splits()
     return (TaskDistribution(splits['train'], WAYS, shots, queries, name='digits-train'),
             TaskDistribution(splits['test'], WAYS, shots, queries, name='digits-test'))
@@ -214,10 +198,8 @@ def bench_step_time(repeats: int = 20, warmup: int = 3, seed: int = 0) -> dict[s
 def bench_step_time_cifar_like(repeats: int, warmup: int, seed: int = 0) -> dict[str, Any]:
     """BASE's sparse inner step vs GumbelDARTS (same work) at the size users search at: 3x32x32, width 16, 5 cells.
 
-    See ``step_curve.py``, which measures the same pair along width, cells and resolution.
+    See :mod:`benchmarks.step_curve`, which measures the same pair along width, cells and resolution.
     """
-    from step_curve import CIFAR_LIKE, TARGET_RATIO, measure_point
-
     resolution, width, cells = CIFAR_LIKE
     result = measure_point(resolution, width, cells, repeats=repeats, warmup=warmup, seed=seed)
     return {**result, 'batch': BATCH, 'repeats': repeats, 'warmup': warmup, 'target': TARGET_RATIO}
@@ -227,15 +209,11 @@ def bench_step_time_cifar_like(repeats: int, warmup: int, seed: int = 0) -> dict
 def _memory_child(kind: str, steps: int) -> None:
     """Body of a memory subprocess: run ``kind`` for ``steps`` steps, then print the peak RSS as JSON."""
     torch.set_num_threads(THREADS)
-    from nni.nas.experiment import NasExperiment
     train, test = _digits(5, 5)
     if kind == 'base':
-        from nni_base import EpisodicClassification
         with tempfile.TemporaryDirectory() as tmp:
-            evaluator = EpisodicClassification(train, test, tasks_per_step=4, steps_per_epoch=steps, val_episodes=2,
-                                               max_epochs=1, logger=False, enable_progress_bar=False,
-                                               enable_checkpointing=False, enable_model_summary=False)
-            NasExperiment(space(), evaluator, BaseStrategy(save_prior_to=Path(tmp) / 'p.pt')).run()
+            evaluator = episodic_evaluator(train, test, tasks_per_step=4, steps_per_epoch=steps, val_episodes=2)
+            run_experiment(space(), evaluator, BaseStrategy(save_prior_to=Path(tmp) / 'p.pt'))
     elif kind == 'gumbel':
         import nni
         from nni.nas.evaluator.pytorch import Classification
@@ -245,8 +223,8 @@ def _memory_child(kind: str, steps: int) -> None:
                                    train_dataloaders=nni.trace(DataLoader)(data, batch_size=BATCH, shuffle=True),
                                    val_dataloaders=nni.trace(DataLoader)(data, batch_size=BATCH, shuffle=True),
                                    max_epochs=1, limit_train_batches=steps, limit_val_batches=2, logger=False,
-                                   enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False)
-        NasExperiment(space(), evaluator, GumbelDARTS()).run()
+                                   **QUIET_TRAINER)
+        run_experiment(space(), evaluator, GumbelDARTS())
     elif kind != 'idle':
         raise ValueError(kind)
     # Linux keeps ru_maxrss across fork + exec, so a child of a big parent reports the parent's peak; VmHWM (the
@@ -266,7 +244,7 @@ def bench_memory(base_steps: int = 5, gumbel_steps: int = 10) -> dict[str, Any]:
     """
     results: dict[str, float] = {}
     # The children run concurrently: contention changes their speed, not their peak RSS.
-    procs = {kind: subprocess.Popen([sys.executable, str(Path(__file__).resolve()), '--memory-child', kind,
+    procs = {kind: subprocess.Popen([sys.executable, '-m', 'benchmarks.run', '--memory-child', kind,
                                      '--memory-steps', str(steps)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True, cwd=str(ROOT))
              for kind, steps in (('idle', 0), ('base', base_steps), ('gumbel', gumbel_steps))}
@@ -288,21 +266,10 @@ def bench_memory(base_steps: int = 5, gumbel_steps: int = 10) -> dict[str, Any]:
 def meta_train_prior(path: Path, *, steps_per_epoch: int, max_epochs: int, tasks_per_step: int = 4,
                      inner_steps: int = 5, seed: int = 0) -> dict[str, Any]:
     """Meta-train a BASE prior on the digits train classes with ``NasExperiment``; returns its cost."""
-    from nni.nas.experiment import NasExperiment
-
-    from nni_base import EpisodicClassification
     train, test = _digits(5, 5)
-    evaluator = EpisodicClassification(train, test, tasks_per_step=tasks_per_step, steps_per_epoch=steps_per_epoch,
-                                       val_episodes=2, max_epochs=max_epochs, logger=False, enable_progress_bar=False,
-                                       enable_checkpointing=False, enable_model_summary=False, seed=seed)
-    strategy = BaseStrategy(inner_steps=inner_steps, save_prior_to=path, seed=seed)
-    start = time.perf_counter()
-    exp = NasExperiment(space(), evaluator, strategy)
-    try:
-        exp.run()
-    finally:
-        exp.stop()  # now, not from NNI's exit hook, which logs into streams that may be closed by then
-    seconds = time.perf_counter() - start
+    strategy, seconds = meta_train(space(), train, path, tasks_per_step=tasks_per_step,
+                                   steps_per_epoch=steps_per_epoch, max_epochs=max_epochs, seed=seed, val=test,
+                                   evaluator_kwargs={'val_episodes': 2}, inner_steps=inner_steps)
     return {'seconds': seconds, 'meta_steps': steps_per_epoch * max_epochs, 'tasks_per_step': tasks_per_step,
             'inner_steps': inner_steps,
             'inner_sgd_steps': steps_per_epoch * max_epochs * tasks_per_step * inner_steps,
@@ -487,7 +454,7 @@ def _markdown(results: dict[str, Any]) -> str:
                   f"BASE sparse {cl['ms']['BASE']:.1f} ms, GumbelDARTS (same work) {cl['ms']['GumbelDARTS']:.1f} ms: "
                   f"**{cl['ratio']:.3f}** (target <= {cl['target']}: "
                   f"{'met' if cl['ratio'] <= cl['target'] else 'missed'})."
-                  ' The curve against width, cells and resolution: `python benchmarks/step_curve.py`.', '']
+                  ' The curve against width, cells and resolution: `python -m benchmarks.step_curve`.', '']
     mem = results.get('memory')
     if mem:
         p, inc = mem['peak_rss_mb'], mem['increment_mb']
@@ -540,7 +507,7 @@ def _markdown(results: dict[str, Any]) -> str:
 def _plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
     matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after choosing the file-only backend
     tta = results['time_to_accuracy']
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for name, c in tta['curves'].items():
@@ -557,7 +524,7 @@ def _plot(results: dict[str, Any], path: Path) -> None:
     fig.suptitle(f"BASE from prior (meta-training {results['prior']['seconds']:.0f} s, once) vs NNI from scratch, "
                  f"{tta['tasks']} held-out 5-way tasks")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -575,10 +542,9 @@ def _jsonable(obj: Any) -> Any:
 
 def write_results(results: dict[str, Any], output_dir: Path) -> dict[str, Path]:
     """Write ``results.json``, ``results.md`` and (with time-to-accuracy results) ``results.png``."""
-    output_dir.mkdir(parents=True, exist_ok=True)
     paths = {'json': output_dir / 'results.json', 'md': output_dir / 'results.md'}
-    paths['json'].write_text(json.dumps(_jsonable(results), indent=2) + '\n')
-    paths['md'].write_text(_markdown(results) + '\n')
+    write_json_result(paths['json'], _jsonable(results))
+    write_markdown_result(paths['md'], _markdown(results))
     if 'time_to_accuracy' in results:
         paths['png'] = output_dir / 'results.png'
         _plot(results, paths['png'])
@@ -636,7 +602,7 @@ def run_all(mode: str, output_dir: Path, *, verbose: bool = True) -> dict[str, A
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--output-dir', type=Path, default=ROOT / 'benchmarks' / 'results')
+    parser.add_argument('--output-dir', type=Path, default=RESULTS)
     parser.add_argument('--quick', action='store_true', help='small budgets (about 3 minutes on 2 cores)')
     parser.add_argument('--tiny', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--memory-child', choices=['idle', 'base', 'gumbel'], help=argparse.SUPPRESS)

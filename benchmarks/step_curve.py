@@ -2,17 +2,17 @@
 
 One command::
 
-    python benchmarks/step_curve.py --output-dir benchmarks/results/step_curve [--quick]
+    python -m benchmarks.step_curve --output-dir benchmarks/results/step_curve [--quick]
 
 writes ``step_curve.json``, ``step_curve.md`` and ``step_curve.png``. Two measurements:
 
 1. **Step time curve** (:func:`bench_curve`). From the base point ``3x8x8, width 8, 3 cells`` (the size of
-   ``run.py``) one knob at a time moves: width (4 ... 16), cells (3 ... 8), resolution (8 ... 32); plus the size
-   users search at, ``3x32x32, width 16, 5 cells`` (CIFAR-like). At each point BASE's sparse inner step
-   (``nni_base.search.loop.adapt``, one Gumbel sample, weights and alpha) and NNI GumbelDARTS's step doing the
-   same work (one forward/backward, weight and architecture optimizer steps; ``baselines.nni_method``) run
-   interleaved on the same random batch of 32; medians are reported. Step time does not depend on the pixel
-   values, so the batch is random noise of the right shape.
+   :mod:`benchmarks.run`) one knob at a time moves: width (4 ... 16), cells (3 ... 8), resolution (8 ... 32);
+   plus the size users search at, ``3x32x32, width 16, 5 cells`` (CIFAR-like). At each point BASE's sparse inner
+   step (``nni_base.search.loop.adapt``, one Gumbel sample, weights and alpha) and NNI GumbelDARTS's step doing
+   the same work (one forward/backward, weight and architecture optimizer steps;
+   :func:`benchmarks.baselines.nni_method`) run interleaved on the same random batch of 32; medians are
+   reported. Step time does not depend on the pixel values, so the batch is random noise of the right shape.
 2. **Meta-step throughput** (:func:`bench_throughput`): tasks per second of Reptile meta-training (8 tasks per
    meta-step, digits 5-way 5-shot, width 8, 3 cells) run by one process and by two DDP processes (gloo, launched
    as torchrun would), timed from the second meta-step's start to the end of training so that start-up does not
@@ -37,16 +37,21 @@ from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-for _path in (ROOT, ROOT / 'benchmarks'):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-import baselines  # noqa: E402
-
-from nni_base import BaseStrategy, DartsTaskSpace, Task  # noqa: E402
-from nni_base.api import build_supernet  # noqa: E402
-from nni_base.search.meta_update import ModelState  # noqa: E402
+from benchmarks import baselines
+from benchmarks.common import (
+    RESULTS,
+    ROOT,
+    darts_space,
+    episodic_evaluator,
+    machine_info,
+    run_experiment,
+    save_figure,
+    write_json_result,
+    write_markdown_result,
+)
+from nni_base import BaseStrategy, Task
+from nni_base.api import build_supernet
+from nni_base.search.meta_update import ModelState
 
 __all__ = ['BASE_POINT', 'CIFAR_LIKE', 'curve_points', 'measure_point', 'bench_curve', 'bench_throughput', 'main']
 
@@ -80,14 +85,12 @@ def measure_point(resolution: int, width: int, cells: int, *, repeats: int, warm
     task = Task(x, y, x, y)
 
     def base_step(**options: Any):
-        supernet = build_supernet(DartsTaskSpace(width=width, num_cells=cells, num_classes=WAYS),
-                                  BaseStrategy(seed=seed, **options))
+        supernet = build_supernet(darts_space(width, cells, WAYS), BaseStrategy(seed=seed, **options))
         supernet.set_temperature(1.0)
         state = ModelState(supernet.training_module.model)
         return lambda: supernet.adapt(task, 1, state, where='step curve')
 
-    gumbel = baselines.nni_method('GumbelDARTS', 'gumbel', DartsTaskSpace(width=width, num_cells=cells,
-                                                                           num_classes=WAYS), same_work=True)
+    gumbel = baselines.nni_method('GumbelDARTS', 'gumbel', darts_space(width, cells, WAYS), same_work=True)
     # BASE at the defaults, and with the straight-through estimator: what the paired estimator's runner-up
     # forward (alpha's gradient, no weight gradient) costs
     steps = {'BASE': base_step(), 'BASE straight-through': base_step(alpha_estimator='straight_through'),
@@ -127,10 +130,9 @@ def _throughput_child(out: Path, meta_steps: int, tasks_per_step: int, inner_ste
     import warnings
 
     import pytorch_lightning as pl
-    from nni.nas.experiment import NasExperiment
     from pytorch_lightning.strategies import DDPStrategy
 
-    from nni_base import EpisodicClassification, TaskDistribution
+    from nni_base import TaskDistribution
     from nni_base.data import digits_splits
 
     warnings.filterwarnings('ignore')
@@ -156,17 +158,10 @@ def _throughput_child(out: Path, meta_steps: int, tasks_per_step: int, inner_ste
     if world_size > 1:
         kwargs['strategy'] = DDPStrategy(process_group_backend='gloo')
     train = TaskDistribution(digits_splits()['train'], WAYS, 5, 5, name='digits-train')
-    evaluator = EpisodicClassification(train, None, tasks_per_step=tasks_per_step, steps_per_epoch=meta_steps,
-                                       max_epochs=1, seed=0, logger=False, enable_progress_bar=False,
-                                       enable_checkpointing=False, enable_model_summary=False, callbacks=[Clock()],
-                                       **kwargs)
-    r, w, c = BASE_POINT
-    exp = NasExperiment(DartsTaskSpace(width=w, num_cells=c, num_classes=WAYS), evaluator,
-                        BaseStrategy(inner_steps=inner_steps, seed=0))
-    try:
-        exp.run()
-    finally:
-        exp.stop()
+    evaluator = episodic_evaluator(train, None, tasks_per_step=tasks_per_step, steps_per_epoch=meta_steps, seed=0,
+                                   callbacks=[Clock()], **kwargs)
+    _, w, c = BASE_POINT
+    run_experiment(darts_space(w, c, WAYS), evaluator, BaseStrategy(inner_steps=inner_steps, seed=0))
 
 
 def _free_port() -> int:
@@ -186,8 +181,9 @@ def _launch(processes: int, out: Path, args: list[str], threads: int) -> list[su
         if processes > 1:
             rank_env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(processes),
                             MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-        procs.append(subprocess.Popen([sys.executable, __file__, '--throughput-child', str(out), *args],
-                                      env=rank_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        procs.append(subprocess.Popen([sys.executable, '-m', 'benchmarks.step_curve', '--throughput-child', str(out),
+                                       *args], env=rank_env, cwd=str(ROOT), stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True))
     return procs
 
 
@@ -270,14 +266,14 @@ def _plot(results: dict[str, Any], path: Path) -> None:
     axes[0][0].legend()
     fig.suptitle('Step time vs supernet size (one knob at a time from 3x8x8, width 8, 3 cells)')
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--output-dir', type=Path, default=ROOT / 'benchmarks' / 'results' / 'step_curve')
+    parser.add_argument('--output-dir', type=Path, default=RESULTS / 'step_curve')
     parser.add_argument('--quick', action='store_true', help='fewer points and rounds (a few minutes on 2 cores)')
     parser.add_argument('--threads', type=int, default=1, help='torch threads per process')
     parser.add_argument('--only-cifar-like', action='store_true', help='the curve at the CIFAR-like size only')
@@ -296,12 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.output_dir
     if args.render:
         results = json.loads((out / 'step_curve.json').read_text())
-        (out / 'step_curve.md').write_text(_markdown(results) + '\n')
+        write_markdown_result(out / 'step_curve.md', _markdown(results))
         if 'curve' in results:
             _plot(results, out / 'step_curve.png')
         return 0
-    from run import machine_info  # the same machine description as run.py's results
-
     quick = args.quick
     results: dict[str, Any] = {'machine': machine_info(), 'repeats': 3 if quick else 10, 'warmup': 1 if quick else 2}
     if not args.skip_curve:
@@ -316,9 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         results['throughput'] = bench_throughput(args.meta_steps or (4 if quick else 11), args.tasks_per_step,
                                                  args.inner_steps, args.threads)
     results['machine']['load_average_at_end'] = os.getloadavg()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / 'step_curve.json').write_text(json.dumps(results, indent=2) + '\n')
-    (out / 'step_curve.md').write_text(_markdown(results) + '\n')
+    write_json_result(out / 'step_curve.json', results)
+    write_markdown_result(out / 'step_curve.md', _markdown(results))
     if 'curve' in results:
         _plot(results, out / 'step_curve.png')
     print((out / 'step_curve.md').read_text())
