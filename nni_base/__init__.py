@@ -6,7 +6,7 @@
 import warnings
 
 # NNI 3.0 wraps every class of torch.nn at import and warns about the ones newer torch releases added that are
-# not modules (torch.nn.Buffer, ...): harmless on this stack (see ENVIRONMENT notes), and a user importing
+# not modules (torch.nn.Buffer, ...): harmless on this stack, and a user importing
 # nni_base should not read it. Only that message, only while NNI's module is first imported.
 with warnings.catch_warnings():
     warnings.filterwarnings('ignore', message='.*is found to be not a nn.Module.*', category=RuntimeWarning)
@@ -15,6 +15,7 @@ with warnings.catch_warnings():
 from .errors import CorruptPriorError, MetaTrainingDiverged, PriorMismatchError
 from .evaluator import EpisodicClassification, EpisodicModule
 from .search.adaptation import TaskAdapter
+from .search.config import AdaptationConfig, ConditioningConfig, MetaTrainingConfig, SupernetConfig, ZeroShotConfig
 from .search.prior import load_prior, save_prior
 from .space.darts import DartsTaskSpace
 from .space.multires import MultiResolutionDartsSpace
@@ -26,7 +27,8 @@ from .tasks.mixture import ResolutionMixture
 __version__ = '0.1.0'
 
 __all__ = [
-    'BaseStrategy', 'DartsTaskSpace', 'EpisodicClassification', 'EpisodicModule', 'TaskDistribution', 'Task',
+    'BaseStrategy', 'SupernetConfig', 'MetaTrainingConfig', 'AdaptationConfig', 'ConditioningConfig', 'ZeroShotConfig',
+    'DartsTaskSpace', 'EpisodicClassification', 'EpisodicModule', 'TaskDistribution', 'Task',
     'EpisodeDataset', 'TemperatureSchedule', 'load_prior', 'save_prior', 'PriorMismatchError',
     'CorruptPriorError', 'MetaTrainingDiverged', 'MultiResolutionDartsSpace', 'ResolutionMixture', 'TaskAdapter',
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from .search.prior import load_prior, save_prior
 from .strategy import BaseStrategy
 from .tasks import EpisodeDataset, Task
 
-__all__ = ['build_supernet', 'adaptation_accuracy', 'inner_loop_accuracy', 'load_strategy', 'sample_tasks', 'zero_shot',
+__all__ = ['build_supernet', 'adaptation_accuracy', 'inner_loop_accuracy', 'sample_tasks', 'zero_shot',
            'ZeroShotResult',
            'fit_trained_predictor']
 
@@ -94,17 +95,15 @@ def inner_loop_accuracy(supernet: BaseSearchModule, tasks: Sequence[Task], steps
 
 
 def load_strategy(prior: str | os.PathLike | Path, **overrides: Any) -> BaseStrategy:
-    """A BaseStrategy with the prior's own hyper-parameters (``overrides`` win)."""
-    config = dict(load_prior(prior)['config'])  # BaseConfig turns the stored temperature dict back into a schedule
-    config.update(overrides)
-    return BaseStrategy(prior=prior, **config)
+    """Deprecated: ``BaseStrategy(prior=prior, **overrides)`` (the prior's settings are its defaults)."""
+    warnings.warn('load_strategy(prior, ...) is now BaseStrategy(prior=prior, ...)', DeprecationWarning, stacklevel=2)
+    return BaseStrategy(prior=prior, **overrides)
 
 
 def sample_tasks(distribution, count: int, seed: int) -> list[Task]:
     """``count`` tasks that depend only on ``seed``."""
     episodes = EpisodeDataset(distribution, 1, count, seed=seed)
     return [episodes[i][0] for i in range(count)]
-
 
 
 def fit_trained_predictor(prior: str | os.PathLike, space: ModelSpace, tasks: Sequence[Task],

@@ -8,9 +8,10 @@ Outside a trainer, this class alone is the supernet a prior adapts with (:func:`
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ from ..tasks import Task
 from .config import BaseConfig
 from .loop import adapt, adapt_each, query_metrics
 from .meta_update import ModelState
+from .top_k import CellShape, cell_shapes, check_top_k, plain_choices, rank_architectures
 
 __all__ = ['BaseSearchModule']
 
@@ -53,6 +55,9 @@ class BaseSearchModule(BaseOneShotLightningModule):
         # classifier heads rebuilt for a dataset with another class count than the prior's (search/head.py),
         # initialised before the first adaptation step
         self.rebuilt_heads: list[str] = []
+        # the user's training data (single-task search reads a rebuilt head's class means from it): a callable
+        # returning the evaluator's training dataloader(s), set by the strategy
+        self.train_data: Callable[[], Any] | None = None
         for cell in self.cells():
             self.configure_cell(cell)
 
@@ -142,6 +147,53 @@ class BaseSearchModule(BaseOneShotLightningModule):
         """
         return None
 
+    def conditioning_state(self) -> dict[str, Any] | None:
+        """What a prior file stores of the dataset conditioning (None: this module has none)."""
+        return None
+
+    # ---- results ---------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def averaged_alpha_applied(self) -> Iterator[None]:
+        """Within the block, the cells hold the task-averaged alpha (paper section 5.2), if there is one."""
+        if self.averaged_alpha is None:
+            yield
+            return
+        alphas = self.alphas()
+        saved = {label: alpha.detach().clone() for label, alpha in alphas.items()}
+        try:
+            with torch.no_grad():
+                for label, alpha in alphas.items():
+                    alpha.copy_(self.averaged_alpha[label])
+            yield
+        finally:
+            with torch.no_grad():
+                for label, alpha in alphas.items():
+                    alpha.copy_(saved[label])
+
+    def ranked_models(self, top_k: int = 1, seed: int = 0) -> list[tuple[dict[str, Any], float]]:
+        """The ``top_k`` best distinct architectures (NNI samples) with their scores, best first.
+
+        Ranked by :meth:`architecture_scorer` when there is one, else by log-probability under alpha (the
+        task-averaged alpha, if there is one); ``seed`` draws the random candidates of modules that use them.
+        """
+        top_k = check_top_k(top_k)
+        shapes = cell_shapes(self.cells())
+        choices = plain_choices(self.training_module.model, self.alphas(), [shape.label for shape in shapes])
+        if choices is None:  # a choice kind the ranking does not enumerate: the most probable one only
+            if top_k > 1:
+                raise TypeError('export_top_models(top_k > 1) ranks DARTS-style cells and single-valued choices '
+                                '(LayerChoice, Repeat depth, nni.choice); this space also has multi-input or '
+                                'NNI-cell choices. Use top_k=1 (export_sample) or export_probs.')
+            with self.averaged_alpha_applied():
+                return [(self.export(), 0.0)]
+        return self.rank(top_k, shapes, choices, seed)
+
+    def rank(self, top_k: int, shapes: list[CellShape], choices: Any,
+             seed: int) -> list[tuple[dict[str, Any], float]]:
+        """Rank a space that :meth:`ranked_models` can enumerate (``choices``: its plain choices)."""
+        with self.averaged_alpha_applied():
+            return rank_architectures(shapes, self.alphas(), top_k, self.architecture_scorer(), choices=choices)
+
     # ---- the inner loop (search/loop.py), as methods for adaptation outside a trainer ----------------
     def adapt(self, task: Task, steps: int, state: ModelState, *, where: str, train_alpha: bool = True) -> float:
         """``steps`` inner-loop steps on the task's support set, in place (see :func:`.loop.adapt`)."""
@@ -167,8 +219,10 @@ class BaseSearchModule(BaseOneShotLightningModule):
         return self.averaged_alpha
 
     # ---- Lightning hooks -------------------------------------------------------------------------
-    def on_train_batch_start(self, batch, batch_idx):
+    # Each hook also runs the evaluator's, as NNI's one-shot modules do, so a custom evaluator's hooks are called.
+    def on_train_batch_start(self, batch, batch_idx, *args, **kwargs):
         self.set_temperature(self.current_temperature())
+        return self.training_module.on_train_batch_start(batch, batch_idx, *args, **kwargs)
 
     def on_validation_epoch_start(self):
         self.set_temperature(self.current_temperature() if self.trainer.training else self.config.schedule.end)
@@ -201,8 +255,10 @@ class BaseSearchModule(BaseOneShotLightningModule):
             'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             'python': random.getstate(),
         }
+        self.training_module.on_save_checkpoint(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.training_module.on_load_checkpoint(checkpoint)
         state = checkpoint.get('nni_base_rng')
         if state is None:
             return

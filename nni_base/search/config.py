@@ -1,28 +1,34 @@
 """The one hyper-parameter schema of BASE (``BaseConfig``), where every search knob is declared once.
 
 Sits between the space and the search algorithms: :class:`~nni_base.BaseStrategy` builds a
-``BaseConfig`` from its arguments, each search module reads it, a prior file stores it, and the
-nnictl trial validates tuner values (:func:`coerce`) and writes its search-space file
-(:func:`tunable_space`) from the same fields. A test checks that the strategy's signature agrees.
+``BaseConfig`` from its arguments (:func:`resolve_config`), each search module reads it, a prior file
+stores it, and the nnictl trial validates tuner values (:func:`coerce`) and writes its search-space file
+(:func:`tunable_space`) from the same fields. The grouped objects the strategy takes
+(:class:`SupernetConfig`, :class:`ConditioningConfig`, ...) are views onto those fields: each of their
+fields names the ``BaseConfig`` field it stands for and takes its default from there.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 from ..space.temperature import TemperatureSchedule
 
-__all__ = ['BaseConfig', 'DEFAULT_ARC_LEARNING_RATE', 'coerce', 'hparam', 'tunable_space']
+__all__ = ['AdaptationConfig', 'BaseConfig', 'ConditioningConfig', 'DEFAULT_ARC_LEARNING_RATE', 'GROUPS',
+           'MetaTrainingConfig', 'SupernetConfig', 'ZeroShotConfig', 'coerce', 'grouped_arguments', 'hparam',
+           'resolve_config', 'tunable_space']
 
 #: Adam's step on alpha in single-task search and adaptation (``arc_learning_rate``). One step's alpha gradient
 #: is ~3e-3 per logit (batch-mean loss, BatchNorm'd ops), so SGD at ``inner_lr_alpha`` or Adam at 3e-3 moves alpha
 #: < 0.1 logit in 100 steps: alpha stays uniform, every step trains another random sub-network and the derived
 #: cell ends near chance. Like the meta-level alpha steps that do move alpha (Reptile's Adam 0.15, MAML's 0.1)
-#: the step must be logit-sized: 0.3 concentrates alpha within ~50-100 steps (issue #11: 16 px texture / digits,
-#: 100 steps, derived-cell validation accuracy 0.49 / 0.15 -> 0.88 / 0.74).
+#: the step must be logit-sized: 0.3 concentrates alpha within ~50-100 steps (16 px texture / digits, 100 steps:
+#: derived-cell validation accuracy 0.49 / 0.15 -> 0.88 / 0.74).
 DEFAULT_ARC_LEARNING_RATE = 0.3
 
 
@@ -117,7 +123,7 @@ class BaseConfig:
     predictor_samples: int = hparam(2, 'int', minimum=0)
     predictor_steps: int = hparam(20, 'int', minimum=0)
     predictor_centred: bool = hparam(True, 'bool')
-    # the inner Adam step on alpha of conditioned meta-training (None: SGD at inner_lr_alpha, as before issue #12)
+    # the inner Adam step on alpha of conditioned meta-training (None: SGD at inner_lr_alpha)
     conditioning_alpha_lr: float | None = hparam(0.3, 'float', minimum=0, optional=True)
     conditioning_teacher: Literal['shadow', 'inner'] = hparam('shadow', 'choice', choices=('shadow', 'inner'))
     conditioning_centred: bool = hparam(True, 'bool')
@@ -192,3 +198,170 @@ class BaseConfig:
 def tunable_space() -> dict[str, dict[str, Any]]:
     """The NNI search-space entries of the BASE knobs worth tuning (``hparam(..., tune=...)``)."""
     return {f.name: dict(f.metadata['tune']) for f in fields(BaseConfig) if f.metadata.get('tune')}
+
+
+# ---- grouped views ----------------------------------------------------------------------------------------------
+def _view(flat: str) -> Any:
+    """A grouped field standing for ``BaseConfig.<flat>``: same default, same checks."""
+    return field(default=BaseConfig.__dataclass_fields__[flat].default, metadata={'flat': flat})
+
+
+_Group = TypeVar('_Group', bound='ConfigGroup')
+
+
+class ConfigGroup:
+    """Base of the grouped views. Remembers which fields the caller set: with a prior, only those override it."""
+
+    #: the ``BaseConfig`` switch that passing the group turns on (None: the group has none)
+    switch: ClassVar[str | None] = None
+    _given: frozenset[str]
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # type: ignore[arg-type]
+            declared = BaseConfig.__dataclass_fields__[f.metadata['flat']].metadata
+            object.__setattr__(self, f.name, coerce(f'{type(self).__name__}.{f.name}', getattr(self, f.name), declared))
+
+    def flat(self, *, given_only: bool = False) -> dict[str, Any]:
+        """``{BaseConfig field: value}`` of this group (only the fields the caller set, with ``given_only``)."""
+        return {f.metadata['flat']: getattr(self, f.name) for f in fields(self)  # type: ignore[arg-type]
+                if not given_only or f.name in self._given}
+
+    @classmethod
+    def from_config(cls: type[_Group], config: BaseConfig | Mapping[str, Any]) -> _Group:
+        """The group's view of a flat config (a ``BaseConfig`` or a prior's stored dict)."""
+        values = config if isinstance(config, Mapping) else vars(config)
+        return cls(**{f.name: values[f.metadata['flat']] for f in fields(cls)  # type: ignore[arg-type]
+                      if f.metadata['flat'] in values})
+
+
+def _group(cls: type[_Group]) -> type[_Group]:
+    """Make ``cls`` a frozen keyword-only dataclass that records the fields passed to it."""
+    cls = dataclass(frozen=True, kw_only=True)(cls)
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self, **kwargs: Any) -> None:
+        object.__setattr__(self, '_given', frozenset(kwargs))
+        init(self, **kwargs)
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
+    return cls
+
+
+@_group
+class SupernetConfig(ConfigGroup):
+    """How the supernet samples and computes an architecture (the cells' parameterisation and estimator)."""
+
+    parameterization: Literal['darts', 'slot'] = _view('parameterization')
+    relaxation: Literal['gumbel', 'softmax'] = _view('relaxation')
+    hard: bool = _view('hard')
+    sparse: bool = _view('sparse')
+    alpha_estimator: Literal['paired', 'straight_through'] = _view('alpha_estimator')
+    sample_none: bool = _view('sample_none')
+    samples_per_step: int = _view('samples_per_step')
+    pool_batchnorm: bool = _view('pool_batchnorm')
+
+
+@_group
+class MetaTrainingConfig(ConfigGroup):
+    """Details of meta-training (an ``EpisodicClassification`` evaluator)."""
+
+    first_order: bool = _view('first_order')
+    outer_optimizer_alpha: Literal['sgd', 'adam'] = _view('outer_optimizer_alpha')
+    alpha_warmup_steps: int = _view('alpha_warmup_steps')
+    inner_batch_size: int | None = _view('inner_batch_size')
+    inner_grad_clip: float | None = _view('inner_grad_clip')
+    average_alpha_tasks: int = _view('average_alpha_tasks')
+
+
+@_group
+class AdaptationConfig(ConfigGroup):
+    """Details of single-task search and adaptation (any other Lightning evaluator)."""
+
+    freeze_architecture_after: int | None = _view('freeze_architecture_after')
+    bn_recalibration_batches: int = _view('bn_recalibration_batches')
+
+
+@_group
+class ConditioningConfig(ConfigGroup):
+    """The dataset-conditioned prior (MetaD2A-style encoder, generator and performance predictor)."""
+
+    switch = 'dataset_conditioning'
+    lr: float = _view('conditioning_lr')
+    alpha_lr: float | None = _view('conditioning_alpha_lr')
+    teacher: Literal['shadow', 'inner'] = _view('conditioning_teacher')
+    centred: bool = _view('conditioning_centred')
+    standardise: bool = _view('conditioning_standardise')
+    per_op: bool = _view('conditioning_per_op')
+    features: Literal['pixels', 'stem'] = _view('conditioning_features')
+    predictor_samples: int = _view('predictor_samples')
+    predictor_steps: int = _view('predictor_steps')
+    predictor_centred: bool = _view('predictor_centred')
+
+
+@_group
+class ZeroShotConfig(ConfigGroup):
+    """Zero-shot generation from a dataset-conditioned prior, inside an experiment."""
+
+    switch = 'zero_shot'
+    images: int = _view('zero_shot_images')
+    pool: int = _view('zero_shot_pool')
+    candidates: Literal['alpha', 'random', 'both'] = _view('zero_shot_candidates')
+
+
+#: BaseStrategy's grouped arguments, by argument name.
+GROUPS: dict[str, type[ConfigGroup]] = {'supernet': SupernetConfig, 'meta_training': MetaTrainingConfig,
+                                         'adaptation': AdaptationConfig, 'conditioning': ConditioningConfig,
+                                         'zero_shot': ZeroShotConfig}
+
+#: Where each grouped BaseConfig field is set: ``{flat name: (argument, group field or None for the switch)}``.
+GROUPED_FIELDS: dict[str, tuple[str, str | None]] = {
+    **{f.metadata['flat']: (arg, f.name) for arg, cls in GROUPS.items() for f in fields(cls)},  # type: ignore[arg-type]
+    **{cls.switch: (arg, None) for arg, cls in GROUPS.items() if cls.switch is not None}}
+
+
+def resolve_config(arguments: Mapping[str, Any], stored: Mapping[str, Any] | None = None) -> BaseConfig:
+    """The ``BaseConfig`` of a strategy's explicit ``arguments`` over ``stored`` (a prior's config) or the defaults.
+
+    ``arguments`` holds flat fields and grouped arguments (a group object, or ``True``/``False`` for the groups
+    with a switch); of a group object only the fields its caller set override ``stored``. The zero-shot switch is
+    never taken from ``stored``: it says what a run does, not how the prior was made.
+    """
+    values = BaseConfig.defaults()
+    if stored is not None:
+        values.update({k: v for k, v in stored.items() if k in values and k != 'zero_shot'})
+    for name, value in arguments.items():
+        cls = GROUPS.get(name)
+        if cls is None:
+            values[name] = value
+            continue
+        if value is None:  # the group's defaults (or the stored values)
+            continue
+        if isinstance(value, cls):
+            flat = value.flat(given_only=True) | ({cls.switch: True} if cls.switch else {})
+        elif cls.switch is not None and isinstance(value, bool):
+            flat = {cls.switch: value}
+        else:
+            kinds = f'a {cls.__name__}' + (' or True/False' if cls.switch else '')
+            raise TypeError(f'{name}= takes {kinds}, got {value!r}.')
+        for key in flat:
+            if key in arguments and key != name:
+                raise TypeError(f'{key}= and {name}= both set {key}: pass it once, in {name}=.')
+        values.update(flat)
+    return BaseConfig(**values)
+
+
+def grouped_arguments(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """BaseStrategy's arguments for flat ``BaseConfig`` values (as tuners send them), each grouped field in its
+    group object. A group with a switch is passed only when its switch is in ``flat``: ``False`` when off (its
+    other fields are then unused and left out), its object when on."""
+    arguments = {name: value for name, value in flat.items() if name not in GROUPED_FIELDS}
+    for arg, cls in GROUPS.items():
+        values = {group_field: flat[name] for name, (a, group_field) in GROUPED_FIELDS.items()
+                  if a == arg and group_field is not None and name in flat}
+        if cls.switch is None:
+            if values:
+                arguments[arg] = cls(**values)
+        elif cls.switch in flat:
+            arguments[arg] = cls(**values) if flat[cls.switch] else False
+    return arguments

@@ -64,7 +64,7 @@ class MetaTrainingModule(BaseSearchModule):
         the rank; the shared stream is put back after the step, so it stays identical on every rank and in
         checkpoints.
         """
-        super().on_train_batch_start(batch, batch_idx)
+        out = super().on_train_batch_start(batch, batch_idx)
         rank, world_size = process_group()
         if world_size > 1:
             seed = int(torch.randint(2**62, (1,)))
@@ -72,12 +72,14 @@ class MetaTrainingModule(BaseSearchModule):
             self.rank_rng = contextlib.ExitStack()
             self.rank_rng.enter_context(torch.random.fork_rng(devices=cuda))  # CPU and this rank's GPU stream
             torch.manual_seed(seed + rank)
+        return out
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         rank_rng = getattr(self, 'rank_rng', None)
         if rank_rng is not None:  # back to the stream every rank shares
             rank_rng.close()
             self.rank_rng = None
+        return super().on_train_batch_end(outputs, batch, batch_idx)
 
     def alpha_warming_up(self) -> bool:
         """Whether meta-training is still in the weight warm-up (α fixed for ``alpha_warmup_steps`` meta-steps)."""

@@ -10,24 +10,61 @@ from pathlib import Path
 
 import pytest
 
-from nni_base import BaseStrategy
+from nni_base import BaseStrategy, ConditioningConfig, MetaTrainingConfig, SupernetConfig
 from nni_base.cli.trial import BASE_PARAMS, BASE_TRIAL_DEFAULTS, DEFAULT_PARAMS, search_space, validate_params
-from nni_base.search.config import BaseConfig
+from nni_base.search.config import GROUPS, BaseConfig, grouped_arguments, resolve_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_strategy_signature_is_the_config_schema():
+def test_strategy_signature_and_groups_cover_the_config_schema_once():
     signature = inspect.signature(BaseStrategy.__init__).parameters
-    for f in fields(BaseConfig):
-        assert f.name in signature, f'BaseStrategy lacks the BaseConfig field {f.name}'
-        assert signature[f.name].default == f.default, f.name
+    core = [f.name for f in fields(BaseConfig) if f.name in signature and f.name not in GROUPS]
+    grouped = [f.metadata['flat'] for cls in GROUPS.values() for f in fields(cls)]
+    switches = [cls.switch for cls in GROUPS.values() if cls.switch]
+    assert sorted(core + grouped + switches) == sorted(f.name for f in fields(BaseConfig))
+    assert len(core + grouped + switches) == len(set(core + grouped + switches))
+    for name in core:
+        assert signature[name].default == BaseConfig.__dataclass_fields__[name].default, name
+    for cls in GROUPS.values():  # the grouped views take their defaults from the schema
+        for f in fields(cls):
+            assert f.default == BaseConfig.__dataclass_fields__[f.metadata['flat']].default, (cls, f.name)
+    assert len(signature) <= 22
 
 
 def test_strategy_hands_every_argument_to_the_config():
-    strategy = BaseStrategy(inner_steps=7, sample_none=True, inner_batch_size=3, alpha_estimator='straight_through')
-    assert (strategy.config.inner_steps, strategy.config.sample_none, strategy.config.inner_batch_size,
-            strategy.config.alpha_estimator) == (7, True, 3, 'straight_through')
+    strategy = BaseStrategy(inner_steps=7,
+                            supernet=SupernetConfig(sample_none=True, alpha_estimator='straight_through'),
+                            meta_training=MetaTrainingConfig(inner_batch_size=3),
+                            conditioning=ConditioningConfig(lr=0.02, features='stem'))
+    c = strategy.config
+    assert (c.inner_steps, c.sample_none, c.inner_batch_size, c.alpha_estimator) == (7, True, 3, 'straight_through')
+    assert (c.dataset_conditioning, c.conditioning_lr, c.conditioning_features) == (True, 0.02, 'stem')
+    assert SupernetConfig.from_config(c).sample_none and ConditioningConfig.from_config(c).lr == 0.02
+
+
+def test_old_flat_spellings_warn_and_still_set_the_field():
+    with pytest.warns(DeprecationWarning, match=r'sample_none= is now supernet=SupernetConfig\(sample_none=...\)'):
+        assert BaseStrategy(sample_none=True).config.sample_none
+    with pytest.warns(DeprecationWarning, match='dataset_conditioning= is now conditioning=True'):
+        assert BaseStrategy(dataset_conditioning=True).config.dataset_conditioning
+    with pytest.raises(TypeError, match='pass it once'), pytest.warns(DeprecationWarning):
+        BaseStrategy(sample_none=True, supernet=SupernetConfig(sample_none=False))
+
+
+def test_grouped_objects_check_their_values_and_their_type():
+    with pytest.raises(ValueError, match='SupernetConfig.samples_per_step must be >= 1'):
+        SupernetConfig(samples_per_step=0)
+    with pytest.raises(TypeError, match='supernet= takes a SupernetConfig'):
+        BaseStrategy(supernet=ConditioningConfig())
+    assert BaseStrategy(zero_shot=False, conditioning=False).config.dataset_conditioning is False
+
+
+def test_grouped_arguments_of_flat_tuner_values():
+    arguments = grouped_arguments({'inner_steps': 3, 'first_order': True, 'dataset_conditioning': False,
+                                   'zero_shot_pool': 2})
+    assert arguments == {'inner_steps': 3, 'meta_training': MetaTrainingConfig(first_order=True), 'conditioning': False}
+    assert resolve_config(grouped_arguments({'dataset_conditioning': True, 'predictor_steps': 3})).predictor_steps == 3
 
 
 def test_shipped_search_space_file_is_generated_from_the_schema():

@@ -4,7 +4,7 @@ Where it sits
     :class:`~nni_base.BaseStrategy` picks :class:`ZeroShotModule` in ``configure_oneshot_module`` when it has
     ``zero_shot=True``, a dataset-conditioned prior and a single-dataset evaluator (NNI's ``Classification``).
     It is :func:`.zero_shot.zero_shot` run through Lightning: the "training" loop only reads labelled images from
-    the evaluator's training dataloader (up to ``zero_shot_images``, then it stops), the conditioner encodes them
+    the evaluator's training dataloader (up to ``ZeroShotConfig.images``, then it stops), the conditioner encodes them
     as a support set and the supernet's α becomes ``shared α + g(encoding)``. Nothing is trained. What NNI's
     ``Classification`` reports is the generated top-1's training metric on the images read (validation, when the
     data ran out first), with the prior's weights: a weight-sharing estimate, not the accuracy the architecture
@@ -30,6 +30,7 @@ import torch
 from ...space.gumbel_cell import derived_architecture
 from ..base import BaseSearchModule
 from ..config import BaseConfig
+from ..top_k import CellShape
 from .conditioner import Conditioner
 from .zero_shot import rank_candidates
 
@@ -87,6 +88,7 @@ class ZeroShotModule(BaseSearchModule):
     def on_train_end(self) -> None:
         if self.encoding is None:
             self.condition()
+        return super().on_train_end()
 
     @torch.no_grad()
     def condition(self) -> dict[str, torch.Tensor]:
@@ -103,7 +105,7 @@ class ZeroShotModule(BaseSearchModule):
 
     def ranked(self, top_k: int, seed: int = 0) -> list[tuple[dict[str, Any], float]]:
         """The ``top_k`` best architectures for the dataset read, as :func:`.zero_shot.zero_shot` ranks them with
-        ``pool=zero_shot_pool``, ``candidates=zero_shot_candidates`` and ``seed``."""
+        the config's ``pool`` and ``candidates`` (:class:`~nni_base.ZeroShotConfig`) and ``seed``."""
         if self.encoding is None:
             self.condition()
         alphas = {str(label): a.detach() for label, a in self.alphas().items()}
@@ -111,6 +113,10 @@ class ZeroShotModule(BaseSearchModule):
                                  use_predictor=self.conditioner.predictor_records > 0, pool=self.config.zero_shot_pool,
                                  candidates=self.config.zero_shot_candidates, seed=seed)
         return [(sample, score) for sample, score, _ in ranked]
+
+    def rank(self, top_k: int, shapes: list[CellShape], choices: Any,
+             seed: int) -> list[tuple[dict[str, Any], float]]:
+        return self.ranked(top_k, seed)
 
     def architecture_scorer(self) -> Callable[[list[dict[str, Any]]], Sequence[float]] | None:
         if self.encoding is None or self.conditioner.predictor_records == 0:
