@@ -10,7 +10,7 @@ import pytest
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
-from nni_base import BaseStrategy, EpisodicClassification, TemperatureSchedule, load_prior
+from nni_base import BaseStrategy, EpisodicClassification, SupernetConfig, TemperatureSchedule, load_prior
 from nni_base.api import build_supernet, load_strategy
 from nni_base.search import loop
 from tests.helpers import digits_tasks, episodic_evaluator, run, tiny_space
@@ -104,7 +104,7 @@ def test_alpha_metrics_are_the_entropy_and_max_probability_of_alpha(meta_run):
         assert entropy < math.log(8) - 1e-4  # alpha moved off its near-uniform start
 
 
-# ---- save_prior / load_strategy ----------------------------------------------------------------------------------
+# ---- save_prior / building from a prior ------------------------------------------------------------------------
 def test_save_prior_writes_the_current_weights_and_alpha(meta_run):
     strategy, _, _, out = meta_run
     path = strategy.save_prior(out / 'saved.pt')
@@ -118,16 +118,22 @@ def test_save_prior_writes_the_current_weights_and_alpha(meta_run):
     assert prior['meta']['steps'] == STEPS and prior['config']['inner_lr'] == 0.07
 
 
-def test_load_strategy_takes_the_priors_hyper_parameters_and_overrides_win(meta_run):
+def test_a_priors_stored_settings_are_the_defaults_and_explicit_arguments_win(meta_run):
     strategy, _, _, out = meta_run
     path = strategy.save_prior(out / 'for_load.pt')
-    loaded = load_strategy(path)
+    loaded = BaseStrategy(prior=path)
     config = loaded.config
     assert (config.inner_steps, config.inner_lr, config.inner_lr_alpha, config.adapt_steps, config.hard) == (
         2, 0.07, 0.3, 1, False)
     assert config.temperature == TemperatureSchedule(4.0, 1.0, 'exponential')
     assert loaded.prior_path == path
-    assert load_strategy(path, inner_steps=5, hard=True).config.inner_steps == 5
+    overridden = BaseStrategy(prior=path, inner_steps=5, supernet=SupernetConfig(sample_none=True)).config
+    assert (overridden.inner_steps, overridden.sample_none) == (5, True)
+    # inside a group, the fields not passed keep the prior's values
+    assert (overridden.inner_lr, overridden.hard) == (0.07, False)
+    assert BaseStrategy(prior=path, supernet=SupernetConfig(hard=True)).config.hard is True
+    with pytest.warns(DeprecationWarning, match='BaseStrategy'):
+        assert load_strategy(path, inner_steps=4).config.inner_steps == 4
     # The supernet it builds starts from the prior's alpha, not a fresh one.
     supernet = build_supernet(tiny_space(), loaded)
     for label, alpha in supernet.alphas().items():

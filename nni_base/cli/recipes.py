@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader
 from ..data import load_cifar10, load_downsampled_imagenet, load_image_folder, load_svhn
 from ..evaluator import EpisodicClassification
 from ..io import write_json, write_text
+from ..search.config import MetaTrainingConfig
 from ..space.genotype import format_genotype, sample_to_genotype
 from ..space.multires import MultiResolutionDartsSpace
 from ..strategy import BaseStrategy
@@ -141,8 +142,8 @@ def adapt(args: argparse.Namespace) -> dict[str, Any]:
                                  args.queries, name='imagenet224')
         evaluator = EpisodicClassification(tasks, tasks, tasks_per_step=1, steps_per_epoch=1, val_episodes=1,
                                            seed=args.seed, **{**trainer_kwargs, 'max_epochs': 0})
-        strategy = BaseStrategy(prior=args.prior, average_alpha_tasks=args.average_alpha_tasks,
-                                adapt_steps=args.adapt_steps, seed=args.seed)
+        strategy = BaseStrategy(prior=args.prior, adapt_steps=args.adapt_steps, seed=args.seed,
+                                meta_training=MetaTrainingConfig(average_alpha_tasks=args.average_alpha_tasks))
     else:
         if args.dataset == 'cifar10':
             train, val = load_cifar10(root, True), load_cifar10(root, False)

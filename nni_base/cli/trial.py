@@ -47,7 +47,7 @@ from ..data import digits_splits, load_cifar10, load_cifar100, load_downsampled_
 from ..errors import CorruptPriorError, PriorMismatchError
 from ..evaluator import EpisodicClassification
 from ..io import write_atomic, write_text
-from ..search.config import BaseConfig, coerce, hparam
+from ..search.config import BaseConfig, coerce, grouped_arguments, hparam
 from ..search.prior import load_prior
 from ..search.top_k import cell_shapes, top_k_architectures
 from ..space.darts import DartsTaskSpace
@@ -255,7 +255,8 @@ class ReportHeldOutAccuracy(pl.Callback):
 
 
 def _strategy_kwargs(params: dict[str, Any]) -> dict[str, Any]:
-    return {name: params[name] for name in BASE_PARAMS} | {
+    """BaseStrategy's arguments for the trial's flat parameters (the grouped ones in their config objects)."""
+    return grouped_arguments({name: params[name] for name in BASE_PARAMS}) | {
         'temperature': (params['temperature_start'], params['temperature_end'])}
 
 
