@@ -41,7 +41,7 @@ from nni.nas.oneshot.pytorch.strategy import GumbelDARTS
 from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import ConcatDataset, DataLoader, random_split
 
-from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, TaskDistribution
+from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, MetaTrainingConfig, TaskDistribution
 from nni_base.cli.retrain.small import retrain_and_test
 from nni_base.data.families import FAMILIES, family_splits
 from nni_base.io import write_json
@@ -101,8 +101,8 @@ def main(argv=None) -> dict:
         train_tasks, heldout_tasks, tasks_per_step=args.tasks_per_step, steps_per_epoch=args.steps_per_epoch,
         val_episodes=2, seed=args.seed, max_epochs=args.meta_epochs, enable_checkpointing=False,
         logger=CSVLogger(out / 'logs', name='meta'), log_every_n_steps=1)
-    strategy = BaseStrategy(inner_steps=args.inner_steps, inner_batch_size=args.inner_batch_size,
-                            save_prior_to=out / 'prior.pt', seed=args.seed)
+    strategy = BaseStrategy(inner_steps=args.inner_steps, save_prior_to=out / 'prior.pt', seed=args.seed,
+                            meta_training=MetaTrainingConfig(inner_batch_size=args.inner_batch_size))
     start = time.time()
     meta_exp = NasExperiment(space(), evaluator, strategy)
     meta_exp.run()

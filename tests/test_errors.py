@@ -6,7 +6,7 @@ import torch.nn as nn
 from nni.nas.evaluator import FunctionalEvaluator
 from nni.nas.nn.pytorch import ModelSpace
 
-from nni_base import BaseStrategy, MetaTrainingDiverged, TaskDistribution, load_prior
+from nni_base import BaseStrategy, MetaTrainingConfig, MetaTrainingDiverged, TaskDistribution, load_prior
 from nni_base.data import digits_splits
 from tests.helpers import digits_tasks, episodic_evaluator, run, tiny_space
 
@@ -34,7 +34,7 @@ def test_evaluator_that_is_not_lightning():
 def test_alpha_averaging_needs_an_episodic_evaluator():
     from nni.nas.evaluator.pytorch import Classification
     with pytest.raises(TypeError, match='EpisodicClassification'):
-        BaseStrategy(average_alpha_tasks=2).mutate_evaluator(Classification(num_classes=5))
+        BaseStrategy(meta_training=MetaTrainingConfig(average_alpha_tasks=2)).mutate_evaluator(Classification(num_classes=5))
 
 
 def test_more_ways_than_classes_and_too_few_samples():

@@ -10,7 +10,14 @@ import pytest
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
-from nni_base import BaseStrategy, EpisodicClassification, SupernetConfig, TemperatureSchedule, load_prior
+from nni_base import (
+    BaseStrategy,
+    EpisodicClassification,
+    MetaTrainingConfig,
+    SupernetConfig,
+    TemperatureSchedule,
+    load_prior,
+)
 from nni_base.api import build_supernet, load_strategy
 from nni_base.search import loop
 from tests.helpers import digits_tasks, episodic_evaluator, run, tiny_space
@@ -23,7 +30,8 @@ def test_temperature_defaults_are_the_documented_ones():
     assert TemperatureSchedule() == TemperatureSchedule(5.0, 0.5, 'exponential')
     # README: "default: constant 1.0 for hard samples, 5.0 -> 0.5 exponential for relaxed ones"
     assert BaseStrategy().config.temperature == TemperatureSchedule(1.0, 1.0, 'constant')
-    assert BaseStrategy(hard=False).config.temperature == TemperatureSchedule(5.0, 0.5, 'exponential')
+    relaxed = BaseStrategy(supernet=SupernetConfig(hard=False)).config.temperature
+    assert relaxed == TemperatureSchedule(5.0, 0.5, 'exponential')
 
 
 def test_temperature_as_start_end_pair():
@@ -63,8 +71,9 @@ def meta_run(tmp_path_factory):
         calls.append((where, steps))
         return original(self, task, steps, state, where=where, **kwargs)
 
-    strategy = BaseStrategy(inner_steps=2, inner_lr=0.07, inner_lr_alpha=0.3, adapt_steps=1, hard=False,
-                            temperature=(4.0, 1.0), average_alpha_tasks=2, seed=0)
+    strategy = BaseStrategy(inner_steps=2, inner_lr=0.07, inner_lr_alpha=0.3, adapt_steps=1,
+                            supernet=SupernetConfig(hard=False), temperature=(4.0, 1.0), seed=0,
+                            meta_training=MetaTrainingConfig(average_alpha_tasks=2))
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(loop, 'adapt', spy)
         run(tiny_space(), episodic_evaluator(train, test, steps_per_epoch=STEPS, seed=0, callbacks=[record]), strategy)

@@ -2,7 +2,7 @@
 
 With NNI's ``Classification`` (or any non-episodic evaluator) weights and α take a joint gradient
 step per batch on a fresh Gumbel sample: started from a prior this is BASE's adaptation to a new
-dataset, from scratch a plain Gumbel-softmax search. With ``freeze_architecture_after=N`` the
+dataset, from scratch a plain Gumbel-softmax search. With ``AdaptationConfig(freeze_architecture_after=N)`` the
 architecture is fixed to the derived cell after N steps and only its weights train. Before each
 validation the derived cell's BatchNorm statistics are recomputed from the latest training batches
 (``bn_recalibration_batches``), because while searching they were updated by other sub-networks.
@@ -17,7 +17,8 @@ that their weights and α agree, so any rank's export (NNI reads rank 0's) is th
 
 Example
 -------
->>> strategy = BaseStrategy(prior='prior.pt', freeze_architecture_after=24)   # doctest: +SKIP
+>>> adaptation = AdaptationConfig(freeze_architecture_after=24)  # doctest: +SKIP
+>>> strategy = BaseStrategy(prior='prior.pt', adaptation=adaptation)  # doctest: +SKIP
 >>> NasExperiment(space, Classification(train_dataloaders=..., val_dataloaders=...), strategy).run()  # doctest: +SKIP
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nni_base import BaseStrategy
+from nni_base import BaseStrategy, SupernetConfig
 from nni_base.api import build_supernet
 from nni_base.search.adaptation import TaskAdapter
 from nni_base.search.meta_update import ModelState
@@ -66,7 +66,7 @@ def test_temperature_does_not_change_hard_samples():
 
 def test_hard_path_defaults_to_a_constant_temperature_and_relaxed_one_anneals():
     hard = BaseStrategy().config.temperature
-    relaxed = BaseStrategy(hard=False).config.temperature
+    relaxed = BaseStrategy(supernet=SupernetConfig(hard=False)).config.temperature
     assert hard(0, 100) == hard(99, 100) == 1.0
     assert abs(relaxed(0, 100) - 5.0) < 1e-9 and abs(relaxed(99, 100) - 0.5) < 1e-9
 

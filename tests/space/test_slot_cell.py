@@ -4,8 +4,8 @@ import pytest
 import torch
 from nni.nas.nn.pytorch import Cell
 
-from nni_base import BaseStrategy, DartsTaskSpace, PriorMismatchError, load_prior, save_prior
-from nni_base.api import build_supernet, load_strategy
+from nni_base import BaseStrategy, DartsTaskSpace, PriorMismatchError, SupernetConfig, load_prior, save_prior
+from nni_base.api import build_supernet
 from nni_base.search.prior import build_prior
 from nni_base.space.gumbel_cell import GumbelMixedCell, derived_architecture
 from nni_base.space.slot_cell import SlotGumbelCell, derive_slot_cell, pair_column, slot_index
@@ -22,7 +22,7 @@ def space() -> DartsTaskSpace:
 
 def slot_supernet(seed: int = 0, **kwargs):
     torch.manual_seed(seed)
-    return build_supernet(space(), BaseStrategy(parameterization='slot', **kwargs))
+    return build_supernet(space(), BaseStrategy(supernet=SupernetConfig(parameterization='slot'), **kwargs))
 
 
 def row(node: int, k: int) -> int:
@@ -209,7 +209,8 @@ def test_meta_training_with_slots_exports_a_slot_sample(tmp_path):
     from tests.helpers import WAYS, digits_tasks, episodic_evaluator, run, tiny_space
 
     train, _ = digits_tasks()
-    strategy = BaseStrategy(inner_steps=1, parameterization='slot', seed=0, save_prior_to=tmp_path / 'prior.pt')
+    strategy = BaseStrategy(inner_steps=1, supernet=SupernetConfig(parameterization='slot'), seed=0,
+                            save_prior_to=tmp_path / 'prior.pt')
     exp = run(tiny_space(), episodic_evaluator(train, steps_per_epoch=2, seed=0), strategy)
     module = strategy.oneshot_module
     assert all(type(c) is SlotGumbelCell for c in module.cells())
@@ -232,7 +233,7 @@ def slot_prior(tmp_path):
     net = slot_supernet()
     with torch.no_grad():
         net.alphas()['normal'][row(4, 1), col(3, 'sep_conv_5x5')] = 5.0  # something recognisable
-    config = BaseStrategy(parameterization='slot').config.to_dict()
+    config = BaseStrategy(supernet=SupernetConfig(parameterization='slot')).config.to_dict()
     data = build_prior(net.training_module.model, net.alphas(), config=config, tasks={'ways': NUM_CLASSES})
     return save_prior(data, tmp_path / 'slot.pt'), net
 
@@ -242,7 +243,7 @@ def test_slot_prior_round_trip_with_weights_only(slot_prior):
     raw = torch.load(path, weights_only=True)
     assert raw['config']['parameterization'] == 'slot'
     assert raw['alpha']['normal'][row(4, 1), col(3, 'sep_conv_5x5')] == 5.0
-    restored = build_supernet(space(), load_strategy(path))
+    restored = build_supernet(space(), BaseStrategy(prior=path))  # the prior's parameterization is the default
     assert all(type(c) is SlotGumbelCell for c in restored.cells())
     for (name, a), b in zip(net.training_module.model.state_dict().items(),
                             restored.training_module.model.state_dict().values()):
@@ -254,10 +255,10 @@ def test_slot_prior_round_trip_with_weights_only(slot_prior):
 def test_slot_prior_into_edge_supernet_and_back_is_a_clear_error(slot_prior, tmp_path):
     path, _ = slot_prior
     with pytest.raises(PriorMismatchError, match="parameterization='slot'.*uses 'darts'"):
-        build_supernet(space(), BaseStrategy(prior=path))
+        build_supernet(space(), BaseStrategy(prior=path, supernet=SupernetConfig(parameterization='darts')))
     torch.manual_seed(0)
     darts = build_supernet(space(), BaseStrategy())
     data = build_prior(darts.training_module.model, darts.alphas(), config=BaseStrategy().config.to_dict())
     darts_path = save_prior(data, tmp_path / 'darts.pt')
     with pytest.raises(PriorMismatchError, match="parameterization='darts'.*uses 'slot'"):
-        build_supernet(space(), BaseStrategy(prior=darts_path, parameterization='slot'))
+        build_supernet(space(), BaseStrategy(prior=darts_path, supernet=SupernetConfig(parameterization='slot')))

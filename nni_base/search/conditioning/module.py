@@ -2,7 +2,7 @@
 
 Where it sits
     :class:`~nni_base.BaseStrategy` picks :class:`ConditionedReptileModule` in ``configure_oneshot_module`` when
-    ``dataset_conditioning=True`` and the evaluator is episodic. It is :class:`~nni_base.search.reptile.ReptileModule`
+    ``conditioning=True`` and the evaluator is episodic. It is :class:`~nni_base.search.reptile.ReptileModule`
     with three hooks in the shared task loop:
 
     * ``prepare_task`` (before the inner loop): encode the task's support set, ``α ← shared α + g(encoding)``;
@@ -27,11 +27,11 @@ Why this learning signal
 The task's α direction (issue #12)
     With SGD at ``inner_lr_alpha`` a task's α moves ~0.003 logit in 5 inner steps (one step's α gradient is
     ~3e-3), so ``adapted α − start`` was a tiny target and the generated offsets stayed ~1e-4: the conditioned α
-    was the shared α. With ``conditioning_alpha_lr`` the direction is where a fresh per-task Adam would take α on
-    the same gradients (:class:`~nni_base.search.loop.AlphaAdam`): logit-sized, same sign. By default
-    (``conditioning_teacher='shadow'``) Adam only records it and the inner loop keeps its SGD step, so weights and
-    shared α learn as without conditioning; ``'inner'`` moves the task's α with Adam (measured worse: the shared α
-    lost max pooling in the reduction cell). ``conditioning_alpha_lr=None``: the SGD-adapted α, as before.
+    was the shared α. With ``ConditioningConfig.alpha_lr`` the direction is where a fresh per-task Adam would take
+    α on the same gradients (:class:`~nni_base.search.loop.AlphaAdam`): logit-sized, same sign. By default
+    (``teacher='shadow'``) Adam only records it and the inner loop keeps its SGD step, so weights and shared α
+    learn as without conditioning; ``'inner'`` moves the task's α with Adam (measured worse: the shared α lost max
+    pooling in the reduction cell). ``alpha_lr=None``: the SGD-adapted α is the target.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class ConditionedReptileModule(ReptileModule):
         self._starts: list[_TaskStart] = []
         self._targets: list[dict[str, torch.Tensor]] = []
         self._conditioning_optimizer: torch.optim.Optimizer | None = None
-        self._shadow: AlphaAdam | None = None  # the current task's shadow Adam (conditioning_teacher='shadow')
+        self._shadow: AlphaAdam | None = None  # the current task's shadow Adam (ConditioningConfig(teacher='shadow'))
         self.last_conditioning: dict[str, float] = {}
 
     def ensure_conditioner(self) -> Conditioner:
@@ -92,9 +92,9 @@ class ConditionedReptileModule(ReptileModule):
             alphas = self.alphas()
             choices = plain_choices(self.training_module.model, alphas, [s.label for s in shapes])
             if choices is None:
-                raise TypeError('dataset_conditioning=True covers DARTS-style cells and single-valued choices '
+                raise TypeError('conditioning=True covers DARTS-style cells and single-valued choices '
                                 '(LayerChoice, nni.choice, Repeat depth, NasBench201 edges); this space also has '
-                                'multi-input or NNI-cell choices. Turn dataset_conditioning off for it.')
+                                'multi-input or NNI-cell choices. Turn conditioning off for it.')
             stem = stem_spec(getattr(self.training_module.model, 'stem', None)) \
                 if self.config.conditioning_features == 'stem' else None
             self.conditioner = Conditioner(shapes, {str(k): tuple(a.shape) for k, a in alphas.items()},
@@ -109,8 +109,8 @@ class ConditionedReptileModule(ReptileModule):
             # Each process would update the encoder's running statistics, the generator and the predictor from
             # its own share of the tasks, so the processes' conditioners would drift apart (not implemented).
             raise NotImplementedError(
-                f'dataset_conditioning=True runs in one process; this run has {world_size} (DDP). Meta-train the '
-                'conditioned prior with devices=1, or turn dataset_conditioning off to meta-train on several '
+                f'conditioning=True runs in one process; this run has {world_size} (DDP). Meta-train the '
+                'conditioned prior with devices=1, or turn conditioning off to meta-train on several '
                 'processes.')
         return super().on_fit_start()
 
@@ -259,7 +259,7 @@ class ConditionedReptileModule(ReptileModule):
         return self.ensure_conditioner().state()
 
     def _sync_stem(self) -> None:
-        """With ``conditioning_features='stem'``: the encoder reads the supernet's stem as it is now."""
+        """With ``ConditioningConfig(features='stem')``: the encoder reads the supernet's stem as it is now."""
         conditioner = self.ensure_conditioner()
         if conditioner.stem is not None:
             conditioner.sync_stem(self.training_module.model.stem)

@@ -79,7 +79,7 @@ class ZeroShotModule(BaseSearchModule):
         model.train(was_training)
 
     def on_validation_epoch_start(self):
-        # The data ran out before zero_shot_images: condition on what was read. Validation then scores the
+        # The data ran out before ZeroShotConfig.images: condition on what was read. Validation then scores the
         # generated top-1 with the prior's weights (what NNI's Classification reports to the experiment).
         if self.encoding is None and self.support:
             self.condition()

@@ -7,12 +7,13 @@ import json
 import pytest
 import torch
 
-from nni_base import BaseStrategy, TaskDistribution, load_prior, save_prior
+from nni_base import BaseStrategy, ConditioningConfig, TaskDistribution, ZeroShotConfig, load_prior, save_prior
 from nni_base.api import sample_tasks, zero_shot
 from nni_base.data.families import family_splits
 from nni_base.search.conditioning import ConditionedReptileModule, Conditioner
 from nni_base.search.top_k import CellShape
 from tests.helpers import digits_tasks, episodic_evaluator, run, tiny_space
+from tests.search.test_evaluator_hooks import RecordingClassification
 
 OPS = ('max_pool_3x3', 'avg_pool_3x3', 'skip_connect', 'sep_conv_3x3')
 SHAPES = [CellShape('normal', OPS, 4, 2, 2), CellShape('reduce', OPS, 4, 2, 2)]
@@ -62,7 +63,7 @@ def test_empty_support_set_and_bad_top_k_are_refused():
 
 def test_conditioning_needs_reptile():
     with pytest.raises(ValueError, match="dataset_conditioning .* meta_algorithm='reptile'"):
-        BaseStrategy(dataset_conditioning=True, meta_algorithm='maml')
+        BaseStrategy(conditioning=True, meta_algorithm='maml')
 
 
 def test_conditioning_refuses_several_processes_instead_of_drifting_apart(monkeypatch):
@@ -71,9 +72,9 @@ def test_conditioning_refuses_several_processes_instead_of_drifting_apart(monkey
 
     training_module = EpisodicModule()
     training_module.set_model(BaseStrategy().mutate_model(tiny_space()))
-    module = ConditionedReptileModule(training_module, BaseStrategy(dataset_conditioning=True).config)
+    module = ConditionedReptileModule(training_module, BaseStrategy(conditioning=True).config)
     monkeypatch.setattr(conditioned, 'process_group', lambda: (0, 2))
-    with pytest.raises(NotImplementedError, match='dataset_conditioning=True runs in one process; .* 2 .*devices=1'):
+    with pytest.raises(NotImplementedError, match='conditioning=True runs in one process; .* 2 .*devices=1'):
         module.on_fit_start()
     monkeypatch.setattr(conditioned, 'process_group', lambda: (0, 1))
     module.on_fit_start()
@@ -84,7 +85,7 @@ def conditioned_prior(tmp_path_factory):
     """Three conditioned Reptile meta-steps on digits; the prior file they write."""
     path = tmp_path_factory.mktemp('conditioned') / 'prior.pt'
     train, _ = digits_tasks()
-    strategy = BaseStrategy(inner_steps=2, dataset_conditioning=True, conditioning_lr=0.01, save_prior_to=path)
+    strategy = BaseStrategy(inner_steps=2, conditioning=ConditioningConfig(lr=0.01), save_prior_to=path)
     run(tiny_space(), episodic_evaluator(train, steps_per_epoch=3), strategy)
     assert isinstance(strategy.oneshot_module, ConditionedReptileModule)
     return path, strategy
@@ -123,7 +124,7 @@ def test_conditioned_prior_loads_weights_only_and_gives_zero_shot_top_k(conditio
 def test_conditioned_prior_continues_meta_training(conditioned_prior, tmp_path):
     path, first = conditioned_prior
     train, _ = digits_tasks()
-    strategy = BaseStrategy(prior=path, inner_steps=1, dataset_conditioning=True)
+    strategy = BaseStrategy(prior=path, inner_steps=1, conditioning=True)
     strategy.config.predictor_samples = 0
     trained = first.oneshot_module.conditioner.generator.net[-1].weight.detach().clone()
     run(tiny_space(), episodic_evaluator(train, steps_per_epoch=1), strategy)
@@ -147,7 +148,7 @@ def test_old_prior_without_encoder_still_loads_and_zero_shot_says_why_not(condit
     with pytest.raises(ValueError, match='no dataset encoder'):
         zero_shot(old_path, task.support_x, task.support_y, top_k=3)
     # a conditioned meta-training run may start from it: the conditioning starts fresh
-    strategy = BaseStrategy(prior=old_path, inner_steps=1, dataset_conditioning=True, predictor_samples=0)
+    strategy = BaseStrategy(prior=old_path, inner_steps=1, conditioning=ConditioningConfig(predictor_samples=0))
     run(tiny_space(), episodic_evaluator(digits_tasks()[0], steps_per_epoch=1), strategy)
     assert 'conditioning' in strategy.prior_dict()
 
@@ -236,7 +237,7 @@ def test_families_whose_tasks_pull_alpha_apart_get_conditioned_alphas_ordered_ap
     train = {f: sample_tasks(TaskDistribution(splits[f]['train'], 5, 5, 5, name=f), 8, seed=0) for f in families}
     training_module = EpisodicModule()
     training_module.set_model(BaseStrategy(seed=0).mutate_model(tiny_space()))
-    config = BaseStrategy(dataset_conditioning=True, conditioning_alpha_lr=None, predictor_samples=0).config
+    config = BaseStrategy(conditioning=ConditioningConfig(alpha_lr=None, predictor_samples=0)).config
     module = ConditionedReptileModule(training_module, config).eval()  # eval: no predictor records
     ops = list(module.ensure_conditioner().shapes[0].op_names)
     winner = {'peaks': ops.index('max_pool_3x3'), 'texture': ops.index('avg_pool_3x3')}
@@ -273,7 +274,7 @@ def test_conditioning_on_nasbench201_generates_top_k_of_its_edge_choices(tmp_pat
 
     path = tmp_path / 'nb201.pt'
     train, test = digits_tasks()
-    strategy = BaseStrategy(inner_steps=1, dataset_conditioning=True, conditioning_lr=0.01, save_prior_to=path)
+    strategy = BaseStrategy(inner_steps=1, conditioning=ConditioningConfig(lr=0.01), save_prior_to=path)
     strategy.config.predictor_samples = 2
     run(space(), episodic_evaluator(train, steps_per_epoch=2), strategy)
     module = strategy.oneshot_module
@@ -324,7 +325,7 @@ def test_zero_shot_through_nas_experiment_with_nni_classification(conditioned_pr
                                val_dataloaders=nni.trace(DataLoader)(images, batch_size=25), max_epochs=3,
                                logger=False, enable_progress_bar=False, enable_checkpointing=False,
                                enable_model_summary=False)
-    strategy = BaseStrategy(prior=path, zero_shot=True, zero_shot_images=20)
+    strategy = BaseStrategy(prior=path, zero_shot=ZeroShotConfig(images=20))
     weights_before = {k: v.clone() for k, v in load_prior(path)['state_dict'].items()}
     exp = run(tiny_space(), evaluator, strategy)
     module = strategy.oneshot_module
@@ -339,6 +340,23 @@ def test_zero_shot_through_nas_experiment_with_nni_classification(conditioned_pr
     trained = {k: v for k, v in module.training_module.model.state_dict().items() if k in weights_before}
     changed = [k for k, v in trained.items() if not torch.equal(v, weights_before[k])]
     assert len(trained) > 10 and all(k.endswith('_arch_alpha') for k in changed)  # only alpha: conditioned
+
+
+def test_a_custom_evaluators_hooks_run_in_zero_shot_generation(conditioned_prior):
+    import nni
+    from nni.nas.evaluator.pytorch import Lightning, Trainer
+    from torch.utils.data import DataLoader, TensorDataset
+
+    path, _ = conditioned_prior
+    task = sample_tasks(digits_tasks()[1], 1, seed=7)[0]
+    images = nni.trace(DataLoader)(TensorDataset(task.support_x, task.support_y), batch_size=10)
+    module = RecordingClassification(num_classes=5)
+    evaluator = Lightning(module, Trainer(max_epochs=1, logger=False, enable_progress_bar=False,
+                                          enable_checkpointing=False, enable_model_summary=False),
+                          train_dataloaders=images, val_dataloaders=images)
+    run(tiny_space(), evaluator, BaseStrategy(prior=path, zero_shot=ZeroShotConfig(images=20)))
+    assert all(module.calls.get(name) == 1 for name in ('on_fit_start', 'on_train_start', 'on_train_end',
+                                                          'on_fit_end'))
 
 
 def test_zero_shot_needs_a_conditioned_prior_and_one_dataset(conditioned_prior, tmp_path):
@@ -358,7 +376,7 @@ def test_zero_shot_needs_a_conditioned_prior_and_one_dataset(conditioned_prior, 
 def test_stem_features_encoder_reads_the_priors_stem_and_travels_in_the_prior_file(tmp_path):
     path = tmp_path / 'stem.pt'
     train, test = digits_tasks()
-    strategy = BaseStrategy(inner_steps=1, dataset_conditioning=True, conditioning_features='stem', save_prior_to=path)
+    strategy = BaseStrategy(inner_steps=1, conditioning=ConditioningConfig(features='stem'), save_prior_to=path)
     strategy.config.predictor_samples = 1
     run(tiny_space(), episodic_evaluator(train, steps_per_epoch=2), strategy)
     module = strategy.oneshot_module

@@ -24,7 +24,7 @@ from tests.helpers import digits_tasks, episodic_evaluator, run, tiny_space
 def prior_path(tmp_path_factory):
     """Two conditioned Reptile meta-steps on digits."""
     path = tmp_path_factory.mktemp('trained_predictor') / 'prior.pt'
-    strategy = BaseStrategy(inner_steps=1, dataset_conditioning=True, save_prior_to=path)
+    strategy = BaseStrategy(inner_steps=1, conditioning=True, save_prior_to=path)
     run(tiny_space(), episodic_evaluator(digits_tasks()[0], steps_per_epoch=2), strategy)
     return path
 
