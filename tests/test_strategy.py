@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from nni_base import BaseStrategy
+from nni_base import AdaptationConfig, BaseStrategy, MetaTrainingConfig
 from tests.helpers import claim_seed, digits_tasks, episodic_evaluator, paired_ci95, run, tiny_space
 
 
@@ -23,7 +23,7 @@ def test_same_seed_same_prior_on_cpu():
 
 
 def test_alpha_averaged_over_adapted_tasks_is_exported():
-    strategy = meta_train(0, average_alpha_tasks=3)
+    strategy = meta_train(0, meta_training=MetaTrainingConfig(average_alpha_tasks=3))
     module = strategy.oneshot_module
     assert module.averaged_alpha is not None
     averaged = module.averaged_alpha['normal']
@@ -61,7 +61,8 @@ def test_plain_search_on_nni_hub_darts_with_nni_classification():
                                limit_train_batches=TRAIN_BATCHES, logger=False, enable_progress_bar=False,
                                enable_checkpointing=False, enable_model_summary=False)
     # search for half the steps, then train the derived cell (freeze_architecture_after, as the README shows)
-    strategy = BaseStrategy(seed=claim_seed(), freeze_architecture_after=TRAIN_BATCHES // 2)
+    strategy = BaseStrategy(seed=claim_seed(),
+                            adaptation=AdaptationConfig(freeze_architecture_after=TRAIN_BATCHES // 2))
     exp = run(DARTS(width=4, num_cells=3), evaluator, strategy)
     sample = exp.export_top_models(formatter='dict')[0]
     assert len(sample) == 32

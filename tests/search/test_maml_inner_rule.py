@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from nni_base import BaseStrategy
+from nni_base import BaseStrategy, SupernetConfig
 from nni_base.api import build_supernet, sample_tasks
 from nni_base.search.optimization_embedding import ArchMAML, maml_query_loss, resample_cells
 from tests.helpers import digits_tasks, tiny_space
@@ -19,7 +19,8 @@ INNER_LR, INNER_LR_ALPHA = 0.05, 0.5
 
 def _setup():
     torch.manual_seed(0)
-    net = build_supernet(tiny_space(), BaseStrategy(meta_algorithm='maml', relaxation='softmax',
+    net = build_supernet(tiny_space(), BaseStrategy(meta_algorithm='maml',
+                                                    supernet=SupernetConfig(relaxation='softmax'),
                                                     inner_lr=INNER_LR, inner_lr_alpha=INNER_LR_ALPHA))
     with torch.no_grad():
         for alpha in net.arch_parameters():

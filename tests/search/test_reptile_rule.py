@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nni_base import BaseStrategy
+from nni_base import BaseStrategy, MetaTrainingConfig
 from nni_base.search import loop
 from nni_base.search import maml as maml_module
 from nni_base.search.meta_update import ModelState
@@ -61,13 +61,13 @@ def _check(kinds, before, mean, after, expected_of) -> None:
 
 def test_reptile_step_at_outer_lr_1_lands_on_the_mean_of_the_adapted_tensors(monkeypatch):
     kinds, before, mean, after = _record_one_meta_step(monkeypatch, outer_lr=1.0, outer_lr_alpha=1.0,
-                                                       outer_optimizer_alpha='sgd')
+                                                       meta_training=MetaTrainingConfig(outer_optimizer_alpha='sgd'))
     _check(kinds, before, mean, after, lambda kind, b, m: m)
 
 
 def test_reptile_step_moves_weights_and_alpha_by_their_own_step_sizes(monkeypatch):
     kinds, before, mean, after = _record_one_meta_step(monkeypatch, outer_lr=0.5, outer_lr_alpha=0.25,
-                                                       outer_optimizer_alpha='sgd')
+                                                       meta_training=MetaTrainingConfig(outer_optimizer_alpha='sgd'))
     lr = {'weight': 0.5, 'alpha': 0.25}
     _check(kinds, before, mean, after,
            lambda kind, b, m: m if kind == 'buffer' else b - lr[kind] * (b - m))

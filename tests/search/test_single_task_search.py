@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from nni_base import BaseStrategy, DartsTaskSpace
+from nni_base import AdaptationConfig, BaseStrategy, DartsTaskSpace
 from nni_base.api import build_supernet
 from nni_base.search.adaptation import TaskAdapter
 from nni_base.search.single_task import DEFAULT_ARC_LEARNING_RATE, SingleTaskModule
@@ -78,7 +78,7 @@ def _searched_module(recalibration_batches: int):
                                val_dataloaders=nni.trace(DataLoader)(train, batch_size=200), max_epochs=1,
                                num_sanity_val_steps=0, logger=False, enable_progress_bar=False,
                                enable_checkpointing=False, enable_model_summary=False)
-    strategy = BaseStrategy(seed=0, bn_recalibration_batches=recalibration_batches)
+    strategy = BaseStrategy(seed=0, adaptation=AdaptationConfig(bn_recalibration_batches=recalibration_batches))
     run(DartsTaskSpace(width=4, num_cells=3, num_classes=WAYS), evaluator, strategy)
     return strategy.oneshot_module, data.images[-50:]  # the last training batch
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nni_base import BaseStrategy
+from nni_base import BaseStrategy, SupernetConfig
 from nni_base.api import build_supernet
 from nni_base.search.prior import space_signature
 from nni_base.search.top_k import (
@@ -23,7 +23,7 @@ from tests.helpers import digits_tasks, episodic_evaluator, run, tiny_space
 
 
 def _random_supernet(parameterization: str = 'darts', seed: int = 0):
-    net = build_supernet(tiny_space(), BaseStrategy(parameterization=parameterization))
+    net = build_supernet(tiny_space(), BaseStrategy(supernet=SupernetConfig(parameterization=parameterization)))
     torch.manual_seed(seed)
     with torch.no_grad():
         for alpha in net.arch_parameters():

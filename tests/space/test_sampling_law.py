@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nni_base import BaseStrategy
+from nni_base import BaseStrategy, SupernetConfig
 from nni_base.api import build_supernet
 from nni_base.space.gumbel_cell import paired_straight_through
 from tests.helpers import tiny_space
@@ -49,7 +49,8 @@ def test_the_temperature_does_not_change_the_law_of_hard_samples(tau):
 @pytest.mark.parametrize('estimator', ['paired', 'straight_through'])
 @pytest.mark.parametrize('sample_none', [False, True])
 def test_the_cells_hard_samples_follow_softmax_alpha(estimator, sample_none):
-    net = build_supernet(tiny_space(), BaseStrategy(alpha_estimator=estimator, sample_none=sample_none))
+    strategy = BaseStrategy(supernet=SupernetConfig(alpha_estimator=estimator, sample_none=sample_none))
+    net = build_supernet(tiny_space(), strategy)
     cell = next(c for c in net.cells() if c.label == 'normal')
     edges = (0, 5)
     with torch.no_grad():

@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from nni_base import BaseStrategy
+from nni_base import BaseStrategy, SupernetConfig
 from nni_base.api import build_supernet
 from nni_base.space.gumbel_cell import edge_index
 from tests.helpers import assert_same_forward_and_alpha_grads, tiny_space
@@ -14,7 +14,7 @@ from tests.helpers import assert_same_forward_and_alpha_grads, tiny_space
 
 def supernet(sparse: bool, seed: int = 0):
     torch.manual_seed(seed)
-    return build_supernet(tiny_space(), BaseStrategy(sparse=sparse))
+    return build_supernet(tiny_space(), BaseStrategy(supernet=SupernetConfig(sparse=sparse)))
 
 
 def test_sparse_and_dense_paths_agree_for_the_same_hard_sample():
@@ -30,7 +30,7 @@ def test_short_meta_training_gives_the_same_prior_on_both_paths():
     train, _ = digits_tasks()
     priors = []
     for sparse in (True, False):
-        strategy = BaseStrategy(inner_steps=2, sparse=sparse, seed=0)
+        strategy = BaseStrategy(inner_steps=2, supernet=SupernetConfig(sparse=sparse), seed=0)
         run(tiny_space(), episodic_evaluator(train, steps_per_epoch=2, seed=0), strategy)
         priors.append(strategy.prior_dict())
     for label in ('normal', 'reduce'):
@@ -74,7 +74,7 @@ def test_eval_mode_runs_the_exported_architecture():
     weights: the validation accuracy is that of the architecture the user gets."""
     torch.manual_seed(0)
     # Pooling as NNI's ops run it (the search-time normalisation is the supernet's own choice, tested elsewhere).
-    net = build_supernet(tiny_space(), BaseStrategy(pool_batchnorm=False))
+    net = build_supernet(tiny_space(), BaseStrategy(supernet=SupernetConfig(pool_batchnorm=False)))
     model = net.training_module.model
     with torch.no_grad():  # a decided architecture, different on every node
         for alpha in net.alphas().values():
@@ -124,7 +124,7 @@ def test_alpha_is_shared_by_cells_of_one_type():
 @pytest.mark.parametrize('hard', [True, False])
 def test_gumbel_sample_is_shared_within_a_forward(hard):
     torch.manual_seed(0)
-    net = build_supernet(tiny_space(), BaseStrategy(hard=hard))
+    net = build_supernet(tiny_space(), BaseStrategy(supernet=SupernetConfig(hard=hard)))
     net.resample()
     reduce_cells = [c for c in net.cells() if c.label == 'reduce']
     assert len(reduce_cells) == 2 and reduce_cells[0]._weights is reduce_cells[1]._weights
