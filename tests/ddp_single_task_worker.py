@@ -35,7 +35,7 @@ from pytorch_lightning.strategies import DDPStrategy
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from nni_base import BaseStrategy
+from nni_base import AdaptationConfig, BaseStrategy, SupernetConfig
 from nni_base.data import digits_splits
 
 TIMEOUT_S = 20  # the process group's timeout: a rank waiting for a peer that never comes gives up after this
@@ -103,8 +103,9 @@ def main(out: str, setting: str) -> None:
         enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
         callbacks=[reseed, *([NoBatchNorm()] if exact else [])], **distributed)
     # freeze_architecture_after: steps 0-1 search (sampled sub-networks), steps 2-3 train the derived cell.
-    strategy = BaseStrategy(seed=SEED, freeze_architecture_after=2, pool_batchnorm=not exact,
-                            bn_recalibration_batches=2)
+    strategy = BaseStrategy(seed=SEED,
+                            adaptation=AdaptationConfig(freeze_architecture_after=2, bn_recalibration_batches=2),
+                            supernet=SupernetConfig(pool_batchnorm=not exact))
     exp = run(tiny_space(WAYS), evaluator, strategy)
     module = strategy.oneshot_module
     result = {

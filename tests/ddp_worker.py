@@ -19,7 +19,7 @@ from helpers import digits_tasks, run, tiny_space
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.strategies import DDPStrategy
 
-from nni_base import BaseStrategy, EpisodicClassification
+from nni_base import BaseStrategy, EpisodicClassification, SupernetConfig
 
 TIMEOUT_S = 20  # the process group's timeout: a rank waiting for a dead peer gives up after this
 
@@ -54,7 +54,8 @@ def main(out: str, algorithm: str, kill_at: int | None = None) -> None:
     # relaxation='softmax' makes the inner loop deterministic: with Gumbel noise a 2-process run draws other
     # (equally valid) samples than the 1-process run, so only the softmax relaxation can be compared exactly.
     relaxation = os.environ.get('DDP_WORKER_RELAXATION', 'softmax')
-    strategy = BaseStrategy(meta_algorithm=algorithm, relaxation=relaxation, inner_steps=2, save_prior_to=out, seed=0,
+    strategy = BaseStrategy(meta_algorithm=algorithm, supernet=SupernetConfig(relaxation=relaxation), inner_steps=2,
+                            save_prior_to=out, seed=0,
                             resume_from=os.environ.get('DDP_WORKER_RESUME'),
                             **({'first_order': True} if algorithm == 'maml' else {}))
     run(tiny_space(), evaluator, strategy)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from nni.nas.hub.pytorch import DARTS
 
-from nni_base import BaseStrategy, TaskDistribution
+from nni_base import BaseStrategy, MetaTrainingConfig, SupernetConfig, TaskDistribution
 from nni_base.api import build_supernet
 from nni_base.data import LabeledTensorDataset, digits_splits
 from nni_base.fewshot import (
@@ -82,7 +82,7 @@ def test_bad_fewshot_options():
     with pytest.raises(ValueError, match="meta_algorithm must be one of 'reptile', 'maml'"):
         BaseStrategy(meta_algorithm='imaml')
     with pytest.raises(ValueError, match="relaxation must be one of 'gumbel', 'softmax'"):
-        BaseStrategy(relaxation='sparsemax')
+        BaseStrategy(supernet=SupernetConfig(relaxation='sparsemax'))
 
 
 def test_train_maml_rejects_a_head_of_the_wrong_width(tasks):
@@ -92,7 +92,8 @@ def test_train_maml_rejects_a_head_of_the_wrong_width(tasks):
 
 def _alpha_grad_through_inner_loop(task, first_order: bool) -> tuple[torch.Tensor | None, list]:
     torch.manual_seed(0)
-    supernet = build_supernet(tiny_space(), BaseStrategy(meta_algorithm='maml', first_order=first_order))
+    strategy = BaseStrategy(meta_algorithm='maml', meta_training=MetaTrainingConfig(first_order=first_order))
+    supernet = build_supernet(tiny_space(), strategy)
     model = supernet.training_module.model
     model.train()
     alphas = supernet.arch_parameters()
@@ -137,7 +138,8 @@ def test_maml_query_loss_adapts_alpha_in_the_clone_only(tasks):
 
 
 def test_softmax_relaxation_mixes_every_operation_deterministically(tasks):
-    supernet = build_supernet(tiny_space(), BaseStrategy(meta_algorithm='maml', relaxation='softmax'))
+    strategy = BaseStrategy(meta_algorithm='maml', supernet=SupernetConfig(relaxation='softmax'))
+    supernet = build_supernet(tiny_space(), strategy)
     assert not supernet.config.hard and not supernet.config.sparse
     cell = supernet.cells()[0]
     model = supernet.training_module.model

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nni_base import BaseStrategy
+from nni_base import AdaptationConfig, BaseStrategy
 from nni_base.api import build_supernet
 from nni_base.search.adaptation import TaskAdapter
 from tests.helpers import digits_tasks, run, tiny_space
@@ -86,7 +86,7 @@ def test_bad_adapter_arguments_are_refused():
     with pytest.raises(ValueError, match='weight_lr'):
         TaskAdapter(supernet, weight_lr=float('nan'))
     with pytest.raises(ValueError, match='freeze_architecture_after'):
-        BaseStrategy(freeze_architecture_after=-2)
+        BaseStrategy(adaptation=AdaptationConfig(freeze_architecture_after=-2))
 
 
 def test_freeze_architecture_after_in_a_single_task_nas_experiment():
@@ -104,7 +104,8 @@ def test_freeze_architecture_after_in_a_single_task_nas_experiment():
                                    val_dataloaders=nni.trace(DataLoader)(data, batch_size=25), max_epochs=1,
                                    logger=False, enable_progress_bar=False, enable_checkpointing=False,
                                    enable_model_summary=False)
-        strategy = BaseStrategy(seed=0, freeze_architecture_after=freeze, arc_learning_rate=arc_lr)
+        strategy = BaseStrategy(seed=0, adaptation=AdaptationConfig(freeze_architecture_after=freeze),
+                                arc_learning_rate=arc_lr)
         run(tiny_space(), evaluator, strategy)
         return strategy.oneshot_module.alphas()['normal'].detach().clone()
 

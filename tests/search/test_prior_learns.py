@@ -21,7 +21,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, TaskDistribution
+from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, MetaTrainingConfig, TaskDistribution
 from nni_base.data.families import family_splits
 from nni_base.search.evaluation import DARTS_OPS
 from tests.helpers import run
@@ -36,7 +36,8 @@ def _meta_train_peaks(seed: int, **strategy_kwargs) -> dict[str, torch.Tensor]:
     evaluator = EpisodicClassification(tasks, None, tasks_per_step=2, steps_per_epoch=30, seed=seed, max_epochs=1,
                                        logger=False, enable_progress_bar=False, enable_checkpointing=False,
                                        enable_model_summary=False)
-    strategy = BaseStrategy(inner_steps=5, inner_batch_size=32, seed=seed, **strategy_kwargs)
+    strategy = BaseStrategy(inner_steps=5, meta_training=MetaTrainingConfig(inner_batch_size=32), seed=seed,
+                            **strategy_kwargs)
     run(DartsTaskSpace(width=4, num_cells=3, num_classes=5), evaluator, strategy)
     return {label: torch.softmax(a.detach(), -1)[:, :len(DARTS_OPS)].mean(0)
             for label, a in strategy.oneshot_module.alphas().items()}
