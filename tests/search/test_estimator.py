@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nni_base import BaseStrategy, SupernetConfig
+from nni_base import BaseStrategy, MetaTrainingConfig, SupernetConfig
 from nni_base.api import build_supernet
 from nni_base.search.adaptation import TaskAdapter
 from nni_base.search.meta_update import ModelState
@@ -32,7 +32,7 @@ def test_hard_samples_leave_none_out_by_default_and_draw_it_when_asked():
         for alpha in supernet.arch_parameters():
             alpha[:, none] = 5.0
     assert not bool((_chosen(supernet) == none).any())
-    with_none = _supernet(sample_none=True)
+    with_none = _supernet(supernet=SupernetConfig(sample_none=True))
     with torch.no_grad():
         for alpha in with_none.arch_parameters():
             alpha[:, none] = 5.0
@@ -82,7 +82,7 @@ def test_query_evaluation_leaves_batchnorm_statistics_alone():
 
 
 def test_inner_loop_draws_mini_batches_of_the_support_set():
-    supernet = _supernet(inner_batch_size=4)
+    supernet = _supernet(meta_training=MetaTrainingConfig(inner_batch_size=4))
     train, _ = digits_tasks()
     task = train.sample()
     seen = []
@@ -112,7 +112,7 @@ def test_default_adaptation_moves_alpha_and_the_frozen_ablation_does_not():
 
 
 def test_sampled_none_gets_a_gradient_through_its_runner_up():
-    supernet = _supernet(sample_none=True)
+    supernet = _supernet(supernet=SupernetConfig(sample_none=True))
     none = len(supernet.cells()[0].op_names)
     with torch.no_grad():  # `none` first on the even edges; the odd edges keep the nodes' outputs non-zero
         for alpha in supernet.arch_parameters():

@@ -20,9 +20,10 @@ def space() -> DartsTaskSpace:
     return DartsTaskSpace(width=4, num_cells=3, num_classes=NUM_CLASSES)
 
 
-def slot_supernet(seed: int = 0, **kwargs):
+def slot_supernet(seed: int = 0, **supernet):
+    """A slot supernet; ``supernet``: further SupernetConfig fields."""
     torch.manual_seed(seed)
-    return build_supernet(space(), BaseStrategy(supernet=SupernetConfig(parameterization='slot'), **kwargs))
+    return build_supernet(space(), BaseStrategy(supernet=SupernetConfig(parameterization='slot', **supernet)))
 
 
 def row(node: int, k: int) -> int:
