@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.nni-base-installed
 
-.PHONY: install demo test test-fast test-slow lint bench fewshot screenshot clean
+.PHONY: install demo test test-fast test-slow lint docs bench fewshot screenshot clean
 
 $(STAMP): pyproject.toml requirements.txt scripts/install.sh
 	PYTHON=$(PYTHON) bash scripts/install.sh $(VENV)
@@ -28,10 +28,14 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check nni_base tests examples benchmarks search_spaces
 
+# The docs site into site/; warnings are errors (tests/docs/test_docs.py builds it the same way in CI).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/python -m mkdocs build --strict --site-dir site
+
 fewshot: $(STAMP)
 	$(VENV)/bin/python examples/fewshot.py --output-dir runs/fewshot
 
-# The README's web-UI picture: a two-trial nnictl experiment in a temporary folder, then headless Chromium.
+# The web-UI picture (docs/images/nni_webui.png): a two-trial nnictl experiment in a temporary folder, then headless Chromium.
 screenshot: $(STAMP)
 	$(VENV)/bin/python scripts/webui_screenshot.py --output docs/images/nni_webui.png
 
@@ -40,4 +44,4 @@ bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/search_retrain.py --output-dir benchmarks/results/search_retrain
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs site .pytest_cache

@@ -5,7 +5,8 @@
 # - learn2learn 0.2.0 has no wheel for Python 3.11 and its shipped C sources fail to compile there;
 #   it must be re-cythonized from its .pyx sources (build_ext) and installed without its heavy
 #   optional deps (gsutil, qpth, cvxpy).
-# - torch/torchvision are pinned to the pair this machine kind serves from local disk.
+# - torch/torchvision are pinned to the pair this machine kind serves from local disk (pyproject.toml declares the
+#   same minor versions).
 # - nnictl needs pkg_resources, so setuptools stays below 81.
 set -euo pipefail
 venv="${1:-.venv}"
