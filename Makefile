@@ -25,8 +25,10 @@ test-fast: $(STAMP)
 test-slow: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m slow tests
 
+# Lint and format check (ruff format is the house style; `ruff format` applies it).
 lint: $(STAMP)
-	$(VENV)/bin/ruff check nni_base tests examples benchmarks search_spaces
+	$(VENV)/bin/ruff check nni_base tests examples benchmarks search_spaces scripts
+	$(VENV)/bin/ruff format --check nni_base tests examples benchmarks search_spaces scripts
 
 # The docs site into site/; warnings are errors (tests/docs/test_docs.py builds it the same way in CI).
 docs: $(STAMP)
