@@ -1,6 +1,6 @@
 """Does the prior's α learn the known answer, and does the prior help? Evidence per task family.
 
-For each family (``benchmarks/known_answer.py`` gives its exhaustive ranking) and each seed:
+For each family (:mod:`benchmarks.known_answer` gives its exhaustive ranking) and each seed:
 
 1. meta-train a prior on the family's meta-train classes through ``NasExperiment`` +
    :class:`~nni_base.BaseStrategy` at the library's defaults (CSV log: α concentration per meta-step);
@@ -16,39 +16,30 @@ For each family (``benchmarks/known_answer.py`` gives its exhaustive ranking) an
    ``--gumbel-steps`` steps (its ``training_step``: an architecture and a weight pass, Adam), scored on
    its supernet: time to accuracy against NNI's own search.
 
-    python benchmarks/alpha_recovery.py --families peaks texture --meta-steps 80 --heldout-tasks 10 \
+    python -m benchmarks.alpha_recovery --families peaks texture --meta-steps 80 --heldout-tasks 10 \
         --output-dir benchmarks/results/alpha_recovery_80steps
-    python benchmarks/report_prior.py    # every alpha_recovery*/results.json against known_answer.json
+    python -m benchmarks.report_prior    # every alpha_recovery*/results.json against known_answer.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import random
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from baselines import nni_method
-from nni.nas.experiment import NasExperiment
 from pytorch_lightning.loggers import CSVLogger
 
-from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, TaskDistribution
+from benchmarks.baselines import nni_method
+from benchmarks.common import family_data, meta_train, quiet, settings_of, space_of, write_json_result
+from nni_base import BaseStrategy, TaskDistribution
 from nni_base.api import build_supernet, sample_tasks
-from nni_base.data import digits_splits
-from nni_base.data.families import family_splits
-from nni_base.io import write_json
 from nni_base.search.adaptation import TaskAdapter
 from nni_base.search.evaluation import DARTS_OPS, kendall_tau, mean_ci, random_sample, train_on_task
 from nni_base.viz.plotting import plot_prior
-
-
-def family_data(name: str, image_size: int):
-    return digits_splits(image_size=image_size) if name == 'digits' else family_splits(name, image_size=image_size)
 
 
 def alpha_summary(alphas: dict[str, torch.Tensor], known: dict | None) -> dict:
@@ -59,32 +50,21 @@ def alpha_summary(alphas: dict[str, torch.Tensor], known: dict | None) -> dict:
         top = DARTS_OPS[int(np.argmax(per_op))]
         out[label] = {'per_op': dict(zip(DARTS_OPS, per_op)), 'top_op': top,
                       'mean_max_prob': float(probs.max(-1).values.mean())}
-        if known is not None:  # else benchmarks/report_prior.py compares once the known answers exist
+        if known is not None:  # else benchmarks.report_prior compares once the known answers exist
             acc = [known['ops'][op]['mean'] for op in DARTS_OPS]
             out[label].update(top_is_winner=top == known['winner'], kendall_tau=kendall_tau(per_op, acc))
     return out
 
 
-def space(args) -> DartsTaskSpace:
-    return DartsTaskSpace(width=args.width, num_cells=args.num_cells, num_classes=args.ways)
-
-
-def meta_train(name: str, args, seed: int, out: Path) -> tuple[BaseStrategy, float, Path]:
+def meta_train_family(name: str, args, seed: int, out: Path) -> tuple[BaseStrategy, float, Path]:
     tasks = TaskDistribution(family_data(name, args.image_size)['train'], args.ways, args.shots, args.queries,
                              name=name)
-    logger = CSVLogger(out / 'logs', name=f'{name}-seed{seed}')
-    evaluator = EpisodicClassification(tasks, None, tasks_per_step=args.tasks_per_step,
-                                       steps_per_epoch=args.meta_steps, seed=seed, max_epochs=1,
-                                       enable_checkpointing=False, logger=logger, log_every_n_steps=1,
-                                       enable_progress_bar=False, enable_model_summary=False)
-    prior = out / f'{name}-seed{seed}.pt'
-    strategy = BaseStrategy(inner_steps=args.inner_steps, inner_batch_size=args.inner_batch_size, seed=seed,
-                            save_prior_to=prior, **args.strategy)
-    start = time.time()
-    exp = NasExperiment(space(args), evaluator, strategy)
-    exp.run()
-    seconds = time.time() - start
-    exp.stop()
+    logger = CSVLogger(out / 'logs', name=f'{name}-seed{seed}')  # the alpha concentration per meta-step
+    strategy, seconds = meta_train(space_of(args), tasks, out / f'{name}-seed{seed}.pt',
+                                   tasks_per_step=args.tasks_per_step, steps_per_epoch=args.meta_steps, seed=seed,
+                                   evaluator_kwargs={'logger': logger, 'log_every_n_steps': 1},
+                                   inner_steps=args.inner_steps, inner_batch_size=args.inner_batch_size,
+                                   **args.strategy)
     return strategy, seconds, Path(logger.log_dir) / 'metrics.csv'
 
 
@@ -108,7 +88,7 @@ def cells_vs_random(sample: dict, tasks, args) -> dict:
         acc[name] = []
         for t, task in enumerate(tasks):
             torch.manual_seed(t)
-            acc[name].append(train_on_task(space(args).freeze(cell), task, args.train_steps, seed=t))
+            acc[name].append(train_on_task(space_of(args).freeze(cell), task, args.train_steps, seed=t))
     randoms = sorted((k for k in acc if k != 'derived'), key=lambda k: np.mean(acc[k]))
     median = randoms[len(randoms) // 2]
     return {'derived': dict(zip(('mean', 'ci95'), mean_ci(acc['derived']))),
@@ -130,7 +110,7 @@ def adaptation_curves(prior: Path, tasks, args) -> dict:
             torch.manual_seed(t)
             strategy = BaseStrategy(prior=None if condition == 'scratch' else prior, seed=t,
                                     inner_batch_size=args.inner_batch_size)
-            adapter = TaskAdapter(build_supernet(space(args), strategy), freeze_alpha=condition == 'frozen_alpha')
+            adapter = TaskAdapter(build_supernet(space_of(args), strategy), freeze_alpha=condition == 'frozen_alpha')
             accs, clock = _run_curve(adapter.step, adapter.accuracy, task, args.adapt_steps, checkpoints, args, t)
             per_task.append(accs)
             seconds.append(clock)
@@ -140,7 +120,7 @@ def adaptation_curves(prior: Path, tasks, args) -> dict:
         per_task, seconds = [], []
         for t, task in enumerate(tasks[:args.gumbel_tasks]):  # dense supernet: ~10x a sampled step
             torch.manual_seed(t)
-            method = nni_method('GumbelDARTS', 'gumbel', space(args), same_work=False)
+            method = nni_method('GumbelDARTS', 'gumbel', space_of(args), same_work=False)
             accs, clock = _run_curve(method.step, method.accuracy, task, args.gumbel_steps, gumbel_checkpoints, args, t)
             per_task.append(accs)
             seconds.append(clock)
@@ -203,15 +183,13 @@ def main(argv=None) -> dict:
     p.add_argument('--output-dir', type=Path, default=Path('benchmarks/results/alpha_recovery'))
     p.add_argument('--threads', type=int, default=None)
     args = p.parse_args(argv)
-    warnings.filterwarnings('ignore')
-    logging.getLogger('nni').setLevel(logging.ERROR)
-    logging.getLogger('pytorch_lightning').setLevel(logging.ERROR)
+    quiet()
     if args.threads:
         torch.set_num_threads(args.threads)
     known = json.loads(args.known.read_text())['families'] if args.known.is_file() else {}
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    settings = settings_of(args)
     results = {'settings': settings, 'families': {}}
     if args.adaptation_only or args.controls_only:
         results = json.loads((out / 'results.json').read_text())
@@ -235,14 +213,14 @@ def main(argv=None) -> dict:
                 runs[0]['adaptation']['gumbel_darts'] = previous['gumbel_darts']
             print(f"{name}: adaptation " + ', '.join(f"{k} {v['mean'][-1]:.3f}"
                                                      for k, v in runs[0]['adaptation'].items()), flush=True)
-            write_json(out / 'results.json', results)
+            write_json_result(out / 'results.json', results)
         return results
     for name in args.families or list(known) or ['peaks', 'texture', 'pairs', 'digits']:
         heldout = sample_tasks(TaskDistribution(family_data(name, args.image_size)['test'], args.ways, args.shots,
                                                 args.queries, name=name), args.heldout_tasks, seed=10_000)
         runs = []
         for seed in args.seeds:
-            strategy, seconds, csv_path = meta_train(name, args, seed, out)
+            strategy, seconds, csv_path = meta_train_family(name, args, seed, out)
             sample = strategy.export_sample()
             plot_prior(sample, strategy.export_probs(), out / f'{name}-seed{seed}.png')
             run = {'seed': seed, 'meta_train_seconds': round(seconds, 1), 'derived_cell': sample,
@@ -258,9 +236,9 @@ def main(argv=None) -> dict:
                 print(f"{name}: adaptation " + ', '.join(f"{k} {v['mean'][-1]:.3f}"
                                                          for k, v in run['adaptation'].items()), flush=True)
             runs.append(run)
-            write_json(out / 'results.json', {**results, 'families': {**results['families'], name: runs}})
+            write_json_result(out / 'results.json', {**results, 'families': {**results['families'], name: runs}})
         results['families'][name] = runs
-    write_json(out / 'results.json', results)
+    write_json_result(out / 'results.json', results)
     return results
 
 

@@ -13,7 +13,7 @@ tasks of each family (5-way 5-shot, the families' held-out classes):
 3. the predictor's Spearman correlation with the query accuracy of random architectures, measured with the
    supernet adapted to each held-out task (weight-sharing accuracies, as in the predictor's training records).
 
-    python benchmarks/conditioning.py --meta-steps 40 --output-dir benchmarks/results/conditioning
+    python -m benchmarks.conditioning --meta-steps 40 --output-dir benchmarks/results/conditioning
 """
 
 from __future__ import annotations
@@ -24,17 +24,15 @@ import logging
 import random
 import statistics
 import time
-import warnings
 from pathlib import Path
 
 import torch
-from nni.nas.experiment import NasExperiment
 from scipy import stats
 
-from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, ResolutionMixture, TaskDistribution
+from benchmarks.common import RESULTS, meta_train, quiet, settings_of, space_of, write_json_result
+from nni_base import ResolutionMixture, TaskDistribution
 from nni_base.api import build_supernet, load_strategy, sample_tasks, zero_shot
 from nni_base.data.families import family_splits
-from nni_base.io import write_json
 from nni_base.search.conditioning.predictor import arch_features, random_architecture
 from nni_base.search.conditioning.zero_shot import conditioner_of
 from nni_base.search.evaluation import DARTS_OPS
@@ -43,36 +41,24 @@ from nni_base.search.prior import load_prior
 from nni_base.space.gumbel_cell import fixed_architecture
 
 
-def space(args) -> DartsTaskSpace:
-    return DartsTaskSpace(width=args.width, num_cells=args.num_cells, num_classes=args.ways)
-
-
 def conditioned_file(results_name: str) -> str:
     """The conditioned prior's file name: one per ``--results-name``, so that ablations do not overwrite the
     default prior (``results.json`` → ``conditioned.pt``, ``results_x.json`` → ``conditioned_results_x.pt``)."""
     return 'conditioned.pt' if results_name == 'results.json' else f'conditioned_{Path(results_name).stem}.pt'
 
 
-def meta_train(args, conditioned: bool, out: Path) -> tuple[Path, float]:
+def meta_train_mixture(args, conditioned: bool, out: Path) -> tuple[Path, float]:
     mixture = ResolutionMixture([TaskDistribution(family_splits(f, image_size=args.image_size)['train'], args.ways,
                                                   args.shots, args.queries, name=f) for f in args.families])
-    evaluator = EpisodicClassification(mixture, None, tasks_per_step=len(args.families),
-                                       steps_per_epoch=args.meta_steps, seed=args.seed, max_epochs=1,
-                                       enable_checkpointing=False, logger=False, enable_progress_bar=False,
-                                       enable_model_summary=False)
     path = out / (conditioned_file(args.results_name) if conditioned else 'unconditioned.pt')
-    strategy = BaseStrategy(inner_steps=args.inner_steps, seed=args.seed, save_prior_to=path,
+    _, seconds = meta_train(space_of(args), mixture, path, tasks_per_step=len(args.families),
+                            steps_per_epoch=args.meta_steps, seed=args.seed, inner_steps=args.inner_steps,
                             dataset_conditioning=conditioned, conditioning_lr=args.conditioning_lr,
                             conditioning_alpha_lr=args.conditioning_alpha_lr, conditioning_teacher=args.teacher,
                             conditioning_centred=not args.uncentred,
                             conditioning_standardise=not args.raw_encoding,
                             conditioning_per_op=not args.per_edge, conditioning_features=args.features,
                             predictor_steps=args.predictor_steps, predictor_centred=not args.uncentred_predictor)
-    start = time.perf_counter()
-    exp = NasExperiment(space(args), evaluator, strategy)
-    exp.run()
-    seconds = time.perf_counter() - start
-    exp.stop()
     return path, seconds
 
 
@@ -104,7 +90,7 @@ def predictor_spearman(prior_path: Path, tasks, args) -> list[float]:
     rhos = []
     for t, task in enumerate(tasks[:args.spearman_tasks]):
         torch.manual_seed(t)
-        supernet = build_supernet(space(args), load_strategy(prior_path))
+        supernet = build_supernet(space_of(args), load_strategy(prior_path))
         alpha, encoding = conditioner.conditioned_alpha(prior['alpha'], task.support_x, task.support_y)
 
         def condition(_: int, __, alpha=alpha, supernet=supernet) -> None:
@@ -146,7 +132,7 @@ def main(argv=None) -> dict:
     p.add_argument('--inner-steps', type=int, default=5)
     p.add_argument('--conditioning-lr', type=float, default=0.01)
     p.add_argument('--conditioning-alpha-lr', type=lambda v: None if v.lower() == 'none' else float(v), default=0.3,
-                   help="inner Adam step on alpha of conditioned meta-training ('none': SGD, before issue #12)")
+                   help="inner Adam step on alpha of conditioned meta-training ('none': SGD)")
     p.add_argument('--teacher', choices=('shadow', 'inner'), default='shadow')
     p.add_argument('--uncentred', action='store_true', help="don't centre the generator's targets over a meta-step")
     p.add_argument('--raw-encoding', action='store_true', help='the generator reads the unstandardised encoding')
@@ -164,16 +150,14 @@ def main(argv=None) -> dict:
     p.add_argument('--top-k', type=int, default=5)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--threads', type=int, default=1)
-    p.add_argument('--known', type=Path, default=Path(__file__).parent / 'results' / 'known_answer.json')
+    p.add_argument('--known', type=Path, default=RESULTS / 'known_answer.json')
     p.add_argument('--output-dir', type=Path, default=Path('benchmarks/results/conditioning'))
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    warnings.filterwarnings('ignore')
-    logging.getLogger('nni').setLevel(logging.WARNING)
-    logging.getLogger('pytorch_lightning').setLevel(logging.WARNING)
+    quiet(logging.WARNING)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     known = json.loads(args.known.read_text())['families']
-    results: dict = {'settings': {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    results: dict = {'settings': settings_of(args),
                      'families': {}}
 
     paths, seconds = {}, {}
@@ -184,9 +168,9 @@ def main(argv=None) -> dict:
                 raise FileNotFoundError(f'--reuse-unconditioned: {paths[False]} is missing; run once without it.')
             seconds[False] = json.loads((args.output_dir / 'unconditioned.json').read_text())['seconds']
             continue
-        paths[conditioned], seconds[conditioned] = meta_train(args, conditioned, args.output_dir)
+        paths[conditioned], seconds[conditioned] = meta_train_mixture(args, conditioned, args.output_dir)
         if not conditioned:  # what --reuse-unconditioned reads
-            write_json(args.output_dir / 'unconditioned.json', {'seconds': seconds[False],
+            write_json_result(args.output_dir / 'unconditioned.json', {'seconds': seconds[False],
                                                                 'settings': results['settings']})
         print(f"meta-trained {'conditioned' if conditioned else 'unconditioned'} prior in {seconds[conditioned]:.0f} s",
               flush=True)
@@ -231,7 +215,7 @@ def main(argv=None) -> dict:
         print(f"{f}: {line}; zero-shot {family['zero_shot_seconds']['median_in_memory'] * 1000:.0f} ms "
               f"({family['zero_shot_seconds']['median_from_file'] * 1000:.0f} ms from file); predictor Spearman "
               f"{family['predictor_spearman']['mean']:.2f}", flush=True)
-        write_json(args.output_dir / args.results_name, results)
+        write_json_result(args.output_dir / args.results_name, results)
     return results
 
 

@@ -2,7 +2,7 @@
 
 One sampled forward + backward, batch 32, median of 10 steps after 2 warm-up, torch threads 2:
 
-    python benchmarks/estimator_cost.py
+    python -m benchmarks.estimator_cost
 """
 
 from __future__ import annotations

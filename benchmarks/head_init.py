@@ -7,32 +7,32 @@ validation accuracy NNI reports after adaptation (the derived cell with the adap
 accuracy of the exported cell retrained from fresh weights with the demo's recipe; mean ± 95% CI over datasets
 and the paired difference against ``'class_means'``::
 
-    python benchmarks/head_init.py --output-dir benchmarks/results/head_init [--prior runs/quickstart/prior.pt]
+    python -m benchmarks.head_init --output-dir benchmarks/results/head_init [--prior runs/quickstart/prior.pt]
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import subprocess
-import time
-import warnings
 from pathlib import Path
 
-import nni
 import torch
-from nni.nas.evaluator.pytorch import Classification
-from nni.nas.experiment import NasExperiment
-from torch.utils.data import ConcatDataset, DataLoader, random_split
+from torch.utils.data import ConcatDataset
 
-from nni_base import BaseStrategy, DartsTaskSpace
-from nni_base.cli.retrain.small import retrain_and_test
+from benchmarks.common import (
+    add_size_arguments,
+    classification_search,
+    darts_space,
+    quiet,
+    retrain,
+    settings_of,
+    split_dataset,
+    write_json_result,
+    write_markdown_result,
+)
+from nni_base import BaseStrategy
 from nni_base.data.families import novel_classes
-from nni_base.io import write_json, write_text
 from nni_base.search.evaluation import mean_ci
 from nni_base.search.head import HEAD_INITS
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,46 +44,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--datasets', type=int, default=3, help='datasets per class count')
     p.add_argument('--epochs', type=int, default=6)
     p.add_argument('--retrain-epochs', type=int, default=6)
-    p.add_argument('--width', type=int, default=8)
-    p.add_argument('--num-cells', type=int, default=4)
-    p.add_argument('--threads', type=int, default=2)
+    add_size_arguments(p)
     return p.parse_args(argv)
 
 
 def adapt(args, head_init: str, classes: int, train, val) -> tuple[float, dict, float]:
-    torch.manual_seed(0)
-    evaluator = Classification(
-        learning_rate=0.02, optimizer=torch.optim.SGD, num_classes=classes,
-        train_dataloaders=nni.trace(DataLoader)(train, batch_size=32, shuffle=True),
-        val_dataloaders=nni.trace(DataLoader)(val, batch_size=32), max_epochs=args.epochs,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, logger=False)
     strategy = BaseStrategy(prior=args.prior, head_init=head_init)
-    start = time.time()
-    exp = NasExperiment(DartsTaskSpace(args.width, args.num_cells, classes), evaluator, strategy)
-    exp.run()
-    seconds = time.time() - start
-    sample = exp.export_top_models(formatter='dict')[0]
-    exp.stop()
+    sample, seconds = classification_search(darts_space(args.width, args.num_cells, classes), strategy, classes, train,
+                                            val, epochs=args.epochs, seed=0, val_batch_size=32)
     return float(strategy.oneshot_module.trainer.callback_metrics['val_acc']), sample, seconds
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    warnings.filterwarnings('ignore')
-    logging.getLogger('nni').setLevel(logging.ERROR)
-    logging.getLogger('pytorch_lightning').setLevel(logging.ERROR)
+    quiet()
     torch.set_num_threads(args.threads)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict[str, list[float]]] = {}
     for classes in args.classes:
         for index in range(args.datasets):
             data = novel_classes(args.family, classes, seed=100 + index)
-            train, val, test = random_split(data, [0.6, 0.2, 0.2], generator=torch.Generator().manual_seed(index))
+            train, val, test = split_dataset(data, index)
             for how in HEAD_INITS:
                 val_acc, sample, seconds = adapt(args, how, classes, train, val)
-                torch.manual_seed(0)
-                net = DartsTaskSpace(args.width, args.num_cells, classes).freeze(sample)
-                retrained = retrain_and_test(net, ConcatDataset([train, val]), test, epochs=args.retrain_epochs)
+                retrained = retrain(darts_space(args.width, args.num_cells, classes), sample,
+                                    ConcatDataset([train, val]), test, epochs=args.retrain_epochs)
                 row = rows.setdefault(f'{classes} classes / {how}', {'val_acc': [], 'retrained': [], 'seconds': []})
                 row['val_acc'].append(val_acc)
                 row['retrained'].append(retrained)
@@ -101,11 +85,9 @@ def main(argv=None) -> dict:
             cells += [f'{m:.3f} ± {h:.3f}', f'{d:+.3f} ± {dh:.3f}']
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
     table = '\n'.join(lines)
-    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     out = args.output_dir
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    write_json(out / 'head_init.json', {'commit': commit, 'settings': settings, 'rows': rows})
-    write_text(out / 'head_init.md', f'Commit {commit}, {args.threads} threads.\n\n{table}\n')
+    write_json_result(out / 'head_init.json', {'settings': settings_of(args), 'rows': rows})
+    write_markdown_result(out / 'head_init.md', table)
     print(table)
     return rows
 

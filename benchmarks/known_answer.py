@@ -11,8 +11,8 @@ A searched cell type does not face the single-op network: the other cell type is
 ``o``, the other cell type's edges all the family's single-op winner (read from ``--output``) — so the
 normal cell and the reduction cell each get their own known answer.
 
-    python benchmarks/known_answer.py --output benchmarks/results/known_answer.json
-    python benchmarks/known_answer.py --output benchmarks/results/known_answer.json --per-cell-type \
+    python -m benchmarks.known_answer --output benchmarks/results/known_answer.json
+    python -m benchmarks.known_answer --output benchmarks/results/known_answer.json --per-cell-type \
         --families peaks texture
 """
 

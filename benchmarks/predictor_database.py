@@ -11,7 +11,7 @@ every task) and asks, per task, with the task's own accuracies held out:
 
 Spearman with the held-out task's trained accuracies (mean ± 95% CI over tasks). No training here: seconds.
 
-    python benchmarks/predictor_database.py --input benchmarks/results/conditioning/seed1/predictor_quality.json
+    python -m benchmarks.predictor_database --input benchmarks/results/conditioning/seed1/predictor_quality.json
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ trained from scratch:
 Per task, Spearman's rho between each pair, and where each ranker's top-1 among the random cells lands in their
 trained ranking (1 = best of the 20; 10.5 on average for a random pick).
 
-    python benchmarks/predictor_quality.py --priors benchmarks/results/conditioning/seed1 \
+    python -m benchmarks.predictor_quality --priors benchmarks/results/conditioning/seed1 \
         --output benchmarks/results/conditioning/seed1/predictor_quality.json
 """
 
@@ -39,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from alpha_recovery import family_data
 from scipy import stats
 
+from benchmarks.common import family_data
 from nni_base import DartsTaskSpace, TaskDistribution
 from nni_base.api import build_supernet, load_strategy, sample_tasks, zero_shot
 from nni_base.io import write_json
@@ -143,7 +143,7 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--families', nargs='+', default=['peaks', 'texture'])
     p.add_argument('--priors', type=Path, default=RESULTS / 'conditioning' / 'seed1',
-                   help='folder with conditioned.pt (python benchmarks/conditioning.py)')
+                   help='folder with conditioned.pt (python -m benchmarks.conditioning)')
     p.add_argument('--conditioned', type=Path, default=None,
                    help='the conditioned prior (default: conditioned.pt in --priors)')
     p.add_argument('--zero-shot-cells', type=Path, default=None,

@@ -1,6 +1,6 @@
 """Write the prior-evidence report (Markdown + PNG) from known_answer.json and alpha_recovery results.
 
-    python benchmarks/report_prior.py --known benchmarks/results/known_answer.json \
+    python -m benchmarks.report_prior --known benchmarks/results/known_answer.json \
         --recovery benchmarks/results/alpha_recovery/results.json --output benchmarks/results/prior_evidence
 """
 

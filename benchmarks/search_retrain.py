@@ -11,7 +11,7 @@ derived cell trained from the first step), ``BaseStrategy()`` without a prior, N
 the paired difference of each method against BASE from the prior, search seconds, and a picture of retrained
 accuracy against search time::
 
-    python benchmarks/search_retrain.py --output-dir benchmarks/results/search_retrain [--quick]
+    python -m benchmarks.search_retrain --output-dir benchmarks/results/search_retrain [--quick]
 
 Run it on an otherwise idle machine: torch uses ``--threads`` threads (2 by default).
 """
@@ -21,26 +21,30 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import subprocess
-import time
-import warnings
 from pathlib import Path
 
-import nni
 import numpy as np
 import torch
-from nni.nas.evaluator.pytorch import Classification
-from nni.nas.experiment import NasExperiment
 from nni.nas.oneshot.pytorch.strategy import DARTS, GumbelDARTS
-from torch.utils.data import ConcatDataset, DataLoader, random_split
+from torch.utils.data import ConcatDataset
 
-from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, TaskDistribution
-from nni_base.cli.retrain.small import retrain_and_test
-from nni_base.data.families import family_splits, novel_classes
-from nni_base.io import write_json, write_text
+from benchmarks.common import (
+    add_size_arguments,
+    classification_search,
+    darts_space,
+    family_data,
+    meta_train,
+    quiet,
+    retrain,
+    save_figure,
+    settings_of,
+    split_dataset,
+    write_json_result,
+    write_markdown_result,
+)
+from nni_base import BaseStrategy, TaskDistribution
+from nni_base.data.families import novel_classes
 from nni_base.search.evaluation import mean_ci, random_sample
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,9 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--meta-epochs', type=int, default=3)
     p.add_argument('--meta-steps', type=int, default=10, help='meta-steps per epoch (of 4 tasks)')
     p.add_argument('--images-per-class', type=int, default=60)
-    p.add_argument('--width', type=int, default=8)
-    p.add_argument('--num-cells', type=int, default=4)
-    p.add_argument('--threads', type=int, default=2)
+    add_size_arguments(p)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--quick', action='store_true', help='tiny sizes, to check that the script runs')
     args = p.parse_args(argv)
@@ -68,42 +70,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def meta_train(args, family: str, out: Path) -> Path:
+def meta_train_family(args, family: str, out: Path) -> Path:
     """A prior through the README's API at its defaults (5-way, 4 tasks per meta-step, 10 meta-steps per epoch)."""
-    splits = family_splits(family, image_size=16, seed=args.seed)
-    train = TaskDistribution(splits['train'], 5, 5, 5, name=f'{family}-train')
-    evaluator = EpisodicClassification(train, tasks_per_step=4, steps_per_epoch=args.meta_steps, seed=args.seed,
-                                       max_epochs=args.meta_epochs, logger=False, enable_checkpointing=False,
-                                       enable_progress_bar=False, enable_model_summary=False)
+    train = TaskDistribution(family_data(family, seed=args.seed)['train'], 5, 5, 5, name=f'{family}-train')
     path = out / f'prior_{family}.pt'
-    exp = NasExperiment(DartsTaskSpace(args.width, args.num_cells, 5), evaluator,
-                        BaseStrategy(save_prior_to=path, seed=args.seed))
-    exp.run()
-    exp.stop()
+    meta_train(darts_space(args.width, args.num_cells, 5), train, path, tasks_per_step=4,
+               steps_per_epoch=args.meta_steps, max_epochs=args.meta_epochs, seed=args.seed)
     return path
-
-
-def search(args, strategy, classes: int, search_train, search_val) -> tuple[dict, float]:
-    torch.manual_seed(args.seed)
-    evaluator = Classification(
-        learning_rate=0.02, optimizer=torch.optim.SGD, num_classes=classes,
-        train_dataloaders=nni.trace(DataLoader)(search_train, batch_size=32, shuffle=True),
-        val_dataloaders=nni.trace(DataLoader)(search_val, batch_size=128), max_epochs=args.search_epochs,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, logger=False)
-    start = time.time()
-    exp = NasExperiment(DartsTaskSpace(args.width, args.num_cells, classes), evaluator, strategy)
-    exp.run()
-    seconds = time.time() - start
-    sample = exp.export_top_models(formatter='dict')[0]
-    exp.stop()
-    return sample, seconds
 
 
 def run_dataset(args, family: str, index: int, prior: Path) -> dict[str, dict]:
     classes = 10 if index % 2 else 5  # every other dataset has another class count than meta-training
     data = novel_classes(family, classes, images_per_class=args.images_per_class, seed=args.seed + 1 + index)
-    search_train, search_val, test = random_split(data, [0.6, 0.2, 0.2],
-                                                  generator=torch.Generator().manual_seed(index))
+    search_train, search_val, test = split_dataset(data, index)
     retrain_set = ConcatDataset([search_train, search_val])
     methods = {'BASE from the prior': lambda: BaseStrategy(prior=prior, seed=args.seed),
                'BASE from the prior, freeze at 0': lambda: BaseStrategy(prior=prior, freeze_architecture_after=0,
@@ -112,18 +91,19 @@ def run_dataset(args, family: str, index: int, prior: Path) -> dict[str, dict]:
                "NNI's GumbelDARTS": GumbelDARTS, "NNI's DARTS": DARTS}
     rows: dict[str, dict] = {}
 
-    def retrain(sample: dict) -> float:
-        torch.manual_seed(args.seed)
-        net = DartsTaskSpace(args.width, args.num_cells, classes).freeze(sample)
-        return retrain_and_test(net, retrain_set, test, epochs=args.retrain_epochs, seed=args.seed)
+    def retrained(sample: dict) -> float:
+        return retrain(darts_space(args.width, args.num_cells, classes), sample, retrain_set, test,
+                       epochs=args.retrain_epochs, seed=args.seed)
 
     for name, make in methods.items():
-        sample, seconds = search(args, make(), classes, search_train, search_val)
-        rows[name] = {'accuracy': retrain(sample), 'seconds': seconds}
+        sample, seconds = classification_search(darts_space(args.width, args.num_cells, classes), make(), classes,
+                                                search_train, search_val, epochs=args.search_epochs, seed=args.seed,
+                                                val_batch_size=128)
+        rows[name] = {'accuracy': retrained(sample), 'seconds': seconds}
         logging.getLogger('bench').warning('%s #%d (%d classes) %s: %.3f in %.0f s', family, index, classes, name,
                                            rows[name]['accuracy'], seconds)
     rng = random.Random(1000 * index + args.seed)
-    randoms = [retrain(random_sample(rng)) for _ in range(args.random_cells)]
+    randoms = [retrained(random_sample(rng)) for _ in range(args.random_cells)]
     rows['random cell (median)'] = {'accuracy': float(np.median(randoms)), 'seconds': 0.0, 'all': randoms}
     return rows
 
@@ -161,28 +141,24 @@ def plot(summary: dict, path: Path) -> None:
         ax.set(title=family, xlabel='search seconds (log; random cells: 0, drawn at 1)', ylabel='retrained accuracy')
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    warnings.filterwarnings('ignore')
-    logging.getLogger('nni').setLevel(logging.ERROR)
-    logging.getLogger('pytorch_lightning').setLevel(logging.ERROR)
+    quiet()
     torch.set_num_threads(args.threads)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     results = {}
     for family in args.families:
-        prior = meta_train(args, family, out)
+        prior = meta_train_family(args, family, out)
         results[family] = [run_dataset(args, family, i, prior) for i in range(args.datasets)]
     summary, table = summarise(results)
-    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
-    write_json(out / 'search_retrain.json', {'commit': commit, 'threads': args.threads, 'settings': settings,
-                                             'summary': summary, 'per_dataset': results})
-    write_text(out / 'search_retrain.md', f'Commit {commit}, {args.threads} threads.\n\n{table}\n')
+    write_json_result(out / 'search_retrain.json', {'threads': args.threads, 'settings': settings_of(args),
+                                                    'summary': summary, 'per_dataset': results})
+    write_markdown_result(out / 'search_retrain.md', table)
     plot(summary, out / 'search_retrain.png')
     print(table)
     return summary

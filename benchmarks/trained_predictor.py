@@ -14,9 +14,9 @@ benchmarks/results/conditioning/seed1/conditioned_results_predictor20.pt --repea
 benchmarks/results/conditioning/seed1/predictor_quality_repeat_peaks.json``). Stages, so that the two families'
 databases train in two processes (each resumes from its JSON):
 
-    python benchmarks/trained_predictor.py --stage train --families peaks &
-    python benchmarks/trained_predictor.py --stage train --families texture &
-    wait; python benchmarks/trained_predictor.py --stage evaluate
+    python -m benchmarks.trained_predictor --stage train --families peaks &
+    python -m benchmarks.trained_predictor --stage train --families texture &
+    wait; python -m benchmarks.trained_predictor --stage evaluate
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from alpha_recovery import family_data
-from predictor_quality import random_top1_ranks, rho, space, top1_rank
 
+from benchmarks.common import family_data
+from benchmarks.predictor_quality import random_top1_ranks, rho, space, top1_rank
 from nni_base import TaskDistribution
 from nni_base.api import sample_tasks
 from nni_base.io import write_json

@@ -15,7 +15,7 @@ support set, query accuracy; net seed = task index), so its ten random cells' pe
 - ``base_adapted``: the unconditioned prior adapted to the task with ``TaskAdapter`` (library defaults,
   ``--adapt-steps`` mini-batch steps on the support set), then its derived cell.
 
-    python benchmarks/zero_shot_cells.py --output benchmarks/results/conditioning/zero_shot_cells.json
+    python -m benchmarks.zero_shot_cells --output benchmarks/results/conditioning/zero_shot_cells.json
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from alpha_recovery import family_data
 
+from benchmarks.common import family_data
 from nni_base import BaseStrategy, DartsTaskSpace, TaskDistribution
 from nni_base.api import build_supernet, sample_tasks, zero_shot
 from nni_base.io import write_json
@@ -81,7 +81,7 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--families', nargs='+', default=['peaks', 'texture'])
     p.add_argument('--priors', type=Path, default=RESULTS / 'conditioning',
-                   help='folder with conditioned.pt and unconditioned.pt (python benchmarks/conditioning.py)')
+                   help='folder with conditioned.pt and unconditioned.pt (python -m benchmarks.conditioning)')
     p.add_argument('--conditioned', type=Path, default=None,
                    help='the conditioned prior (default: conditioned.pt in --priors, the default run\'s)')
     p.add_argument('--random-results', nargs='+', type=Path,
