@@ -42,8 +42,8 @@ screenshot: $(STAMP)
 	$(VENV)/bin/python scripts/webui_screenshot.py --output docs/images/nni_webui.png
 
 bench: $(STAMP)
-	$(VENV)/bin/python benchmarks/run.py --output-dir benchmarks/results
-	$(VENV)/bin/python benchmarks/search_retrain.py --output-dir benchmarks/results/search_retrain
+	$(VENV)/bin/python -m benchmarks.run --output-dir benchmarks/results
+	$(VENV)/bin/python -m benchmarks.search_retrain --output-dir benchmarks/results/search_retrain
 
 clean:
 	rm -rf runs site .pytest_cache
