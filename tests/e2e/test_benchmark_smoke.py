@@ -1,25 +1,21 @@
-"""Smoke test of benchmarks/run.py at the tiniest sizes: every benchmark runs and the outputs are well formed."""
+"""Smoke test of benchmarks.run at the tiniest sizes: every benchmark runs and the outputs are well formed."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope='module')
 def bench():
-    spec = importlib.util.spec_from_file_location('benchmarks_run', ROOT / 'benchmarks' / 'run.py')
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import run
+
+    return run
 
 
 def _positive(x: float) -> bool:
@@ -72,6 +68,8 @@ def test_benchmarks_run_at_tiny_sizes_and_write_results(bench, tmp_path: Path):
 
     paths = bench.write_results(results, tmp_path / 'out')
     saved = json.loads(paths['json'].read_text())
+    assert {'commit', 'dirty', 'command', 'machine'} <= set(saved['provenance'])
+    assert 'Written by' in paths['md'].read_text()
     assert {'machine', 'step_time', 'memory', 'vectorized', 'prior', 'time_to_accuracy'} <= set(saved)
     assert '## 4.' in paths['md'].read_text()
     assert paths['png'].read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
@@ -80,16 +78,14 @@ def test_benchmarks_run_at_tiny_sizes_and_write_results(bench, tmp_path: Path):
 
 @pytest.mark.slow
 def test_search_retrain_benchmark_runs_at_tiny_size(tmp_path: Path):
-    spec = importlib.util.spec_from_file_location('search_retrain', ROOT / 'benchmarks' / 'search_retrain.py')
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    summary = module.main(['--quick', '--threads', '1', '--output-dir', str(tmp_path)])
+    from benchmarks import search_retrain
+
+    summary = search_retrain.main(['--quick', '--threads', '1', '--output-dir', str(tmp_path)])
     methods = summary['texture']
     assert set(methods) == {'BASE from the prior', 'BASE from the prior, freeze at 0', 'BaseStrategy() without a prior',
                             "NNI's GumbelDARTS", "NNI's DARTS", 'random cell (median)'}
     assert tuple(methods['BASE from the prior']['paired_diff_ci']) == (0.0, 0.0)  # against itself
     assert all(0.0 <= m['mean_ci'][0] <= 1.0 for m in methods.values())
     stored = json.loads((tmp_path / 'search_retrain.json').read_text())
-    assert stored['commit'] and len(stored['per_dataset']['texture']) == 2
+    assert stored['provenance']['commit'] and len(stored['per_dataset']['texture']) == 2
     assert (tmp_path / 'search_retrain.png').read_bytes()[:4] == b'\x89PNG'
