@@ -8,7 +8,6 @@ is refused naming it and the fix.
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 import nni
 import pytest
@@ -272,21 +271,6 @@ class _Concat(ModelSpace):
 def test_unsupported_choice_names_it_and_the_fix(space, message):
     with pytest.raises(TypeError, match=message):
         BaseStrategy().mutate_model(space())
-
-
-def test_readme_search_spaces_example(tasks, tmp_path, monkeypatch):
-    readme = (Path(__file__).resolve().parents[2] / 'README.md').read_text()
-    section = readme.split('### Search spaces', 1)[1].split('### Design notes', 1)[0]
-    code = section.split('```python\n', 1)[1].split('```', 1)[0]
-    code = code.replace('NasExperiment(', 'run(').replace(').run()', ')')  # tests/helpers.run stops the experiment
-    monkeypatch.chdir(tmp_path)
-    quiet = partial(EpisodicClassification, logger=False, enable_progress_bar=False, enable_checkpointing=False,
-                    enable_model_summary=False)
-    namespace = {'run': run, 'BaseStrategy': BaseStrategy, 'EpisodicClassification': quiet, 'train': tasks[0]}
-    exec(code, namespace)  # noqa: S102 - the README's own example
-    strategy = namespace['strategy']
-    assert set(strategy.export_sample()) == {'op', 'skip'}
-    assert set(load_prior(tmp_path / 'prior.pt')['alpha']) == {'op', 'skip'}
 
 
 @pytest.mark.parametrize(('name', 'ranks'), [('width_kernel', True), ('repeat_depth', True), ('layer_input', False)])
