@@ -10,9 +10,9 @@ of a faint grating under strong noise; no download) and finishes in about four m
    ``Classification`` — BASE from the prior, ``BaseStrategy()`` without a prior, NNI's ``GumbelDARTS`` — and
    retrain every exported cell from fresh weights with one recipe, scored on test images no search saw.
 
-Writes to the output directory:
+Writes to the output directory (each result file atomically):
 
-* ``prior.pt``            the meta-trained prior (weights + architecture distribution), atomic write
+* ``prior.pt``            the meta-trained prior (weights + architecture distribution)
 * ``arch.json``           the architecture adapted from the prior, an NNI sample (freezes into DartsTaskSpace)
 * ``probs.json``          the probability of every operation on every edge after adaptation
 * ``genotype.txt``        the same cells in the DARTS genotype notation
@@ -44,7 +44,7 @@ from torch.utils.data import ConcatDataset, DataLoader, random_split
 from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, MetaTrainingConfig, TaskDistribution
 from nni_base.cli.retrain.small import retrain_and_test
 from nni_base.data.families import FAMILIES, family_splits
-from nni_base.io import write_json
+from nni_base.io import write_json, write_text
 from nni_base.search.evaluation import random_sample
 from nni_base.space.genotype import format_genotype, sample_to_genotype
 from nni_base.viz.plotting import plot_cells, plot_curves, plot_prior
@@ -158,7 +158,7 @@ def main(argv=None) -> dict:
 
     write_json(out / 'arch.json', adapted_sample)
     write_json(out / 'probs.json', adapt_strategy.export_probs())
-    (out / 'genotype.txt').write_text(format_genotype(sample_to_genotype(adapted_sample)) + '\n')
+    write_text(out / 'genotype.txt', format_genotype(sample_to_genotype(adapted_sample)) + '\n')
     plot_cells(adapted_sample, out / 'cells.png')
     meta_csv = Path(evaluator.trainer.logger.log_dir) / 'metrics.csv'
     plot_curves(meta_csv, out / 'meta_curves.png',

@@ -75,7 +75,7 @@ def main(out: Path, mode: str, at: int) -> None:
         return real_save(obj, f, *args, **kwargs)
 
     torch.save = save
-    atomic = prior_module.atomic_torch_save
+    atomic = prior_module.write_torch
 
     def recorded(obj, path):
         written = atomic(obj, path)
@@ -83,7 +83,7 @@ def main(out: Path, mode: str, at: int) -> None:
             log.write(hashlib.sha256(Path(path).read_bytes()).hexdigest() + '\n')
         return written
 
-    prior_module.atomic_torch_save = recorded
+    prior_module.write_torch = recorded
     train, _ = digits_tasks(shots=2, queries=2)
     extra = [KillAfterStep()] if mode == 'step' else []
     run(tiny_space(), evaluator(train, out / 'ckpt', *extra),

@@ -2,7 +2,7 @@
 
 A prior is a plain dict of tensors and JSON-like values saved with ``torch.save``; it is read with
 ``torch.load(..., weights_only=True)`` so loading one never runs code from the file. Writes are
-atomic (temporary file + ``os.replace``) and refuse non-finite tensors.
+atomic (:func:`nni_base.io.write_torch`) and refuse non-finite tensors.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import torch.nn as nn
 from nni.mutable import Categorical, CategoricalMultiple
 
 from ..errors import CorruptPriorError, PriorMismatchError
+from ..io import write_torch
 from ..space.gumbel_cell import GumbelMixedCell
 from ..space.slot_cell import SlotGumbelCell
 from .head import head_mismatch
@@ -26,8 +26,7 @@ from .head import head_mismatch
 PRIOR_FORMAT = 'nni-base-prior'
 PRIOR_VERSION = 1
 
-__all__ = ['space_signature', 'build_prior', 'save_prior', 'load_prior', 'apply_prior', 'atomic_torch_save',
-           'space_arguments']
+__all__ = ['space_signature', 'build_prior', 'save_prior', 'load_prior', 'apply_prior', 'space_arguments']
 
 
 def space_signature(model: nn.Module) -> dict[str, list[Any]]:
@@ -73,23 +72,6 @@ def build_prior(model: nn.Module, alphas: dict[str, torch.Tensor], *, config: di
     return prior
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the target directory, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_prior(prior: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write a prior atomically; a prior with NaN/inf tensors is refused and nothing is written."""
     bad = [k for k, v in {**prior['state_dict'], **{f'alpha/{k}': v for k, v in prior['alpha'].items()}}.items()
@@ -98,7 +80,7 @@ def save_prior(prior: dict[str, Any], path: str | os.PathLike) -> Path:
         raise FloatingPointError(f'Refusing to save a prior with non-finite values in {bad[:5]}; '
                                  f'the previous file at {path} (if any) is left untouched.')
     try:
-        return atomic_torch_save(prior, path)
+        return write_torch(prior, path)
     except OSError as e:  # a full disk (ENOSPC), a quota, a read-only or vanished folder
         raise OSError(e.errno, f'Could not write the prior to {path}: {e.strerror or e}. The previous file there (if '
                                'any) is left untouched and no partial file remains; free space or choose another '

@@ -17,8 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ...data import load_cifar10, load_cifar100, load_image_folder, load_svhn
 from ...data.augment import Augment, AugmentedDataset, EvalView, SeededShuffleSampler
-from ...io import write_json
-from ...search.prior import atomic_torch_save
+from ...io import write_json, write_torch
 from ...space.darts import DartsTaskSpace
 from .module import RetrainModule
 from .network import build_network, load_arch, model_summary
@@ -181,7 +180,7 @@ def retrain(arch: str | os.PathLike | dict[str, Any] | None, recipe: RetrainReci
         'best_checkpoint': checkpoints.best_model_path or None,
     }
     if trainer.is_global_zero:
-        atomic_torch_save({k: v.detach().cpu() for k, v in network.state_dict().items()}, out / 'model.pt')
+        write_torch({k: v.detach().cpu() for k, v in network.state_dict().items()}, out / 'model.pt')
         write_json(out / 'final.json', result)
     return result
 
