@@ -13,7 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from nni.nas.nn.pytorch import ModelSpace
 from nni.nas.oneshot.pytorch.strategy import DARTS, GumbelDARTS
-from torchmetrics.functional.classification import multiclass_accuracy
+
+from nni_base.tasks.metrics import accuracy as accuracy_of
 
 # NNI Classification's Adam for the weights (3e-3 rather than 1e-3: few steps are allowed) and DARTS's own
 # architecture optimizer (Adam, betas (0.5, 0.999), weight decay 1e-3).
@@ -84,6 +85,6 @@ def nni_method(name: str, kind: str, space: ModelSpace, *, same_work: bool, weig
     def accuracy(x: torch.Tensor, y: torch.Tensor) -> float:
         # Batch statistics, as BASE's query evaluation; the supernet's own (mixed) prediction.
         logits = model(x)
-        return float(multiclass_accuracy(logits, y, logits.shape[-1], average='micro', validate_args=False))
+        return float(accuracy_of(logits, y))
 
     return Method(name, step, accuracy)

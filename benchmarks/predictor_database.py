@@ -1,4 +1,4 @@
-"""Could a predictor learn from *trained* accuracies what it cannot learn from weight-sharing ones? (issue #12)
+"""Could a predictor learn from *trained* accuracies what it cannot learn from weight-sharing ones?
 
 ``predictor_quality.py`` found the weight-sharing label tracking trained accuracy weakly (Spearman 0.25 / 0.07), which
 caps a predictor trained on it. MetaD2A's predictor learns from accuracies of trained networks. This reads that

@@ -1,4 +1,4 @@
-"""Why does the meta performance predictor rank architectures no better than chance? (issue #12)
+"""Why does the meta performance predictor rank architectures no better than chance?
 
 The predictor of a dataset-conditioned prior learns, during meta-training, the *weight-sharing* query accuracy of
 sampled architectures: the supernet adapted to the task for a few inner steps, each architecture run with those

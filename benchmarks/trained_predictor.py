@@ -1,4 +1,4 @@
-"""Does a predictor fitted on *trained* architectures rank a new dataset's architectures better? (issue #12)
+"""Does a predictor fitted on *trained* architectures rank a new dataset's architectures better?
 
 ``predictor_quality.py`` found the meta-training predictor capped by its weight-sharing labels. This builds
 MetaD2A's kind of database instead (``nni_base.api.fit_trained_predictor``'s two parts): ``--architectures`` random

@@ -68,7 +68,7 @@ from nni_base.fewshot import (  # noqa: E402
     darts_cells_without_meta,
     evaluate_fewshot,
     full_network,
-    mean_confidence_interval,
+    mean_ci,
     search_cells,
     summarize_seeds,
     train_maml,
@@ -224,7 +224,7 @@ def summarize(rows: list[dict[str, Any]], scores: dict[str, list[FewShotScore]])
     for other in methods[1:]:
         first = methods[0]
         diffs = [a - b for a, b in zip(by_method[first].episode_means, by_method[other].episode_means)]
-        diff, ci95 = mean_confidence_interval(diffs)
+        diff, ci95 = mean_ci(diffs)
         paired.append({'first': first, 'second': other, 'title': f'{TITLES[first]} - {TITLES[other]}',
                        'diff': diff, 'ci95': ci95,
                        'per_seed': [a - b for a, b in zip(by_method[first].per_seed, by_method[other].per_seed)]})

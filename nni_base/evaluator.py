@@ -16,10 +16,10 @@ import torch
 import torch.nn as nn
 from nni.nas.evaluator.pytorch import Lightning, LightningModule, Trainer
 from torch.utils.data import DataLoader, Sampler
-from torchmetrics.functional.classification import multiclass_accuracy
 
 from .data.checks import check_images, classifier_outputs, input_channels
 from .tasks import EpisodeDataset, TaskDistribution, episode_loader
+from .tasks.metrics import accuracy as accuracy_of
 from .tasks.mixture import ResolutionMixture
 
 __all__ = ['EpisodicModule', 'EpisodicClassification', 'EpochSeededSampler', 'meta_train_loader',
@@ -98,7 +98,7 @@ class EpisodicModule(LightningModule):
         logits = self.model(x)
         if isinstance(logits, tuple):  # retrain-mode spaces also return auxiliary logits
             logits = logits[0]
-        accuracy = multiclass_accuracy(logits, y, logits.shape[-1], average='micro', validate_args=False)
+        accuracy = accuracy_of(logits, y)
         return self.criterion(logits, y), accuracy
 
     def training_step(self, batch, batch_idx):

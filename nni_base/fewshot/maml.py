@@ -2,7 +2,7 @@
 
 After few-shot BASE has found cells, the paper trains the full network built from them with
 second-order MAML on the same episodes and reports the mean accuracy over held-out test episodes
-with a 95% confidence interval (Table 4). :class:`MAMLModule` does both for any ``nn.Module``:
+with a 95% confidence interval (Table 4). :class:`FewShotMAML` does both for any ``nn.Module``:
 ``training_step`` is one meta-step over a batch of tasks, ``validation_step`` / ``test_step`` adapt
 to each held-out task and score its query set.
 
@@ -11,7 +11,7 @@ as MAML does: running statistics would mix classes across tasks.
 
 Examples
 --------
->>> module = MAMLModule(Conv4(ways=5, channels=3, hidden=32, image_size=84), inner_steps=5)  # doctest: +SKIP
+>>> module = FewShotMAML(Conv4(ways=5, channels=3, hidden=32, image_size=84), inner_steps=5)  # doctest: +SKIP
 >>> pl.Trainer(max_epochs=10, inference_mode=False).fit(module, train_loader)                 # doctest: +SKIP
 """
 
@@ -19,37 +19,20 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics.functional.classification import multiclass_accuracy
 
 from ..errors import MetaTrainingDiverged
 from ..tasks import Task, l2l
+from ..tasks.metrics import accuracy as accuracy_of
+from ..tasks.metrics import mean_ci
 
-__all__ = ['MAMLModule', 'mean_confidence_interval', 'update_task_digest']
-
-
-def mean_confidence_interval(values: Sequence[float], z: float = 1.96) -> tuple[float, float]:
-    """Mean and half-width of its normal-approximation confidence interval (``z=1.96``: 95%).
-
-    Returns
-    -------
-    (mean, half_width)
-        ``half_width = z * sample std / sqrt(n)``; ``nan`` for fewer than two values.
-    """
-    array = np.asarray(values, dtype=np.float64)
-    if array.size == 0:
-        raise ValueError('mean_confidence_interval needs at least one value.')
-    if array.size < 2:
-        return float(array.mean()), math.nan
-    return float(array.mean()), float(z * array.std(ddof=1) / math.sqrt(array.size))
+__all__ = ['FewShotMAML', 'update_task_digest']
 
 
 def update_task_digest(digest: Any, task: Task) -> None:
@@ -68,7 +51,7 @@ def _logits(model: nn.Module, x: Tensor) -> Tensor:
     return out[0] if isinstance(out, tuple) else out  # retrain-mode DARTS adds auxiliary logits
 
 
-class MAMLModule(pl.LightningModule):
+class FewShotMAML(pl.LightningModule):
     """Meta-train a fixed network with MAML and score it on held-out episodes.
 
     Batches are lists of :class:`~nni_base.Task` (see :func:`nni_base.evaluator.meta_train_loader`
@@ -126,7 +109,7 @@ class MAMLModule(pl.LightningModule):
                 raise MetaTrainingDiverged(f'Non-finite support loss at inner step {step}; lower inner_lr.')
             learner.adapt(loss)
         logits = _logits(learner, task.query_x)
-        accuracy = multiclass_accuracy(logits, task.query_y, logits.shape[-1], average='micro', validate_args=False)
+        accuracy = accuracy_of(logits, task.query_y)
         return F.cross_entropy(logits, task.query_y), accuracy
 
     def training_step(self, batch: list[Task], batch_idx: int) -> Tensor:
@@ -171,5 +154,5 @@ class MAMLModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self.test_episodes_digest = self._test_hash.hexdigest()
-        mean, ci95 = mean_confidence_interval(self.test_accuracies)
+        mean, ci95 = mean_ci(self.test_accuracies)
         self.log_dict({'test_acc': mean, 'test_acc_ci95': ci95, 'test_episodes': float(len(self.test_accuracies))})

@@ -36,7 +36,8 @@ from ..evaluator import EpisodicClassification, meta_train_loader
 from ..space.darts import DartsTaskSpace
 from ..strategy import BaseStrategy
 from ..tasks import TaskDistribution, episode_loader
-from .maml import MAMLModule, mean_confidence_interval
+from ..tasks.metrics import mean_ci
+from .maml import FewShotMAML
 
 __all__ = ['FewShotScore', 'SeedSummary', 'search_cells', 'darts_cells_without_meta', 'full_network', 'train_maml',
            'evaluate_fewshot', 'count_parameters', 'width_for_budget', 'summarize_seeds']
@@ -124,7 +125,7 @@ def full_network(sample: dict[str, Any], ways: int, *, width: int = 8, num_cells
 def train_maml(model: nn.Module, train_tasks: TaskDistribution, val_tasks: TaskDistribution | None = None, *,
                steps_per_epoch: int = 20, max_epochs: int = 1, tasks_per_step: int = 4, inner_steps: int = 5,
                adapt_steps: int | None = None, inner_lr: float = 0.05, meta_lr: float = 1e-3,
-               first_order: bool = False, val_episodes: int = 16, seed: int = 0, **trainer_kwargs: Any) -> MAMLModule:
+               first_order: bool = False, val_episodes: int = 16, seed: int = 0, **trainer_kwargs: Any) -> FewShotMAML:
     """Train ``model`` with MAML (second order by default) on the episodes ``seed`` selects.
 
     With the same ``train_tasks``, ``tasks_per_step``, ``steps_per_epoch`` and ``seed`` as
@@ -136,7 +137,7 @@ def train_maml(model: nn.Module, train_tasks: TaskDistribution, val_tasks: TaskD
         raise ValueError(f'the model has {ways} outputs but the tasks are {train_tasks.ways}-way: build the model '
                          f'with ways={train_tasks.ways}.')
     pl.seed_everything(seed, workers=True, verbose=False)
-    module = MAMLModule(model, inner_lr=inner_lr, inner_steps=inner_steps, adapt_steps=adapt_steps, meta_lr=meta_lr,
+    module = FewShotMAML(model, inner_lr=inner_lr, inner_steps=inner_steps, adapt_steps=adapt_steps, meta_lr=meta_lr,
                         first_order=first_order)
     trainer_kwargs.setdefault('num_sanity_val_steps', 0)
     trainer = pl.Trainer(max_epochs=max_epochs, inference_mode=False, **trainer_kwargs)
@@ -148,7 +149,7 @@ def train_maml(model: nn.Module, train_tasks: TaskDistribution, val_tasks: TaskD
     return module
 
 
-def evaluate_fewshot(module: MAMLModule, test_tasks: TaskDistribution, *, episodes: int = 600, seed: int = 0,
+def evaluate_fewshot(module: FewShotMAML, test_tasks: TaskDistribution, *, episodes: int = 600, seed: int = 0,
                      **trainer_kwargs: Any) -> FewShotScore:
     """Mean query accuracy after adaptation over ``episodes`` test tasks, with its 95% confidence interval.
 
@@ -161,7 +162,7 @@ def evaluate_fewshot(module: MAMLModule, test_tasks: TaskDistribution, *, episod
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*does not have many workers.*')
         trainer.test(module, episode_loader(test_tasks, 1, episodes, seed=seed), verbose=False)
-    mean, ci95 = mean_confidence_interval(module.test_accuracies)
+    mean, ci95 = mean_ci(module.test_accuracies)
     return FewShotScore(mean, ci95, len(module.test_accuracies), list(module.test_accuracies),
                         module.test_episodes_digest)
 
@@ -232,14 +233,10 @@ def summarize_seeds(scores: Sequence[FewShotScore]) -> SeedSummary:
                          f'(episode counts {sorted(counts)}, {len(digests)} distinct episode digests).')
     per_seed = [score.mean for score in scores]
     pooled = [acc for score in scores for acc in score.accuracies]
-    mean, pooled_ci95 = mean_confidence_interval(pooled)
+    mean, pooled_ci95 = mean_ci(pooled)
     n = len(per_seed)
-    seed_sd, seed_ci95 = math.nan, math.nan
-    if n > 1:
-        from scipy import stats  # a dependency of nni; slow to import, so only here
-
-        seed_sd = statistics.stdev(per_seed)
-        seed_ci95 = float(stats.t.ppf(0.975, n - 1)) * seed_sd / math.sqrt(n)
+    seed_sd = statistics.stdev(per_seed) if n > 1 else math.nan
+    seed_ci95 = mean_ci(per_seed)[1]
     episode_means = [sum(values) / n for values in zip(*(score.accuracies for score in scores))]
     return SeedSummary(mean, per_seed, pooled_ci95, seed_sd, seed_ci95, counts.pop(), episode_means)
 

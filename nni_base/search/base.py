@@ -18,11 +18,11 @@ import torch
 import torch.nn as nn
 from nni.nas.evaluator.pytorch import LightningModule
 from nni.nas.oneshot.pytorch.base_lightning import BaseOneShotLightningModule
-from torchmetrics.functional.classification import multiclass_accuracy
 
 from ..space.gumbel_cell import GumbelMixedCell, alpha_entropy, alpha_max_prob
 from ..space.mixed import ArchSoftmax, architecture_logits, reported_probabilities
 from ..tasks import Task
+from ..tasks.metrics import accuracy as accuracy_of
 from .config import BaseConfig
 from .loop import adapt, adapt_each, query_metrics
 from .meta_update import ModelState
@@ -137,7 +137,7 @@ class BaseSearchModule(BaseOneShotLightningModule):
             logits = logits[0]
         # validate_args=False: the criterion already refuses labels outside the classes, and the checks would
         # cost a device sync on every inner step.
-        accuracy = multiclass_accuracy(logits, y, logits.shape[-1], average='micro', validate_args=False)
+        accuracy = accuracy_of(logits, y)
         return self.training_module.criterion(logits, y), accuracy
 
     def architecture_scorer(self) -> Callable[[list[dict[str, Any]]], Sequence[float]] | None:

@@ -20,23 +20,20 @@ True
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
-from torchmetrics.functional.classification import multiclass_accuracy
 
+from ..space.genotype import DARTS_OPS
 from ..tasks import Task
+from ..tasks.metrics import accuracy as accuracy_of
+from ..tasks.metrics import mean_ci
 
 __all__ = ['DARTS_OPS', 'single_op_sample', 'random_sample', 'train_on_task', 'mean_ci', 'kendall_tau']
 
-# The candidate operations of NNI's DARTS space, in its order (``none`` is not a candidate there).
-DARTS_OPS = ('max_pool_3x3', 'avg_pool_3x3', 'skip_connect', 'sep_conv_3x3', 'sep_conv_5x5', 'dil_conv_3x3',
-             'dil_conv_5x5')
 
 
 def single_op_sample(op: str, num_nodes: int = 4, labels: Sequence[str] = ('normal', 'reduce'),
@@ -67,7 +64,7 @@ def _loss_and_acc(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[tor
     logits = net(x)
     if isinstance(logits, tuple):
         logits = logits[0]
-    accuracy = multiclass_accuracy(logits, y, logits.shape[-1], average='micro', validate_args=False)
+    accuracy = accuracy_of(logits, y)
     return nn.functional.cross_entropy(logits, y), float(accuracy)
 
 
@@ -95,17 +92,6 @@ def train_on_task(net: nn.Module, task: Task, steps: int, *, lr: float = 3e-3, b
         optimizer.step()
     with torch.no_grad():
         return _loss_and_acc(net, task.query_x, task.query_y)[1]
-
-
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
-    """Mean and half-width of its t-interval (0 for a single value)."""
-    v = np.asarray(values, dtype=np.float64)
-    if len(v) < 2:
-        return float(v.mean()), 0.0
-    from scipy import stats  # scipy is a dependency of nni; imported here because it is slow to import
-
-    half = stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
-    return float(v.mean()), float(half)
 
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:

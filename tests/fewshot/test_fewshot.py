@@ -14,12 +14,12 @@ from nni_base.api import build_supernet
 from nni_base.data import LabeledTensorDataset, digits_splits
 from nni_base.fewshot import (
     Conv4,
+    FewShotMAML,
     FewShotScore,
-    MAMLModule,
     count_parameters,
     evaluate_fewshot,
     full_network,
-    mean_confidence_interval,
+    mean_ci,
     search_cells,
     summarize_seeds,
     train_maml,
@@ -168,11 +168,14 @@ def test_maml_meta_training_is_seeded_and_moves_the_prior(tasks, tmp_path):
     assert (tmp_path / 'prior.pt').is_file()
 
 
-def test_mean_confidence_interval():
-    mean, half = mean_confidence_interval([0.0, 1.0] * 50)
+def test_mean_ci_is_a_student_t_interval():
+    mean, half = mean_ci([0.0, 1.0] * 50)
     assert mean == pytest.approx(0.5)
-    assert half == pytest.approx(1.96 * 0.5025189 / 10, rel=1e-5)
-    assert math.isnan(mean_confidence_interval([0.3])[1])
+    assert half == pytest.approx(1.984217 * 0.5025189 / 10, rel=1e-5)  # t(0.975, 99 dof) * sd / sqrt(100)
+    assert mean_ci([0.2, 0.4, 0.9])[1] == pytest.approx(4.302653 * 0.3605551 / 3**0.5, rel=1e-5)  # t, not z, at n=3
+    assert math.isnan(mean_ci([0.3])[1])  # one value: the spread is unknown
+    with pytest.raises(ValueError, match='at least one value'):
+        mean_ci([])
 
 
 def test_search_then_maml_training_then_evaluation_end_to_end(tasks):
@@ -185,7 +188,7 @@ def test_search_then_maml_training_then_evaluation_end_to_end(tasks):
     start = [p.detach().clone() for p in model.parameters()]
     module = train_maml(model, tasks['train'], tasks['val'], steps_per_epoch=2, tasks_per_step=2, inner_steps=1,
                         val_episodes=2, seed=1, **QUIET)
-    assert isinstance(module, MAMLModule)
+    assert isinstance(module, FewShotMAML)
     assert any(not torch.equal(a, b) for a, b in zip(start, model.parameters()))  # MAML trained the network
 
     score = evaluate_fewshot(module, tasks['test'], episodes=6, seed=2, **QUIET)
@@ -210,7 +213,7 @@ def test_conv4_baseline_learns_with_maml(tasks):
 
     trained = train_maml(conv4(), tasks['train'], steps_per_epoch=60, tasks_per_step=4, inner_steps=3, meta_lr=3e-3,
                          seed=seed, **QUIET)
-    untrained = MAMLModule(conv4(), inner_steps=3)
+    untrained = FewShotMAML(conv4(), inner_steps=3)
     episodes = dict(episodes=100, seed=seed, **QUIET)
     after, control = evaluate_fewshot(trained, tasks['test'], **episodes), evaluate_fewshot(untrained, tasks['test'],
                                                                                             **episodes)
@@ -254,7 +257,7 @@ def _score(accs: list[float], digest: str = 'd') -> FewShotScore:
 def test_summarize_seeds_pools_episodes_and_measures_the_seed_spread():
     summary = summarize_seeds([_score([0.2, 0.4, 0.6]), _score([0.6, 0.8, 1.0])])
     assert summary.per_seed == pytest.approx([0.4, 0.8]) and summary.mean == pytest.approx(0.6)
-    assert summary.pooled_ci95 == pytest.approx(mean_confidence_interval([0.2, 0.4, 0.6, 0.6, 0.8, 1.0])[1])
+    assert summary.pooled_ci95 == pytest.approx(mean_ci([0.2, 0.4, 0.6, 0.6, 0.8, 1.0])[1])
     assert summary.seed_sd == pytest.approx(0.4 / math.sqrt(2))
     assert summary.seed_ci95 == pytest.approx(12.7062 * summary.seed_sd / math.sqrt(2), rel=1e-4)
     assert summary.episode_means == pytest.approx([0.4, 0.6, 0.8])  # per episode, averaged over seeds

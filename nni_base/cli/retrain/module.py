@@ -12,6 +12,7 @@ from torchmetrics.functional.classification import multiclass_accuracy
 
 from ...data.augment import SeededShuffleSampler, derive_seed
 from ...space.darts import DartsTaskSpace
+from ...tasks.metrics import accuracy as accuracy_of
 from .recipe import RetrainRecipe
 
 __all__ = ['RetrainModule']
@@ -72,7 +73,7 @@ class RetrainModule(pl.LightningModule):
         if not torch.isfinite(loss):
             raise FloatingPointError(f'non-finite training loss at epoch {self.current_epoch}, batch {batch_idx}: '
                                      'lower learning_rate in the recipe')
-        acc = multiclass_accuracy(logits, y, logits.shape[-1], average='micro', validate_args=False)
+        acc = accuracy_of(logits, y)
         self.log_dict({'train_loss': loss, 'train_acc': acc}, prog_bar=True, on_step=True, on_epoch=True,
                       batch_size=len(y), sync_dist=False)
         return loss

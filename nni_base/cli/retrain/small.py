@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
-from torchmetrics.functional.classification import multiclass_accuracy
+
+from ...tasks.metrics import accuracy as accuracy_of
 
 __all__ = ['retrain_and_test']
 
@@ -46,6 +47,6 @@ def retrain_and_test(net: nn.Module, train_set: Dataset, test_set: Dataset, *, e
         for x, y in DataLoader(test_set, batch_size=256):
             logits = net(x)
             logits = logits[0] if isinstance(logits, tuple) else logits
-            correct += float(multiclass_accuracy(logits, y, logits.shape[-1], average='micro')) * len(y)
+            correct += float(accuracy_of(logits, y)) * len(y)
             total += len(y)
     return correct / total

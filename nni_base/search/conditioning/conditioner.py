@@ -24,7 +24,7 @@ from .stem import build_stem, stem_feature_size, stem_features
 
 __all__ = ['Conditioner', 'CONDITIONING_VERSION']
 
-#: 2: the encoder's running image-statistics standardisation and per-operation offsets (issue #12). 3: choices
+#: 2: the encoder's running image-statistics standardisation and per-operation offsets. 3: choices
 #: outside the cells (``choices``, e.g. NasBench201's edges) and the stem as encoder input (``stem_spec``).
 #: Versions 1 and 2 still load and run as trained.
 CONDITIONING_VERSION = 3

@@ -24,7 +24,7 @@ Why this learning signal
     generated part, chained through the generator into the encoder; the shared α takes the task mean as before.
     No second-order terms and no query-loss backpropagation through the inner loop are needed.
 
-The task's α direction (issue #12)
+The task's α direction
     With SGD at ``inner_lr_alpha`` a task's α moves ~0.003 logit in 5 inner steps (one step's α gradient is
     ~3e-3), so ``adapted α − start`` was a tiny target and the generated offsets stayed ~1e-4: the conditioned α
     was the shared α. With ``ConditioningConfig.alpha_lr`` the direction is where a fresh per-task Adam would take
