@@ -46,10 +46,13 @@ def alpha_summary(alphas: dict[str, torch.Tensor], known: dict | None) -> dict:
     out = {}
     for label, alpha in alphas.items():
         probs = torch.softmax(alpha.detach().float(), -1)
-        per_op = probs[:, :len(DARTS_OPS)].mean(0).tolist()
+        per_op = probs[:, : len(DARTS_OPS)].mean(0).tolist()
         top = DARTS_OPS[int(np.argmax(per_op))]
-        out[label] = {'per_op': dict(zip(DARTS_OPS, per_op)), 'top_op': top,
-                      'mean_max_prob': float(probs.max(-1).values.mean())}
+        out[label] = {
+            'per_op': dict(zip(DARTS_OPS, per_op)),
+            'top_op': top,
+            'mean_max_prob': float(probs.max(-1).values.mean()),
+        }
         if known is not None:  # else benchmarks.report_prior compares once the known answers exist
             acc = [known['ops'][op]['mean'] for op in DARTS_OPS]
             out[label].update(top_is_winner=top == known['winner'], kendall_tau=kendall_tau(per_op, acc))
@@ -57,14 +60,22 @@ def alpha_summary(alphas: dict[str, torch.Tensor], known: dict | None) -> dict:
 
 
 def meta_train_family(name: str, args, seed: int, out: Path) -> tuple[BaseStrategy, float, Path]:
-    tasks = TaskDistribution(family_data(name, args.image_size)['train'], args.ways, args.shots, args.queries,
-                             name=name)
+    tasks = TaskDistribution(
+        family_data(name, args.image_size)['train'], args.ways, args.shots, args.queries, name=name
+    )
     logger = CSVLogger(out / 'logs', name=f'{name}-seed{seed}')  # the alpha concentration per meta-step
-    strategy, seconds = meta_train(space_of(args), tasks, out / f'{name}-seed{seed}.pt',
-                                   tasks_per_step=args.tasks_per_step, steps_per_epoch=args.meta_steps, seed=seed,
-                                   evaluator_kwargs={'logger': logger, 'log_every_n_steps': 1},
-                                   inner_steps=args.inner_steps, inner_batch_size=args.inner_batch_size,
-                                   **args.strategy)
+    strategy, seconds = meta_train(
+        space_of(args),
+        tasks,
+        out / f'{name}-seed{seed}.pt',
+        tasks_per_step=args.tasks_per_step,
+        steps_per_epoch=args.meta_steps,
+        seed=seed,
+        evaluator_kwargs={'logger': logger, 'log_every_n_steps': 1},
+        inner_steps=args.inner_steps,
+        inner_batch_size=args.inner_batch_size,
+        **args.strategy,
+    )
     return strategy, seconds, Path(logger.log_dir) / 'metrics.csv'
 
 
@@ -91,14 +102,15 @@ def cells_vs_random(sample: dict, tasks, args) -> dict:
             acc[name].append(train_on_task(space_of(args).freeze(cell), task, args.train_steps, seed=t))
     randoms = sorted((k for k in acc if k != 'derived'), key=lambda k: np.mean(acc[k]))
     median = randoms[len(randoms) // 2]
-    return {'derived': dict(zip(('mean', 'ci95'), mean_ci(acc['derived']))),
-            'random_means': [float(np.mean(acc[k])) for k in randoms],
-            'random_median': float(np.median([np.mean(acc[k]) for k in randoms])),
-            'random_median_cell_ci95': mean_ci(acc[median])[1],
-            # per task, the derived cell minus the median random cell (same task, same seed): the paired test
-            'paired_diff_to_median_cell': dict(zip(('mean', 'ci95'),
-                                                   mean_ci(np.subtract(acc['derived'], acc[median])))),
-            'per_task': acc}
+    return {
+        'derived': dict(zip(('mean', 'ci95'), mean_ci(acc['derived']))),
+        'random_means': [float(np.mean(acc[k])) for k in randoms],
+        'random_median': float(np.median([np.mean(acc[k]) for k in randoms])),
+        'random_median_cell_ci95': mean_ci(acc[median])[1],
+        # per task, the derived cell minus the median random cell (same task, same seed): the paired test
+        'paired_diff_to_median_cell': dict(zip(('mean', 'ci95'), mean_ci(np.subtract(acc['derived'], acc[median])))),
+        'per_task': acc,
+    }
 
 
 def adaptation_curves(prior: Path, tasks, args) -> dict:
@@ -108,8 +120,9 @@ def adaptation_curves(prior: Path, tasks, args) -> dict:
         per_task, seconds = [], []
         for t, task in enumerate(tasks):
             torch.manual_seed(t)
-            strategy = BaseStrategy(prior=None if condition == 'scratch' else prior, seed=t,
-                                    inner_batch_size=args.inner_batch_size)
+            strategy = BaseStrategy(
+                prior=None if condition == 'scratch' else prior, seed=t, inner_batch_size=args.inner_batch_size
+            )
             adapter = TaskAdapter(build_supernet(space_of(args), strategy), freeze_alpha=condition == 'frozen_alpha')
             accs, clock = _run_curve(adapter.step, adapter.accuracy, task, args.adapt_steps, checkpoints, args, t)
             per_task.append(accs)
@@ -118,7 +131,7 @@ def adaptation_curves(prior: Path, tasks, args) -> dict:
     if args.gumbel_steps:
         gumbel_checkpoints = sorted({0, *range(args.adapt_every, args.gumbel_steps + 1, args.adapt_every)})
         per_task, seconds = [], []
-        for t, task in enumerate(tasks[:args.gumbel_tasks]):  # dense supernet: ~10x a sampled step
+        for t, task in enumerate(tasks[: args.gumbel_tasks]):  # dense supernet: ~10x a sampled step
             torch.manual_seed(t)
             method = nni_method('GumbelDARTS', 'gumbel', space_of(args), same_work=False)
             accs, clock = _run_curve(method.step, method.accuracy, task, args.gumbel_steps, gumbel_checkpoints, args, t)
@@ -137,7 +150,7 @@ def _run_curve(step, accuracy, task, steps: int, checkpoints: list[int], args, s
             accs.append(accuracy(task.query_x, task.query_y))
             clock.append(elapsed)
         if s < steps:
-            idx = torch.randperm(len(task.support_y), generator=gen)[:args.inner_batch_size]
+            idx = torch.randperm(len(task.support_y), generator=gen)[: args.inner_batch_size]
             start = time.perf_counter()
             step(task.support_x[idx], task.support_y[idx])
             elapsed += time.perf_counter() - start
@@ -146,9 +159,13 @@ def _run_curve(step, accuracy, task, steps: int, checkpoints: list[int], args, s
 
 def _curve(checkpoints: list[int], per_task: list, seconds: list) -> dict:
     arr = np.asarray(per_task)
-    return {'steps': checkpoints, 'mean': arr.mean(0).tolist(),
-            'ci95': [mean_ci(arr[:, i])[1] for i in range(arr.shape[1])],
-            'seconds': np.asarray(seconds).mean(0).tolist(), 'per_task': per_task}
+    return {
+        'steps': checkpoints,
+        'mean': arr.mean(0).tolist(),
+        'ci95': [mean_ci(arr[:, i])[1] for i in range(arr.shape[1])],
+        'seconds': np.asarray(seconds).mean(0).tolist(),
+        'per_task': per_task,
+    }
 
 
 def main(argv=None) -> dict:
@@ -171,15 +188,25 @@ def main(argv=None) -> dict:
     p.add_argument('--train-steps', type=int, default=30)
     p.add_argument('--adapt-steps', type=int, default=30)
     p.add_argument('--adapt-every', type=int, default=5)
-    p.add_argument('--gumbel-steps', type=int, default=60,
-                   help="NNI GumbelDARTS steps per held-out task in the time-to-accuracy control (0: none)")
+    p.add_argument(
+        '--gumbel-steps',
+        type=int,
+        default=60,
+        help='NNI GumbelDARTS steps per held-out task in the time-to-accuracy control (0: none)',
+    )
     p.add_argument('--gumbel-tasks', type=int, default=5, help='held-out tasks (the first ones) GumbelDARTS runs on')
     p.add_argument('--strategy', type=json.loads, default={}, help='extra BaseStrategy kwargs as JSON')
     p.add_argument('--skip-controls', action='store_true', help='meta-train and read alpha only')
-    p.add_argument('--adaptation-only', action='store_true',
-                   help='recompute the adaptation control of the first seed from the priors in --output-dir')
-    p.add_argument('--controls-only', action='store_true',
-                   help='recompute both controls (random cells, adaptation) of the first seed from --output-dir')
+    p.add_argument(
+        '--adaptation-only',
+        action='store_true',
+        help='recompute the adaptation control of the first seed from the priors in --output-dir',
+    )
+    p.add_argument(
+        '--controls-only',
+        action='store_true',
+        help='recompute both controls (random cells, adaptation) of the first seed from --output-dir',
+    )
     p.add_argument('--output-dir', type=Path, default=Path('benchmarks/results/alpha_recovery'))
     p.add_argument('--threads', type=int, default=None)
     args = p.parse_args(argv)
@@ -196,45 +223,68 @@ def main(argv=None) -> dict:
         # what the controls ran with; --gumbel-steps 0 keeps the GumbelDARTS control already there (it does not
         # depend on the prior or on BASE's adaptation settings)
         keep_gumbel = args.adaptation_only and not args.gumbel_steps
-        results['settings'].update({k: settings[k] for k in _CONTROL_SETTINGS
-                                    if not (keep_gumbel and k.startswith('gumbel'))})
+        results['settings'].update(
+            {k: settings[k] for k in _CONTROL_SETTINGS if not (keep_gumbel and k.startswith('gumbel'))}
+        )
         for name, runs in results['families'].items():
             if args.families and name not in args.families:
                 continue
-            heldout = sample_tasks(TaskDistribution(family_data(name, args.image_size)['test'], args.ways,
-                                                    args.shots, args.queries, name=name), args.heldout_tasks,
-                                   seed=10_000)
+            heldout = sample_tasks(
+                TaskDistribution(
+                    family_data(name, args.image_size)['test'], args.ways, args.shots, args.queries, name=name
+                ),
+                args.heldout_tasks,
+                seed=10_000,
+            )
             if args.controls_only:
                 runs[0]['vs_random'] = cells_vs_random(runs[0]['derived_cell'], heldout, args)
                 _print_vs_random(name, runs[0]['vs_random'])
             previous = runs[0].get('adaptation', {})
-            runs[0]['adaptation'] = adaptation_curves(out / f"{name}-seed{runs[0]['seed']}.pt", heldout, args)
+            runs[0]['adaptation'] = adaptation_curves(out / f'{name}-seed{runs[0]["seed"]}.pt', heldout, args)
             if keep_gumbel and 'gumbel_darts' in previous:
                 runs[0]['adaptation']['gumbel_darts'] = previous['gumbel_darts']
-            print(f"{name}: adaptation " + ', '.join(f"{k} {v['mean'][-1]:.3f}"
-                                                     for k, v in runs[0]['adaptation'].items()), flush=True)
+            print(
+                f'{name}: adaptation '
+                + ', '.join(f'{k} {v["mean"][-1]:.3f}' for k, v in runs[0]['adaptation'].items()),
+                flush=True,
+            )
             write_json_result(out / 'results.json', results)
         return results
     for name in args.families or list(known) or ['peaks', 'texture', 'pairs', 'digits']:
-        heldout = sample_tasks(TaskDistribution(family_data(name, args.image_size)['test'], args.ways, args.shots,
-                                                args.queries, name=name), args.heldout_tasks, seed=10_000)
+        heldout = sample_tasks(
+            TaskDistribution(
+                family_data(name, args.image_size)['test'], args.ways, args.shots, args.queries, name=name
+            ),
+            args.heldout_tasks,
+            seed=10_000,
+        )
         runs = []
         for seed in args.seeds:
             strategy, seconds, csv_path = meta_train_family(name, args, seed, out)
             sample = strategy.export_sample()
             plot_prior(sample, strategy.export_probs(), out / f'{name}-seed{seed}.png')
-            run = {'seed': seed, 'meta_train_seconds': round(seconds, 1), 'derived_cell': sample,
-                   'cells': alpha_summary(strategy.oneshot_module.alphas(), known.get(name)),
-                   'concentration': concentration_curve(csv_path)}
+            run = {
+                'seed': seed,
+                'meta_train_seconds': round(seconds, 1),
+                'derived_cell': sample,
+                'cells': alpha_summary(strategy.oneshot_module.alphas(), known.get(name)),
+                'concentration': concentration_curve(csv_path),
+            }
             for label, c in run['cells'].items():
-                print(f"{name} seed {seed} {label}: top {c['top_op']} max-p {c['mean_max_prob']:.3f} ({seconds:.0f} s) "
-                      + ' '.join(f'{op[:7]}={v:.2f}' for op, v in c['per_op'].items()), flush=True)
+                print(
+                    f'{name} seed {seed} {label}: top {c["top_op"]} max-p {c["mean_max_prob"]:.3f} ({seconds:.0f} s) '
+                    + ' '.join(f'{op[:7]}={v:.2f}' for op, v in c['per_op'].items()),
+                    flush=True,
+                )
             if seed == args.seeds[0] and not args.skip_controls:
                 run['vs_random'] = cells_vs_random(sample, heldout, args)
                 _print_vs_random(name, run['vs_random'])
                 run['adaptation'] = adaptation_curves(out / f'{name}-seed{seed}.pt', heldout, args)
-                print(f"{name}: adaptation " + ', '.join(f"{k} {v['mean'][-1]:.3f}"
-                                                         for k, v in run['adaptation'].items()), flush=True)
+                print(
+                    f'{name}: adaptation '
+                    + ', '.join(f'{k} {v["mean"][-1]:.3f}' for k, v in run['adaptation'].items()),
+                    flush=True,
+                )
             runs.append(run)
             write_json_result(out / 'results.json', {**results, 'families': {**results['families'], name: runs}})
         results['families'][name] = runs
@@ -243,14 +293,24 @@ def main(argv=None) -> dict:
 
 
 # Arguments of the controls only (not of meta-training): a controls-only rerun records them in results.json.
-_CONTROL_SETTINGS = ('heldout_tasks', 'random_cells', 'train_steps', 'adapt_steps', 'adapt_every', 'gumbel_steps',
-                     'gumbel_tasks')
+_CONTROL_SETTINGS = (
+    'heldout_tasks',
+    'random_cells',
+    'train_steps',
+    'adapt_steps',
+    'adapt_every',
+    'gumbel_steps',
+    'gumbel_tasks',
+)
 
 
 def _print_vs_random(name: str, v: dict) -> None:
     d = v['paired_diff_to_median_cell']
-    print(f"{name}: derived cell {v['derived']['mean']:.3f}±{v['derived']['ci95']:.3f} vs random median "
-          f"{v['random_median']:.3f}; paired vs the median cell {d['mean']:+.3f}±{d['ci95']:.3f}", flush=True)
+    print(
+        f'{name}: derived cell {v["derived"]["mean"]:.3f}±{v["derived"]["ci95"]:.3f} vs random median '
+        f'{v["random_median"]:.3f}; paired vs the median cell {d["mean"]:+.3f}±{d["ci95"]:.3f}',
+        flush=True,
+    )
 
 
 if __name__ == '__main__':

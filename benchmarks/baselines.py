@@ -35,15 +35,26 @@ class Method:
         ``accuracy(x, y)``: accuracy of the method's current prediction (no gradient).
     """
 
-    def __init__(self, name: str, step: Callable[[torch.Tensor, torch.Tensor], None],
-                 accuracy: Callable[[torch.Tensor, torch.Tensor], float]):
+    def __init__(
+        self,
+        name: str,
+        step: Callable[[torch.Tensor, torch.Tensor], None],
+        accuracy: Callable[[torch.Tensor, torch.Tensor], float],
+    ):
         self.name = name
         self.step = step
         self.accuracy = accuracy
 
 
-def nni_method(name: str, kind: str, space: ModelSpace, *, same_work: bool, weight_lr: float = NNI_WEIGHT_LR,
-               arc_lr: float = NNI_ARC_LR) -> Method:
+def nni_method(
+    name: str,
+    kind: str,
+    space: ModelSpace,
+    *,
+    same_work: bool,
+    weight_lr: float = NNI_WEIGHT_LR,
+    arc_lr: float = NNI_ARC_LR,
+) -> Method:
     """NNI's ``GumbelDARTS`` (``kind='gumbel'``) or ``DARTS`` supernet, built by the strategy's ``mutate_model``.
 
     With ``same_work`` a step is one forward/backward on the batch followed by the weight and architecture optimizer

@@ -33,16 +33,39 @@ from nni_base.data import digits_splits
 from nni_base.data.families import family_splits
 from nni_base.io import write_atomic, write_json, write_text
 
-__all__ = ['ROOT', 'RESULTS', 'RANDOM_RESULTS', 'QUIET_TRAINER', 'quiet', 'darts_space', 'space_of', 'family_data',
-           'split_dataset', 'episodic_evaluator', 'run_experiment', 'meta_train', 'classification_search',
-           'retrain', 'add_size_arguments', 'settings_of', 'git_state', 'machine_info', 'provenance',
-           'provenance_line', 'write_json_result', 'write_markdown_result', 'save_figure']
+__all__ = [
+    'ROOT',
+    'RESULTS',
+    'RANDOM_RESULTS',
+    'QUIET_TRAINER',
+    'quiet',
+    'darts_space',
+    'space_of',
+    'family_data',
+    'split_dataset',
+    'episodic_evaluator',
+    'run_experiment',
+    'meta_train',
+    'classification_search',
+    'retrain',
+    'add_size_arguments',
+    'settings_of',
+    'git_state',
+    'machine_info',
+    'provenance',
+    'provenance_line',
+    'write_json_result',
+    'write_markdown_result',
+    'save_figure',
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / 'benchmarks' / 'results'
 #: alpha_recovery's runs whose random cells (trained per held-out task) later benchmarks reuse.
-RANDOM_RESULTS = [RESULTS / 'alpha_recovery_80steps' / 'results.json',
-                  RESULTS / 'alpha_recovery_80steps_texture' / 'results.json']
+RANDOM_RESULTS = [
+    RESULTS / 'alpha_recovery_80steps' / 'results.json',
+    RESULTS / 'alpha_recovery_80steps_texture' / 'results.json',
+]
 #: Trainer options that keep a benchmark's output to its own lines and its folder free of checkpoints.
 QUIET_TRAINER = {'enable_checkpointing': False, 'enable_progress_bar': False, 'enable_model_summary': False}
 
@@ -79,11 +102,27 @@ def split_dataset(data: Dataset, seed: int) -> tuple[Dataset, Dataset, Dataset]:
 
 
 # ---- experiments --------------------------------------------------------------------------------------------------
-def episodic_evaluator(train: Any, val: Any = None, *, tasks_per_step: int, steps_per_epoch: int,
-                       max_epochs: int = 1, logger: Any = False, **kwargs: Any) -> EpisodicClassification:
+def episodic_evaluator(
+    train: Any,
+    val: Any = None,
+    *,
+    tasks_per_step: int,
+    steps_per_epoch: int,
+    max_epochs: int = 1,
+    logger: Any = False,
+    **kwargs: Any,
+) -> EpisodicClassification:
     """BASE's meta-training evaluator without progress bars, summaries or checkpoints."""
-    return EpisodicClassification(train, val, tasks_per_step=tasks_per_step, steps_per_epoch=steps_per_epoch,
-                                  max_epochs=max_epochs, logger=logger, **QUIET_TRAINER, **kwargs)
+    return EpisodicClassification(
+        train,
+        val,
+        tasks_per_step=tasks_per_step,
+        steps_per_epoch=steps_per_epoch,
+        max_epochs=max_epochs,
+        logger=logger,
+        **QUIET_TRAINER,
+        **kwargs,
+    )
 
 
 def run_experiment(space: Any, evaluator: Any, strategy: Any, *, export: bool = False) -> tuple[float, dict | None]:
@@ -102,42 +141,73 @@ def run_experiment(space: Any, evaluator: Any, strategy: Any, *, export: bool = 
     return seconds, sample
 
 
-def meta_train(space: DartsTaskSpace, train: Any, prior: Path, *, tasks_per_step: int, steps_per_epoch: int,
-               max_epochs: int = 1, seed: int = 0, val: Any = None, evaluator_kwargs: dict | None = None,
-               **strategy_kwargs: Any) -> tuple[BaseStrategy, float]:
+def meta_train(
+    space: DartsTaskSpace,
+    train: Any,
+    prior: Path,
+    *,
+    tasks_per_step: int,
+    steps_per_epoch: int,
+    max_epochs: int = 1,
+    seed: int = 0,
+    val: Any = None,
+    evaluator_kwargs: dict | None = None,
+    **strategy_kwargs: Any,
+) -> tuple[BaseStrategy, float]:
     """Meta-train a prior on the task distribution ``train`` and save it to ``prior``; the strategy and seconds."""
-    evaluator = episodic_evaluator(train, val, tasks_per_step=tasks_per_step, steps_per_epoch=steps_per_epoch,
-                                   max_epochs=max_epochs, seed=seed, **(evaluator_kwargs or {}))
+    evaluator = episodic_evaluator(
+        train,
+        val,
+        tasks_per_step=tasks_per_step,
+        steps_per_epoch=steps_per_epoch,
+        max_epochs=max_epochs,
+        seed=seed,
+        **(evaluator_kwargs or {}),
+    )
     strategy = BaseStrategy(seed=seed, save_prior_to=prior, **strategy_kwargs)
     seconds, _ = run_experiment(space, evaluator, strategy)
     return strategy, seconds
 
 
-def classification_search(space: DartsTaskSpace, strategy: Any, classes: int, train: Dataset, val: Dataset, *,
-                          epochs: int, seed: int, val_batch_size: int) -> tuple[dict, float]:
+def classification_search(
+    space: DartsTaskSpace,
+    strategy: Any,
+    classes: int,
+    train: Dataset,
+    val: Dataset,
+    *,
+    epochs: int,
+    seed: int,
+    val_batch_size: int,
+) -> tuple[dict, float]:
     """Search ``space`` on a labelled dataset through NNI's ``Classification`` (SGD 0.02, batch 32).
 
     Returns the exported architecture and the search seconds.
     """
     torch.manual_seed(seed)
     evaluator = Classification(
-        learning_rate=0.02, optimizer=torch.optim.SGD, num_classes=classes,
+        learning_rate=0.02,
+        optimizer=torch.optim.SGD,
+        num_classes=classes,
         train_dataloaders=nni.trace(DataLoader)(train, batch_size=32, shuffle=True),
-        val_dataloaders=nni.trace(DataLoader)(val, batch_size=val_batch_size), max_epochs=epochs, logger=False,
-        **QUIET_TRAINER)
+        val_dataloaders=nni.trace(DataLoader)(val, batch_size=val_batch_size),
+        max_epochs=epochs,
+        logger=False,
+        **QUIET_TRAINER,
+    )
     seconds, sample = run_experiment(space, evaluator, strategy, export=True)
     return sample, seconds
 
 
-def retrain(space: DartsTaskSpace, sample: dict, train: Dataset, test: Dataset, *, epochs: int,
-            seed: int = 0) -> float:
+def retrain(space: DartsTaskSpace, sample: dict, train: Dataset, test: Dataset, *, epochs: int, seed: int = 0) -> float:
     """Test accuracy of ``sample`` retrained from fresh weights (torch seeded with ``seed``) on ``train``."""
     torch.manual_seed(seed)
     return retrain_and_test(space.freeze(sample), train, test, epochs=epochs, seed=seed)
 
 
-def add_size_arguments(parser: argparse.ArgumentParser, *, width: int = 8, num_cells: int = 4,
-                       threads: int | None = 2) -> None:
+def add_size_arguments(
+    parser: argparse.ArgumentParser, *, width: int = 8, num_cells: int = 4, threads: int | None = 2
+) -> None:
     """``--width``, ``--num-cells`` and (unless ``threads`` is None) ``--threads``."""
     parser.add_argument('--width', type=int, default=width)
     parser.add_argument('--num-cells', type=int, default=num_cells)
@@ -153,6 +223,7 @@ def settings_of(args: argparse.Namespace) -> dict[str, Any]:
 # ---- provenance and result files ----------------------------------------------------------------------------------
 def git_state() -> dict[str, Any]:
     """The checkout's ``HEAD`` commit and whether tracked files differ from it (None for both outside git)."""
+
     def git(*args: str) -> str | None:
         try:
             done = subprocess.run(['git', *args], cwd=ROOT, capture_output=True, text=True, timeout=30)
@@ -175,11 +246,19 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {'cpu': cpu, 'cpu_count': os.cpu_count(), 'torch': torch.__version__, 'nni': nni.__version__,
-            'python': platform.python_version(), 'threads': torch.get_num_threads(),
-            'interop_threads': torch.get_num_interop_threads(), 'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
-            'platform': platform.platform(), 'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY'),
-            'load_average_at_start': os.getloadavg()}
+    return {
+        'cpu': cpu,
+        'cpu_count': os.cpu_count(),
+        'torch': torch.__version__,
+        'nni': nni.__version__,
+        'python': platform.python_version(),
+        'threads': torch.get_num_threads(),
+        'interop_threads': torch.get_num_interop_threads(),
+        'omp_num_threads': os.environ.get('OMP_NUM_THREADS'),
+        'platform': platform.platform(),
+        'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY'),
+        'load_average_at_start': os.getloadavg(),
+    }
 
 
 @lru_cache(maxsize=1)
@@ -198,9 +277,11 @@ def provenance_line() -> str:
     """:func:`provenance` in one sentence, for Markdown and picture metadata."""
     p = provenance()
     m = p['machine']
-    commit = 'unknown commit' if p['commit'] is None else f"commit {p['commit'][:12]}{' (dirty)' if p['dirty'] else ''}"
-    return (f"Written by `{p['command']}` at {commit} on {m['cpu_count']} CPUs ({m['cpu']}), "
-            f"{m['threads']} torch threads, torch {m['torch']}, {m['platform']}.")
+    commit = 'unknown commit' if p['commit'] is None else f'commit {p["commit"][:12]}{" (dirty)" if p["dirty"] else ""}'
+    return (
+        f'Written by `{p["command"]}` at {commit} on {m["cpu_count"]} CPUs ({m["cpu"]}), '
+        f'{m["threads"]} torch threads, torch {m["torch"]}, {m["platform"]}.'
+    )
 
 
 def write_json_result(path: str | os.PathLike, data: dict[str, Any]) -> Path:
@@ -210,10 +291,11 @@ def write_json_result(path: str | os.PathLike, data: dict[str, Any]) -> Path:
 
 def write_markdown_result(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` with the provenance line at its end, atomically."""
-    return write_text(path, f"{text.rstrip()}\n\n{provenance_line()}\n")
+    return write_text(path, f'{text.rstrip()}\n\n{provenance_line()}\n')
 
 
 def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Save a matplotlib figure as PNG, atomically, with the provenance line as its ``Description``."""
-    return write_atomic(path, lambda tmp: fig.savefig(tmp, format='png', dpi=dpi,
-                                                      metadata={'Description': provenance_line()}))
+    return write_atomic(
+        path, lambda tmp: fig.savefig(tmp, format='png', dpi=dpi, metadata={'Description': provenance_line()})
+    )

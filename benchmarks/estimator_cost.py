@@ -17,8 +17,11 @@ import torch
 from nni_base import BaseStrategy, DartsTaskSpace
 from nni_base.api import build_supernet
 
-VARIANTS = {'paired + pool normalisation (default)': {}, 'paired': {'pool_batchnorm': False},
-            'straight_through (before)': {'alpha_estimator': 'straight_through', 'pool_batchnorm': False}}
+VARIANTS = {
+    'paired + pool normalisation (default)': {},
+    'paired': {'pool_batchnorm': False},
+    'straight_through (before)': {'alpha_estimator': 'straight_through', 'pool_batchnorm': False},
+}
 
 
 def step_ms(strategy: BaseStrategy, size: int, width: int, cells: int, steps: int = 12) -> float:

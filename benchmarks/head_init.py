@@ -50,8 +50,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def adapt(args, head_init: str, classes: int, train, val) -> tuple[float, dict, float]:
     strategy = BaseStrategy(prior=args.prior, head_init=head_init)
-    sample, seconds = classification_search(darts_space(args.width, args.num_cells, classes), strategy, classes, train,
-                                            val, epochs=args.epochs, seed=0, val_batch_size=32)
+    sample, seconds = classification_search(
+        darts_space(args.width, args.num_cells, classes),
+        strategy,
+        classes,
+        train,
+        val,
+        epochs=args.epochs,
+        seed=0,
+        val_batch_size=32,
+    )
     return float(strategy.oneshot_module.trainer.callback_metrics['val_acc']), sample, seconds
 
 
@@ -66,16 +74,25 @@ def main(argv=None) -> dict:
             train, val, test = split_dataset(data, index)
             for how in HEAD_INITS:
                 val_acc, sample, seconds = adapt(args, how, classes, train, val)
-                retrained = retrain(darts_space(args.width, args.num_cells, classes), sample,
-                                    ConcatDataset([train, val]), test, epochs=args.retrain_epochs)
+                retrained = retrain(
+                    darts_space(args.width, args.num_cells, classes),
+                    sample,
+                    ConcatDataset([train, val]),
+                    test,
+                    epochs=args.retrain_epochs,
+                )
                 row = rows.setdefault(f'{classes} classes / {how}', {'val_acc': [], 'retrained': [], 'seconds': []})
                 row['val_acc'].append(val_acc)
                 row['retrained'].append(retrained)
                 row['seconds'].append(seconds)
-                print(f'{classes} classes, dataset {index}, {how}: val {val_acc:.3f}, retrained {retrained:.3f}',
-                      flush=True)
-    lines = ['| setting | val acc after adaptation | paired vs class_means | retrained test acc | paired vs '
-             'class_means |', '|---|---|---|---|---|']
+                print(
+                    f'{classes} classes, dataset {index}, {how}: val {val_acc:.3f}, retrained {retrained:.3f}',
+                    flush=True,
+                )
+    lines = [
+        '| setting | val acc after adaptation | paired vs class_means | retrained test acc | paired vs class_means |',
+        '|---|---|---|---|---|',
+    ]
     for name, row in rows.items():
         reference = rows[f'{name.split(" / ")[0]} / class_means']
         cells = []

@@ -52,14 +52,16 @@ def cell_type_sample(op: str, cell_type: str | None, other_op: str | None) -> di
 
 def rank_family(name: str, args, cell_type: str | None = None, other_op: str | None = None) -> dict:
     split = family_data(name, args.image_size)['test']
-    tasks = sample_tasks(TaskDistribution(split, args.ways, args.shots, args.queries, name=name), args.tasks,
-                         seed=args.seed + 1000)
+    tasks = sample_tasks(
+        TaskDistribution(split, args.ways, args.shots, args.queries, name=name), args.tasks, seed=args.seed + 1000
+    )
     acc = {op: [] for op in DARTS_OPS}
     for t, task in enumerate(tasks):
         for op in DARTS_OPS:
             torch.manual_seed(args.seed + t)
             net = DartsTaskSpace(width=args.width, num_cells=args.num_cells, num_classes=args.ways).freeze(
-                cell_type_sample(op, cell_type, other_op))
+                cell_type_sample(op, cell_type, other_op)
+            )
             acc[op].append(train_on_task(net, task, args.steps, lr=args.lr, batch_size=args.batch_size, seed=t))
     summary = {op: dict(zip(('mean', 'ci95'), mean_ci(v))) for op, v in acc.items()}
     order = sorted(DARTS_OPS, key=lambda o: -summary[o]['mean'])
@@ -85,8 +87,11 @@ def main(argv=None) -> dict:
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--output', type=Path, default=None)
     p.add_argument('--threads', type=int, default=None)
-    p.add_argument('--per-cell-type', action='store_true',
-                   help="rank each cell type's op with the other cell type at the family's winner (from --output)")
+    p.add_argument(
+        '--per-cell-type',
+        action='store_true',
+        help="rank each cell type's op with the other cell type at the family's winner (from --output)",
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -99,8 +104,10 @@ def main(argv=None) -> dict:
         if {k: v for k, v in earlier['settings'].items() if k != 'families'} == settings:
             results['families'] = earlier['families']
     if args.per_cell_type and not all(name in results['families'] for name in args.families):
-        raise SystemExit('--per-cell-type needs the single-op ranking of every family in --output (same settings); '
-                         'run without --per-cell-type first')
+        raise SystemExit(
+            '--per-cell-type needs the single-op ranking of every family in --output (same settings); '
+            'run without --per-cell-type first'
+        )
     for name in args.families:
         start = time.time()
         if args.per_cell_type:
@@ -120,7 +127,7 @@ def main(argv=None) -> dict:
 
 
 def _print_ranking(title: str, res: dict, start: float) -> None:
-    line = '  '.join(f"{op} {res['ops'][op]['mean']:.3f}±{res['ops'][op]['ci95']:.3f}" for op in res['ranking'])
+    line = '  '.join(f'{op} {res["ops"][op]["mean"]:.3f}±{res["ops"][op]["ci95"]:.3f}' for op in res['ranking'])
     print(f'{title} ({time.time() - start:.0f} s): {line}', flush=True)
 
 

@@ -55,9 +55,15 @@ def rho(a, b) -> float:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--input', type=Path, default=RESULTS / 'conditioning' / 'seed1' / 'predictor_quality.json')
-    p.add_argument('--random-results', nargs='+', type=Path,
-                   default=[RESULTS / 'alpha_recovery_80steps' / 'results.json',
-                            RESULTS / 'alpha_recovery_80steps_texture' / 'results.json'])
+    p.add_argument(
+        '--random-results',
+        nargs='+',
+        type=Path,
+        default=[
+            RESULTS / 'alpha_recovery_80steps' / 'results.json',
+            RESULTS / 'alpha_recovery_80steps_texture' / 'results.json',
+        ],
+    )
     p.add_argument('--ridge', type=float, default=1.0)
     p.add_argument('--folds', type=int, default=5)
     p.add_argument('--output', type=Path, default=None)
@@ -91,12 +97,19 @@ def main(argv=None) -> dict:
                 predicted[fold] = np.hstack([features[fold], np.ones((len(fold), 1))]) @ w
             learnt.append(rho(predicted, acc[t]))
         out['families'][name] = {
-            'cells': len(keys), 'tasks': len(acc),
-            'other_tasks': dict(zip(('mean', 'ci95'), mean_ci(consistency))), 'other_tasks_per_task': consistency,
-            'ridge_unseen_cells': dict(zip(('mean', 'ci95'), mean_ci(learnt))), 'ridge_per_task': learnt}
+            'cells': len(keys),
+            'tasks': len(acc),
+            'other_tasks': dict(zip(('mean', 'ci95'), mean_ci(consistency))),
+            'other_tasks_per_task': consistency,
+            'ridge_unseen_cells': dict(zip(('mean', 'ci95'), mean_ci(learnt))),
+            'ridge_per_task': learnt,
+        }
         f = out['families'][name]
-        print(f"{name}: other tasks {f['other_tasks']['mean']:+.2f}±{f['other_tasks']['ci95']:.2f}, ridge on unseen "
-              f"cells {f['ridge_unseen_cells']['mean']:+.2f}±{f['ridge_unseen_cells']['ci95']:.2f}", flush=True)
+        print(
+            f'{name}: other tasks {f["other_tasks"]["mean"]:+.2f}±{f["other_tasks"]["ci95"]:.2f}, ridge on unseen '
+            f'cells {f["ridge_unseen_cells"]["mean"]:+.2f}±{f["ridge_unseen_cells"]["ci95"]:.2f}',
+            flush=True,
+        )
     write_json(args.output or args.input.with_name('predictor_database.json'), out)
     return out
 

@@ -56,16 +56,21 @@ from nni_base.space.gumbel_cell import fixed_architecture
 RESULTS = Path(__file__).parent / 'results'
 PAIRS = (('predictor', 'trained'), ('alpha', 'trained'), ('ws', 'trained'), ('ws', 'ws_repeat'), ('predictor', 'ws'))
 # with --repeat-trained: how well does the measurement agree with itself (the ceiling of any ranker's Spearman)?
-REPEAT_PAIRS = (('trained', 'trained_repeat'), ('trained_mean', 'predictor'), ('trained_mean', 'alpha'),
-                ('trained_mean', 'ws'))
+REPEAT_PAIRS = (
+    ('trained', 'trained_repeat'),
+    ('trained_mean', 'predictor'),
+    ('trained_mean', 'alpha'),
+    ('trained_mean', 'ws'),
+)
 
 
 def space(ways: int) -> DartsTaskSpace:
     return DartsTaskSpace(width=8, num_cells=4, num_classes=ways)
 
 
-def weight_sharing(prior_path: Path, alpha: dict, task, samples: list[dict], ways: int, inner_steps: int,
-                   seed: int) -> list[float]:
+def weight_sharing(
+    prior_path: Path, alpha: dict, task, samples: list[dict], ways: int, inner_steps: int, seed: int
+) -> list[float]:
     """Query accuracy of each sample with the supernet adapted to ``task`` from the conditioned α (one draw)."""
     torch.manual_seed(seed)
     supernet = build_supernet(space(ways), load_strategy(prior_path))
@@ -81,8 +86,9 @@ def weight_sharing(prior_path: Path, alpha: dict, task, samples: list[dict], way
             with torch.no_grad(), fixed_architecture(supernet.cells(), sample):
                 measured.append(float(supernet.model_loss(task.query_x, task.query_y)[1]))
 
-    adapt_each(supernet, [task], inner_steps, where='predictor quality', measure=False, prepare=condition,
-               on_adapted=score)
+    adapt_each(
+        supernet, [task], inner_steps, where='predictor quality', measure=False, prepare=condition, on_adapted=score
+    )
     return measured
 
 
@@ -100,8 +106,11 @@ def random_accuracies(name: str, args) -> dict[str, list[float]]:
         runs = json.loads(path.read_text())['families'].get(name)
         if runs and 'per_task' in runs[0]['vs_random']:
             return runs[0]['vs_random']['per_task']
-    for path in (args.zero_shot_cells, args.priors / 'zero_shot_cells.json', RESULTS / 'conditioning' / 'seed1' /
-                 'zero_shot_cells.json'):
+    for path in (
+        args.zero_shot_cells,
+        args.priors / 'zero_shot_cells.json',
+        RESULTS / 'conditioning' / 'seed1' / 'zero_shot_cells.json',
+    ):
         if path is not None and path.is_file():
             return json.loads(path.read_text())['families'][name]['per_task']
     raise SystemExit(f'{name}: no stored accuracies of the random cells; run zero_shot_cells.py first')
@@ -142,21 +151,39 @@ def top1_rank(scores: list[float], trained: list[float]) -> float:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--families', nargs='+', default=['peaks', 'texture'])
-    p.add_argument('--priors', type=Path, default=RESULTS / 'conditioning' / 'seed1',
-                   help='folder with conditioned.pt (python -m benchmarks.conditioning)')
-    p.add_argument('--conditioned', type=Path, default=None,
-                   help='the conditioned prior (default: conditioned.pt in --priors)')
-    p.add_argument('--zero-shot-cells', type=Path, default=None,
-                   help="zero_shot_cells.json of the same priors (default: in --priors)")
-    p.add_argument('--random-results', nargs='+', type=Path,
-                   default=[RESULTS / 'alpha_recovery_80steps' / 'results.json',
-                            RESULTS / 'alpha_recovery_80steps_texture' / 'results.json'])
+    p.add_argument(
+        '--priors',
+        type=Path,
+        default=RESULTS / 'conditioning' / 'seed1',
+        help='folder with conditioned.pt (python -m benchmarks.conditioning)',
+    )
+    p.add_argument(
+        '--conditioned', type=Path, default=None, help='the conditioned prior (default: conditioned.pt in --priors)'
+    )
+    p.add_argument(
+        '--zero-shot-cells',
+        type=Path,
+        default=None,
+        help='zero_shot_cells.json of the same priors (default: in --priors)',
+    )
+    p.add_argument(
+        '--random-results',
+        nargs='+',
+        type=Path,
+        default=[
+            RESULTS / 'alpha_recovery_80steps' / 'results.json',
+            RESULTS / 'alpha_recovery_80steps_texture' / 'results.json',
+        ],
+    )
     p.add_argument('--extra-random', type=int, default=10, help='new random cells trained per task')
-    p.add_argument('--inner-steps', type=int, default=5, help="inner steps before the weight-sharing scores")
+    p.add_argument('--inner-steps', type=int, default=5, help='inner steps before the weight-sharing scores')
     p.add_argument('--tasks', type=int, default=10)
-    p.add_argument('--repeat-trained', action='store_true',
-                   help='train every architecture a second time (other initial weights and batch order): the '
-                        "trained accuracy's agreement with itself, and each ranker against the mean of both")
+    p.add_argument(
+        '--repeat-trained',
+        action='store_true',
+        help='train every architecture a second time (other initial weights and batch order): the '
+        "trained accuracy's agreement with itself, and each ranker against the mean of both",
+    )
     p.add_argument('--output', type=Path, default=None)
     args = p.parse_args(argv)
     warnings.filterwarnings('ignore')
@@ -179,9 +206,17 @@ def main(argv=None) -> dict:
     for name in args.families:
         settings = randoms[name]
         ways = settings['ways']
-        tasks = sample_tasks(TaskDistribution(family_data(name, settings['image_size'])['test'], ways,
-                                              settings['shots'], settings['queries'], name=name),
-                             settings['heldout_tasks'], seed=10_000)[:args.tasks]
+        tasks = sample_tasks(
+            TaskDistribution(
+                family_data(name, settings['image_size'])['test'],
+                ways,
+                settings['shots'],
+                settings['queries'],
+                name=name,
+            ),
+            settings['heldout_tasks'],
+            seed=10_000,
+        )[: args.tasks]
         rng = random.Random(settings['seeds'][0])
         stored_random = [random_sample(rng) for _ in range(settings['random_cells'])]
         extra_rng = random.Random(10_000 + settings['seeds'][0])
@@ -192,14 +227,23 @@ def main(argv=None) -> dict:
         tasks_out = []
         for t, task in enumerate(tasks):
             alpha, encoding = conditioner.conditioned_alpha(prior['alpha'], task.support_x, task.support_y)
-            candidates = {'zero_shot': zero_shot(prior, task.support_x, task.support_y, top_k=1).samples[0],
-                          'zero_shot_alpha': top_k_architectures(conditioner.shapes, alpha, 1)[0][0]}
+            candidates = {
+                'zero_shot': zero_shot(prior, task.support_x, task.support_y, top_k=1).samples[0],
+                'zero_shot_alpha': top_k_architectures(conditioner.shapes, alpha, 1)[0][0],
+            }
             archs: list[tuple[str, dict, float | None]] = []
             for i, cell in enumerate(stored_random):
                 archs.append((f'random{i}', cell, random_stored[f'random{i}'][t]))
             for key, cell in candidates.items():
-                archs.append((key, cell, per_task_stored[key][t] if per_task_stored is not None
-                              else train(cell, task, t, ways, settings['train_steps'])))
+                archs.append(
+                    (
+                        key,
+                        cell,
+                        per_task_stored[key][t]
+                        if per_task_stored is not None
+                        else train(cell, task, t, ways, settings['train_steps']),
+                    )
+                )
             for i, cell in enumerate(extra):
                 archs.append((f'extra{i}', cell, train(cell, task, t, ways, settings['train_steps'])))
             seen, unique = set(), []
@@ -210,39 +254,58 @@ def main(argv=None) -> dict:
                     unique.append((key, cell, acc))
             samples = [cell for _, cell, _ in unique]
             with torch.no_grad():
-                predicted = conditioner.predictor(encoding, torch.stack(
-                    [arch_features(s, conditioner.shapes) for s in samples])).tolist()
+                predicted = conditioner.predictor(
+                    encoding, torch.stack([arch_features(s, conditioner.shapes) for s in samples])
+                ).tolist()
             columns = {
                 'trained': [float(acc) for _, _, acc in unique],
                 'predictor': predicted,
                 'alpha': [log_prob(alpha, conditioner.shapes, s) for s in samples],
                 'ws': weight_sharing(prior_path, alpha, task, samples, ways, args.inner_steps, seed=t),
-                'ws_repeat': weight_sharing(prior_path, alpha, task, samples, ways, args.inner_steps,
-                                            seed=1000 + t),
+                'ws_repeat': weight_sharing(prior_path, alpha, task, samples, ways, args.inner_steps, seed=1000 + t),
             }
             pairs = PAIRS
             if args.repeat_trained:
-                columns['trained_repeat'] = [train(cell, task, t, ways, settings['train_steps'], seed_offset=50_000)
-                                             for cell in samples]
+                columns['trained_repeat'] = [
+                    train(cell, task, t, ways, settings['train_steps'], seed_offset=50_000) for cell in samples
+                ]
                 columns['trained_mean'] = [(a + b) / 2 for a, b in zip(columns['trained'], columns['trained_repeat'])]
                 pairs = PAIRS + REPEAT_PAIRS
-            tasks_out.append({'architectures': [key for key, _, _ in unique], 'samples': samples, **columns,
-                              'spearman': {f'{a} vs {b}': rho(columns[a], columns[b]) for a, b in pairs},
-                              'top1_rank': {k: top1_rank(columns[k], columns['trained'])
-                                            for k in ('predictor', 'alpha', 'ws')},
-                              'top1_rank_random': random_top1_ranks(columns, [key for key, _, _ in unique])})
-            print(f"{name} task {t}: {len(unique)} architectures; "
-                  + ', '.join(f'{k} {v:+.2f}' for k, v in tasks_out[-1]['spearman'].items()), flush=True)
-        summary = {pair: dict(zip(('mean', 'ci95'), mean_ci([x['spearman'][pair] for x in tasks_out])))
-                   for pair in tasks_out[0]['spearman']}
+            tasks_out.append(
+                {
+                    'architectures': [key for key, _, _ in unique],
+                    'samples': samples,
+                    **columns,
+                    'spearman': {f'{a} vs {b}': rho(columns[a], columns[b]) for a, b in pairs},
+                    'top1_rank': {k: top1_rank(columns[k], columns['trained']) for k in ('predictor', 'alpha', 'ws')},
+                    'top1_rank_random': random_top1_ranks(columns, [key for key, _, _ in unique]),
+                }
+            )
+            print(
+                f'{name} task {t}: {len(unique)} architectures; '
+                + ', '.join(f'{k} {v:+.2f}' for k, v in tasks_out[-1]['spearman'].items()),
+                flush=True,
+            )
+        summary = {
+            pair: dict(zip(('mean', 'ci95'), mean_ci([x['spearman'][pair] for x in tasks_out])))
+            for pair in tasks_out[0]['spearman']
+        }
         top1 = {k: float(np.mean([x['top1_rank_random'][k] for x in tasks_out])) for k in ('predictor', 'alpha', 'ws')}
-        results['families'][name] = {'tasks': tasks_out, 'spearman': summary, 'mean_top1_rank_random': top1,
-                                     'random_cells_per_task': len(stored_random) + len(extra),
-                                     'architectures_per_task': float(np.mean([len(x['trained']) for x in tasks_out])),
-                                     'seconds': round(time.time() - start, 1)}
-        print(f'{name}: ' + ', '.join(f"{k} {v['mean']:+.2f}±{v['ci95']:.2f}" for k, v in summary.items())
-              + '; mean rank of the top-1 among the random cells ' + ', '.join(f'{k} {v:.1f}' for k, v in top1.items()),
-              flush=True)
+        results['families'][name] = {
+            'tasks': tasks_out,
+            'spearman': summary,
+            'mean_top1_rank_random': top1,
+            'random_cells_per_task': len(stored_random) + len(extra),
+            'architectures_per_task': float(np.mean([len(x['trained']) for x in tasks_out])),
+            'seconds': round(time.time() - start, 1),
+        }
+        print(
+            f'{name}: '
+            + ', '.join(f'{k} {v["mean"]:+.2f}±{v["ci95"]:.2f}' for k, v in summary.items())
+            + '; mean rank of the top-1 among the random cells '
+            + ', '.join(f'{k} {v:.1f}' for k, v in top1.items()),
+            flush=True,
+        )
         write_json(output, results)
     return results
 

@@ -37,8 +37,18 @@ def compare(cells: dict, known: dict) -> dict:
 
 
 # Settings that do not change what a meta-training run measures (runs differing only in these are merged).
-_BOOKKEEPING = ('seeds', 'families', 'output_dir', 'skip_controls', 'adaptation_only', 'controls_only', 'threads',
-                'known', 'gumbel_steps', 'gumbel_tasks')
+_BOOKKEEPING = (
+    'seeds',
+    'families',
+    'output_dir',
+    'skip_controls',
+    'adaptation_only',
+    'controls_only',
+    'threads',
+    'known',
+    'gumbel_steps',
+    'gumbel_tasks',
+)
 
 
 def config_key(settings: dict) -> str:
@@ -46,77 +56,105 @@ def config_key(settings: dict) -> str:
 
 
 def markdown(known: dict, recovery: list[tuple[dict, dict]]) -> str:
-    lines = ['# Does the prior learn architectures? (CPU, 2 cores)', '',
-             '## Known answers: every single-op cell trained from scratch on held-out tasks', '',
-             f"Settings: {json.dumps(known['settings'])}", '',
-             '| family | ' + ' | '.join(DARTS_OPS) + ' |', '|---' * (len(DARTS_OPS) + 1) + '|']
+    lines = [
+        '# Does the prior learn architectures? (CPU, 2 cores)',
+        '',
+        '## Known answers: every single-op cell trained from scratch on held-out tasks',
+        '',
+        f'Settings: {json.dumps(known["settings"])}',
+        '',
+        '| family | ' + ' | '.join(DARTS_OPS) + ' |',
+        '|---' * (len(DARTS_OPS) + 1) + '|',
+    ]
     for name, fam in known['families'].items():
-        cells = [f"{fam['ops'][op]['mean']:.3f} ± {fam['ops'][op]['ci95']:.3f}" for op in DARTS_OPS]
+        cells = [f'{fam["ops"][op]["mean"]:.3f} ± {fam["ops"][op]["ci95"]:.3f}' for op in DARTS_OPS]
         cells = [f'**{c}**' if op == fam['winner'] else c for op, c in zip(DARTS_OPS, cells)]
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
     lines += ['', 'Paired difference of the runner-up to the winner (mean ± 95% CI over tasks):', '']
     for name, fam in known['families'].items():
         second = fam['ranking'][1]
         d = fam['ops'][second]['diff_to_best']
-        lines.append(f"- {name}: winner {fam['winner']}, runner-up {second}: {d['mean']:+.3f} ± {d['ci95']:.3f}")
+        lines.append(f'- {name}: winner {fam["winner"]}, runner-up {second}: {d["mean"]:+.3f} ± {d["ci95"]:.3f}')
     per_cell = [(n, f) for n, f in known['families'].items() if 'cell_types' in f]
     if per_cell:
-        lines += ['', '### Per cell type: one cell type\'s edges all `o`, the other cell type at the single-op '
-                  'winner', '', '| family | cell | ' + ' | '.join(DARTS_OPS) + ' |',
-                  '|---' * (len(DARTS_OPS) + 2) + '|']
+        lines += [
+            '',
+            "### Per cell type: one cell type's edges all `o`, the other cell type at the single-op winner",
+            '',
+            '| family | cell | ' + ' | '.join(DARTS_OPS) + ' |',
+            '|---' * (len(DARTS_OPS) + 2) + '|',
+        ]
         for name, fam in per_cell:
             for label, res in fam['cell_types'].items():
-                cells = [f"{res['ops'][op]['mean']:.3f} ± {res['ops'][op]['ci95']:.3f}" for op in DARTS_OPS]
+                cells = [f'{res["ops"][op]["mean"]:.3f} ± {res["ops"][op]["ci95"]:.3f}' for op in DARTS_OPS]
                 cells = [f'**{c}**' if op == res['winner'] else c for op, c in zip(DARTS_OPS, cells)]
-                lines.append(f"| {name} | {label} (other: {res['other_cell_op']}) | " + ' | '.join(cells) + ' |')
+                lines.append(f'| {name} | {label} (other: {res["other_cell_op"]}) | ' + ' | '.join(cells) + ' |')
         lines += ['']
         for name, fam in per_cell:
             for label, res in fam['cell_types'].items():
                 second = res['ranking'][1]
                 d = res['ops'][second]['diff_to_best']
-                lines.append(f"- {name} {label}: winner {res['winner']}, runner-up {second}: "
-                             f"{d['mean']:+.3f} ± {d['ci95']:.3f}")
+                lines.append(
+                    f'- {name} {label}: winner {res["winner"]}, runner-up {second}: {d["mean"]:+.3f} ± {d["ci95"]:.3f}'
+                )
     for settings, families in recovery:
         lines += markdown_recovery(known, settings, families)
     return '\n'.join(lines) + '\n'
 
 
 def markdown_recovery(known: dict, settings: dict, families: dict) -> list[str]:
-    lines = ['', f"## The meta-trained prior against the known answer ({settings.get('meta_steps')} meta-steps)", '',
-             f'Settings: {json.dumps(settings)}', '',
-             'Winner / τ: against the single-op ranking; cell winner / cell τ: against that cell type\'s own '
-             'ranking (where measured).', '',
-             '| family | seed | cell | α top op | winner? | Kendall τ | cell winner? | cell τ | mean max p '
-             '| meta-train s |', '|---|---|---|---|---|---|---|---|---|---|']
+    lines = [
+        '',
+        f'## The meta-trained prior against the known answer ({settings.get("meta_steps")} meta-steps)',
+        '',
+        f'Settings: {json.dumps(settings)}',
+        '',
+        "Winner / τ: against the single-op ranking; cell winner / cell τ: against that cell type's own "
+        'ranking (where measured).',
+        '',
+        '| family | seed | cell | α top op | winner? | Kendall τ | cell winner? | cell τ | mean max p | meta-train s |',
+        '|---|---|---|---|---|---|---|---|---|---|',
+    ]
     for name, runs in families.items():
         if name not in known['families']:
             continue
         for run in runs:
             for label, c in compare(run['cells'], known['families'][name]).items():
-                own = (f"{'yes' if c['top_is_cell_winner'] else 'no'} ({c['cell_winner']}) | "
-                       f"{c['cell_kendall_tau']:.2f}") if 'cell_winner' in c else '– | –'
-                lines.append(f"| {name} | {run['seed']} | {label} | {c['top_op']} | "
-                             f"{'yes' if c['top_is_winner'] else 'no'} | {c['kendall_tau']:.2f} | {own} | "
-                             f"{c['mean_max_prob']:.3f} | {run['meta_train_seconds']:.0f} |")
+                own = (
+                    (f'{"yes" if c["top_is_cell_winner"] else "no"} ({c["cell_winner"]}) | {c["cell_kendall_tau"]:.2f}')
+                    if 'cell_winner' in c
+                    else '– | –'
+                )
+                lines.append(
+                    f'| {name} | {run["seed"]} | {label} | {c["top_op"]} | '
+                    f'{"yes" if c["top_is_winner"] else "no"} | {c["kendall_tau"]:.2f} | {own} | '
+                    f'{c["mean_max_prob"]:.3f} | {run["meta_train_seconds"]:.0f} |'
+                )
     lines += ['', '### Controls on held-out tasks (first seed)', '']
     for name, runs in families.items():
         run = runs[0]
         if 'vs_random' in run:
             v = run['vs_random']
-            lines.append(f"- {name}: derived cell {v['derived']['mean']:.3f} ± {v['derived']['ci95']:.3f} vs "
-                         f"median random cell {v['random_median']:.3f} ± {v['random_median_cell_ci95']:.3f} "
-                         f"(10 random cells: {', '.join(f'{m:.2f}' for m in v['random_means'])})"
-                         + (f"; paired per task, derived minus the median random cell "
-                            f"{v['paired_diff_to_median_cell']['mean']:+.3f} ± "
-                            f"{v['paired_diff_to_median_cell']['ci95']:.3f}" if 'paired_diff_to_median_cell' in v
-                            else ''))
+            lines.append(
+                f'- {name}: derived cell {v["derived"]["mean"]:.3f} ± {v["derived"]["ci95"]:.3f} vs '
+                f'median random cell {v["random_median"]:.3f} ± {v["random_median_cell_ci95"]:.3f} '
+                f'(10 random cells: {", ".join(f"{m:.2f}" for m in v["random_means"])})'
+                + (
+                    f'; paired per task, derived minus the median random cell '
+                    f'{v["paired_diff_to_median_cell"]["mean"]:+.3f} ± '
+                    f'{v["paired_diff_to_median_cell"]["ci95"]:.3f}'
+                    if 'paired_diff_to_median_cell' in v
+                    else ''
+                )
+            )
         if 'adaptation' in run:
             a = run['adaptation']
             steps = a['adapted']['steps']
-            lines.append(f"- {name}, query accuracy of the derived cell after {steps} adaptation steps:")
+            lines.append(f'- {name}, query accuracy of the derived cell after {steps} adaptation steps:')
             for cond, curve in a.items():
-                lines.append(f"  - {cond}: " + ', '.join(f'{m:.3f}±{c:.3f}' for m, c in zip(curve['mean'],
-                                                                                            curve['ci95'])))
+                lines.append(
+                    f'  - {cond}: ' + ', '.join(f'{m:.3f}±{c:.3f}' for m, c in zip(curve['mean'], curve['ci95']))
+                )
             lines += [f'  - {line}' for line in time_to_accuracy(a)]
     return lines
 
@@ -130,21 +168,35 @@ def time_to_accuracy(a: dict) -> list[str]:
     out, adapted = [], a['adapted']
     control = a['scratch']
     i = _first_reaching(adapted, control['mean'][-1])
-    out.append(f"from-scratch control's final {control['mean'][-1]:.3f} (step {control['steps'][-1]}): "
-               + ('not reached' if i is None else
-                  f"reached by the adapted prior at step {adapted['steps'][i]} "
-                  f"({adapted['steps'][i] / control['steps'][-1]:.2f} of the control's steps)"))
+    out.append(
+        f"from-scratch control's final {control['mean'][-1]:.3f} (step {control['steps'][-1]}): "
+        + (
+            'not reached'
+            if i is None
+            else f'reached by the adapted prior at step {adapted["steps"][i]} '
+            f"({adapted['steps'][i] / control['steps'][-1]:.2f} of the control's steps)"
+        )
+    )
     gumbel = a.get('gumbel_darts')
     if gumbel is not None and 'seconds' in adapted:
         n = len(gumbel['per_task'])  # GumbelDARTS runs on the first n tasks: compare on those
-        adapted = {'mean': np.asarray(adapted['per_task'][:n]).mean(0).tolist(), 'steps': adapted['steps'],
-                   'seconds': adapted['seconds']}
+        adapted = {
+            'mean': np.asarray(adapted['per_task'][:n]).mean(0).tolist(),
+            'steps': adapted['steps'],
+            'seconds': adapted['seconds'],
+        }
         i = _first_reaching(adapted, gumbel['mean'][-1])
-        out.append(f"on the first {n} tasks, GumbelDARTS's final {gumbel['mean'][-1]:.3f} after {gumbel['steps'][-1]} "
-                   "steps, "
-                   f"{gumbel['seconds'][-1]:.1f} s: " + ('not reached' if i is None else
-                   f"reached by the adapted prior at step {adapted['steps'][i]}, {adapted['seconds'][i]:.2f} s "
-                   f"({adapted['seconds'][i] / gumbel['seconds'][-1]:.3f} of GumbelDARTS's time)"))
+        out.append(
+            f"on the first {n} tasks, GumbelDARTS's final {gumbel['mean'][-1]:.3f} after {gumbel['steps'][-1]} "
+            'steps, '
+            f'{gumbel["seconds"][-1]:.1f} s: '
+            + (
+                'not reached'
+                if i is None
+                else f'reached by the adapted prior at step {adapted["steps"][i]}, {adapted["seconds"][i]:.2f} s '
+                f"({adapted['seconds'][i] / gumbel['seconds'][-1]:.3f} of GumbelDARTS's time)"
+            )
+        )
     return out
 
 
@@ -159,7 +211,7 @@ def plot(recovery: list[tuple[dict, dict]], path: Path) -> None:
             ax = axes[2 * group][col]
             for run in runs:
                 for label, curve in run['concentration'].items():
-                    ax.plot(curve, label=f"{label} seed {run['seed']}")
+                    ax.plot(curve, label=f'{label} seed {run["seed"]}')
             ax.axhline(0.125, color='gray', ls=':', label='uniform')
             ax.set_title(f'{name} ({steps} meta-steps): α mean max probability per edge')
             ax.set_xlabel('meta-step')
@@ -181,10 +233,16 @@ def plot(recovery: list[tuple[dict, dict]], path: Path) -> None:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--known', type=Path, default=Path('benchmarks/results/known_answer.json'))
-    p.add_argument('--recovery', type=Path, nargs='+',
-                   default=[Path('benchmarks/results/alpha_recovery/results.json'),
-                            *sorted(Path('benchmarks/results').glob('alpha_recovery_*/results.json'))],
-                   help='alpha_recovery results; the first holds the controls, the others more seeds')
+    p.add_argument(
+        '--recovery',
+        type=Path,
+        nargs='+',
+        default=[
+            Path('benchmarks/results/alpha_recovery/results.json'),
+            *sorted(Path('benchmarks/results').glob('alpha_recovery_*/results.json')),
+        ],
+        help='alpha_recovery results; the first holds the controls, the others more seeds',
+    )
     p.add_argument('--output', type=Path, default=Path('benchmarks/results/prior_evidence'))
     args = p.parse_args(argv)
     known = json.loads(args.known.read_text())

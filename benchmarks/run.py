@@ -77,8 +77,19 @@ from nni_base.search.meta_update import ModelState
 
 quiet()
 
-__all__ = ['SPACE', 'machine_info', 'bench_step_time', 'bench_memory', 'bench_time_to_accuracy', 'meta_train_prior',
-           'bench_vectorized_tasks', 'sequential_task_grads', 'vectorized_task_grads', 'write_results', 'main']
+__all__ = [
+    'SPACE',
+    'machine_info',
+    'bench_step_time',
+    'bench_memory',
+    'bench_time_to_accuracy',
+    'meta_train_prior',
+    'bench_vectorized_tasks',
+    'sequential_task_grads',
+    'vectorized_task_grads',
+    'write_results',
+    'main',
+]
 
 #: The supernet every method searches.
 SPACE = {'width': 8, 'num_cells': 3, 'num_classes': 5}
@@ -97,8 +108,10 @@ def space() -> DartsTaskSpace:
 
 def _digits(shots: int, queries: int) -> tuple[TaskDistribution, TaskDistribution]:
     splits = digits_splits()
-    return (TaskDistribution(splits['train'], WAYS, shots, queries, name='digits-train'),
-            TaskDistribution(splits['test'], WAYS, shots, queries, name='digits-test'))
+    return (
+        TaskDistribution(splits['train'], WAYS, shots, queries, name='digits-train'),
+        TaskDistribution(splits['test'], WAYS, shots, queries, name='digits-test'),
+    )
 
 
 # ---- methods ------------------------------------------------------------------------------------------------------
@@ -117,8 +130,9 @@ def base_method(name: str, strategy: BaseStrategy, tau: float | None = None) -> 
     return Method(name, step, accuracy)
 
 
-def adapter_method(name: str, strategy: BaseStrategy, search_steps: int | None, *,
-                   weight_lr: float = NNI_WEIGHT_LR) -> Method:
+def adapter_method(
+    name: str, strategy: BaseStrategy, search_steps: int | None, *, weight_lr: float = NNI_WEIGHT_LR
+) -> Method:
     """BASE adaptation (:class:`~nni_base.TaskAdapter`): ``search_steps`` Gumbel-sampled steps on weights
     and alpha, then the derived cell's weights only; Adam at the NNI baselines' weight step size."""
     supernet = build_supernet(space(), strategy)
@@ -128,8 +142,9 @@ def adapter_method(name: str, strategy: BaseStrategy, search_steps: int | None, 
     return Method(name, lambda x, y: adapter.step(x, y), adapter.accuracy)
 
 
-def nni_method(name: str, kind: str, *, same_work: bool, weight_lr: float = NNI_WEIGHT_LR,
-               arc_lr: float = NNI_ARC_LR) -> Method:
+def nni_method(
+    name: str, kind: str, *, same_work: bool, weight_lr: float = NNI_WEIGHT_LR, arc_lr: float = NNI_ARC_LR
+) -> Method:
     """NNI's GumbelDARTS / DARTS on a fresh copy of the benchmark's space (:func:`baselines.nni_method`)."""
     return baselines.nni_method(name, kind, space(), same_work=same_work, weight_lr=weight_lr, arc_lr=arc_lr)
 
@@ -191,8 +206,15 @@ def bench_step_time(repeats: int = 20, warmup: int = 3, seed: int = 0) -> dict[s
         'base_soft_over_gumbel_same_work': ms['BASE soft (hard=False)'] / ms['GumbelDARTS (same work)'],
         'base_sparse_over_base_dense': base / ms['BASE dense (hard, sparse=False)'],
     }
-    return {'batch': BATCH, 'repeats': repeats, 'warmup': warmup, 'ms': ms, 'ms_all': samples, 'ratios': ratios,
-            'target': {'base_sparse_over_gumbel_same_work': 0.3}}
+    return {
+        'batch': BATCH,
+        'repeats': repeats,
+        'warmup': warmup,
+        'ms': ms,
+        'ms_all': samples,
+        'ratios': ratios,
+        'target': {'base_sparse_over_gumbel_same_work': 0.3},
+    }
 
 
 def bench_step_time_cifar_like(repeats: int, warmup: int, seed: int = 0) -> dict[str, Any]:
@@ -218,19 +240,36 @@ def _memory_child(kind: str, steps: int) -> None:
         import nni
         from nni.nas.evaluator.pytorch import Classification
         from torch.utils.data import DataLoader
+
         data = test.dataset.subset_classes(list(range(WAYS)))
-        evaluator = Classification(num_classes=WAYS, learning_rate=NNI_WEIGHT_LR,
-                                   train_dataloaders=nni.trace(DataLoader)(data, batch_size=BATCH, shuffle=True),
-                                   val_dataloaders=nni.trace(DataLoader)(data, batch_size=BATCH, shuffle=True),
-                                   max_epochs=1, limit_train_batches=steps, limit_val_batches=2, logger=False,
-                                   **QUIET_TRAINER)
+        evaluator = Classification(
+            num_classes=WAYS,
+            learning_rate=NNI_WEIGHT_LR,
+            train_dataloaders=nni.trace(DataLoader)(data, batch_size=BATCH, shuffle=True),
+            val_dataloaders=nni.trace(DataLoader)(data, batch_size=BATCH, shuffle=True),
+            max_epochs=1,
+            limit_train_batches=steps,
+            limit_val_batches=2,
+            logger=False,
+            **QUIET_TRAINER,
+        )
         run_experiment(space(), evaluator, GumbelDARTS())
     elif kind != 'idle':
         raise ValueError(kind)
     # Linux keeps ru_maxrss across fork + exec, so a child of a big parent reports the parent's peak; VmHWM (the
     # high-water mark of this process's own address space, reset by exec) is the child's true peak RSS.
-    hwm = next((int(ln.split()[1]) for ln in Path('/proc/self/status').read_text().splitlines()
-                if ln.startswith('VmHWM:')), None) if Path('/proc/self/status').exists() else None
+    hwm = (
+        next(
+            (
+                int(ln.split()[1])
+                for ln in Path('/proc/self/status').read_text().splitlines()
+                if ln.startswith('VmHWM:')
+            ),
+            None,
+        )
+        if Path('/proc/self/status').exists()
+        else None
+    )
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({'kind': kind, 'maxrss_kb': hwm if hwm is not None else maxrss, 'ru_maxrss_kb': maxrss}))
 
@@ -244,10 +283,16 @@ def bench_memory(base_steps: int = 5, gumbel_steps: int = 10) -> dict[str, Any]:
     """
     results: dict[str, float] = {}
     # The children run concurrently: contention changes their speed, not their peak RSS.
-    procs = {kind: subprocess.Popen([sys.executable, '-m', 'benchmarks.run', '--memory-child', kind,
-                                     '--memory-steps', str(steps)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, cwd=str(ROOT))
-             for kind, steps in (('idle', 0), ('base', base_steps), ('gumbel', gumbel_steps))}
+    procs = {
+        kind: subprocess.Popen(
+            [sys.executable, '-m', 'benchmarks.run', '--memory-child', kind, '--memory-steps', str(steps)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=str(ROOT),
+        )
+        for kind, steps in (('idle', 0), ('base', base_steps), ('gumbel', gumbel_steps))
+    }
     for kind, proc in procs.items():
         out, err = proc.communicate()
         lines = [ln for ln in out.splitlines() if ln.startswith('{"kind"')]
@@ -255,25 +300,43 @@ def bench_memory(base_steps: int = 5, gumbel_steps: int = 10) -> dict[str, Any]:
             raise RuntimeError(f'memory child {kind} failed ({proc.returncode}):\n{err[-3000:]}')
         results[kind] = json.loads(lines[-1])['maxrss_kb'] / 1024
     idle = results['idle']
-    return {'peak_rss_mb': results, 'base_steps': base_steps, 'gumbel_steps': gumbel_steps,
-            'ratio_base_over_gumbel': results['base'] / results['gumbel'],
-            'increment_mb': {'base': results['base'] - idle, 'gumbel': results['gumbel'] - idle},
-            'ratio_increment_base_over_gumbel': (results['base'] - idle) / max(results['gumbel'] - idle, 1e-6),
-            'target': {'ratio_base_over_gumbel': 1.3}}
+    return {
+        'peak_rss_mb': results,
+        'base_steps': base_steps,
+        'gumbel_steps': gumbel_steps,
+        'ratio_base_over_gumbel': results['base'] / results['gumbel'],
+        'increment_mb': {'base': results['base'] - idle, 'gumbel': results['gumbel'] - idle},
+        'ratio_increment_base_over_gumbel': (results['base'] - idle) / max(results['gumbel'] - idle, 1e-6),
+        'target': {'ratio_base_over_gumbel': 1.3},
+    }
 
 
 # ---- 3. time to accuracy ------------------------------------------------------------------------------------------
-def meta_train_prior(path: Path, *, steps_per_epoch: int, max_epochs: int, tasks_per_step: int = 4,
-                     inner_steps: int = 5, seed: int = 0) -> dict[str, Any]:
+def meta_train_prior(
+    path: Path, *, steps_per_epoch: int, max_epochs: int, tasks_per_step: int = 4, inner_steps: int = 5, seed: int = 0
+) -> dict[str, Any]:
     """Meta-train a BASE prior on the digits train classes with ``NasExperiment``; returns its cost."""
     train, test = _digits(5, 5)
-    strategy, seconds = meta_train(space(), train, path, tasks_per_step=tasks_per_step,
-                                   steps_per_epoch=steps_per_epoch, max_epochs=max_epochs, seed=seed, val=test,
-                                   evaluator_kwargs={'val_episodes': 2}, inner_steps=inner_steps)
-    return {'seconds': seconds, 'meta_steps': steps_per_epoch * max_epochs, 'tasks_per_step': tasks_per_step,
-            'inner_steps': inner_steps,
-            'inner_sgd_steps': steps_per_epoch * max_epochs * tasks_per_step * inner_steps,
-            'last_metrics': dict(strategy.oneshot_module.last_metrics)}
+    strategy, seconds = meta_train(
+        space(),
+        train,
+        path,
+        tasks_per_step=tasks_per_step,
+        steps_per_epoch=steps_per_epoch,
+        max_epochs=max_epochs,
+        seed=seed,
+        val=test,
+        evaluator_kwargs={'val_episodes': 2},
+        inner_steps=inner_steps,
+    )
+    return {
+        'seconds': seconds,
+        'meta_steps': steps_per_epoch * max_epochs,
+        'tasks_per_step': tasks_per_step,
+        'inner_steps': inner_steps,
+        'inner_sgd_steps': steps_per_epoch * max_epochs * tasks_per_step * inner_steps,
+        'last_metrics': dict(strategy.oneshot_module.last_metrics),
+    }
 
 
 #: Names of the time-to-accuracy methods; the first is the headline BASE adaptation.
@@ -284,8 +347,17 @@ TTA_GUMBEL = 'GumbelDARTS (scratch)'
 TTA_DARTS = 'DARTS (scratch)'
 
 
-def bench_time_to_accuracy(prior: Path, *, tasks: int = 4, steps: int = 30, eval_every: int = 5, shots: int = 5,
-                           queries: int = 15, search_steps: int = 5, seed: int = 1234) -> dict[str, Any]:
+def bench_time_to_accuracy(
+    prior: Path,
+    *,
+    tasks: int = 4,
+    steps: int = 30,
+    eval_every: int = 5,
+    shots: int = 5,
+    queries: int = 15,
+    search_steps: int = 5,
+    seed: int = 1234,
+) -> dict[str, Any]:
     """Held-out query accuracy against wall time and steps: BASE from the prior vs GumbelDARTS / DARTS from scratch.
 
     For each held-out task every method starts fresh (the prior, or a new random supernet) and the methods take
@@ -308,11 +380,13 @@ def bench_time_to_accuracy(prior: Path, *, tasks: int = 4, steps: int = 30, eval
     clock = {n: [[0.0] * len(checkpoints) for _ in task_list] for n in names}
     for t, task in enumerate(task_list):
         torch.manual_seed(seed + t)
-        methods = [adapter_method(TTA_BASE, load_strategy(prior), search_steps),
-                   adapter_method(TTA_BASE_SEARCH, load_strategy(prior), None),
-                   adapter_method(TTA_CONTROL, BaseStrategy(seed=seed + t), search_steps),
-                   nni_method(TTA_GUMBEL, 'gumbel', same_work=False),
-                   nni_method(TTA_DARTS, 'darts', same_work=False)]
+        methods = [
+            adapter_method(TTA_BASE, load_strategy(prior), search_steps),
+            adapter_method(TTA_BASE_SEARCH, load_strategy(prior), None),
+            adapter_method(TTA_CONTROL, BaseStrategy(seed=seed + t), search_steps),
+            nni_method(TTA_GUMBEL, 'gumbel', same_work=False),
+            nni_method(TTA_DARTS, 'darts', same_work=False),
+        ]
         elapsed = {n: 0.0 for n in names}
         for s in range(steps + 1):
             if s in checkpoints:
@@ -329,14 +403,26 @@ def bench_time_to_accuracy(prior: Path, *, tasks: int = 4, steps: int = 30, eval
                 elapsed[m.name] += time.perf_counter() - start
     curves = {}
     for n in names:
-        curves[n] = {'steps': checkpoints,
-                     'accuracy': [sum(acc[n][t][c] for t in range(len(task_list))) / len(task_list)
-                                  for c in range(len(checkpoints))],
-                     'seconds': [sum(clock[n][t][c] for t in range(len(task_list))) / len(task_list)
-                                 for c in range(len(checkpoints))],
-                     'per_task_final_accuracy': [acc[n][t][-1] for t in range(len(task_list))]}
-    return {'tasks': tasks, 'steps': steps, 'eval_every': eval_every, 'shots': shots, 'queries': queries,
-            'search_steps': search_steps, 'curves': curves, 'summary': _time_to_accuracy_summary(curves)}
+        curves[n] = {
+            'steps': checkpoints,
+            'accuracy': [
+                sum(acc[n][t][c] for t in range(len(task_list))) / len(task_list) for c in range(len(checkpoints))
+            ],
+            'seconds': [
+                sum(clock[n][t][c] for t in range(len(task_list))) / len(task_list) for c in range(len(checkpoints))
+            ],
+            'per_task_final_accuracy': [acc[n][t][-1] for t in range(len(task_list))],
+        }
+    return {
+        'tasks': tasks,
+        'steps': steps,
+        'eval_every': eval_every,
+        'shots': shots,
+        'queries': queries,
+        'search_steps': search_steps,
+        'curves': curves,
+        'summary': _time_to_accuracy_summary(curves),
+    }
 
 
 def _time_to_accuracy_summary(curves: dict[str, Any]) -> dict[str, Any]:
@@ -347,15 +433,26 @@ def _time_to_accuracy_summary(curves: dict[str, Any]) -> dict[str, Any]:
     for name, c in curves.items():
         i = next((i for i, a in enumerate(c['accuracy']) if a >= target), None)
         seconds = math.inf if i is None else c['seconds'][i]
-        reached[name] = {'reached': i is not None, 'seconds': seconds, 'step': None if i is None else c['steps'][i],
-                         'fraction_of_gumbel_time': seconds / gumbel_time if gumbel_time > 0 else math.inf,
-                         'final_accuracy': c['accuracy'][-1], 'total_seconds': c['seconds'][-1],
-                         'initial_accuracy': c['accuracy'][0]}
+        reached[name] = {
+            'reached': i is not None,
+            'seconds': seconds,
+            'step': None if i is None else c['steps'][i],
+            'fraction_of_gumbel_time': seconds / gumbel_time if gumbel_time > 0 else math.inf,
+            'final_accuracy': c['accuracy'][-1],
+            'total_seconds': c['seconds'][-1],
+            'initial_accuracy': c['accuracy'][0],
+        }
     head = reached[TTA_BASE]
-    return {'gumbel_final_accuracy': target, 'gumbel_total_seconds': gumbel_time, 'per_method': reached,
-            'base_reached': head['reached'], 'base_seconds_to_target': head['seconds'],
-            'base_steps_to_target': head['step'], 'fraction_of_gumbel_time': head['fraction_of_gumbel_time'],
-            'target': {'fraction_of_gumbel_time': 0.1}}
+    return {
+        'gumbel_final_accuracy': target,
+        'gumbel_total_seconds': gumbel_time,
+        'per_method': reached,
+        'base_reached': head['reached'],
+        'base_seconds_to_target': head['seconds'],
+        'base_steps_to_target': head['step'],
+        'fraction_of_gumbel_time': head['fraction_of_gumbel_time'],
+        'target': {'fraction_of_gumbel_time': 0.1},
+    }
 
 
 # ---- 4. K tasks vectorised with torch.func -------------------------------------------------------------------------
@@ -374,8 +471,10 @@ def sequential_task_grads(supernet, xs: torch.Tensor, ys: torch.Tensor) -> dict[
     for x, y in zip(xs, ys):
         loss, _ = supernet.model_loss(x, y)
         per_task.append(torch.autograd.grad(loss, [p for _, p in named], allow_unused=True))
-    return {n: torch.stack([g[i] if g[i] is not None else torch.zeros_like(p) for g in per_task])
-            for i, (n, p) in enumerate(named)}
+    return {
+        n: torch.stack([g[i] if g[i] is not None else torch.zeros_like(p) for g in per_task])
+        for i, (n, p) in enumerate(named)
+    }
 
 
 def vectorized_task_grads(supernet, xs: torch.Tensor, ys: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -386,6 +485,7 @@ def vectorized_task_grads(supernet, xs: torch.Tensor, ys: torch.Tensor) -> dict[
     keeps its own running statistics.
     """
     from torch.func import functional_call, grad, vmap
+
     model = supernet.training_module.model
     arch = {id(p) for p in supernet.arch_parameters()}
     k = xs.shape[0]
@@ -420,8 +520,14 @@ def bench_vectorized_tasks(tasks: int = 4, repeats: int = 5, warmup: int = 1, se
             if r >= warmup:
                 times[name].append(time.perf_counter() - start)
     ms = {name: 1000 * _median(ts) for name, ts in times.items()}
-    return {'tasks': tasks, 'support': int(xs.shape[1]), 'repeats': repeats, 'ms': ms,
-            'ratio_vmap_over_sequential': ms['vmap'] / ms['sequential'], 'max_abs_grad_difference': diff}
+    return {
+        'tasks': tasks,
+        'support': int(xs.shape[1]),
+        'repeats': repeats,
+        'ms': ms,
+        'ratio_vmap_over_sequential': ms['vmap'] / ms['sequential'],
+        'max_abs_grad_difference': diff,
+    }
 
 
 # ---- output -------------------------------------------------------------------------------------------------------
@@ -431,83 +537,129 @@ def _fmt(v: float, digits: int = 3) -> str:
 
 def _markdown(results: dict[str, Any]) -> str:
     info = results['machine']
-    lines = ['# BASE vs NNI DARTS / GumbelDARTS: benchmark results', '',
-             f"Machine: {info['cpu']} ({info['cpu_count']} cores), torch {info['torch']}, NNI {info['nni']}, "
-             f"Python {info['python']}, torch threads {info['threads']}. Mode: {results['mode']}. "
-             f"Supernet: DartsTaskSpace(width={SPACE['width']}, num_cells={SPACE['num_cells']}, "
-             f"num_classes={SPACE['num_classes']}), 3x8x8 rotated digits.", '']
+    lines = [
+        '# BASE vs NNI DARTS / GumbelDARTS: benchmark results',
+        '',
+        f'Machine: {info["cpu"]} ({info["cpu_count"]} cores), torch {info["torch"]}, NNI {info["nni"]}, '
+        f'Python {info["python"]}, torch threads {info["threads"]}. Mode: {results["mode"]}. '
+        f'Supernet: DartsTaskSpace(width={SPACE["width"]}, num_cells={SPACE["num_cells"]}, '
+        f'num_classes={SPACE["num_classes"]}), 3x8x8 rotated digits.',
+        '',
+    ]
     st = results.get('step_time')
     if st:
-        lines += [f"## 1. Time per training step (batch {st['batch']}, median of {st['repeats']} interleaved "
-                  f"rounds after {st['warmup']} warm-up)", '', '| method | ms / step | vs GumbelDARTS (same work) |',
-                  '|---|---:|---:|']
+        lines += [
+            f'## 1. Time per training step (batch {st["batch"]}, median of {st["repeats"]} interleaved '
+            f'rounds after {st["warmup"]} warm-up)',
+            '',
+            '| method | ms / step | vs GumbelDARTS (same work) |',
+            '|---|---:|---:|',
+        ]
         ref = st['ms']['GumbelDARTS (same work)']
         lines += [f'| {k} | {v:.1f} | {v / ref:.3f} |' for k, v in st['ms'].items()]
         r = st['ratios']['base_sparse_over_gumbel_same_work']
-        lines += ['', f"**BASE sparse / GumbelDARTS (same work): {r:.3f}** (target <= 0.3: "
-                  f"{'met' if r <= 0.3 else 'missed'}); vs GumbelDARTS training_step (2 passes): "
-                  f"{st['ratios']['base_sparse_over_gumbel_training_step']:.3f}.", '']
+        lines += [
+            '',
+            f'**BASE sparse / GumbelDARTS (same work): {r:.3f}** (target <= 0.3: '
+            f'{"met" if r <= 0.3 else "missed"}); vs GumbelDARTS training_step (2 passes): '
+            f'{st["ratios"]["base_sparse_over_gumbel_training_step"]:.3f}.',
+            '',
+        ]
     cl = results.get('step_time_cifar_like')
     if cl:
-        lines += [f"### 1b. At the size users search at (3x{cl['resolution']}x{cl['resolution']}, width {cl['width']}, "
-                  f"{cl['cells']} cells; batch {cl['batch']}, median of {cl['repeats']})", '',
-                  f"BASE sparse {cl['ms']['BASE']:.1f} ms, GumbelDARTS (same work) {cl['ms']['GumbelDARTS']:.1f} ms: "
-                  f"**{cl['ratio']:.3f}** (target <= {cl['target']}: "
-                  f"{'met' if cl['ratio'] <= cl['target'] else 'missed'})."
-                  ' The curve against width, cells and resolution: `python -m benchmarks.step_curve`.', '']
+        lines += [
+            f'### 1b. At the size users search at (3x{cl["resolution"]}x{cl["resolution"]}, width {cl["width"]}, '
+            f'{cl["cells"]} cells; batch {cl["batch"]}, median of {cl["repeats"]})',
+            '',
+            f'BASE sparse {cl["ms"]["BASE"]:.1f} ms, GumbelDARTS (same work) {cl["ms"]["GumbelDARTS"]:.1f} ms: '
+            f'**{cl["ratio"]:.3f}** (target <= {cl["target"]}: '
+            f'{"met" if cl["ratio"] <= cl["target"] else "missed"}).'
+            ' The curve against width, cells and resolution: `python -m benchmarks.step_curve`.',
+            '',
+        ]
     mem = results.get('memory')
     if mem:
         p, inc = mem['peak_rss_mb'], mem['increment_mb']
         r = mem['ratio_base_over_gumbel']
-        lines += ['## 2. Peak memory (fresh subprocess each, peak RSS of the child: VmHWM)', '',
-                  '| run | peak RSS (MB) | above import-only floor (MB) |', '|---|---:|---:|',
-                  f"| import-only floor | {p['idle']:.0f} | 0 |",
-                  f"| BASE meta-training ({mem['base_steps']} meta-steps x 4 tasks) | {p['base']:.0f} | "
-                  f"{inc['base']:.0f} |",
-                  f"| GumbelDARTS search ({mem['gumbel_steps']} steps, batch {BATCH}) | {p['gumbel']:.0f} | "
-                  f"{inc['gumbel']:.0f} |", '',
-                  f"**BASE / GumbelDARTS peak RSS: {r:.3f}** (target <= 1.3: {'met' if r <= 1.3 else 'missed'}); "
-                  f"increments above the floor: {_fmt(mem['ratio_increment_base_over_gumbel'])}.", '']
+        lines += [
+            '## 2. Peak memory (fresh subprocess each, peak RSS of the child: VmHWM)',
+            '',
+            '| run | peak RSS (MB) | above import-only floor (MB) |',
+            '|---|---:|---:|',
+            f'| import-only floor | {p["idle"]:.0f} | 0 |',
+            f'| BASE meta-training ({mem["base_steps"]} meta-steps x 4 tasks) | {p["base"]:.0f} | {inc["base"]:.0f} |',
+            f'| GumbelDARTS search ({mem["gumbel_steps"]} steps, batch {BATCH}) | {p["gumbel"]:.0f} | '
+            f'{inc["gumbel"]:.0f} |',
+            '',
+            f'**BASE / GumbelDARTS peak RSS: {r:.3f}** (target <= 1.3: {"met" if r <= 1.3 else "missed"}); '
+            f'increments above the floor: {_fmt(mem["ratio_increment_base_over_gumbel"])}.',
+            '',
+        ]
     tta = results.get('time_to_accuracy')
     if tta:
         prior = results['prior']
         s = tta['summary']
-        lines += ['## 3. Time to accuracy on held-out tasks', '',
-                  f"Prior meta-training cost: **{prior['seconds']:.1f} s** on {info['threads']} CPU threads "
-                  f"({prior['meta_steps']} meta-steps x {prior['tasks_per_step']} tasks x {prior['inner_steps']} "
-                  f"inner steps = {prior['inner_sgd_steps']} inner SGD steps), paid once for all tasks.", '',
-                  f"{tta['tasks']} held-out 5-way tasks (digits 8/9 x 4 rotations), support {WAYS}x{tta['shots']}, "
-                  f"query {WAYS}x{tta['queries']}, {tta['steps']} steps per method, averaged over tasks.", '',
-                  '| method | query acc @0 | final query acc | total adaptation/search time (s) |',
-                  '|---|---:|---:|---:|']
+        lines += [
+            '## 3. Time to accuracy on held-out tasks',
+            '',
+            f'Prior meta-training cost: **{prior["seconds"]:.1f} s** on {info["threads"]} CPU threads '
+            f'({prior["meta_steps"]} meta-steps x {prior["tasks_per_step"]} tasks x {prior["inner_steps"]} '
+            f'inner steps = {prior["inner_sgd_steps"]} inner SGD steps), paid once for all tasks.',
+            '',
+            f'{tta["tasks"]} held-out 5-way tasks (digits 8/9 x 4 rotations), support {WAYS}x{tta["shots"]}, '
+            f'query {WAYS}x{tta["queries"]}, {tta["steps"]} steps per method, averaged over tasks.',
+            '',
+            '| method | query acc @0 | final query acc | total adaptation/search time (s) |',
+            '|---|---:|---:|---:|',
+        ]
         for name, c in tta['curves'].items():
-            lines.append(f"| {name} | {c['accuracy'][0]:.3f} | {c['accuracy'][-1]:.3f} | {c['seconds'][-1]:.2f} |")
-        lines += ['', f"Time to GumbelDARTS's final accuracy ({s['gumbel_final_accuracy']:.3f}, reached by it in "
-                  f"{s['gumbel_total_seconds']:.2f} s):", '',
-                  '| method | step | seconds | fraction of GumbelDARTS time |', '|---|---:|---:|---:|']
+            lines.append(f'| {name} | {c["accuracy"][0]:.3f} | {c["accuracy"][-1]:.3f} | {c["seconds"][-1]:.2f} |')
+        lines += [
+            '',
+            f"Time to GumbelDARTS's final accuracy ({s['gumbel_final_accuracy']:.3f}, reached by it in "
+            f'{s["gumbel_total_seconds"]:.2f} s):',
+            '',
+            '| method | step | seconds | fraction of GumbelDARTS time |',
+            '|---|---:|---:|---:|',
+        ]
         for name, r in s['per_method'].items():
-            lines.append(f"| {name} | {r['step'] if r['step'] is not None else '-'} | {_fmt(r['seconds'])} | "
-                         f"{_fmt(r['fraction_of_gumbel_time'])} |")
+            lines.append(
+                f'| {name} | {r["step"] if r["step"] is not None else "-"} | {_fmt(r["seconds"])} | '
+                f'{_fmt(r["fraction_of_gumbel_time"])} |'
+            )
         frac = s['fraction_of_gumbel_time']
-        lines += ['', f"**{TTA_BASE}: fraction {_fmt(frac)}** (target <= 0.1: {'met' if frac <= 0.1 else 'missed'}). "
-                  f"BASE searches for {tta['search_steps']} steps, then trains the derived cell; the control runs "
-                  'the same procedure from an un-meta-trained supernet.', '']
+        lines += [
+            '',
+            f'**{TTA_BASE}: fraction {_fmt(frac)}** (target <= 0.1: {"met" if frac <= 0.1 else "missed"}). '
+            f'BASE searches for {tta["search_steps"]} steps, then trains the derived cell; the control runs '
+            'the same procedure from an un-meta-trained supernet.',
+            '',
+        ]
     vec = results.get('vectorized')
     if vec:
-        lines += [f"## 4. The K tasks' inner step vectorised with torch.func ({vec['tasks']} tasks, support "
-                  f"{vec['support']}, median of {vec['repeats']})", '', '| path | ms for all tasks |', '|---|---:|',
-                  f"| sequential (as meta-training runs) | {vec['ms']['sequential']:.1f} |",
-                  f"| torch.func vmap(grad) over stacked weights | {vec['ms']['vmap']:.1f} |", '',
-                  f"**vmap / sequential: {vec['ratio_vmap_over_sequential']:.3f}**; largest gradient difference "
-                  f"{vec['max_abs_grad_difference']:.2e}. Both run one shared hard sample (vmap needs one computation "
-                  'for all tasks); BASE itself draws a sample per task.', '']
+        lines += [
+            f"## 4. The K tasks' inner step vectorised with torch.func ({vec['tasks']} tasks, support "
+            f'{vec["support"]}, median of {vec["repeats"]})',
+            '',
+            '| path | ms for all tasks |',
+            '|---|---:|',
+            f'| sequential (as meta-training runs) | {vec["ms"]["sequential"]:.1f} |',
+            f'| torch.func vmap(grad) over stacked weights | {vec["ms"]["vmap"]:.1f} |',
+            '',
+            f'**vmap / sequential: {vec["ratio_vmap_over_sequential"]:.3f}**; largest gradient difference '
+            f'{vec["max_abs_grad_difference"]:.2e}. Both run one shared hard sample (vmap needs one computation '
+            'for all tasks); BASE itself draws a sample per task.',
+            '',
+        ]
     return '\n'.join(lines)
 
 
 def _plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt  # after choosing the file-only backend
+
     tta = results['time_to_accuracy']
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for name, c in tta['curves'].items():
@@ -521,8 +673,10 @@ def _plot(results: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.axhline(1 / WAYS, color='gray', ls=':', lw=1)
     axes[0].legend()
-    fig.suptitle(f"BASE from prior (meta-training {results['prior']['seconds']:.0f} s, once) vs NNI from scratch, "
-                 f"{tta['tasks']} held-out 5-way tasks")
+    fig.suptitle(
+        f'BASE from prior (meta-training {results["prior"]["seconds"]:.0f} s, once) vs NNI from scratch, '
+        f'{tta["tasks"]} held-out 5-way tasks'
+    )
     fig.tight_layout()
     save_figure(fig, path, dpi=120)
     plt.close(fig)
@@ -552,16 +706,49 @@ def write_results(results: dict[str, Any], output_dir: Path) -> dict[str, Path]:
 
 
 SIZES = {
-    'tiny': {'step_repeats': 1, 'step_warmup': 0, 'mem_base': 1, 'mem_gumbel': 1, 'meta_steps': 1, 'meta_epochs': 1,
-             'inner_steps': 1, 'tasks': 1, 'steps': 1, 'eval_every': 1,
-             'search_steps': 1, 'vec_repeats': 1},
-    'quick': {'step_repeats': 3, 'step_warmup': 1, 'mem_base': 2, 'mem_gumbel': 4, 'meta_steps': 5, 'meta_epochs': 1,
-              'inner_steps': 5, 'tasks': 1, 'steps': 6, 'eval_every': 2,
-              'search_steps': 2, 'vec_repeats': 2},
+    'tiny': {
+        'step_repeats': 1,
+        'step_warmup': 0,
+        'mem_base': 1,
+        'mem_gumbel': 1,
+        'meta_steps': 1,
+        'meta_epochs': 1,
+        'inner_steps': 1,
+        'tasks': 1,
+        'steps': 1,
+        'eval_every': 1,
+        'search_steps': 1,
+        'vec_repeats': 1,
+    },
+    'quick': {
+        'step_repeats': 3,
+        'step_warmup': 1,
+        'mem_base': 2,
+        'mem_gumbel': 4,
+        'meta_steps': 5,
+        'meta_epochs': 1,
+        'inner_steps': 5,
+        'tasks': 1,
+        'steps': 6,
+        'eval_every': 2,
+        'search_steps': 2,
+        'vec_repeats': 2,
+    },
     # The prior matches examples/quickstart.py (4 epochs x 10 meta-steps); fewer steps leave it under-trained.
-    'full': {'step_repeats': 10, 'step_warmup': 2, 'mem_base': 4, 'mem_gumbel': 8, 'meta_steps': 10,
-             'meta_epochs': 4, 'inner_steps': 5, 'tasks': 4, 'steps': 20, 'eval_every': 2,
-             'search_steps': 5, 'vec_repeats': 7},
+    'full': {
+        'step_repeats': 10,
+        'step_warmup': 2,
+        'mem_base': 4,
+        'mem_gumbel': 8,
+        'meta_steps': 10,
+        'meta_epochs': 4,
+        'inner_steps': 5,
+        'tasks': 4,
+        'steps': 20,
+        'eval_every': 2,
+        'search_steps': 5,
+        'vec_repeats': 7,
+    },
 }
 
 
@@ -587,12 +774,17 @@ def run_all(mode: str, output_dir: Path, *, verbose: bool = True) -> dict[str, A
     log('[4/4] meta-training a prior, then time to accuracy ...', flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         prior = Path(tmp) / 'prior.pt'
-        results['prior'] = meta_train_prior(prior, steps_per_epoch=size['meta_steps'], max_epochs=size['meta_epochs'],
-                                            inner_steps=size['inner_steps'])
-        log(f"prior: {results['prior']['seconds']:.1f} s", flush=True)
-        results['time_to_accuracy'] = bench_time_to_accuracy(prior, tasks=size['tasks'], steps=size['steps'],
-                                                             eval_every=size['eval_every'],
-                                                             search_steps=size['search_steps'])
+        results['prior'] = meta_train_prior(
+            prior, steps_per_epoch=size['meta_steps'], max_epochs=size['meta_epochs'], inner_steps=size['inner_steps']
+        )
+        log(f'prior: {results["prior"]["seconds"]:.1f} s', flush=True)
+        results['time_to_accuracy'] = bench_time_to_accuracy(
+            prior,
+            tasks=size['tasks'],
+            steps=size['steps'],
+            eval_every=size['eval_every'],
+            search_steps=size['search_steps'],
+        )
     results['total_seconds'] = time.perf_counter() - t0
     paths = write_results(results, output_dir)
     log(paths['md'].read_text())

@@ -64,8 +64,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.families, args.datasets, args.random_cells = args.families[:1], 2, 2
-        args.search_epochs, args.retrain_epochs, args.meta_epochs, args.meta_steps, args.images_per_class = \
-            1, 1, 1, 1, 12
+        args.search_epochs, args.retrain_epochs, args.meta_epochs, args.meta_steps, args.images_per_class = (
+            1,
+            1,
+            1,
+            1,
+            12,
+        )
         args.width, args.num_cells = 4, 3
     return args
 
@@ -74,8 +79,15 @@ def meta_train_family(args, family: str, out: Path) -> Path:
     """A prior through the README's API at its defaults (5-way, 4 tasks per meta-step, 10 meta-steps per epoch)."""
     train = TaskDistribution(family_data(family, seed=args.seed)['train'], 5, 5, 5, name=f'{family}-train')
     path = out / f'prior_{family}.pt'
-    meta_train(darts_space(args.width, args.num_cells, 5), train, path, tasks_per_step=4,
-               steps_per_epoch=args.meta_steps, max_epochs=args.meta_epochs, seed=args.seed)
+    meta_train(
+        darts_space(args.width, args.num_cells, 5),
+        train,
+        path,
+        tasks_per_step=4,
+        steps_per_epoch=args.meta_steps,
+        max_epochs=args.meta_epochs,
+        seed=args.seed,
+    )
     return path
 
 
@@ -84,24 +96,42 @@ def run_dataset(args, family: str, index: int, prior: Path) -> dict[str, dict]:
     data = novel_classes(family, classes, images_per_class=args.images_per_class, seed=args.seed + 1 + index)
     search_train, search_val, test = split_dataset(data, index)
     retrain_set = ConcatDataset([search_train, search_val])
-    methods = {'BASE from the prior': lambda: BaseStrategy(prior=prior, seed=args.seed),
-               'BASE from the prior, freeze at 0': lambda: BaseStrategy(prior=prior, freeze_architecture_after=0,
-                                                                        seed=args.seed),
-               'BaseStrategy() without a prior': lambda: BaseStrategy(seed=args.seed),
-               "NNI's GumbelDARTS": GumbelDARTS, "NNI's DARTS": DARTS}
+    methods = {
+        'BASE from the prior': lambda: BaseStrategy(prior=prior, seed=args.seed),
+        'BASE from the prior, freeze at 0': lambda: BaseStrategy(
+            prior=prior, freeze_architecture_after=0, seed=args.seed
+        ),
+        'BaseStrategy() without a prior': lambda: BaseStrategy(seed=args.seed),
+        "NNI's GumbelDARTS": GumbelDARTS,
+        "NNI's DARTS": DARTS,
+    }
     rows: dict[str, dict] = {}
 
     def retrained(sample: dict) -> float:
-        return retrain(darts_space(args.width, args.num_cells, classes), sample, retrain_set, test,
-                       epochs=args.retrain_epochs, seed=args.seed)
+        return retrain(
+            darts_space(args.width, args.num_cells, classes),
+            sample,
+            retrain_set,
+            test,
+            epochs=args.retrain_epochs,
+            seed=args.seed,
+        )
 
     for name, make in methods.items():
-        sample, seconds = classification_search(darts_space(args.width, args.num_cells, classes), make(), classes,
-                                                search_train, search_val, epochs=args.search_epochs, seed=args.seed,
-                                                val_batch_size=128)
+        sample, seconds = classification_search(
+            darts_space(args.width, args.num_cells, classes),
+            make(),
+            classes,
+            search_train,
+            search_val,
+            epochs=args.search_epochs,
+            seed=args.seed,
+            val_batch_size=128,
+        )
         rows[name] = {'accuracy': retrained(sample), 'seconds': seconds}
-        logging.getLogger('bench').warning('%s #%d (%d classes) %s: %.3f in %.0f s', family, index, classes, name,
-                                           rows[name]['accuracy'], seconds)
+        logging.getLogger('bench').warning(
+            '%s #%d (%d classes) %s: %.3f in %.0f s', family, index, classes, name, rows[name]['accuracy'], seconds
+        )
     rng = random.Random(1000 * index + args.seed)
     randoms = [retrained(random_sample(rng)) for _ in range(args.random_cells)]
     rows['random cell (median)'] = {'accuracy': float(np.median(randoms)), 'seconds': 0.0, 'all': randoms}
@@ -111,9 +141,12 @@ def run_dataset(args, family: str, index: int, prior: Path) -> dict[str, dict]:
 def summarise(results: dict[str, list[dict]]) -> tuple[dict, str]:
     summary, lines = {}, []
     for family, datasets in results.items():
-        lines += [f'### {family} ({len(datasets)} held-out datasets)', '',
-                  '| method | retrained accuracy (mean ± 95% CI) | paired diff vs BASE from the prior | search s |',
-                  '|---|---|---|---|']
+        lines += [
+            f'### {family} ({len(datasets)} held-out datasets)',
+            '',
+            '| method | retrained accuracy (mean ± 95% CI) | paired diff vs BASE from the prior | search s |',
+            '|---|---|---|---|',
+        ]
         reference = [d['BASE from the prior']['accuracy'] for d in datasets]
         summary[family] = {}
         for method in datasets[0]:
@@ -129,6 +162,7 @@ def summarise(results: dict[str, list[dict]]) -> tuple[dict, str]:
 
 def plot(summary: dict, path: Path) -> None:
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
@@ -156,8 +190,10 @@ def main(argv=None) -> dict:
         prior = meta_train_family(args, family, out)
         results[family] = [run_dataset(args, family, i, prior) for i in range(args.datasets)]
     summary, table = summarise(results)
-    write_json_result(out / 'search_retrain.json', {'threads': args.threads, 'settings': settings_of(args),
-                                                    'summary': summary, 'per_dataset': results})
+    write_json_result(
+        out / 'search_retrain.json',
+        {'threads': args.threads, 'settings': settings_of(args), 'summary': summary, 'per_dataset': results},
+    )
     write_markdown_result(out / 'search_retrain.md', table)
     plot(summary, out / 'search_retrain.png')
     print(table)

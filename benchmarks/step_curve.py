@@ -76,8 +76,9 @@ def curve_points(widths: list[int], cells: list[int], resolutions: list[int]) ->
     return points
 
 
-def measure_point(resolution: int, width: int, cells: int, *, repeats: int, warmup: int,
-                  seed: int = 0) -> dict[str, Any]:
+def measure_point(
+    resolution: int, width: int, cells: int, *, repeats: int, warmup: int, seed: int = 0
+) -> dict[str, Any]:
     """Median ms per step of BASE (sparse inner step) and GumbelDARTS (same work) at one supernet size."""
     torch.manual_seed(seed)
     x = torch.randn(BATCH, 3, resolution, resolution)
@@ -93,8 +94,11 @@ def measure_point(resolution: int, width: int, cells: int, *, repeats: int, warm
     gumbel = baselines.nni_method('GumbelDARTS', 'gumbel', darts_space(width, cells, WAYS), same_work=True)
     # BASE at the defaults, and with the straight-through estimator: what the paired estimator's runner-up
     # forward (alpha's gradient, no weight gradient) costs
-    steps = {'BASE': base_step(), 'BASE straight-through': base_step(alpha_estimator='straight_through'),
-             'GumbelDARTS': lambda: gumbel.step(x, y)}
+    steps = {
+        'BASE': base_step(),
+        'BASE straight-through': base_step(alpha_estimator='straight_through'),
+        'GumbelDARTS': lambda: gumbel.step(x, y),
+    }
     samples: dict[str, list[float]] = {k: [] for k in steps}
     for r in range(warmup + repeats):
         order = list(steps) if r % 2 == 0 else list(reversed(steps))
@@ -104,21 +108,32 @@ def measure_point(resolution: int, width: int, cells: int, *, repeats: int, warm
             if r >= warmup:
                 samples[name].append((time.perf_counter() - start) * 1e3)
     ms = {k: float(statistics.median(v)) for k, v in samples.items()}
-    return {'resolution': resolution, 'width': width, 'cells': cells, 'ms': ms, 'ms_all': samples,
-            'ratio': ms['BASE'] / ms['GumbelDARTS'],
-            'ratio_straight_through': ms['BASE straight-through'] / ms['GumbelDARTS']}
+    return {
+        'resolution': resolution,
+        'width': width,
+        'cells': cells,
+        'ms': ms,
+        'ms_all': samples,
+        'ratio': ms['BASE'] / ms['GumbelDARTS'],
+        'ratio_straight_through': ms['BASE straight-through'] / ms['GumbelDARTS'],
+    }
 
 
 def bench_curve(points: list[dict[str, Any]], *, repeats: int, warmup: int, log=print) -> list[dict[str, Any]]:
     """:func:`measure_point` at every point of :func:`curve_points`."""
     out = []
     for p in points:
-        result = {'axis': p['axis'], **measure_point(p['resolution'], p['width'], p['cells'], repeats=repeats,
-                                                      warmup=warmup)}
-        log(f"  {p['axis']:>10} 3x{p['resolution']}x{p['resolution']} width {p['width']} cells {p['cells']}: "
-            f"BASE {result['ms']['BASE']:.1f} ms (straight-through {result['ms']['BASE straight-through']:.1f}), "
-            f"GumbelDARTS {result['ms']['GumbelDARTS']:.1f} ms, "
-            f"ratio {result['ratio']:.3f}", flush=True)
+        result = {
+            'axis': p['axis'],
+            **measure_point(p['resolution'], p['width'], p['cells'], repeats=repeats, warmup=warmup),
+        }
+        log(
+            f'  {p["axis"]:>10} 3x{p["resolution"]}x{p["resolution"]} width {p["width"]} cells {p["cells"]}: '
+            f'BASE {result["ms"]["BASE"]:.1f} ms (straight-through {result["ms"]["BASE straight-through"]:.1f}), '
+            f'GumbelDARTS {result["ms"]["GumbelDARTS"]:.1f} ms, '
+            f'ratio {result["ratio"]:.3f}',
+            flush=True,
+        )
         out.append(result)
     return out
 
@@ -151,15 +166,19 @@ def _throughput_child(out: Path, meta_steps: int, tasks_per_step: int, inner_ste
             if trainer.is_global_zero and self.start is not None:
                 seconds = time.perf_counter() - self.start
                 tasks = (meta_steps - 1) * tasks_per_step
-                out.write_text(json.dumps({'processes': world_size, 'seconds': seconds, 'tasks': tasks,
-                                           'tasks_per_s': tasks / seconds}))
+                out.write_text(
+                    json.dumps(
+                        {'processes': world_size, 'seconds': seconds, 'tasks': tasks, 'tasks_per_s': tasks / seconds}
+                    )
+                )
 
     kwargs: dict[str, Any] = {'accelerator': 'cpu', 'devices': world_size}
     if world_size > 1:
         kwargs['strategy'] = DDPStrategy(process_group_backend='gloo')
     train = TaskDistribution(digits_splits()['train'], WAYS, 5, 5, name='digits-train')
-    evaluator = episodic_evaluator(train, None, tasks_per_step=tasks_per_step, steps_per_epoch=meta_steps, seed=0,
-                                   callbacks=[Clock()], **kwargs)
+    evaluator = episodic_evaluator(
+        train, None, tasks_per_step=tasks_per_step, steps_per_epoch=meta_steps, seed=0, callbacks=[Clock()], **kwargs
+    )
     _, w, c = BASE_POINT
     run_experiment(darts_space(w, c, WAYS), evaluator, BaseStrategy(inner_steps=inner_steps, seed=0))
 
@@ -171,24 +190,40 @@ def _free_port() -> int:
 
 
 def _launch(processes: int, out: Path, args: list[str], threads: int) -> list[subprocess.Popen]:
-    env = {k: v for k, v in os.environ.items() if k not in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR',
-                                                             'MASTER_PORT')}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+    }
     env.update(PYTHONPATH=os.pathsep.join([str(ROOT), env.get('PYTHONPATH', '')]), OMP_NUM_THREADS=str(threads))
     port = _free_port()
     procs = []
     for rank in range(processes):
         rank_env = dict(env)
         if processes > 1:
-            rank_env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(processes),
-                            MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-        procs.append(subprocess.Popen([sys.executable, '-m', 'benchmarks.step_curve', '--throughput-child', str(out),
-                                       *args], env=rank_env, cwd=str(ROOT), stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, text=True))
+            rank_env.update(
+                RANK=str(rank),
+                LOCAL_RANK=str(rank),
+                WORLD_SIZE=str(processes),
+                MASTER_ADDR='127.0.0.1',
+                MASTER_PORT=str(port),
+            )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, '-m', 'benchmarks.step_curve', '--throughput-child', str(out), *args],
+                env=rank_env,
+                cwd=str(ROOT),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     return procs
 
 
-def bench_throughput(meta_steps: int, tasks_per_step: int = 8, inner_steps: int = 2, threads: int = 1,
-                     timeout_s: float = 900) -> dict[str, Any]:
+def bench_throughput(
+    meta_steps: int, tasks_per_step: int = 8, inner_steps: int = 2, threads: int = 1, timeout_s: float = 900
+) -> dict[str, Any]:
     """Tasks per second of Reptile meta-training with 1 and with 2 processes (one after the other)."""
     args = [f'--meta-steps={meta_steps}', f'--tasks-per-step={tasks_per_step}', f'--inner-steps={inner_steps}']
     runs = {}
@@ -201,9 +236,15 @@ def bench_throughput(meta_steps: int, tasks_per_step: int = 8, inner_steps: int 
                 if p.returncode != 0:
                     raise RuntimeError(f'throughput run with {processes} process(es) failed:\n{err[-3000:]}')
             runs[processes] = json.loads(out.read_text())
-    return {'meta_steps': meta_steps, 'tasks_per_step': tasks_per_step, 'inner_steps': inner_steps,
-            'threads_per_process': threads, 'runs': runs, 'speedup': runs[2]['tasks_per_s'] / runs[1]['tasks_per_s'],
-            'target_speedup': 1.6}
+    return {
+        'meta_steps': meta_steps,
+        'tasks_per_step': tasks_per_step,
+        'inner_steps': inner_steps,
+        'threads_per_process': threads,
+        'runs': runs,
+        'speedup': runs[2]['tasks_per_s'] / runs[1]['tasks_per_s'],
+        'target_speedup': 1.6,
+    }
 
 
 # ---- output -------------------------------------------------------------------------------------------------------
@@ -213,41 +254,62 @@ def _load(values: Any) -> str:
 
 def _markdown(results: dict[str, Any]) -> str:
     info = results['machine']
-    load = f"{_load(info['load_average_at_start'])} at start, {_load(info.get('load_average_at_end'))} at end"
-    lines = ['# Step time against supernet size, and meta-step throughput', '',
-             f"Machine: {info['cpu']} ({info['cpu_count']} cores), torch {info['torch']}, NNI {info['nni']}, "
-             f"torch threads {info['threads']}, load average (1/5/15 min) {load}.", '']
+    load = f'{_load(info["load_average_at_start"])} at start, {_load(info.get("load_average_at_end"))} at end'
+    lines = [
+        '# Step time against supernet size, and meta-step throughput',
+        '',
+        f'Machine: {info["cpu"]} ({info["cpu_count"]} cores), torch {info["torch"]}, NNI {info["nni"]}, '
+        f'torch threads {info["threads"]}, load average (1/5/15 min) {load}.',
+        '',
+    ]
     if 'curve' in results:
-        lines += [f"## Step time (batch {BATCH}, median of {results['repeats']} interleaved rounds after "
-                  f"{results['warmup']} warm-up)", '',
-                  '| varied | image | width | cells | BASE ms | BASE straight-through ms | GumbelDARTS ms | '
-                  'BASE / GumbelDARTS | straight-through / GumbelDARTS |',
-                  '|---|---|---:|---:|---:|---:|---:|---:|---:|']
+        lines += [
+            f'## Step time (batch {BATCH}, median of {results["repeats"]} interleaved rounds after '
+            f'{results["warmup"]} warm-up)',
+            '',
+            '| varied | image | width | cells | BASE ms | BASE straight-through ms | GumbelDARTS ms | '
+            'BASE / GumbelDARTS | straight-through / GumbelDARTS |',
+            '|---|---|---:|---:|---:|---:|---:|---:|---:|',
+        ]
         for p in results['curve']:
             st = p['ms'].get('BASE straight-through', float('nan'))
-            lines.append(f"| {p['axis']} | 3x{p['resolution']}x{p['resolution']} | {p['width']} | {p['cells']} | "
-                         f"{p['ms']['BASE']:.1f} | {st:.1f} | {p['ms']['GumbelDARTS']:.1f} | {p['ratio']:.3f} | "
-                         f"{p.get('ratio_straight_through', float('nan')):.3f} |")
+            lines.append(
+                f'| {p["axis"]} | 3x{p["resolution"]}x{p["resolution"]} | {p["width"]} | {p["cells"]} | '
+                f'{p["ms"]["BASE"]:.1f} | {st:.1f} | {p["ms"]["GumbelDARTS"]:.1f} | {p["ratio"]:.3f} | '
+                f'{p.get("ratio_straight_through", float("nan")):.3f} |'
+            )
         cifar = [p for p in results['curve'] if p['axis'] == 'cifar_like']
         if cifar:
             r = cifar[0]['ratio']
-            lines += ['', f"**CIFAR-like size (3x32x32, width 16, 5 cells): BASE / GumbelDARTS = {r:.3f}** "
-                      f"(target <= {TARGET_RATIO}: {'met' if r <= TARGET_RATIO else 'missed'}); with the "
-                      f"straight-through estimator {cifar[0].get('ratio_straight_through', float('nan')):.3f}."]
+            lines += [
+                '',
+                f'**CIFAR-like size (3x32x32, width 16, 5 cells): BASE / GumbelDARTS = {r:.3f}** '
+                f'(target <= {TARGET_RATIO}: {"met" if r <= TARGET_RATIO else "missed"}); with the '
+                f'straight-through estimator {cifar[0].get("ratio_straight_through", float("nan")):.3f}.',
+            ]
     if 'throughput' in results:
         t = results['throughput']
-        lines += ['', f"## Meta-step throughput (Reptile, {t['tasks_per_step']} tasks per meta-step, "
-                  f"{t['inner_steps']} inner steps, {t['threads_per_process']} thread per process)", '',
-                  '| processes | tasks | seconds | tasks / s |', '|---:|---:|---:|---:|']
+        lines += [
+            '',
+            f'## Meta-step throughput (Reptile, {t["tasks_per_step"]} tasks per meta-step, '
+            f'{t["inner_steps"]} inner steps, {t["threads_per_process"]} thread per process)',
+            '',
+            '| processes | tasks | seconds | tasks / s |',
+            '|---:|---:|---:|---:|',
+        ]
         for n, run in sorted(t['runs'].items()):
-            lines.append(f"| {n} | {run['tasks']} | {run['seconds']:.2f} | {run['tasks_per_s']:.2f} |")
-        lines += ['', f"**2 processes / 1: {t['speedup']:.2f}x** (target >= {t['target_speedup']} where there are "
-                  f"two free devices; this machine had {info['cpu_count']} cores, load average {load})."]
+            lines.append(f'| {n} | {run["tasks"]} | {run["seconds"]:.2f} | {run["tasks_per_s"]:.2f} |')
+        lines += [
+            '',
+            f'**2 processes / 1: {t["speedup"]:.2f}x** (target >= {t["target_speedup"]} where there are '
+            f'two free devices; this machine had {info["cpu_count"]} cores, load average {load}).',
+        ]
     return '\n'.join(lines)
 
 
 def _plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib
+
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
@@ -299,16 +361,16 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
     results: dict[str, Any] = {'machine': machine_info(), 'repeats': 3 if quick else 10, 'warmup': 1 if quick else 2}
     if not args.skip_curve:
-        points = (curve_points([4, 16], [5], [16, 32]) if quick
-                  else curve_points([4, 8, 12, 16], [3, 5, 8], [8, 16, 32]))
+        points = curve_points([4, 16], [5], [16, 32]) if quick else curve_points([4, 8, 12, 16], [3, 5, 8], [8, 16, 32])
         if args.only_cifar_like:
             points = [p for p in points if p['axis'] == 'cifar_like']
         print('step time curve ...', flush=True)
         results['curve'] = bench_curve(points, repeats=results['repeats'], warmup=results['warmup'])
     if not args.skip_throughput:
         print('meta-step throughput, 1 then 2 processes ...', flush=True)
-        results['throughput'] = bench_throughput(args.meta_steps or (4 if quick else 11), args.tasks_per_step,
-                                                 args.inner_steps, args.threads)
+        results['throughput'] = bench_throughput(
+            args.meta_steps or (4 if quick else 11), args.tasks_per_step, args.inner_steps, args.threads
+        )
     results['machine']['load_average_at_end'] = os.getloadavg()
     write_json_result(out / 'step_curve.json', results)
     write_markdown_result(out / 'step_curve.md', _markdown(results))

@@ -49,8 +49,17 @@ RANKERS = ('trained_predictor', 'predictor', 'alpha')
 
 def training_tasks(name: str, settings: dict, count: int, seed: int):
     """Meta-training tasks of family ``name`` (its training classes), as the held-out tasks are drawn."""
-    return sample_tasks(TaskDistribution(family_data(name, settings['image_size'])['train'], settings['ways'],
-                                         settings['shots'], settings['queries'], name=name), count, seed=seed)
+    return sample_tasks(
+        TaskDistribution(
+            family_data(name, settings['image_size'])['train'],
+            settings['ways'],
+            settings['shots'],
+            settings['queries'],
+            name=name,
+        ),
+        count,
+        seed=seed,
+    )
 
 
 def database_architectures(prior: dict, count: int, seed: int) -> list[dict]:
@@ -65,8 +74,13 @@ def train_stage(args, quality: dict, prior: dict) -> None:
         settings = quality['families'][name]['settings']
         tasks = training_tasks(name, settings, args.tasks, args.seed)
         path = args.output_dir / f'database_{name}.json'
-        header = {'family': name, 'seed': args.seed, 'train_steps': args.train_steps, 'architectures': archs,
-                  'tasks': args.tasks}
+        header = {
+            'family': name,
+            'seed': args.seed,
+            'train_steps': args.train_steps,
+            'architectures': archs,
+            'tasks': args.tasks,
+        }
         done: list[TrainedRecord] = []
         if path.is_file():
             stored = json.loads(path.read_text())
@@ -77,16 +91,26 @@ def train_stage(args, quality: dict, prior: dict) -> None:
 
         total = len(tasks) * len(archs)
 
-        def save(record: TrainedRecord, name=name, path=path, header=header, done=done, start=start,
-                 total=total) -> None:
+        def save(
+            record: TrainedRecord, name=name, path=path, header=header, done=done, start=start, total=total
+        ) -> None:
             done.append(record)
-            write_json(path, {**header, 'records': [r.as_dict() for r in done],
-                              'seconds_this_run': round(time.time() - start, 1)})
+            write_json(
+                path,
+                {**header, 'records': [r.as_dict() for r in done], 'seconds_this_run': round(time.time() - start, 1)},
+            )
             if len(done) % 20 == 0:
                 print(f'{name}: {len(done)} / {total} trained', flush=True)
 
-        train_database(space(settings['ways']), tasks, archs, steps=args.train_steps, seed=args.seed, done=list(done),
-                       on_record=save)
+        train_database(
+            space(settings['ways']),
+            tasks,
+            archs,
+            steps=args.train_steps,
+            seed=args.seed,
+            done=list(done),
+            on_record=save,
+        )
 
 
 def evaluate_stage(args, quality: dict, prior: dict) -> dict:
@@ -104,22 +128,35 @@ def evaluate_stage(args, quality: dict, prior: dict) -> dict:
     conditioner = conditioner_of(fitted)
     conditioner.eval()
     database_keys = {json.dumps(a, sort_keys=True) for a in archs}
-    results: dict = {'settings': json.loads(json.dumps(vars(args), default=str)), 'database_records': len(records),
-                     'fit_seconds': round(fit_seconds, 2), 'families': {}}
+    results: dict = {
+        'settings': json.loads(json.dumps(vars(args), default=str)),
+        'database_records': len(records),
+        'fit_seconds': round(fit_seconds, 2),
+        'families': {},
+    }
     for name in [n for n in quality['families'] if 'tasks' in quality['families'][n]]:
         family = quality['families'][name]
         settings = family['settings']
-        heldout = sample_tasks(TaskDistribution(family_data(name, settings['image_size'])['test'], settings['ways'],
-                                                settings['shots'], settings['queries'], name=name),
-                               settings['heldout_tasks'], seed=10_000)
+        heldout = sample_tasks(
+            TaskDistribution(
+                family_data(name, settings['image_size'])['test'],
+                settings['ways'],
+                settings['shots'],
+                settings['queries'],
+                name=name,
+            ),
+            settings['heldout_tasks'],
+            seed=10_000,
+        )
         per_task = []
         for t, row in enumerate(family['tasks']):
             samples = row['samples']
             assert not database_keys & {json.dumps(s, sort_keys=True) for s in samples}, 'a database cell evaluated'
             encoding = conditioner.encode(heldout[t].support_x, heldout[t].support_y)
             with torch.no_grad():
-                predicted = conditioner.predictor(encoding, torch.stack(
-                    [arch_features(s, conditioner.shapes, conditioner.choices) for s in samples])).tolist()
+                predicted = conditioner.predictor(
+                    encoding, torch.stack([arch_features(s, conditioner.shapes, conditioner.choices) for s in samples])
+                ).tolist()
             columns = {'trained_predictor': predicted, **{k: row[k] for k in ('predictor', 'alpha', 'trained')}}
             targets = ['trained'] + (['trained_mean'] if 'trained_mean' in row else [])
             if 'trained_mean' in row:
@@ -131,23 +168,41 @@ def evaluate_stage(args, quality: dict, prior: dict) -> dict:
             idx = [i for i, key in enumerate(row['architectures']) if key.startswith(('random', 'extra'))]
             measured = [columns[targets[-1]][i] for i in idx]
             picked = {r: measured[int(np.argmax([rank_columns[r][i] for i in idx]))] for r in (*RANKERS, 'ws')}
-            per_task.append({'spearman': spearman,
-                             'top1_accuracy_random': {**picked, 'best': max(measured),
-                                                      'median': float(np.median(measured))},
-                             'top1_rank': {r: top1_rank(columns[r], columns[targets[-1]]) for r in RANKERS},
-                             'top1_rank_random': random_top1_ranks(rank_columns, row['architectures'])
-                             | {'trained_predictor': _random_top1(rank_columns, row['architectures'])}})
-        summary = {pair: dict(zip(('mean', 'ci95'), mean_ci([x['spearman'][pair] for x in per_task])))
-                   for pair in per_task[0]['spearman']}
-        top1 = {k: float(np.mean([x['top1_rank_random'][k] for x in per_task]))
-                for k in per_task[0]['top1_rank_random']}
-        picks = {k: float(np.mean([x['top1_accuracy_random'][k] for x in per_task]))
-                 for k in per_task[0]['top1_accuracy_random']}
-        results['families'][name] = {'spearman': summary, 'mean_top1_rank_random': top1,
-                                     'mean_top1_accuracy_random': picks, 'tasks': per_task}
-        print(f'{name}: ' + ', '.join(f"{k} {v['mean']:+.2f}±{v['ci95']:.2f}" for k, v in summary.items())
-              + '; top-1 among random cells ' + ', '.join(f'{k} {v:.1f}' for k, v in top1.items())
-              + '; its accuracy ' + ', '.join(f'{k} {v:.3f}' for k, v in picks.items()), flush=True)
+            per_task.append(
+                {
+                    'spearman': spearman,
+                    'top1_accuracy_random': {**picked, 'best': max(measured), 'median': float(np.median(measured))},
+                    'top1_rank': {r: top1_rank(columns[r], columns[targets[-1]]) for r in RANKERS},
+                    'top1_rank_random': random_top1_ranks(rank_columns, row['architectures'])
+                    | {'trained_predictor': _random_top1(rank_columns, row['architectures'])},
+                }
+            )
+        summary = {
+            pair: dict(zip(('mean', 'ci95'), mean_ci([x['spearman'][pair] for x in per_task])))
+            for pair in per_task[0]['spearman']
+        }
+        top1 = {
+            k: float(np.mean([x['top1_rank_random'][k] for x in per_task])) for k in per_task[0]['top1_rank_random']
+        }
+        picks = {
+            k: float(np.mean([x['top1_accuracy_random'][k] for x in per_task]))
+            for k in per_task[0]['top1_accuracy_random']
+        }
+        results['families'][name] = {
+            'spearman': summary,
+            'mean_top1_rank_random': top1,
+            'mean_top1_accuracy_random': picks,
+            'tasks': per_task,
+        }
+        print(
+            f'{name}: '
+            + ', '.join(f'{k} {v["mean"]:+.2f}±{v["ci95"]:.2f}' for k, v in summary.items())
+            + '; top-1 among random cells '
+            + ', '.join(f'{k} {v:.1f}' for k, v in top1.items())
+            + '; its accuracy '
+            + ', '.join(f'{k} {v:.3f}' for k, v in picks.items()),
+            flush=True,
+        )
     write_json(args.output or args.output_dir / 'results.json', results)
     return results
 
@@ -162,10 +217,14 @@ def main(argv=None):
     p.add_argument('--stage', choices=('train', 'evaluate'), required=True)
     p.add_argument('--families', nargs='+', default=['peaks', 'texture'])
     p.add_argument('--conditioned', type=Path, default=RESULTS / 'conditioned_results_predictor20.pt')
-    p.add_argument('--quality', type=Path, nargs='+', default=[RESULTS / 'predictor_quality_repeat_peaks.json',
-                                                               RESULTS / 'predictor_quality_repeat_texture.json'],
-                   help="predictor_quality.py's JSON(s) for the same prior (with --repeat-trained); the evaluate "
-                        'stage scores the held-out tasks of every family they hold')
+    p.add_argument(
+        '--quality',
+        type=Path,
+        nargs='+',
+        default=[RESULTS / 'predictor_quality_repeat_peaks.json', RESULTS / 'predictor_quality_repeat_texture.json'],
+        help="predictor_quality.py's JSON(s) for the same prior (with --repeat-trained); the evaluate "
+        'stage scores the held-out tasks of every family they hold',
+    )
     p.add_argument('--output', type=Path, default=None, help='results JSON (default: results.json in --output-dir)')
     p.add_argument('--architectures', type=int, default=60, help='random cells in the database')
     p.add_argument('--tasks', type=int, default=4, help='meta-training tasks per family in the database')

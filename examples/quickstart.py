@@ -91,18 +91,31 @@ def main(argv=None) -> dict:
 
     splits = family_splits(args.family, image_size=16, images_per_class=args.images_per_class, seed=args.seed)
     train_tasks = TaskDistribution(splits['train'], args.ways, args.shots, args.queries, name=f'{args.family}-train')
-    heldout_tasks = TaskDistribution(splits['test'], args.ways, args.shots, args.queries,
-                                     name=f'{args.family}-heldout')
-    print(f'Meta-training on {train_tasks.num_classes} {args.family} classes, held-out: '
-          f'{heldout_tasks.num_classes} classes')
+    heldout_tasks = TaskDistribution(splits['test'], args.ways, args.shots, args.queries, name=f'{args.family}-heldout')
+    print(
+        f'Meta-training on {train_tasks.num_classes} {args.family} classes, held-out: '
+        f'{heldout_tasks.num_classes} classes'
+    )
 
     # 1. Meta-train the prior.
     evaluator = EpisodicClassification(
-        train_tasks, heldout_tasks, tasks_per_step=args.tasks_per_step, steps_per_epoch=args.steps_per_epoch,
-        val_episodes=2, seed=args.seed, max_epochs=args.meta_epochs, enable_checkpointing=False,
-        logger=CSVLogger(out / 'logs', name='meta'), log_every_n_steps=1)
-    strategy = BaseStrategy(inner_steps=args.inner_steps, save_prior_to=out / 'prior.pt', seed=args.seed,
-                            meta_training=MetaTrainingConfig(inner_batch_size=args.inner_batch_size))
+        train_tasks,
+        heldout_tasks,
+        tasks_per_step=args.tasks_per_step,
+        steps_per_epoch=args.steps_per_epoch,
+        val_episodes=2,
+        seed=args.seed,
+        max_epochs=args.meta_epochs,
+        enable_checkpointing=False,
+        logger=CSVLogger(out / 'logs', name='meta'),
+        log_every_n_steps=1,
+    )
+    strategy = BaseStrategy(
+        inner_steps=args.inner_steps,
+        save_prior_to=out / 'prior.pt',
+        seed=args.seed,
+        meta_training=MetaTrainingConfig(inner_batch_size=args.inner_batch_size),
+    )
     start = time.time()
     meta_exp = NasExperiment(space(), evaluator, strategy)
     meta_exp.run()
@@ -115,26 +128,39 @@ def main(argv=None) -> dict:
 
     # 2. One held-out dataset, three searches through NNI for the same epochs, every cell retrained alike.
     data = splits['test'].subset_classes(list(range(args.ways)))
-    search_train, search_val, test = random_split(data, [0.6, 0.2, 0.2],
-                                                  generator=torch.Generator().manual_seed(args.seed))
-    methods = {'BASE from the prior': lambda: BaseStrategy(prior=out / 'prior.pt', seed=args.seed),
-               'BASE without a prior': lambda: BaseStrategy(seed=args.seed),
-               "NNI's GumbelDARTS": GumbelDARTS}
+    search_train, search_val, test = random_split(
+        data, [0.6, 0.2, 0.2], generator=torch.Generator().manual_seed(args.seed)
+    )
+    methods = {
+        'BASE from the prior': lambda: BaseStrategy(prior=out / 'prior.pt', seed=args.seed),
+        'BASE without a prior': lambda: BaseStrategy(seed=args.seed),
+        "NNI's GumbelDARTS": GumbelDARTS,
+    }
     rows, adapt_strategy = {}, None
 
     def retrain(sample: dict) -> float:
         torch.manual_seed(args.seed)  # the same fresh weights' stream for every cell
-        return retrain_and_test(space().freeze(sample), ConcatDataset([search_train, search_val]), test,
-                                epochs=args.retrain_epochs, seed=args.seed)
+        return retrain_and_test(
+            space().freeze(sample),
+            ConcatDataset([search_train, search_val]),
+            test,
+            epochs=args.retrain_epochs,
+            seed=args.seed,
+        )
 
     for name, make_strategy in methods.items():
         torch.manual_seed(args.seed)
         search_eval = Classification(
-            learning_rate=0.02, optimizer=torch.optim.SGD, num_classes=args.ways,
+            learning_rate=0.02,
+            optimizer=torch.optim.SGD,
+            num_classes=args.ways,
             train_dataloaders=nni.trace(DataLoader)(search_train, batch_size=32, shuffle=True),
-            val_dataloaders=nni.trace(DataLoader)(search_val, batch_size=32), max_epochs=args.search_epochs,
-            enable_checkpointing=False, enable_progress_bar=False,
-            logger=CSVLogger(out / 'logs', name=name.lower().replace(' ', '_').replace("'", '')))
+            val_dataloaders=nni.trace(DataLoader)(search_val, batch_size=32),
+            max_epochs=args.search_epochs,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            logger=CSVLogger(out / 'logs', name=name.lower().replace(' ', '_').replace("'", '')),
+        )
         search_strategy = make_strategy()
         start = time.time()
         exp = NasExperiment(space(), search_eval, search_strategy)
@@ -143,50 +169,79 @@ def main(argv=None) -> dict:
         sample = exp.export_top_models(formatter='dict')[0]
         exp.stop()
         accuracy = retrain(sample)
-        rows[name] = {'search_seconds': round(seconds, 1), 'retrained_test_accuracy': round(accuracy, 4),
-                      'genotype': format_genotype(sample_to_genotype(sample))}
+        rows[name] = {
+            'search_seconds': round(seconds, 1),
+            'retrained_test_accuracy': round(accuracy, 4),
+            'genotype': format_genotype(sample_to_genotype(sample)),
+        }
         print(f'  {name}: searched in {seconds:.0f} s, retrained test accuracy {accuracy:.3f}')
         if adapt_strategy is None:
             adapt_strategy, adapted_sample = search_strategy, sample
     rng = random.Random(args.seed)
     random_accuracies = [retrain(random_sample(rng)) for _ in range(args.random_cells)]
     rows[f'random cells (median of {args.random_cells})'] = {
-        'search_seconds': 0.0, 'retrained_test_accuracy': round(float(statistics.median(random_accuracies)), 4),
-        'all': [round(a, 4) for a in random_accuracies]}
-    adapted_concentration = {label: float(torch.softmax(a.detach(), -1).max(-1).values.mean())
-                             for label, a in adapt_strategy.oneshot_module.alphas().items()}
+        'search_seconds': 0.0,
+        'retrained_test_accuracy': round(float(statistics.median(random_accuracies)), 4),
+        'all': [round(a, 4) for a in random_accuracies],
+    }
+    adapted_concentration = {
+        label: float(torch.softmax(a.detach(), -1).max(-1).values.mean())
+        for label, a in adapt_strategy.oneshot_module.alphas().items()
+    }
 
     write_json(out / 'arch.json', adapted_sample)
     write_json(out / 'probs.json', adapt_strategy.export_probs())
     write_text(out / 'genotype.txt', format_genotype(sample_to_genotype(adapted_sample)) + '\n')
     plot_cells(adapted_sample, out / 'cells.png')
     meta_csv = Path(evaluator.trainer.logger.log_dir) / 'metrics.csv'
-    plot_curves(meta_csv, out / 'meta_curves.png',
-                ['query_acc_before_step', 'query_acc_after_step', 'outer_loss_step', 'alpha_max_prob/normal',
-                 'alpha_max_prob/reduce'])
+    plot_curves(
+        meta_csv,
+        out / 'meta_curves.png',
+        [
+            'query_acc_before_step',
+            'query_acc_after_step',
+            'outer_loss_step',
+            'alpha_max_prob/normal',
+            'alpha_max_prob/reduce',
+        ],
+    )
 
     summary = {
-        'dataset': {'family': args.family, 'classes': args.ways, 'search_train': len(search_train),
-                    'search_val': len(search_val), 'test': len(test)},
-        'search_epochs': args.search_epochs, 'retrain_epochs': args.retrain_epochs,
+        'dataset': {
+            'family': args.family,
+            'classes': args.ways,
+            'search_train': len(search_train),
+            'search_val': len(search_val),
+            'test': len(test),
+        },
+        'search_epochs': args.search_epochs,
+        'retrain_epochs': args.retrain_epochs,
         'methods': rows,
         'prior_alpha_mean_max_prob': concentration,
         'adapted_alpha_mean_max_prob': adapted_concentration,
         'meta_train_seconds': round(meta_seconds, 1),
     }
     write_json(out / 'summary.json', summary)
-    print(f'\nHeld-out {args.family} classes ({args.ways} classes: {len(search_train)} search-train, '
-          f'{len(search_val)} search-validation, {len(test)} test images), {args.search_epochs} search epochs '
-          f'through NasExperiment + Classification, every exported cell retrained from fresh weights '
-          f'({args.retrain_epochs} epochs, one recipe):')
+    print(
+        f'\nHeld-out {args.family} classes ({args.ways} classes: {len(search_train)} search-train, '
+        f'{len(search_val)} search-validation, {len(test)} test images), {args.search_epochs} search epochs '
+        f'through NasExperiment + Classification, every exported cell retrained from fresh weights '
+        f'({args.retrain_epochs} epochs, one recipe):'
+    )
     print(f'  {"method":<28} {"search s":>8} {"retrained test acc":>19}')
     for name, row in rows.items():
         print(f'  {name:<28} {row["search_seconds"]:>8.0f} {row["retrained_test_accuracy"]:>19.3f}')
-    print(f'Meta-training took {meta_seconds:.0f} s; alpha concentration (mean max probability per edge, uniform '
-          '0.125): prior ' + ', '.join(f'{label} {value:.2f}' for label, value in concentration.items())
-          + '; adapted ' + ', '.join(f'{label} {value:.2f}' for label, value in adapted_concentration.items()))
-    print(f'Architecture: {out / "arch.json"}  pictures: {out / "cells.png"}, {out / "prior.png"}  '
-          f'prior: {out / "prior.pt"}')
+    print(
+        f'Meta-training took {meta_seconds:.0f} s; alpha concentration (mean max probability per edge, uniform '
+        '0.125): prior '
+        + ', '.join(f'{label} {value:.2f}' for label, value in concentration.items())
+        + '; adapted '
+        + ', '.join(f'{label} {value:.2f}' for label, value in adapted_concentration.items())
+    )
+    print(
+        f'Architecture: {out / "arch.json"}  pictures: {out / "cells.png"}, {out / "prior.png"}  '
+        f'prior: {out / "prior.pt"}'
+    )
     return summary
 
 

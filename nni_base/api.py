@@ -27,9 +27,15 @@ from .search.prior import load_prior, save_prior
 from .strategy import BaseStrategy
 from .tasks import EpisodeDataset, Task
 
-__all__ = ['build_supernet', 'adaptation_accuracy', 'inner_loop_accuracy', 'sample_tasks', 'zero_shot',
-           'ZeroShotResult',
-           'fit_trained_predictor']
+__all__ = [
+    'build_supernet',
+    'adaptation_accuracy',
+    'inner_loop_accuracy',
+    'sample_tasks',
+    'zero_shot',
+    'ZeroShotResult',
+    'fit_trained_predictor',
+]
 
 
 def build_supernet(space: ModelSpace, strategy: BaseStrategy) -> BaseSearchModule:
@@ -44,9 +50,17 @@ def build_supernet(space: ModelSpace, strategy: BaseStrategy) -> BaseSearchModul
     return supernet
 
 
-def adaptation_accuracy(supernet: BaseSearchModule, tasks: Sequence[Task], steps: int, *,
-                        batch_size: int | None = 32, search_steps: int | None = None, optimizer: str = 'sgd',
-                        weight_lr: float | None = None, seed: int = 0) -> dict[str, Any]:
+def adaptation_accuracy(
+    supernet: BaseSearchModule,
+    tasks: Sequence[Task],
+    steps: int,
+    *,
+    batch_size: int | None = 32,
+    search_steps: int | None = None,
+    optimizer: str = 'sgd',
+    weight_lr: float | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Query accuracy of the derived architecture on each task before and after ``steps`` adaptation steps.
 
     Each task runs BASE's adaptation (:class:`~nni_base.search.adaptation.TaskAdapter`, the step
@@ -79,8 +93,12 @@ def adaptation_accuracy(supernet: BaseSearchModule, tasks: Sequence[Task], steps
     finally:
         state.restore(shared)
         supernet.rebuilt_heads = heads
-    return {'before': sum(before) / len(before), 'after': sum(after) / len(after),
-            'per_task_before': before, 'per_task_after': after}
+    return {
+        'before': sum(before) / len(before),
+        'after': sum(after) / len(after),
+        'per_task_before': before,
+        'per_task_after': after,
+    }
 
 
 def inner_loop_accuracy(supernet: BaseSearchModule, tasks: Sequence[Task], steps: int) -> dict[str, Any]:
@@ -90,8 +108,12 @@ def inner_loop_accuracy(supernet: BaseSearchModule, tasks: Sequence[Task], steps
     meta-learned initialisation, not of what a user adapting a prior gets (:func:`adaptation_accuracy`).
     """
     results = adapt_each(supernet, tasks, steps, where='held-out')
-    return {'before': results.mean_before, 'after': results.mean_after,
-            'per_task_before': results.before, 'per_task_after': results.after}
+    return {
+        'before': results.mean_before,
+        'after': results.mean_after,
+        'per_task_before': results.before,
+        'per_task_after': results.after,
+    }
 
 
 def load_strategy(prior: str | os.PathLike | Path, **overrides: Any) -> BaseStrategy:
@@ -106,10 +128,19 @@ def sample_tasks(distribution, count: int, seed: int) -> list[Task]:
     return [episodes[i][0] for i in range(count)]
 
 
-def fit_trained_predictor(prior: str | os.PathLike, space: ModelSpace, tasks: Sequence[Task],
-                          output: str | os.PathLike, *, architectures: int = 20, train_steps: int = 30,
-                          fit_steps: int = 300, seed: int = 0, database: str | os.PathLike | None = None,
-                          progress: bool = True) -> dict[str, Any]:
+def fit_trained_predictor(
+    prior: str | os.PathLike,
+    space: ModelSpace,
+    tasks: Sequence[Task],
+    output: str | os.PathLike,
+    *,
+    architectures: int = 20,
+    train_steps: int = 30,
+    fit_steps: int = 300,
+    seed: int = 0,
+    database: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Give a conditioned prior a predictor of *trained* accuracy; write it to ``output`` and return it.
 
     ``architectures`` random architectures of the prior's space are each trained from scratch (``train_steps``
@@ -124,17 +155,22 @@ def fit_trained_predictor(prior: str | os.PathLike, space: ModelSpace, tasks: Se
     conditioner = conditioner_of(loaded)
     rng = random.Random(seed)
     samples = [random_architecture(conditioner.shapes, rng, conditioner.choices) for _ in range(architectures)]
-    header = {'seed': seed, 'train_steps': train_steps, 'architectures': samples,
-              'tasks': [round(float(t.support_x.double().sum()), 4) for t in tasks]}
+    header = {
+        'seed': seed,
+        'train_steps': train_steps,
+        'architectures': samples,
+        'tasks': [round(float(t.support_x.double().sum()), 4) for t in tasks],
+    }
     done: list[TrainedRecord] = []
     if database is not None and Path(database).is_file():
         stored = json.loads(Path(database).read_text())
         if {k: stored.get(k) for k in header} != json.loads(json.dumps(header)):
-            raise ValueError(f'{database} holds a database of other tasks, architectures, seed or train_steps; '
-                             'pass another file, or delete it to start over.')
+            raise ValueError(
+                f'{database} holds a database of other tasks, architectures, seed or train_steps; '
+                'pass another file, or delete it to start over.'
+            )
         done = [TrainedRecord(**r) for r in stored['records']]
-    bar = tqdm(total=len(tasks) * architectures, initial=len(done), desc='training architectures',
-               disable=not progress)
+    bar = tqdm(total=len(tasks) * architectures, initial=len(done), desc='training architectures', disable=not progress)
 
     def on_record(record: TrainedRecord) -> None:
         done.append(record)
@@ -143,8 +179,9 @@ def fit_trained_predictor(prior: str | os.PathLike, space: ModelSpace, tasks: Se
             write_json(database, {**header, 'records': [r.as_dict() for r in done]})
 
     try:
-        records = train_database(space, tasks, samples, steps=train_steps, seed=seed, done=list(done),
-                                 on_record=on_record)
+        records = train_database(
+            space, tasks, samples, steps=train_steps, seed=seed, done=list(done), on_record=on_record
+        )
     finally:
         bar.close()
     fitted = fit_predictor(loaded, tasks, samples, records, steps=fit_steps, seed=seed)

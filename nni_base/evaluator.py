@@ -22,8 +22,13 @@ from .tasks import EpisodeDataset, TaskDistribution, episode_loader
 from .tasks.metrics import accuracy as accuracy_of
 from .tasks.mixture import ResolutionMixture
 
-__all__ = ['EpisodicModule', 'EpisodicClassification', 'EpochSeededSampler', 'meta_train_loader',
-           'check_episodic_space']
+__all__ = [
+    'EpisodicModule',
+    'EpisodicClassification',
+    'EpochSeededSampler',
+    'meta_train_loader',
+    'check_episodic_space',
+]
 
 
 def _as_is(item):
@@ -66,8 +71,9 @@ class EpochSeededSampler(Sampler[int]):
         yield from self._epoch_draws(generator)
 
 
-def meta_train_loader(tasks: TaskDistribution | ResolutionMixture, tasks_per_step: int, steps_per_epoch: int,
-                      seed: int) -> DataLoader:
+def meta_train_loader(
+    tasks: TaskDistribution | ResolutionMixture, tasks_per_step: int, steps_per_epoch: int, seed: int
+) -> DataLoader:
     """The meta-training loader of :class:`EpisodicClassification`: batch = list of ``tasks_per_step`` tasks.
 
     Every epoch draws ``steps_per_epoch`` new meta-steps from a large index space, as a function of ``(seed,
@@ -102,8 +108,10 @@ class EpisodicModule(LightningModule):
         return self.criterion(logits, y), accuracy
 
     def training_step(self, batch, batch_idx):
-        raise TypeError('EpisodicClassification yields lists of tasks, which only nni_base.BaseStrategy can train '
-                        'on. Use BaseStrategy, or nni.nas.evaluator.pytorch.Classification for other strategies.')
+        raise TypeError(
+            'EpisodicClassification yields lists of tasks, which only nni_base.BaseStrategy can train '
+            'on. Use BaseStrategy, or nni.nas.evaluator.pytorch.Classification for other strategies.'
+        )
 
     def configure_optimizers(self):
         return None
@@ -145,18 +153,33 @@ class EpisodicClassification(Lightning):
     ...                                    max_epochs=2, enable_progress_bar=False, logger=False)
     """
 
-    def __init__(self, train_tasks: TaskDistribution | ResolutionMixture,
-                 val_tasks: TaskDistribution | ResolutionMixture | None = None, *,
-                 tasks_per_step: int = 4, steps_per_epoch: int = 50, val_episodes: int = 8, seed: int = 0,
-                 criterion: type[nn.Module] = nn.CrossEntropyLoss, **trainer_kwargs: Any):
+    def __init__(
+        self,
+        train_tasks: TaskDistribution | ResolutionMixture,
+        val_tasks: TaskDistribution | ResolutionMixture | None = None,
+        *,
+        tasks_per_step: int = 4,
+        steps_per_epoch: int = 50,
+        val_episodes: int = 8,
+        seed: int = 0,
+        criterion: type[nn.Module] = nn.CrossEntropyLoss,
+        **trainer_kwargs: Any,
+    ):
         if not isinstance(train_tasks, TaskDistribution | ResolutionMixture):
-            raise TypeError('train_tasks must be a nni_base.TaskDistribution or ResolutionMixture, got '
-                            f'{type(train_tasks).__name__}.')
+            raise TypeError(
+                'train_tasks must be a nni_base.TaskDistribution or ResolutionMixture, got '
+                f'{type(train_tasks).__name__}.'
+            )
         if val_tasks is not None and val_tasks.ways != train_tasks.ways:
-            raise ValueError(f'val_tasks are {val_tasks.ways}-way but train_tasks {train_tasks.ways}-way: the '
-                             'classifier is shared, use the same number of ways.')
-        for name, value in (('tasks_per_step', tasks_per_step), ('steps_per_epoch', steps_per_epoch),
-                            ('val_episodes', val_episodes)):
+            raise ValueError(
+                f'val_tasks are {val_tasks.ways}-way but train_tasks {train_tasks.ways}-way: the '
+                'classifier is shared, use the same number of ways.'
+            )
+        for name, value in (
+            ('tasks_per_step', tasks_per_step),
+            ('steps_per_epoch', steps_per_epoch),
+            ('val_episodes', val_episodes),
+        ):
             if int(value) < 1:
                 raise ValueError(f'{name} must be at least 1, got {value}.')
         self.train_tasks = train_tasks
@@ -175,15 +198,25 @@ class EpisodicClassification(Lightning):
             val_loader = val_tasks.episode_loader(val_tasks.num_resolutions, val_episodes, seed=seed + 1)
         else:
             val_loader = episode_loader(val_tasks, 1, val_episodes, seed=seed + 1) if val_tasks is not None else []
-        super().__init__(EpisodicModule(criterion), Trainer(**trainer_kwargs),
-                         train_dataloaders=train_loader, val_dataloaders=val_loader)
+        super().__init__(
+            EpisodicModule(criterion),
+            Trainer(**trainer_kwargs),
+            train_dataloaders=train_loader,
+            val_dataloaders=val_loader,
+        )
 
     def task_config(self) -> dict[str, Any]:
         """JSON-like description of the task distribution, stored in priors."""
-        return {'train': self.train_tasks.name, 'val': self.val_tasks.name if self.val_tasks else None,
-                'ways': self.train_tasks.ways, 'shots': self.train_tasks.shots, 'queries': self.train_tasks.queries,
-                'image_shape': list(self.train_tasks.image_shape), 'tasks_per_step': self.tasks_per_step,
-                'seed': self.seed}
+        return {
+            'train': self.train_tasks.name,
+            'val': self.val_tasks.name if self.val_tasks else None,
+            'ways': self.train_tasks.ways,
+            'shots': self.train_tasks.shots,
+            'queries': self.train_tasks.queries,
+            'image_shape': list(self.train_tasks.image_shape),
+            'tasks_per_step': self.tasks_per_step,
+            'seed': self.seed,
+        }
 
 
 def check_episodic_space(evaluator: EpisodicClassification, model: nn.Module | None) -> None:
@@ -192,9 +225,11 @@ def check_episodic_space(evaluator: EpisodicClassification, model: nn.Module | N
         return
     ways, outputs = evaluator.train_tasks.ways, classifier_outputs(model)
     if outputs is not None and outputs != ways:
-        raise ValueError(f"Meta-training on {ways}-way tasks needs a {ways}-output classifier, but the space's has "
-                         f'{outputs}: build the space with num_classes={ways} (e.g. DartsTaskSpace(num_classes='
-                         f'{ways})). A prior adapts to datasets with other class counts later.')
+        raise ValueError(
+            f"Meta-training on {ways}-way tasks needs a {ways}-output classifier, but the space's has "
+            f'{outputs}: build the space with num_classes={ways} (e.g. DartsTaskSpace(num_classes='
+            f'{ways})). A prior adapts to datasets with other class counts later.'
+        )
     channels, shape = input_channels(model), evaluator.train_tasks.image_shape
     if channels is not None and shape[0] != channels:
         check_images(torch.zeros(1, *shape), where=f'tasks {evaluator.train_tasks.name!r}', channels=channels)

@@ -50,11 +50,16 @@ def tidy_trainer(trainer: pl.Trainer) -> pl.Trainer:
         return trainer  # writes nothing
     if any(not isinstance(kwargs.get(k), str | None) for k in ('strategy', 'accelerator', 'plugins')):
         # a Strategy / Accelerator object was configured by the first Trainer and cannot serve a second one
-        _logger.info('Lightning writes this run under %s (its default root): pass default_root_dir= to the '
-                     'evaluator to choose.', trainer.default_root_dir)
+        _logger.info(
+            'Lightning writes this run under %s (its default root): pass default_root_dir= to the evaluator to choose.',
+            trainer.default_root_dir,
+        )
         return trainer
     root = tempfile.mkdtemp(prefix='nni-base-lightning-')
     atexit.register(shutil.rmtree, root, ignore_errors=True)
-    _logger.info('Lightning logs and checkpoints of this run go to %s, removed when the process exits (pass '
-                 'default_root_dir= or logger= to the evaluator to keep them).', root)
+    _logger.info(
+        'Lightning logs and checkpoints of this run go to %s, removed when the process exits (pass '
+        'default_root_dir= or logger= to the evaluator to keep them).',
+        root,
+    )
     return Trainer(**{**kwargs, 'default_root_dir': root})

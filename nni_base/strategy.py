@@ -56,10 +56,12 @@ _logger = logging.getLogger(__name__)
 
 def _remembers_arguments(init: Callable[..., None]) -> Callable[..., None]:
     """Keep the keyword arguments the caller passed: with a prior, only those override its stored settings."""
+
     @functools.wraps(init)
     def wrapper(self: Any, **kwargs: Any) -> None:
         self._arguments = dict(kwargs)
         init(self, **kwargs)
+
     return wrapper
 
 
@@ -114,24 +116,39 @@ class BaseStrategy(OneShotStrategy):
     """
 
     @_remembers_arguments
-    def __init__(self, *, prior: str | os.PathLike | None = None,
-                 inner_steps: int = BaseConfig.inner_steps, inner_lr: float = BaseConfig.inner_lr,
-                 inner_lr_alpha: float = BaseConfig.inner_lr_alpha, outer_lr: float | None = BaseConfig.outer_lr,
-                 outer_lr_alpha: float | None = BaseConfig.outer_lr_alpha,
-                 adapt_steps: int | None = BaseConfig.adapt_steps,
-                 arc_learning_rate: float | None = BaseConfig.arc_learning_rate,
-                 temperature: TemperatureSchedule | tuple[float, float] | None = BaseConfig.temperature,
-                 meta_algorithm: Literal['reptile', 'maml'] = BaseConfig.meta_algorithm,
-                 head_init: Literal['zero', 'class_means', 'random'] = BaseConfig.head_init,
-                 freeze_alpha: bool = BaseConfig.freeze_alpha,
-                 supernet: SupernetConfig | None = None, meta_training: MetaTrainingConfig | None = None,
-                 adaptation: AdaptationConfig | None = None, conditioning: bool | ConditioningConfig = False,
-                 zero_shot: bool | ZeroShotConfig = False, resume_from: str | os.PathLike | None = None,
-                 save_prior_to: str | os.PathLike | None = None, seed: int | None = 0, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        prior: str | os.PathLike | None = None,
+        inner_steps: int = BaseConfig.inner_steps,
+        inner_lr: float = BaseConfig.inner_lr,
+        inner_lr_alpha: float = BaseConfig.inner_lr_alpha,
+        outer_lr: float | None = BaseConfig.outer_lr,
+        outer_lr_alpha: float | None = BaseConfig.outer_lr_alpha,
+        adapt_steps: int | None = BaseConfig.adapt_steps,
+        arc_learning_rate: float | None = BaseConfig.arc_learning_rate,
+        temperature: TemperatureSchedule | tuple[float, float] | None = BaseConfig.temperature,
+        meta_algorithm: Literal['reptile', 'maml'] = BaseConfig.meta_algorithm,
+        head_init: Literal['zero', 'class_means', 'random'] = BaseConfig.head_init,
+        freeze_alpha: bool = BaseConfig.freeze_alpha,
+        supernet: SupernetConfig | None = None,
+        meta_training: MetaTrainingConfig | None = None,
+        adaptation: AdaptationConfig | None = None,
+        conditioning: bool | ConditioningConfig = False,
+        zero_shot: bool | ZeroShotConfig = False,
+        resume_from: str | os.PathLike | None = None,
+        save_prior_to: str | os.PathLike | None = None,
+        seed: int | None = 0,
+        **kwargs: Any,
+    ):
         for name in [k for k in kwargs if k in GROUPED_FIELDS]:
             arg, group_field = GROUPED_FIELDS[name]
-            warnings.warn(f'{name}= is now {arg}=' + ('True' if group_field is None else
-                          f'{GROUPS[arg].__name__}({group_field}=...)'), DeprecationWarning, stacklevel=3)
+            warnings.warn(
+                f'{name}= is now {arg}='
+                + ('True' if group_field is None else f'{GROUPS[arg].__name__}({group_field}=...)'),
+                DeprecationWarning,
+                stacklevel=3,
+            )
             del kwargs[name]
         super().__init__(**kwargs)
         quiet_nni_one_shot_warnings()
@@ -140,14 +157,18 @@ class BaseStrategy(OneShotStrategy):
         arguments = {k: v for k, v in self._arguments.items() if k in GROUPS or k in BaseConfig.__dataclass_fields__}
         self.config = resolve_config(arguments, self.prior['config'] if self.prior is not None else None)
         if self.config.zero_shot and (self.prior is None or self.prior.get('conditioning') is None):
-            raise ValueError('zero_shot=True generates architectures from a dataset-conditioned prior, but '
-                             + ('no prior was given' if self.prior is None else f'{self.prior_path} has no dataset '
-                                'encoder') + ': pass prior= a file meta-trained with conditioning=True.')
+            raise ValueError(
+                'zero_shot=True generates architectures from a dataset-conditioned prior, but '
+                + ('no prior was given' if self.prior is None else f'{self.prior_path} has no dataset encoder')
+                + ': pass prior= a file meta-trained with conditioning=True.'
+            )
         self.save_prior_to = Path(save_prior_to) if save_prior_to is not None else None
         self.resume_from = Path(resume_from) if resume_from is not None else None
         if self.resume_from is not None and not self.resume_from.is_file():
-            raise FileNotFoundError(f'resume_from={str(self.resume_from)!r} is not a file: pass the Lightning '
-                                    'checkpoint (e.g. last.ckpt) that the interrupted run wrote.')
+            raise FileNotFoundError(
+                f'resume_from={str(self.resume_from)!r} is not a file: pass the Lightning '
+                'checkpoint (e.g. last.ckpt) that the interrupted run wrote.'
+            )
         if self.resume_from is not None:
             check_checkpoint(self.resume_from)  # a damaged file is named before Lightning unpickles it
         self.seed = seed
@@ -169,25 +190,37 @@ class BaseStrategy(OneShotStrategy):
             memo.update(self._choice_logits)
             memo['__nni_base_logits__'] = True
         # The memo also carries one alpha per cell label, created by the first cell of that label.
-        return hook(module, name, memo, {'hard': self.config.hard, 'sparse': self.config.sparse,
-                                         'relaxation': self.config.relaxation,
-                                         'parameterization': self.config.parameterization,
-                                         'draws': self._draws})
+        return hook(
+            module,
+            name,
+            memo,
+            {
+                'hard': self.config.hard,
+                'sparse': self.config.sparse,
+                'relaxation': self.config.relaxation,
+                'parameterization': self.config.parameterization,
+                'draws': self._draws,
+            },
+        )
 
     def mutate_model(self, model):
         choices = model.simplify()
         if not choices:
-            raise ValueError(f'The model space {type(model).__name__} has no choices: there is nothing to search. '
-                             f'BaseStrategy searches {SUPPORTED_CHOICES}; e.g. nni_base.DartsTaskSpace.')
+            raise ValueError(
+                f'The model space {type(model).__name__} has no choices: there is nothing to search. '
+                f'BaseStrategy searches {SUPPORTED_CHOICES}; e.g. nni_base.DartsTaskSpace.'
+            )
         self._choice_logits = {}
         # A generator of their own: drawing them from torch's global one would shift every seeded initialisation
         # after them (the weights and cell logits of DARTS spaces would differ from earlier versions).
         generator = torch.Generator().manual_seed(0 if self.seed is None else self.seed)
         for label, mutable in choices.items():
             if not isinstance(mutable, (Categorical, CategoricalMultiple)):
-                raise TypeError(f'BaseStrategy keeps one categorical distribution per choice, but choice {label!r} is '
-                                f'a {type(mutable).__name__} ({mutable!r}). Use nni.choice({label!r}, [...]) over a '
-                                'few values instead, or fix it to one value.')
+                raise TypeError(
+                    f'BaseStrategy keeps one categorical distribution per choice, but choice {label!r} is '
+                    f'a {type(mutable).__name__} ({mutable!r}). Use nni.choice({label!r}, [...]) over a '
+                    'few values instead, or fix it to one value.'
+                )
             self._choice_logits[label] = nn.Parameter(torch.randn(len(mutable.values), generator=generator) * 1e-3)
         if self.prior is None and self.seed is not None:
             # The space was initialised when the user built it; re-draw its weights so the seed decides them.
@@ -201,26 +234,36 @@ class BaseStrategy(OneShotStrategy):
         self.rebuilt_heads = apply_prior(model, self.prior) if self.prior is not None else []
         if self.rebuilt_heads:
             ways = self.prior.get('tasks', {}).get('ways')  # type: ignore[union-attr]
-            _logger.info('The prior was meta-trained on %s-way tasks; this space has %s classes: its weights and '
-                         "alpha are loaded, the classifier is rebuilt (head_init=%r).", ways,
-                         classifier_outputs(model), self.config.head_init)
+            _logger.info(
+                'The prior was meta-trained on %s-way tasks; this space has %s classes: its weights and '
+                'alpha are loaded, the classifier is rebuilt (head_init=%r).',
+                ways,
+                classifier_outputs(model),
+                self.config.head_init,
+            )
         self._mutated_model = model
         return model
 
     def mutate_evaluator(self, evaluator):
         if not isinstance(evaluator, Lightning):
-            raise TypeError(f'BaseStrategy needs a Lightning evaluator (nni.nas.evaluator.pytorch.Classification '
-                            f'or nni_base.EpisodicClassification), got {type(evaluator).__name__}.')
+            raise TypeError(
+                f'BaseStrategy needs a Lightning evaluator (nni.nas.evaluator.pytorch.Classification '
+                f'or nni_base.EpisodicClassification), got {type(evaluator).__name__}.'
+            )
         if self.config.average_alpha_tasks and not isinstance(evaluator, EpisodicClassification):
             raise TypeError('average_alpha_tasks needs an EpisodicClassification evaluator to draw tasks from.')
         if self.config.zero_shot and isinstance(evaluator, EpisodicClassification):
-            raise TypeError('zero_shot=True reads one dataset (NNI\'s Classification evaluator, its training '
-                            'dataloader); an EpisodicClassification meta-trains. Use zero_shot=False to meta-train.')
+            raise TypeError(
+                "zero_shot=True reads one dataset (NNI's Classification evaluator, its training "
+                'dataloader); an EpisodicClassification meta-trains. Use zero_shot=False to meta-train.'
+            )
         if isinstance(evaluator, EpisodicClassification):
             check_episodic_space(evaluator, self._mutated_model)
             if self.config.freeze_architecture_after is not None:
-                _logger.warning('freeze_architecture_after applies to single-task search / adaptation only; '
-                                'meta-training with an EpisodicClassification evaluator ignores it.')
+                _logger.warning(
+                    'freeze_architecture_after applies to single-task search / adaptation only; '
+                    'meta-training with an EpisodicClassification evaluator ignores it.'
+                )
             self._task_config = evaluator.task_config()
             self._episodic = evaluator
         else:
@@ -228,9 +271,15 @@ class BaseStrategy(OneShotStrategy):
             self._episodic = None
         # The user's own training data: single-task search checks it and reads a rebuilt head's class means from it
         # before Lightning's first batch (its sanity validation included); NNI wraps the loaders below.
-        self._train_data = None if isinstance(evaluator, EpisodicClassification) else (
-            evaluator.datamodule.train_dataloader if evaluator.datamodule is not None
-            else (lambda: evaluator.train_dataloaders))
+        self._train_data = (
+            None
+            if isinstance(evaluator, EpisodicClassification)
+            else (
+                evaluator.datamodule.train_dataloader
+                if evaluator.datamodule is not None
+                else (lambda: evaluator.train_dataloaders)
+            )
+        )
         mutated = super().mutate_evaluator(evaluator)
         mutated.trainer = tidy_trainer(mutated.trainer)  # nothing written into the current folder unless asked
         if self.resume_from is not None:
@@ -281,8 +330,9 @@ class BaseStrategy(OneShotStrategy):
                 raise e from None
             if trainer is None or trainer.world_size < 2 or not is_collective_error(e):
                 raise
-            raise collective_failure(e, trainer.global_rank, trainer.world_size,
-                                     f'a collective at meta-step {trainer.global_step}') from e
+            raise collective_failure(
+                e, trainer.global_rank, trainer.world_size, f'a collective at meta-step {trainer.global_step}'
+            ) from e
         if self.config.average_alpha_tasks and self._episodic is not None:
             tasks_from = self._episodic.val_tasks or self._episodic.train_tasks
             tasks = [tasks_from.sample() for _ in range(self.config.average_alpha_tasks)]
@@ -327,8 +377,14 @@ class BaseStrategy(OneShotStrategy):
         """The current prior (weights, alpha, space and task description) as a dict."""
         module = self.oneshot_module
         meta = {'steps': _global_step(module), 'seed': self.seed, 'metrics': dict(module.last_metrics)}
-        return build_prior(self.supernet, module.alphas(), config=self.config.to_dict(), tasks=self._task_config,
-                           meta=meta, conditioning=module.conditioning_state())
+        return build_prior(
+            self.supernet,
+            module.alphas(),
+            config=self.config.to_dict(),
+            tasks=self._task_config,
+            meta=meta,
+            conditioning=module.conditioning_state(),
+        )
 
     def save_prior(self, path: str | os.PathLike) -> Path:
         """Write the current prior atomically (refused if any value is NaN/inf)."""

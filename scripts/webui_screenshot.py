@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> Path:
         try:
             exp.start()
             jobs = exp.wait(trials=2)
-            print(f'experiment {exp.id}: ' + ', '.join(f"{job['trialJobId']} {job['status']}" for job in jobs))
+            print(f'experiment {exp.id}: ' + ', '.join(f'{job["trialJobId"]} {job["status"]}' for job in jobs))
             shot = work / 'nni_webui.png'
             result = _browse(f'http://127.0.0.1:{exp.port}/oview', work / 'profile', f'--screenshot={shot}')
             if result.returncode != 0 or not shot.is_file():

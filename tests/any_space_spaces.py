@@ -28,8 +28,9 @@ class LayerInputSpace(ModelSpace):
     def __init__(self, num_classes: int = WAYS):
         super().__init__()
         self.stem = nn.Conv2d(3, 8, 3, padding=1)
-        self.conv = LayerChoice([nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 5, padding=2),
-                                 nn.MaxPool2d(3, 1, 1)], label='conv')
+        self.conv = LayerChoice(
+            [nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 5, padding=2), nn.MaxPool2d(3, 1, 1)], label='conv'
+        )
         self.skip = InputChoice(2, 1, label='skip')
         self.head = nn.Linear(8, num_classes)
 
@@ -60,8 +61,10 @@ class RepeatSpace(ModelSpace):
     def __init__(self, num_classes: int = WAYS):
         super().__init__()
         self.stem = nn.Conv2d(3, 8, 3, padding=1)
-        self.blocks = Repeat(lambda index: nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()),
-                             nni.choice('depth', [1, 2, 3]))
+        self.blocks = Repeat(
+            lambda index: nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU()),
+            nni.choice('depth', [1, 2, 3]),
+        )
         self.head = nn.Linear(8, num_classes)
 
     def forward(self, x):
@@ -82,9 +85,12 @@ class CellMixSpace(ModelSpace):
 
             def ops():
                 return [copy.deepcopy(op) for op in candidates]
+
         self.cell = Cell(ops, num_nodes=2, num_ops_per_node=1, num_predecessors=1, label='cell')
-        self.post = LayerChoice({'conv': nn.Conv2d(16, 8, 1),
-                                 'pool': nn.Sequential(nn.AvgPool2d(3, 1, 1), nn.Conv2d(16, 8, 1))}, label='post')
+        self.post = LayerChoice(
+            {'conv': nn.Conv2d(16, 8, 1), 'pool': nn.Sequential(nn.AvgPool2d(3, 1, 1), nn.Conv2d(16, 8, 1))},
+            label='post',
+        )
         self.head = nn.Linear(8, num_classes)
 
     def forward(self, x):
@@ -105,8 +111,15 @@ class LooseEndCellSpace(ModelSpace):
     def __init__(self, num_classes: int = WAYS):
         super().__init__()
         self.stem = nn.Conv2d(3, 8, 3, padding=1)
-        self.cell = Cell([nn.Conv2d(8, 8, 3, padding=1), nn.MaxPool2d(3, 1, 1)], num_nodes=2, num_ops_per_node=1,
-                         num_predecessors=1, merge_op='loose_end', postprocessor=SumNodes(), label='loose')
+        self.cell = Cell(
+            [nn.Conv2d(8, 8, 3, padding=1), nn.MaxPool2d(3, 1, 1)],
+            num_nodes=2,
+            num_ops_per_node=1,
+            num_predecessors=1,
+            merge_op='loose_end',
+            postprocessor=SumNodes(),
+            label='loose',
+        )
         self.head = nn.Linear(8, num_classes)
 
     def forward(self, x):
@@ -119,14 +132,23 @@ class MnistStyleSpace(ModelSpace):
     def __init__(self, num_classes: int = WAYS):
         super().__init__()
         width = nni.choice('width', [4, 8])
-        self.conv1 = LayerChoice([MutableConv2d(3, width, 3, padding=1), MutableConv2d(3, width, 5, padding=2)],
-                                 label='conv1')
+        self.conv1 = LayerChoice(
+            [MutableConv2d(3, width, 3, padding=1), MutableConv2d(3, width, 5, padding=2)], label='conv1'
+        )
         self.conv2 = MutableConv2d(width, 8, 1)
-        self.repeat = Repeat(lambda index: nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()),
-                             nni.choice('depth', [1, 2]))
-        self.cell = Cell({'conv': lambda node, op, inp: nn.Conv2d(8, 8, 3, padding=1),
-                          'pool': lambda node, op, inp: nn.MaxPool2d(3, 1, 1)},
-                         num_nodes=2, num_ops_per_node=1, num_predecessors=1, label='cell')
+        self.repeat = Repeat(
+            lambda index: nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()), nni.choice('depth', [1, 2])
+        )
+        self.cell = Cell(
+            {
+                'conv': lambda node, op, inp: nn.Conv2d(8, 8, 3, padding=1),
+                'pool': lambda node, op, inp: nn.MaxPool2d(3, 1, 1),
+            },
+            num_nodes=2,
+            num_ops_per_node=1,
+            num_predecessors=1,
+            label='cell',
+        )
         self.skip = InputChoice(2, 1, label='skip')
         self.head = nn.Linear(16, num_classes)
 

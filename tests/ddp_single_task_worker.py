@@ -78,7 +78,7 @@ class Reseed(pl.Callback):
 def datasets() -> tuple[TensorDataset, TensorDataset]:
     data = digits_splits()['train'].subset_classes(range(WAYS))
     order = torch.randperm(len(data.labels), generator=torch.Generator().manual_seed(0))
-    train, val = order[:GLOBAL_BATCH * STEPS], order[GLOBAL_BATCH * STEPS:GLOBAL_BATCH * STEPS + 40]
+    train, val = order[: GLOBAL_BATCH * STEPS], order[GLOBAL_BATCH * STEPS : GLOBAL_BATCH * STEPS + 40]
     return (TensorDataset(data.images[train], data.labels[train]), TensorDataset(data.images[val], data.labels[val]))
 
 
@@ -87,8 +87,11 @@ def main(out: str, setting: str) -> None:
     world_size = int(os.environ.get('WORLD_SIZE', '1'))
     distributed: dict = dict(accelerator='cpu', devices=world_size)
     if world_size > 1:
-        distributed['strategy'] = DDPStrategy(process_group_backend='gloo', timeout=timedelta(seconds=TIMEOUT_S),
-                                              find_unused_parameters=setting != 'plain_ddp')
+        distributed['strategy'] = DDPStrategy(
+            process_group_backend='gloo',
+            timeout=timedelta(seconds=TIMEOUT_S),
+            find_unused_parameters=setting != 'plain_ddp',
+        )
     exact = setting == 'exact'
     train, val = datasets()
     # One process: Lightning's permutation, read in order. W processes: Lightning puts in its own sampler.
@@ -97,15 +100,25 @@ def main(out: str, setting: str) -> None:
     # SGD for the weights: its steps scale with the gradient, so a sum over ranks instead of a mean would show
     # (Adam's would not); alpha's optimizer is BaseStrategy's Adam.
     evaluator = Classification(
-        num_classes=WAYS, optimizer=torch.optim.SGD, learning_rate=0.1,
+        num_classes=WAYS,
+        optimizer=torch.optim.SGD,
+        learning_rate=0.1,
         train_dataloaders=nni.trace(DataLoader)(train, batch_size=GLOBAL_BATCH // world_size, sampler=sampler),
-        val_dataloaders=nni.trace(DataLoader)(val, batch_size=10), max_epochs=1, logger=False,
-        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
-        callbacks=[reseed, *([NoBatchNorm()] if exact else [])], **distributed)
+        val_dataloaders=nni.trace(DataLoader)(val, batch_size=10),
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        callbacks=[reseed, *([NoBatchNorm()] if exact else [])],
+        **distributed,
+    )
     # freeze_architecture_after: steps 0-1 search (sampled sub-networks), steps 2-3 train the derived cell.
-    strategy = BaseStrategy(seed=SEED,
-                            adaptation=AdaptationConfig(freeze_architecture_after=2, bn_recalibration_batches=2),
-                            supernet=SupernetConfig(pool_batchnorm=not exact))
+    strategy = BaseStrategy(
+        seed=SEED,
+        adaptation=AdaptationConfig(freeze_architecture_after=2, bn_recalibration_batches=2),
+        supernet=SupernetConfig(pool_batchnorm=not exact),
+    )
     exp = run(tiny_space(WAYS), evaluator, strategy)
     module = strategy.oneshot_module
     result = {

@@ -47,17 +47,32 @@ def main(out: str, algorithm: str, kill_at: int | None = None) -> None:
     ckpt_dir = os.environ.get('DDP_WORKER_CKPT_DIR')
     if ckpt_dir:
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_last=True))
-    evaluator = EpisodicClassification(train, None, tasks_per_step=4, steps_per_epoch=2, seed=0,
-                                       max_epochs=int(os.environ.get('DDP_WORKER_EPOCHS', '1')),
-                                       logger=False, enable_progress_bar=False, enable_checkpointing=bool(ckpt_dir),
-                                       enable_model_summary=False, callbacks=callbacks, **distributed)
+    evaluator = EpisodicClassification(
+        train,
+        None,
+        tasks_per_step=4,
+        steps_per_epoch=2,
+        seed=0,
+        max_epochs=int(os.environ.get('DDP_WORKER_EPOCHS', '1')),
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=bool(ckpt_dir),
+        enable_model_summary=False,
+        callbacks=callbacks,
+        **distributed,
+    )
     # relaxation='softmax' makes the inner loop deterministic: with Gumbel noise a 2-process run draws other
     # (equally valid) samples than the 1-process run, so only the softmax relaxation can be compared exactly.
     relaxation = os.environ.get('DDP_WORKER_RELAXATION', 'softmax')
-    strategy = BaseStrategy(meta_algorithm=algorithm, supernet=SupernetConfig(relaxation=relaxation), inner_steps=2,
-                            save_prior_to=out, seed=0,
-                            resume_from=os.environ.get('DDP_WORKER_RESUME'),
-                            **({'first_order': True} if algorithm == 'maml' else {}))
+    strategy = BaseStrategy(
+        meta_algorithm=algorithm,
+        supernet=SupernetConfig(relaxation=relaxation),
+        inner_steps=2,
+        save_prior_to=out,
+        seed=0,
+        resume_from=os.environ.get('DDP_WORKER_RESUME'),
+        **({'first_order': True} if algorithm == 'maml' else {}),
+    )
     run(tiny_space(), evaluator, strategy)
 
 

@@ -34,9 +34,17 @@ def evaluator(train, checkpoints: Path, *callbacks):
 
     from nni_base import EpisodicClassification
 
-    return EpisodicClassification(train, None, tasks_per_step=2, steps_per_epoch=STEPS_PER_EPOCH, max_epochs=EPOCHS,
-                                  logger=False, enable_progress_bar=False, enable_model_summary=False,
-                                  callbacks=[ModelCheckpoint(dirpath=checkpoints, save_last=True), *callbacks])
+    return EpisodicClassification(
+        train,
+        None,
+        tasks_per_step=2,
+        steps_per_epoch=STEPS_PER_EPOCH,
+        max_epochs=EPOCHS,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[ModelCheckpoint(dirpath=checkpoints, save_last=True), *callbacks],
+    )
 
 
 def strategy_kwargs() -> dict:
@@ -69,7 +77,7 @@ def main(out: Path, mode: str, at: int) -> None:
             if mode == 'write' and writes['count'] == at:
                 buffer = io.BytesIO()
                 real_save(obj, buffer, *args, **kwargs)
-                f.write(buffer.getvalue()[:len(buffer.getvalue()) // 2])
+                f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
                 f.flush()
                 kill_now()
         return real_save(obj, f, *args, **kwargs)
@@ -86,8 +94,11 @@ def main(out: Path, mode: str, at: int) -> None:
     prior_module.write_torch = recorded
     train, _ = digits_tasks(shots=2, queries=2)
     extra = [KillAfterStep()] if mode == 'step' else []
-    run(tiny_space(), evaluator(train, out / 'ckpt', *extra),
-        BaseStrategy(save_prior_to=out / 'prior.pt', **strategy_kwargs()))
+    run(
+        tiny_space(),
+        evaluator(train, out / 'ckpt', *extra),
+        BaseStrategy(save_prior_to=out / 'prior.pt', **strategy_kwargs()),
+    )
     print('finished', flush=True)
 
 

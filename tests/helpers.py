@@ -19,14 +19,26 @@ def tiny_space(num_classes: int = WAYS) -> DartsTaskSpace:
 
 def digits_tasks(shots: int = 5, queries: int = 5):
     splits = digits_splits()
-    return (TaskDistribution(splits['train'], WAYS, shots, queries, name='digits-train'),
-            TaskDistribution(splits['test'], WAYS, shots, queries, name='digits-test'))
+    return (
+        TaskDistribution(splits['train'], WAYS, shots, queries, name='digits-train'),
+        TaskDistribution(splits['test'], WAYS, shots, queries, name='digits-test'),
+    )
 
 
 def episodic_evaluator(train, val=None, *, steps_per_epoch: int = 3, max_epochs: int = 1, **kwargs):
-    return EpisodicClassification(train, val, tasks_per_step=2, steps_per_epoch=steps_per_epoch, val_episodes=2,
-                                  max_epochs=max_epochs, logger=False, enable_progress_bar=False,
-                                  enable_checkpointing=False, enable_model_summary=False, **kwargs)
+    return EpisodicClassification(
+        train,
+        val,
+        tasks_per_step=2,
+        steps_per_epoch=steps_per_epoch,
+        val_episodes=2,
+        max_epochs=max_epochs,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
 
 
 def run(space, evaluator, strategy: BaseStrategy) -> NasExperiment:

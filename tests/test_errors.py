@@ -33,8 +33,11 @@ def test_evaluator_that_is_not_lightning():
 
 def test_alpha_averaging_needs_an_episodic_evaluator():
     from nni.nas.evaluator.pytorch import Classification
+
     with pytest.raises(TypeError, match='EpisodicClassification'):
-        BaseStrategy(meta_training=MetaTrainingConfig(average_alpha_tasks=2)).mutate_evaluator(Classification(num_classes=5))
+        BaseStrategy(meta_training=MetaTrainingConfig(average_alpha_tasks=2)).mutate_evaluator(
+            Classification(num_classes=5)
+        )
 
 
 def test_more_ways_than_classes_and_too_few_samples():
@@ -66,23 +69,35 @@ def test_divergence_names_the_step_and_keeps_the_last_good_prior(tmp_path):
 
 def test_episodic_evaluator_with_nni_darts_says_what_to_use():
     from nni.nas.oneshot.pytorch.strategy import DARTS as NniDarts
+
     train, test = digits_tasks()
     with pytest.raises(TypeError, match='only nni_base.BaseStrategy can train'):
         run(tiny_space(), episodic_evaluator(train, test, steps_per_epoch=1), NniDarts())
 
 
-@pytest.mark.parametrize(('kwargs', 'message'), [
-    ({'width': 0}, r'width must be at least 1 .*got width=0: pass a positive width such as DartsTaskSpace\(width=16\)'),
-    ({'width': -4}, r'width must be at least 1 .*got width=-4'),
-    ({'num_cells': 0}, r'num_cells must be at least 3 .*got num_cells=0: pass e\.g\. DartsTaskSpace\(num_cells=3\)'),
-    ({'num_cells': 2}, r'num_cells must be at least 3 \(one cell per stage'),
-])
+@pytest.mark.parametrize(
+    ('kwargs', 'message'),
+    [
+        (
+            {'width': 0},
+            r'width must be at least 1 .*got width=0: pass a positive width such as DartsTaskSpace\(width=16\)',
+        ),
+        ({'width': -4}, r'width must be at least 1 .*got width=-4'),
+        (
+            {'num_cells': 0},
+            r'num_cells must be at least 3 .*got num_cells=0: pass e\.g\. DartsTaskSpace\(num_cells=3\)',
+        ),
+        ({'num_cells': 2}, r'num_cells must be at least 3 \(one cell per stage'),
+    ],
+)
 def test_darts_task_space_sizes(kwargs, message):
     from nni_base.space.darts import DartsTaskSpace
+
     with pytest.raises(ValueError, match=message):
         DartsTaskSpace(num_classes=5, **kwargs)
 
 
 def test_darts_task_space_smallest_sizes_build():
     from nni_base.space.darts import DartsTaskSpace
+
     assert DartsTaskSpace(width=1, num_cells=3, num_classes=5).num_cells == 3

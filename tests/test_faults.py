@@ -34,8 +34,11 @@ WRITE_KILL = _points.randint(1, fault_worker.EPOCHS)
 
 def _train(out: Path, **kwargs) -> dict[str, torch.Tensor]:
     train, _ = digits_tasks(shots=2, queries=2)
-    run(tiny_space(), fault_worker.evaluator(train, out / 'ckpt'),
-        BaseStrategy(save_prior_to=out / 'prior.pt', **fault_worker.strategy_kwargs(), **kwargs))
+    run(
+        tiny_space(),
+        fault_worker.evaluator(train, out / 'ckpt'),
+        BaseStrategy(save_prior_to=out / 'prior.pt', **fault_worker.strategy_kwargs(), **kwargs),
+    )
     return _tensors(out / 'prior.pt')
 
 
@@ -52,8 +55,14 @@ def uninterrupted(tmp_path_factory) -> dict[str, torch.Tensor]:
 def _kill(out: Path, mode: str, at: int) -> None:
     # the worker computes with this process's thread count, so its first half is bit-identical to the in-process runs
     env = {**os.environ, 'PYTHONPATH': str(REPO), 'OMP_NUM_THREADS': str(torch.get_num_threads())}
-    proc = subprocess.run([sys.executable, str(REPO / 'tests' / 'fault_worker.py'), str(out), mode, str(at)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / 'tests' / 'fault_worker.py'), str(out), mode, str(at)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == -signal.SIGKILL and 'finished' not in proc.stdout, proc.stderr[-3000:]
 
 
@@ -79,8 +88,9 @@ def _assert_same(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]
 
 
 @pytest.mark.parametrize('step', STEP_KILLS)
-def test_killed_after_a_meta_step_keeps_the_prior_and_resumes_to_the_uninterrupted_result(tmp_path, uninterrupted,
-                                                                                          step):
+def test_killed_after_a_meta_step_keeps_the_prior_and_resumes_to_the_uninterrupted_result(
+    tmp_path, uninterrupted, step
+):
     _kill(tmp_path, 'step', step)
     _check_prior_after_the_kill(tmp_path)
     _assert_same(uninterrupted, _resume(tmp_path))
@@ -98,17 +108,31 @@ def test_killed_while_writing_the_prior_keeps_the_previous_prior_and_resumes(tmp
 def test_a_damaged_checkpoint_is_refused_on_resume_naming_the_file(tmp_path):
     train, _ = digits_tasks(shots=2, queries=2)
     first = tmp_path / 'first'
-    one_step = EpisodicClassification(train, None, tasks_per_step=2, steps_per_epoch=1, max_epochs=1, logger=False,
-                                      enable_progress_bar=False, enable_model_summary=False,
-                                      callbacks=[ModelCheckpoint(dirpath=first, save_last=True)])
+    one_step = EpisodicClassification(
+        train,
+        None,
+        tasks_per_step=2,
+        steps_per_epoch=1,
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[ModelCheckpoint(dirpath=first, save_last=True)],
+    )
     run(tiny_space(), one_step, BaseStrategy(inner_steps=1))
     last = first / 'last.ckpt'
     check_checkpoint(last)  # the intact file passes
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
-    with pytest.raises(CorruptCheckpointError, match=r'Cannot resume from .*last\.ckpt: the checkpoint is damaged.*'
-                                                     r'earlier checkpoint'):
-        run(tiny_space(), fault_worker.evaluator(train, tmp_path / 'again'),
-            BaseStrategy(inner_steps=1, resume_from=last))
+    with pytest.raises(
+        CorruptCheckpointError,
+        match=r'Cannot resume from .*last\.ckpt: the checkpoint is damaged.*'
+        r'earlier checkpoint',
+    ):
+        run(
+            tiny_space(),
+            fault_worker.evaluator(train, tmp_path / 'again'),
+            BaseStrategy(inner_steps=1, resume_from=last),
+        )
 
 
 def test_a_checkpoint_with_a_flipped_byte_fails_its_checksum(tmp_path):

@@ -20,9 +20,17 @@ class _StopAfterFirstEpoch(Callback):
 
 
 def _evaluator(train, checkpoints, *extra):
-    return EpisodicClassification(train, None, tasks_per_step=2, steps_per_epoch=2, max_epochs=2, logger=False,
-                                  enable_progress_bar=False, enable_model_summary=False,
-                                  callbacks=[ModelCheckpoint(dirpath=checkpoints, save_last=True), *extra])
+    return EpisodicClassification(
+        train,
+        None,
+        tasks_per_step=2,
+        steps_per_epoch=2,
+        max_epochs=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[ModelCheckpoint(dirpath=checkpoints, save_last=True), *extra],
+    )
 
 
 def _final_state(strategy: BaseStrategy) -> dict[str, torch.Tensor]:
@@ -47,8 +55,9 @@ def test_resumed_meta_training_matches_the_uninterrupted_run(tmp_path, meta_algo
     expected, got = _final_state(whole), _final_state(resumed)
     assert expected.keys() == got.keys()
     assert [k for k in expected if not torch.equal(expected[k], got[k])] == []
-    assert not torch.equal(_final_state(first)['training_module._model.stem.0.weight'],
-                           expected['training_module._model.stem.0.weight'])  # the second epoch did change things
+    assert not torch.equal(
+        _final_state(first)['training_module._model.stem.0.weight'], expected['training_module._model.stem.0.weight']
+    )  # the second epoch did change things
 
 
 def test_resume_from_a_missing_checkpoint_is_a_clear_error(tmp_path):
@@ -70,8 +79,9 @@ def test_epoch_seeded_sampler_depends_on_seed_and_epoch_only():
 
 def test_epoch_seeded_sampler_continues_one_random_sampler_stream():
     # Same episodes as torch's RandomSampler iterated epoch after epoch, so uninterrupted runs are unchanged.
-    reference = RandomSampler(range(2**31 - 1), replacement=True, num_samples=40,
-                              generator=torch.Generator().manual_seed(7))
+    reference = RandomSampler(
+        range(2**31 - 1), replacement=True, num_samples=40, generator=torch.Generator().manual_seed(7)
+    )
     expected = [list(reference) for _ in range(3)]
     sampler = EpochSeededSampler(40, seed=7)
     got = []

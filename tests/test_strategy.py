@@ -52,17 +52,29 @@ def test_plain_search_on_nni_hub_darts_with_nni_classification():
     splits = digits_splits(rotations=1, heldout_digits=(9,))
     test = splits['test']
     train = splits['train']  # both parts as (image, label tensor) pairs, so any batch collates
-    data = torch.utils.data.ConcatDataset([torch.utils.data.TensorDataset(train.images, train.labels),
-                                           torch.utils.data.TensorDataset(test.images, test.labels + 9)])
+    data = torch.utils.data.ConcatDataset(
+        [
+            torch.utils.data.TensorDataset(train.images, train.labels),
+            torch.utils.data.TensorDataset(test.images, test.labels + 9),
+        ]
+    )
     train_set, val_set = random_split(data, [0.8, 0.2], generator=torch.Generator().manual_seed(0))
-    evaluator = Classification(num_classes=10, learning_rate=0.01,
-                               train_dataloaders=nni.trace(DataLoader)(train_set, batch_size=32, shuffle=True),
-                               val_dataloaders=nni.trace(DataLoader)(val_set, batch_size=128), max_epochs=1,
-                               limit_train_batches=TRAIN_BATCHES, logger=False, enable_progress_bar=False,
-                               enable_checkpointing=False, enable_model_summary=False)
+    evaluator = Classification(
+        num_classes=10,
+        learning_rate=0.01,
+        train_dataloaders=nni.trace(DataLoader)(train_set, batch_size=32, shuffle=True),
+        val_dataloaders=nni.trace(DataLoader)(val_set, batch_size=128),
+        max_epochs=1,
+        limit_train_batches=TRAIN_BATCHES,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     # search for half the steps, then train the derived cell (freeze_architecture_after, as the README shows)
-    strategy = BaseStrategy(seed=claim_seed(),
-                            adaptation=AdaptationConfig(freeze_architecture_after=TRAIN_BATCHES // 2))
+    strategy = BaseStrategy(
+        seed=claim_seed(), adaptation=AdaptationConfig(freeze_architecture_after=TRAIN_BATCHES // 2)
+    )
     exp = run(DARTS(width=4, num_cells=3), evaluator, strategy)
     sample = exp.export_top_models(formatter='dict')[0]
     assert len(sample) == 32
@@ -87,4 +99,3 @@ def test_plain_search_on_nni_hub_darts_with_nni_classification():
     assert low > 0.25, f'searched - untrained val accuracy: {gain:.3f} [{low:.3f}, {high:.3f}], {len(val_set)} images'
     model = DARTS(width=4, num_cells=3).freeze(sample)
     assert model(torch.randn(2, 3, 8, 8)).shape == (2, 10)
-

@@ -71,9 +71,16 @@ def meta_run(tmp_path_factory):
         calls.append((where, steps))
         return original(self, task, steps, state, where=where, **kwargs)
 
-    strategy = BaseStrategy(inner_steps=2, inner_lr=0.07, inner_lr_alpha=0.3, adapt_steps=1,
-                            supernet=SupernetConfig(hard=False), temperature=(4.0, 1.0), seed=0,
-                            meta_training=MetaTrainingConfig(average_alpha_tasks=2))
+    strategy = BaseStrategy(
+        inner_steps=2,
+        inner_lr=0.07,
+        inner_lr_alpha=0.3,
+        adapt_steps=1,
+        supernet=SupernetConfig(hard=False),
+        temperature=(4.0, 1.0),
+        seed=0,
+        meta_training=MetaTrainingConfig(average_alpha_tasks=2),
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(loop, 'adapt', spy)
         run(tiny_space(), episodic_evaluator(train, test, steps_per_epoch=STEPS, seed=0, callbacks=[record]), strategy)
@@ -133,7 +140,12 @@ def test_a_priors_stored_settings_are_the_defaults_and_explicit_arguments_win(me
     loaded = BaseStrategy(prior=path)
     config = loaded.config
     assert (config.inner_steps, config.inner_lr, config.inner_lr_alpha, config.adapt_steps, config.hard) == (
-        2, 0.07, 0.3, 1, False)
+        2,
+        0.07,
+        0.3,
+        1,
+        False,
+    )
     assert config.temperature == TemperatureSchedule(4.0, 1.0, 'exponential')
     assert loaded.prior_path == path
     overridden = BaseStrategy(prior=path, inner_steps=5, supernet=SupernetConfig(sample_none=True)).config
@@ -164,9 +176,17 @@ def test_resume_from_refuses_a_checkpoint_that_carries_code(tmp_path):
     train, _ = digits_tasks(shots=2, queries=2)
 
     def evaluator(folder):
-        return EpisodicClassification(train, None, tasks_per_step=1, steps_per_epoch=1, max_epochs=1, logger=False,
-                                      enable_progress_bar=False, enable_model_summary=False,
-                                      callbacks=[ModelCheckpoint(dirpath=folder, save_last=True)])
+        return EpisodicClassification(
+            train,
+            None,
+            tasks_per_step=1,
+            steps_per_epoch=1,
+            max_epochs=1,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[ModelCheckpoint(dirpath=folder, save_last=True)],
+        )
 
     run(tiny_space(), evaluator(tmp_path / 'ckpt'), BaseStrategy(inner_steps=1, seed=0))
     checkpoint = tmp_path / 'ckpt' / 'last.ckpt'
@@ -176,6 +196,5 @@ def test_resume_from_refuses_a_checkpoint_that_carries_code(tmp_path):
     torch.save(content, checkpoint)
 
     with pytest.raises(pickle.UnpicklingError, match='(?i)weights.only'):
-        run(tiny_space(), evaluator(tmp_path / 'resumed'), BaseStrategy(inner_steps=1, seed=0,
-                                                                        resume_from=checkpoint))
+        run(tiny_space(), evaluator(tmp_path / 'resumed'), BaseStrategy(inner_steps=1, seed=0, resume_from=checkpoint))
     assert not marker.exists(), 'resuming executed code from the checkpoint'

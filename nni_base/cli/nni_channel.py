@@ -43,5 +43,10 @@ class TrialChannel:
 
     def _send(self, kind: str, sequence: int, value: Any) -> None:
         parameter_id = self.record['parameter_id'] if self.record else None
-        self.channel.send_metric(type=kind, parameter_id=parameter_id,  # type: ignore[arg-type]
-                                 trial_job_id=trial_env_vars.NNI_TRIAL_JOB_ID, sequence=sequence, value=value)
+        self.channel.send_metric(
+            type=kind,
+            parameter_id=parameter_id,  # type: ignore[arg-type]
+            trial_job_id=trial_env_vars.NNI_TRIAL_JOB_ID,
+            sequence=sequence,
+            value=value,
+        )

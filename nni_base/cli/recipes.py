@@ -80,8 +80,12 @@ def lightning_strategy(name: str, timeout_s: float | None) -> str | Strategy:
 def distributed_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """``accelerator``, ``devices``, ``num_nodes`` and ``strategy`` for the Trainer, from the command line."""
     devices: int | str = args.devices if args.devices == 'auto' else int(args.devices)
-    return dict(accelerator=args.accelerator, devices=devices, num_nodes=args.num_nodes,
-                strategy=lightning_strategy(args.strategy, args.process_group_timeout))
+    return dict(
+        accelerator=args.accelerator,
+        devices=devices,
+        num_nodes=args.num_nodes,
+        strategy=lightning_strategy(args.strategy, args.process_group_timeout),
+    )
 
 
 def meta_train(args: argparse.Namespace) -> dict[str, Any]:
@@ -95,25 +99,44 @@ def meta_train(args: argparse.Namespace) -> dict[str, Any]:
         sources.append((224, load_image_folder(args.imagenet224, image_size=224)))
     if not sources:
         raise SystemExit('error: give at least one of --imagenet32, --imagenet64, --imagenet224')
-    tasks = ResolutionMixture([TaskDistribution(data, args.ways, args.shots, args.queries, name=f'imagenet{size}')
-                               for size, data in sources])
-    space_config = {'width': args.width, 'num_cells': args.num_cells, 'num_classes': args.ways,
-                    'resolutions': [size for size, _ in sources]}
+    tasks = ResolutionMixture(
+        [TaskDistribution(data, args.ways, args.shots, args.queries, name=f'imagenet{size}') for size, data in sources]
+    )
+    space_config = {
+        'width': args.width,
+        'num_cells': args.num_cells,
+        'num_classes': args.ways,
+        'resolutions': [size for size, _ in sources],
+    }
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / 'space.json', space_config)
     evaluator = EpisodicClassification(
-        tasks, None, tasks_per_step=args.tasks_per_size * tasks.num_resolutions, steps_per_epoch=args.steps_per_epoch,
-        seed=args.seed, max_epochs=args.epochs, logger=_loggers(out, 'meta'), **distributed_kwargs(args),
-        enable_checkpointing=False, enable_progress_bar=not args.no_progress_bar, log_every_n_steps=1)
+        tasks,
+        None,
+        tasks_per_step=args.tasks_per_size * tasks.num_resolutions,
+        steps_per_epoch=args.steps_per_epoch,
+        seed=args.seed,
+        max_epochs=args.epochs,
+        logger=_loggers(out, 'meta'),
+        **distributed_kwargs(args),
+        enable_checkpointing=False,
+        enable_progress_bar=not args.no_progress_bar,
+        log_every_n_steps=1,
+    )
     strategy = BaseStrategy(inner_steps=args.inner_steps, save_prior_to=out / 'prior.pt', seed=args.seed)
     start = time.time()
     _run(MultiResolutionDartsSpace(**space_config), evaluator, strategy)
     trainer = strategy.oneshot_module.trainer
-    summary = {'prior': str(out / 'prior.pt'), 'tasks': tasks.name, 'tasks_per_step': evaluator.tasks_per_step,
-               'meta_steps': args.epochs * args.steps_per_epoch, 'seconds': round(time.time() - start, 1),
-               'processes': trainer.world_size,
-               **{k: float(v) for k, v in strategy.oneshot_module.last_metrics.items()}}
+    summary = {
+        'prior': str(out / 'prior.pt'),
+        'tasks': tasks.name,
+        'tasks_per_step': evaluator.tasks_per_step,
+        'meta_steps': args.epochs * args.steps_per_epoch,
+        'seconds': round(time.time() - start, 1),
+        'processes': trainer.world_size,
+        **{k: float(v) for k, v in strategy.oneshot_module.last_metrics.items()},
+    }
     if trainer.is_global_zero:  # every rank holds the same prior; rank 0 wrote it (PriorCheckpoint)
         write_json(out / 'summary.json', summary)
     return summary
@@ -122,8 +145,9 @@ def meta_train(args: argparse.Namespace) -> dict[str, Any]:
 def _space_from_prior(prior: Path, space_json: Path | None) -> MultiResolutionDartsSpace:
     path = space_json or prior.parent / 'space.json'
     if not path.is_file():
-        raise FileNotFoundError(f'{path} not found: meta-train writes space.json beside prior.pt; pass --space-json '
-                                'if you moved the prior')
+        raise FileNotFoundError(
+            f'{path} not found: meta-train writes space.json beside prior.pt; pass --space-json if you moved the prior'
+        )
     return MultiResolutionDartsSpace(**json.loads(path.read_text()))
 
 
@@ -133,29 +157,57 @@ def adapt(args: argparse.Namespace) -> dict[str, Any]:
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     root = Path(args.data_root).expanduser()
-    trainer_kwargs = dict(max_epochs=args.epochs, accelerator=args.accelerator, logger=_loggers(out, 'adapt'),
-                          enable_checkpointing=False, enable_progress_bar=not args.no_progress_bar,
-                          limit_train_batches=args.limit_train_batches, log_every_n_steps=1)
+    trainer_kwargs = dict(
+        max_epochs=args.epochs,
+        accelerator=args.accelerator,
+        logger=_loggers(out, 'adapt'),
+        enable_checkpointing=False,
+        enable_progress_bar=not args.no_progress_bar,
+        limit_train_batches=args.limit_train_batches,
+        log_every_n_steps=1,
+    )
     if args.dataset == 'imagenet':
         # Paper §5.2: adapt the prior to several 10-class ImageNet tasks and export the mean of their alpha.
-        tasks = TaskDistribution(load_image_folder(root / 'train', image_size=224), space.num_classes, args.shots,
-                                 args.queries, name='imagenet224')
-        evaluator = EpisodicClassification(tasks, tasks, tasks_per_step=1, steps_per_epoch=1, val_episodes=1,
-                                           seed=args.seed, **{**trainer_kwargs, 'max_epochs': 0})
-        strategy = BaseStrategy(prior=args.prior, adapt_steps=args.adapt_steps, seed=args.seed,
-                                meta_training=MetaTrainingConfig(average_alpha_tasks=args.average_alpha_tasks))
+        tasks = TaskDistribution(
+            load_image_folder(root / 'train', image_size=224),
+            space.num_classes,
+            args.shots,
+            args.queries,
+            name='imagenet224',
+        )
+        evaluator = EpisodicClassification(
+            tasks,
+            tasks,
+            tasks_per_step=1,
+            steps_per_epoch=1,
+            val_episodes=1,
+            seed=args.seed,
+            **{**trainer_kwargs, 'max_epochs': 0},
+        )
+        strategy = BaseStrategy(
+            prior=args.prior,
+            adapt_steps=args.adapt_steps,
+            seed=args.seed,
+            meta_training=MetaTrainingConfig(average_alpha_tasks=args.average_alpha_tasks),
+        )
     else:
         if args.dataset == 'cifar10':
             train, val = load_cifar10(root, True), load_cifar10(root, False)
         else:
             train, val = load_svhn(root, 'train'), load_svhn(root, 'test')
         if train.num_classes != space.num_classes:
-            raise ValueError(f'the prior classifies {space.num_classes} classes but {args.dataset} has '
-                             f'{train.num_classes}: meta-train with --ways {train.num_classes}')
+            raise ValueError(
+                f'the prior classifies {space.num_classes} classes but {args.dataset} has '
+                f'{train.num_classes}: meta-train with --ways {train.num_classes}'
+            )
         evaluator = Classification(
-            learning_rate=args.learning_rate, optimizer=torch.optim.SGD, num_classes=train.num_classes,
+            learning_rate=args.learning_rate,
+            optimizer=torch.optim.SGD,
+            num_classes=train.num_classes,
             train_dataloaders=nni.trace(DataLoader)(train, batch_size=args.batch_size, shuffle=True),
-            val_dataloaders=nni.trace(DataLoader)(val, batch_size=256), **trainer_kwargs)
+            val_dataloaders=nni.trace(DataLoader)(val, batch_size=256),
+            **trainer_kwargs,
+        )
         strategy = BaseStrategy(prior=args.prior, arc_learning_rate=args.arc_learning_rate, seed=args.seed)
     start = time.time()
     _run(space, evaluator, strategy)
@@ -164,10 +216,14 @@ def adapt(args: argparse.Namespace) -> dict[str, Any]:
     write_json(out / 'probs.json', strategy.export_probs())
     write_text(out / 'genotype.txt', format_genotype(sample_to_genotype(sample)) + '\n')
     metrics = strategy.oneshot_module.trainer.callback_metrics
-    summary = {'dataset': args.dataset, 'seconds': round(time.time() - start, 1), 'arch': str(out / 'arch.json'),
-               'val_acc': float(metrics['val_acc']) if 'val_acc' in metrics else None,
-               'alpha_averaged_over_tasks': len(strategy.oneshot_module.averaged_alpha or {}) and
-               strategy.config.average_alpha_tasks}
+    summary = {
+        'dataset': args.dataset,
+        'seconds': round(time.time() - start, 1),
+        'arch': str(out / 'arch.json'),
+        'val_acc': float(metrics['val_acc']) if 'val_acc' in metrics else None,
+        'alpha_averaged_over_tasks': len(strategy.oneshot_module.averaged_alpha or {})
+        and strategy.config.average_alpha_tasks,
+    }
     write_json(out / 'summary.json', summary)
     return summary
 
@@ -186,15 +242,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m.add_argument('--width', type=int, default=16)
     m.add_argument('--num-cells', type=int, default=8)
     m.add_argument('--tasks-per-size', type=int, default=1, help='tasks of each size per meta-step')
-    m.add_argument('--steps-per-epoch', type=int, default=8, help='8 with 1 task per size: the paper\'s 8 of each')
+    m.add_argument('--steps-per-epoch', type=int, default=8, help="8 with 1 task per size: the paper's 8 of each")
     m.add_argument('--epochs', type=int, default=130)
     m.add_argument('--inner-steps', type=int, default=5)
     m.add_argument('--devices', default='auto', help="Lightning's devices: a count, or 'auto' (default)")
     m.add_argument('--num-nodes', type=int, default=1, help='machines (torchrun / SLURM set the ranks)')
-    m.add_argument('--strategy', default='auto',
-                   help="Lightning's strategy: 'ddp' splits every meta-step's tasks among the processes")
-    m.add_argument('--process-group-timeout', type=float, default=None,
-                   help='seconds a rank waits for the others before the run fails (DDP; default: torch\'s)')
+    m.add_argument(
+        '--strategy',
+        default='auto',
+        help="Lightning's strategy: 'ddp' splits every meta-step's tasks among the processes",
+    )
+    m.add_argument(
+        '--process-group-timeout',
+        type=float,
+        default=None,
+        help="seconds a rank waits for the others before the run fails (DDP; default: torch's)",
+    )
     a = sub.add_parser('adapt', help='adapt a prior to a dataset and export the cells')
     a.add_argument('--prior', type=Path, required=True)
     a.add_argument('--space-json', type=Path, help='default: space.json beside the prior')
@@ -203,8 +266,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.add_argument('--epochs', type=int, default=1)
     a.add_argument('--batch-size', type=int, default=64)
     a.add_argument('--learning-rate', type=float, default=0.025)
-    a.add_argument('--arc-learning-rate', type=float, default=None,
-                   help="Adam's step on alpha (default: BaseStrategy's, 0.3)")
+    a.add_argument(
+        '--arc-learning-rate', type=float, default=None, help="Adam's step on alpha (default: BaseStrategy's, 0.3)"
+    )
     a.add_argument('--limit-train-batches', type=float, default=None)
     a.add_argument('--average-alpha-tasks', type=int, default=8, help='ImageNet: tasks whose alpha is averaged')
     a.add_argument('--adapt-steps', type=int, default=20, help='ImageNet: inner steps per task')
@@ -230,8 +294,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(json.dumps(result, indent=2))
     if args.command == 'adapt':
         recipe = {'imagenet': 'imagenet', 'svhn': 'svhn'}.get(args.dataset, 'cifar10')
-        print(f'Retrain: python -m nni_base.cli.retrain --recipe {recipe} --arch {result["arch"]} '
-              f'--data-root {args.data_root} --output-dir runs/retrain-{args.dataset}')
+        print(
+            f'Retrain: python -m nni_base.cli.retrain --recipe {recipe} --arch {result["arch"]} '
+            f'--data-root {args.data_root} --output-dir runs/retrain-{args.dataset}'
+        )
     return result
 
 

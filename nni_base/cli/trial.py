@@ -55,8 +55,18 @@ from ..strategy import BaseStrategy
 from ..tasks import TaskDistribution
 from .nni_channel import TrialChannel
 
-__all__ = ['DEFAULT_PARAMS', 'ACCELERATORS', 'STRATEGIES', 'DATASETS', 'TrialSettings', 'search_space',
-           'validate_params', 'load_task_splits', 'run_trial', 'main']
+__all__ = [
+    'DEFAULT_PARAMS',
+    'ACCELERATORS',
+    'STRATEGIES',
+    'DATASETS',
+    'TrialSettings',
+    'search_space',
+    'validate_params',
+    'load_task_splits',
+    'run_trial',
+    'main',
+]
 
 _logger = logging.getLogger('nni_base.trial')
 
@@ -70,9 +80,21 @@ STRATEGIES = ('auto', 'ddp')
 DATASETS = ('digits', 'image_folder', 'cifar10', 'cifar100', 'svhn', 'imagenet32', 'imagenet64')
 
 #: The BASE knobs a trial takes; they are declared (default, checks, tuning range) in BaseConfig.
-BASE_PARAMS = ('inner_steps', 'inner_lr', 'inner_lr_alpha', 'outer_lr', 'outer_lr_alpha', 'adapt_steps',
-               'arc_learning_rate', 'meta_algorithm', 'first_order', 'relaxation', 'dataset_conditioning',
-               'zero_shot_pool', 'zero_shot_candidates')
+BASE_PARAMS = (
+    'inner_steps',
+    'inner_lr',
+    'inner_lr_alpha',
+    'outer_lr',
+    'outer_lr_alpha',
+    'adapt_steps',
+    'arc_learning_rate',
+    'meta_algorithm',
+    'first_order',
+    'relaxation',
+    'dataset_conditioning',
+    'zero_shot_pool',
+    'zero_shot_candidates',
+)
 #: Where the trial's default differs from the library's: sized to finish in about a minute on 2 CPU cores.
 BASE_TRIAL_DEFAULTS = {'inner_steps': 3}
 
@@ -120,8 +142,7 @@ def _declarations() -> dict[str, Any]:
 
 
 #: Defaults of every parameter a trial accepts; tuner values and ``--params`` are merged over them.
-DEFAULT_PARAMS: dict[str, Any] = {name: BASE_TRIAL_DEFAULTS.get(name, f.default)
-                                  for name, f in _declarations().items()}
+DEFAULT_PARAMS: dict[str, Any] = {name: BASE_TRIAL_DEFAULTS.get(name, f.default) for name, f in _declarations().items()}
 
 
 def search_space() -> dict[str, dict[str, Any]]:
@@ -151,8 +172,10 @@ def validate_params(params: dict[str, Any] | None) -> dict[str, Any]:
     params = dict(params or {})
     unknown = sorted(set(params) - set(DEFAULT_PARAMS))
     if unknown:
-        raise ValueError(f'unknown parameter(s) {", ".join(map(repr, unknown))}; accepted parameters are: '
-                         f'{", ".join(sorted(DEFAULT_PARAMS))}')
+        raise ValueError(
+            f'unknown parameter(s) {", ".join(map(repr, unknown))}; accepted parameters are: '
+            f'{", ".join(sorted(DEFAULT_PARAMS))}'
+        )
     merged = {**DEFAULT_PARAMS, **params}
     for name, declaration in _declarations().items():
         if declaration.metadata['kind'] == 'path':
@@ -166,12 +189,16 @@ def validate_params(params: dict[str, Any] | None) -> dict[str, Any]:
         else:
             merged[name] = coerce(f'parameter {name!r}', merged[name], declaration.metadata, json_spelling=True)
     if merged['temperature_end'] > merged['temperature_start']:
-        raise ValueError(f"parameter 'temperature_end' ({merged['temperature_end']}) must not exceed "
-                         f"'temperature_start' ({merged['temperature_start']}): the temperature anneals downwards")
+        raise ValueError(
+            f"parameter 'temperature_end' ({merged['temperature_end']}) must not exceed "
+            f"'temperature_start' ({merged['temperature_start']}): the temperature anneals downwards"
+        )
     if merged['dataset'] == 'digits':
         if merged['data_root'] is not None:
-            raise ValueError("parameter 'data_root' is only used with a file-based 'dataset' "
-                             f"({', '.join(DATASETS[1:])}); dataset 'digits' is embedded")
+            raise ValueError(
+                "parameter 'data_root' is only used with a file-based 'dataset' "
+                f"({', '.join(DATASETS[1:])}); dataset 'digits' is embedded"
+            )
     else:
         if merged['data_root'] is None:
             raise ValueError(f"dataset {merged['dataset']!r} reads files: set parameter 'data_root' to its folder")
@@ -180,8 +207,10 @@ def validate_params(params: dict[str, Any] | None) -> dict[str, Any]:
     if merged['prior'] is not None and not Path(merged['prior']).is_file():
         raise ValueError(f"parameter 'prior' is not a file: {merged['prior']}")
     if merged['zero_shot'] and merged['prior'] is None and not merged['dataset_conditioning']:
-        raise ValueError("parameter 'zero_shot' generates architectures from a dataset-conditioned prior: set "
-                         "'dataset_conditioning' to true (meta-train one) or 'prior' to a conditioned prior file")
+        raise ValueError(
+            "parameter 'zero_shot' generates architectures from a dataset-conditioned prior: set "
+            "'dataset_conditioning' to true (meta-train one) or 'prior' to a conditioned prior file"
+        )
     return merged
 
 
@@ -225,14 +254,18 @@ def load_task_splits(params: dict[str, Any]):
         order = np.random.default_rng(0).permutation(data.num_classes)
         half = (data.num_classes + 1) // 2
         if data.num_classes - half < ways:
-            raise ValueError(f"dataset {params['dataset']!r} at {params['data_root']} has {data.num_classes} classes: "
-                             f'each half (meta-train / held-out) needs at least ways={ways}, so lower ways to at '
-                             f'most {data.num_classes - half} or add classes')
+            raise ValueError(
+                f'dataset {params["dataset"]!r} at {params["data_root"]} has {data.num_classes} classes: '
+                f'each half (meta-train / held-out) needs at least ways={ways}, so lower ways to at '
+                f'most {data.num_classes - half} or add classes'
+            )
         train = data.subset_classes(sorted(order[:half].tolist()))
         held_out = data.subset_classes(sorted(order[half:].tolist()))
         name = params['dataset']
-    return (TaskDistribution(train, ways, shots, queries, name=f'{name}-train'),
-            TaskDistribution(held_out, ways, shots, queries, name=f'{name}-heldout'))
+    return (
+        TaskDistribution(train, ways, shots, queries, name=f'{name}-train'),
+        TaskDistribution(held_out, ways, shots, queries, name=f'{name}-heldout'),
+    )
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -257,19 +290,33 @@ class ReportHeldOutAccuracy(pl.Callback):
 def _strategy_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     """BaseStrategy's arguments for the trial's flat parameters (the grouped ones in their config objects)."""
     return grouped_arguments({name: params[name] for name in BASE_PARAMS}) | {
-        'temperature': (params['temperature_start'], params['temperature_end'])}
+        'temperature': (params['temperature_start'], params['temperature_end'])
+    }
 
 
-def _meta_train(params: dict[str, Any], train_tasks, held_out, prior_path: Path,
-                channel: TrialChannel) -> tuple[list[float], bool]:
+def _meta_train(
+    params: dict[str, Any], train_tasks, held_out, prior_path: Path, channel: TrialChannel
+) -> tuple[list[float], bool]:
     """Meta-train the prior on ``devices`` x ``num_nodes`` processes; returns the reports and whether this is rank 0."""
     callback = ReportHeldOutAccuracy(channel)
     evaluator = EpisodicClassification(
-        train_tasks, held_out, tasks_per_step=params['tasks_per_step'], steps_per_epoch=params['steps_per_epoch'],
-        val_episodes=params['val_episodes'], seed=params['seed'], max_epochs=params['meta_epochs'],
-        callbacks=[callback], logger=False, enable_progress_bar=False, enable_checkpointing=False,
-        enable_model_summary=False, accelerator=params['accelerator'], devices=params['devices'],
-        num_nodes=params['num_nodes'], strategy=params['strategy'])
+        train_tasks,
+        held_out,
+        tasks_per_step=params['tasks_per_step'],
+        steps_per_epoch=params['steps_per_epoch'],
+        val_episodes=params['val_episodes'],
+        seed=params['seed'],
+        max_epochs=params['meta_epochs'],
+        callbacks=[callback],
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        accelerator=params['accelerator'],
+        devices=params['devices'],
+        num_nodes=params['num_nodes'],
+        strategy=params['strategy'],
+    )
     space = DartsTaskSpace(width=params['width'], num_cells=params['num_cells'], num_classes=params['ways'])
     strategy = BaseStrategy(save_prior_to=prior_path, seed=params['seed'], **_strategy_kwargs(params))
     experiment = NasExperiment(space, evaluator, strategy)
@@ -291,6 +338,7 @@ def _meta_train(params: dict[str, Any], train_tasks, held_out, prior_path: Path,
 
 def _adapt_and_export(params: dict[str, Any], prior_path: Path, held_out) -> dict[str, Any]:
     """Adapt the prior to held-out tasks: accuracy before/after, and the task-averaged architecture."""
+
     def space() -> DartsTaskSpace:
         return DartsTaskSpace(width=params['width'], num_cells=params['num_cells'], num_classes=params['ways'])
 
@@ -313,8 +361,13 @@ def _adapt_and_export(params: dict[str, Any], prior_path: Path, held_out) -> dic
     ranked = top_k_architectures(cell_shapes(supernet.cells()), supernet.alphas(), params['top_k'])
     top_k = [{'rank': i + 1, 'log_prob': round(score, 6), 'sample': s} for i, (s, score) in enumerate(ranked)]
     network = space().freeze(sample)
-    return {'accuracy': accuracy, 'sample': sample, 'probs': probs, 'top_k': top_k,
-            'params': sum(p.numel() for p in network.parameters())}
+    return {
+        'accuracy': accuracy,
+        'sample': sample,
+        'probs': probs,
+        'top_k': top_k,
+        'params': sum(p.numel() for p in network.parameters()),
+    }
 
 
 def _zero_shot(params: dict[str, Any], prior_path: Path, held_out) -> list[dict[str, Any]]:
@@ -323,13 +376,27 @@ def _zero_shot(params: dict[str, Any], prior_path: Path, held_out) -> list[dict[
     records = []
     for i, task in enumerate(sample_tasks(held_out, params['eval_tasks'], seed=10_000 + params['seed'])):
         start = time.perf_counter()
-        result = zero_shot(prior, task.support_x, task.support_y, top_k=params['top_k'],
-                           pool=params['zero_shot_pool'], candidates=params['zero_shot_candidates'], seed=i)
+        result = zero_shot(
+            prior,
+            task.support_x,
+            task.support_y,
+            top_k=params['top_k'],
+            pool=params['zero_shot_pool'],
+            candidates=params['zero_shot_candidates'],
+            seed=i,
+        )
         seconds = time.perf_counter() - start
-        records.append({'task': i, 'seconds': round(seconds, 4), 'ranked_by': result.ranked_by,
-                        'top_k': [{'rank': r + 1, 'score': round(score, 6), 'log_prob': round(lp, 6), 'sample': s}
-                                  for r, (s, score, lp) in enumerate(zip(result.samples, result.scores,
-                                                                         result.log_probs))]})
+        records.append(
+            {
+                'task': i,
+                'seconds': round(seconds, 4),
+                'ranked_by': result.ranked_by,
+                'top_k': [
+                    {'rank': r + 1, 'score': round(score, 6), 'log_prob': round(lp, 6), 'sample': s}
+                    for r, (s, score, lp) in enumerate(zip(result.samples, result.scores, result.log_probs))
+                ],
+            }
+        )
     return records
 
 
@@ -347,8 +414,9 @@ def _remove_copy(params: dict[str, Any], prior_path: Path) -> None:
         prior_path.unlink(missing_ok=True)
 
 
-def run_trial(params: dict[str, Any], output_dir: str | os.PathLike,
-              channel: TrialChannel | None = None) -> dict[str, Any]:
+def run_trial(
+    params: dict[str, Any], output_dir: str | os.PathLike, channel: TrialChannel | None = None
+) -> dict[str, Any]:
     """Run one trial with validated ``params``: meta-train (or load a prior), adapt, export, report.
 
     Parameters
@@ -393,9 +461,11 @@ def run_trial(params: dict[str, Any], output_dir: str | os.PathLike,
         if params['prior'] is None:
             raise
         _remove_copy(params, prior_path)
-        raise PriorMismatchError(f"parameter 'prior' ({params['prior']}) does not fit this trial's space "
-                                 f"(width={params['width']}, num_cells={params['num_cells']}, ways={params['ways']}): "
-                                 f'{e}') from e
+        raise PriorMismatchError(
+            f"parameter 'prior' ({params['prior']}) does not fit this trial's space "
+            f'(width={params["width"]}, num_cells={params["num_cells"]}, ways={params["ways"]}): '
+            f'{e}'
+        ) from e
     except BaseException:
         _remove_copy(params, prior_path)
         raise
@@ -424,13 +494,17 @@ def run_trial(params: dict[str, Any], output_dir: str | os.PathLike,
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog='python -m nni_base.cli.trial', description=__doc__.split('\n\n')[0])
-    parser.add_argument('--params', default=None,
-                        help='JSON object of parameters, merged over the tuner\'s (for runs outside NNI)')
-    parser.add_argument('--output-dir', default=None,
-                        help='output folder when $NNI_OUTPUT_DIR is not set (default: runs/trial)')
-    parser.add_argument('--search-space', action='store_true',
-                        help='print the NNI search space of the tunable parameters (search_spaces/base_hparams.json) '
-                             'and exit')
+    parser.add_argument(
+        '--params', default=None, help="JSON object of parameters, merged over the tuner's (for runs outside NNI)"
+    )
+    parser.add_argument(
+        '--output-dir', default=None, help='output folder when $NNI_OUTPUT_DIR is not set (default: runs/trial)'
+    )
+    parser.add_argument(
+        '--search-space',
+        action='store_true',
+        help='print the NNI search space of the tunable parameters (search_spaces/base_hparams.json) and exit',
+    )
     return parser.parse_args(argv)
 
 
@@ -483,8 +557,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == '__main__':
-    logging.basicConfig(level=logging.INFO, format='[%(asctime)s] %(levelname)s %(name)s: %(message)s',
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format='[%(asctime)s] %(levelname)s %(name)s: %(message)s', stream=sys.stderr
+    )
     warnings.filterwarnings('ignore', message='.*is found to be not a nn.Module.*')
     logging.getLogger('nni').setLevel(logging.INFO)
     # "training_service will be ignored for sequential execution engine": true and irrelevant for one-shot runs

@@ -24,8 +24,10 @@ __all__ = ['Augment', 'AugmentedDataset', 'SeededShuffleSampler', 'center_crop',
 
 def derive_seed(*keys: int) -> int:
     """A 63-bit seed that depends on every key (NumPy's SeedSequence mixes them; no accidental collisions)."""
-    return int(np.random.SeedSequence([int(k) & 0xFFFFFFFFFFFFFFFF for k in keys]).generate_state(2, np.uint64)[0]
-               >> np.uint64(1))
+    return int(
+        np.random.SeedSequence([int(k) & 0xFFFFFFFFFFFFFFFF for k in keys]).generate_state(2, np.uint64)[0]
+        >> np.uint64(1)
+    )
 
 
 def _uniform(g: torch.Generator) -> float:
@@ -43,7 +45,7 @@ def random_crop(img: torch.Tensor, padding: int, g: torch.Generator) -> torch.Te
     _, h, w = img.shape
     padded = F.pad(img, (padding, padding, padding, padding))
     top, left = _randint(2 * padding + 1, g), _randint(2 * padding + 1, g)
-    return padded[:, top:top + h, left:left + w]
+    return padded[:, top : top + h, left : left + w]
 
 
 def cutout(img: torch.Tensor, length: int, g: torch.Generator) -> torch.Tensor:
@@ -53,7 +55,7 @@ def cutout(img: torch.Tensor, length: int, g: torch.Generator) -> torch.Tensor:
     _, h, w = img.shape
     cy, cx = _randint(h, g), _randint(w, g)
     out = img.clone()
-    out[:, max(0, cy - length // 2):min(h, cy + length // 2), max(0, cx - length // 2):min(w, cx + length // 2)] = 0
+    out[:, max(0, cy - length // 2) : min(h, cy + length // 2), max(0, cx - length // 2) : min(w, cx + length // 2)] = 0
     return out
 
 
@@ -63,11 +65,16 @@ def center_crop(img: torch.Tensor, size: int) -> torch.Tensor:
     if h < size or w < size:
         raise ValueError(f'cannot center-crop {size}x{size} from a {h}x{w} image; load images at >= {size} pixels')
     top, left = (h - size) // 2, (w - size) // 2
-    return img[:, top:top + size, left:left + size]
+    return img[:, top : top + size, left : left + size]
 
 
-def random_resized_crop(img: torch.Tensor, size: int, g: torch.Generator, scale: tuple[float, float] = (0.08, 1.0),
-                        ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
+def random_resized_crop(
+    img: torch.Tensor,
+    size: int,
+    g: torch.Generator,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> torch.Tensor:
     """Crop a random area fraction and aspect ratio, resized to ``size`` (the usual ImageNet training view)."""
     _, h, w = img.shape
     for _ in range(10):
@@ -80,7 +87,7 @@ def random_resized_crop(img: torch.Tensor, size: int, g: torch.Generator, scale:
     else:  # no valid box in 10 tries (extreme ratio): fall back to the central square
         ch = cw = min(h, w)
         top, left = (h - ch) // 2, (w - cw) // 2
-    crop = img[:, top:top + ch, left:left + cw]
+    crop = img[:, top : top + ch, left : left + cw]
     return F.interpolate(crop[None], size=(size, size), mode='bilinear', align_corners=False)[0]
 
 

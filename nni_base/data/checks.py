@@ -42,8 +42,11 @@ def check_image(image: Any, *, where: str, channels: int | None = None) -> None:
     """Refuse one dataset item's image unless it is a float ``(C, H, W)`` tensor (see :func:`check_images`)."""
     if not isinstance(image, torch.Tensor):
         kind = type(image).__name__
-        fix = ('pass transform=torchvision.transforms.ToTensor() to the dataset' if 'Image' in kind
-               else 'convert it with torch.as_tensor(...).float()')
+        fix = (
+            'pass transform=torchvision.transforms.ToTensor() to the dataset'
+            if 'Image' in kind
+            else 'convert it with torch.as_tensor(...).float()'
+        )
         raise ValueError(f'{where}: images must be float tensors (C, H, W), got a {kind}: {fix}.')
     if image.ndim not in (2, 3):
         raise ValueError(f'{where}: images must be (C, H, W) per image, got shape {tuple(image.shape)}.')
@@ -63,48 +66,67 @@ def check_images(x: Any, *, where: str, channels: int | None = None, per_item: b
     last, first = shape[3], shape[1]
     if last in (1, 3, 4) and first not in (1, 3, 4) or (channels is not None and last == channels != first):
         fix = 'image.permute(2, 0, 1)' if per_item else 'x.permute(0, 3, 1, 2)'
-        raise ValueError(f'{where}: images are channels-last {shown} (H, W, C); BASE reads channels first: '
-                         f'permute them ({fix}), or use torchvision.transforms.ToTensor().')
+        raise ValueError(
+            f'{where}: images are channels-last {shown} (H, W, C); BASE reads channels first: '
+            f'permute them ({fix}), or use torchvision.transforms.ToTensor().'
+        )
     if not x.is_floating_point():
-        raise ValueError(f'{where}: images are {str(x.dtype).replace("torch.", "")} tensors; the network needs '
-                         'floats: convert with .float() / 255 (or torchvision.transforms.ToTensor(), which scales '
-                         'to [0, 1]), then normalise as for training.')
+        raise ValueError(
+            f'{where}: images are {str(x.dtype).replace("torch.", "")} tensors; the network needs '
+            'floats: convert with .float() / 255 (or torchvision.transforms.ToTensor(), which scales '
+            'to [0, 1]), then normalise as for training.'
+        )
     if channels is not None and first != channels:
-        fix = ('repeat the channel (x.repeat(1, 3, 1, 1), or transforms.Grayscale(num_output_channels=3))'
-               if first == 1 and channels == 3 else f'give the images {channels} channels')
-        raise ValueError(f"{where}: images have {first} channel{'s' if first != 1 else ''} but the space's stem "
-                         f'reads {channels}: {fix}.')
+        fix = (
+            'repeat the channel (x.repeat(1, 3, 1, 1), or transforms.Grayscale(num_output_channels=3))'
+            if first == 1 and channels == 3
+            else f'give the images {channels} channels'
+        )
+        raise ValueError(
+            f"{where}: images have {first} channel{'s' if first != 1 else ''} but the space's stem "
+            f'reads {channels}: {fix}.'
+        )
     finite = torch.isfinite(x)
     if not bool(finite.all()):
         bad = int((~finite).flatten(1).any(1).sum())
-        raise ValueError(f'{where}: {bad} of {shape[0]} images contain NaN or inf values: clean the data (drop '
-                         'those images, or torch.nan_to_num) before training.')
+        raise ValueError(
+            f'{where}: {bad} of {shape[0]} images contain NaN or inf values: clean the data (drop '
+            'those images, or torch.nan_to_num) before training.'
+        )
 
 
 def check_labels(y: Any, *, where: str, num_classes: int | None = None) -> torch.Tensor:
     """Refuse labels that are not integers in ``0 .. num_classes - 1``; returns them as a long tensor."""
     y = torch.as_tensor(y)
     if y.is_floating_point() or y.dtype == torch.bool:
-        raise ValueError(f'{where}: labels are {str(y.dtype).replace("torch.", "")}; classification needs integer '
-                         'class indices: convert with .long() (one-hot labels: .argmax(1)).')
+        raise ValueError(
+            f'{where}: labels are {str(y.dtype).replace("torch.", "")}; classification needs integer '
+            'class indices: convert with .long() (one-hot labels: .argmax(1)).'
+        )
     if y.numel() and int(y.min()) < 0:
-        raise ValueError(f'{where}: labels must be class indices from 0, got {int(y.min())}: map the classes to '
-                         '0 .. C-1.')
+        raise ValueError(
+            f'{where}: labels must be class indices from 0, got {int(y.min())}: map the classes to 0 .. C-1.'
+        )
     if num_classes is not None and y.numel() and int(y.max()) >= num_classes:
         top = int(y.max())
-        raise ValueError(f"{where}: a label is {top} but the space's classifier has {num_classes} outputs (labels "
-                         f'0 .. {num_classes - 1}): build the space with num_classes={top + 1} or more (and the '
-                         f'evaluator, e.g. Classification(num_classes={top + 1})), or map the labels to 0 .. '
-                         f'{num_classes - 1}.')
+        raise ValueError(
+            f"{where}: a label is {top} but the space's classifier has {num_classes} outputs (labels "
+            f'0 .. {num_classes - 1}): build the space with num_classes={top + 1} or more (and the '
+            f'evaluator, e.g. Classification(num_classes={top + 1})), or map the labels to 0 .. '
+            f'{num_classes - 1}.'
+        )
     return y.long()
 
 
-def check_batch(batch: Any, *, where: str, channels: int | None = None,
-                num_classes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def check_batch(
+    batch: Any, *, where: str, channels: int | None = None, num_classes: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Check an ``(images, labels)`` batch (see :func:`check_images`, :func:`check_labels`); returns both."""
     if not isinstance(batch, (list, tuple)) or len(batch) < 2:
-        raise ValueError(f'{where}: batches must be (images, labels) pairs, got {type(batch).__name__}: use a '
-                         'dataset whose items are (image tensor, int label).')
+        raise ValueError(
+            f'{where}: batches must be (images, labels) pairs, got {type(batch).__name__}: use a '
+            'dataset whose items are (image tensor, int label).'
+        )
     x, y = batch[0], batch[1]
     if not isinstance(x, torch.Tensor):
         check_image(x, where=where)

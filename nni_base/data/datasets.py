@@ -20,27 +20,27 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 __all__ = [
-    "LabeledArrayDataset",
-    "LabeledFileDataset",
-    "LabeledTensorDataset",
-    "normalize_uint8_image",
+    'LabeledArrayDataset',
+    'LabeledFileDataset',
+    'LabeledTensorDataset',
+    'normalize_uint8_image',
 ]
 
 
 def _as_label_tensor(labels: Sequence[int] | np.ndarray | Tensor) -> Tensor:
     labels = torch.as_tensor(np.asarray(labels) if not isinstance(labels, Tensor) else labels)
     if labels.ndim != 1:
-        raise ValueError(f"labels must be 1-D, got shape {tuple(labels.shape)}")
+        raise ValueError(f'labels must be 1-D, got shape {tuple(labels.shape)}')
     if labels.is_floating_point() or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
+        raise ValueError(f'labels must be integers, got dtype {labels.dtype}')
     return labels.long()
 
 
 def _check_labels(labels: Tensor, class_names: Sequence[str]) -> None:
     if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= len(class_names)):
         raise ValueError(
-            f"labels must lie in 0..{len(class_names) - 1} (one class name per label), "
-            f"got range {int(labels.min())}..{int(labels.max())}"
+            f'labels must lie in 0..{len(class_names) - 1} (one class name per label), '
+            f'got range {int(labels.min())}..{int(labels.max())}'
         )
 
 
@@ -51,13 +51,11 @@ def _resize(image: Tensor, image_size: int) -> Tensor:
     # antialias only matters (and only helps) when shrinking; it avoids aliasing on e.g. 64 -> 32
     shrinking = image.shape[-1] > image_size or image.shape[-2] > image_size
     return F.interpolate(
-        image.unsqueeze(0), size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=shrinking
+        image.unsqueeze(0), size=(image_size, image_size), mode='bilinear', align_corners=False, antialias=shrinking
     ).squeeze(0)
 
 
-def normalize_uint8_image(
-    image: Tensor, image_size: int | None, mean: Tensor, std: Tensor
-) -> Tensor:
+def normalize_uint8_image(image: Tensor, image_size: int | None, mean: Tensor, std: Tensor) -> Tensor:
     """Turn one ``uint8`` ``(C, H, W)`` image into a normalised float image.
 
     Parameters
@@ -85,9 +83,9 @@ def _stat_tensor(values: Sequence[float], channels: int, what: str) -> Tensor:
     if t.numel() == 1:
         t = t.repeat(channels)
     if t.numel() != channels:
-        raise ValueError(f"{what} needs 1 or {channels} values (one per channel), got {t.numel()}")
-    if what == "std" and bool((t <= 0).any()):
-        raise ValueError("std values must be positive")
+        raise ValueError(f'{what} needs 1 or {channels} values (one per channel), got {t.numel()}')
+    if what == 'std' and bool((t <= 0).any()):
+        raise ValueError('std values must be positive')
     return t.view(channels, 1, 1)
 
 
@@ -122,10 +120,10 @@ class _LabeledBase(Dataset):
         """
         classes = [int(c) for c in classes]
         if len(set(classes)) != len(classes):
-            raise ValueError(f"classes must be distinct, got {classes}")
+            raise ValueError(f'classes must be distinct, got {classes}')
         bad = [c for c in classes if not 0 <= c < self.num_classes]
         if bad:
-            raise ValueError(f"classes {bad} are out of range 0..{self.num_classes - 1}")
+            raise ValueError(f'classes {bad} are out of range 0..{self.num_classes - 1}')
         # lookup table old label -> new label (-1 = dropped) keeps this O(N) without Python loops
         remap = torch.full((self.num_classes,), -1, dtype=torch.long)
         remap[torch.tensor(classes, dtype=torch.long)] = torch.arange(len(classes))
@@ -150,12 +148,12 @@ class LabeledTensorDataset(_LabeledBase):
     def __init__(self, images: Tensor, labels: Sequence[int] | np.ndarray | Tensor, class_names: Sequence[str]):
         images = torch.as_tensor(images)
         if images.ndim != 4:
-            raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+            raise ValueError(f'images must have shape (N, C, H, W), got {tuple(images.shape)}')
         if not images.is_floating_point():
-            raise ValueError(f"images must be a float tensor, got dtype {images.dtype}")
+            raise ValueError(f'images must be a float tensor, got dtype {images.dtype}')
         labels = _as_label_tensor(labels)
         if len(labels) != len(images):
-            raise ValueError(f"got {len(images)} images but {len(labels)} labels")
+            raise ValueError(f'got {len(images)} images but {len(labels)} labels')
         _check_labels(labels, class_names)
         self.images = images
         self.labels = labels
@@ -203,15 +201,15 @@ class LabeledArrayDataset(_LabeledBase):
     ):
         images = np.asarray(images)
         if images.ndim != 4:
-            layout = "(N, H, W, C)" if channels_last else "(N, C, H, W)"
-            raise ValueError(f"images must have shape {layout}, got {images.shape}")
+            layout = '(N, H, W, C)' if channels_last else '(N, C, H, W)'
+            raise ValueError(f'images must have shape {layout}, got {images.shape}')
         if images.dtype != np.uint8:
-            raise ValueError(f"images must be uint8, got dtype {images.dtype}")
+            raise ValueError(f'images must be uint8, got dtype {images.dtype}')
         if image_size is not None and image_size < 1:
-            raise ValueError(f"image_size must be positive or None, got {image_size}")
+            raise ValueError(f'image_size must be positive or None, got {image_size}')
         labels = _as_label_tensor(labels)
         if len(labels) != len(images):
-            raise ValueError(f"got {len(images)} images but {len(labels)} labels")
+            raise ValueError(f'got {len(images)} images but {len(labels)} labels')
         _check_labels(labels, class_names)
         channels = images.shape[3] if channels_last else images.shape[1]
         self.images = images
@@ -219,8 +217,8 @@ class LabeledArrayDataset(_LabeledBase):
         self.class_names = list(class_names)
         self.image_size = image_size
         self.channels_last = channels_last
-        self.mean = _stat_tensor(mean, channels, "mean")
-        self.std = _stat_tensor(std, channels, "std")
+        self.mean = _stat_tensor(mean, channels, 'mean')
+        self.std = _stat_tensor(std, channels, 'std')
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         image = torch.from_numpy(np.ascontiguousarray(self.images[index]))
@@ -268,23 +266,23 @@ class LabeledFileDataset(_LabeledBase):
     ):
         labels = _as_label_tensor(labels)
         if len(labels) != len(paths):
-            raise ValueError(f"got {len(paths)} paths but {len(labels)} labels")
+            raise ValueError(f'got {len(paths)} paths but {len(labels)} labels')
         if image_size < 1:
-            raise ValueError(f"image_size must be positive, got {image_size}")
+            raise ValueError(f'image_size must be positive, got {image_size}')
         _check_labels(labels, class_names)
         self.paths = [Path(p) for p in paths]
         self.labels = labels
         self.class_names = list(class_names)
         self.image_size = image_size
-        self.mean = _stat_tensor(mean, 3, "mean")
-        self.std = _stat_tensor(std, 3, "std")
+        self.mean = _stat_tensor(mean, 3, 'mean')
+        self.std = _stat_tensor(std, 3, 'std')
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         from PIL import Image  # local import: PIL is only needed when files are actually read
 
         with Image.open(self.paths[index]) as img:
             # resize on the uint8 PIL image before converting to float: cheaper and antialiased
-            rgb = img.convert("RGB").resize((self.image_size, self.image_size), Image.Resampling.BILINEAR)
+            rgb = img.convert('RGB').resize((self.image_size, self.image_size), Image.Resampling.BILINEAR)
             array = np.asarray(rgb, dtype=np.uint8)
         image = torch.from_numpy(array.copy()).permute(2, 0, 1)
         return normalize_uint8_image(image, None, self.mean, self.std), int(self.labels[index])

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from .datasets import LabeledTensorDataset
 
-__all__ = ["DIGITS_MEAN", "DIGITS_STD", "digits_splits"]
+__all__ = ['DIGITS_MEAN', 'DIGITS_STD', 'digits_splits']
 
 # Pixel statistics of all 1797 digits scaled to [0, 1] (rotations do not change them). They are fixed
 # constants rather than per-split estimates so that train and test images are normalised identically.
@@ -23,31 +23,32 @@ DIGITS_MEAN = 0.3053
 DIGITS_STD = 0.3760
 
 
-def _check_args(image_size: int, rotations: int, heldout_digits: Sequence[int],
-                val_digits: Sequence[int] = ()) -> list[int]:
+def _check_args(
+    image_size: int, rotations: int, heldout_digits: Sequence[int], val_digits: Sequence[int] = ()
+) -> list[int]:
     if isinstance(rotations, bool) or not isinstance(rotations, int) or not 1 <= rotations <= 4:
         raise ValueError(
-            f"rotations must be an int in 1..4 (number of 90-degree rotations per digit), got {rotations!r}"
+            f'rotations must be an int in 1..4 (number of 90-degree rotations per digit), got {rotations!r}'
         )
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 4:
-        raise ValueError(f"image_size must be an int >= 4, got {image_size!r}")
+        raise ValueError(f'image_size must be an int >= 4, got {image_size!r}')
     heldout = sorted({int(d) for d in heldout_digits})
     bad = [d for d in heldout if not 0 <= d <= 9]
     if bad:
-        raise ValueError(f"heldout_digits must be digits in 0..9, got {bad}")
+        raise ValueError(f'heldout_digits must be digits in 0..9, got {bad}')
     if not heldout:
         raise ValueError(
-            "heldout_digits is empty, so the test split would have no classes: hold out at least one digit"
+            'heldout_digits is empty, so the test split would have no classes: hold out at least one digit'
         )
     val = sorted({int(d) for d in val_digits})
     bad = [d for d in val if not 0 <= d <= 9]
     if bad:
-        raise ValueError(f"val_digits must be digits in 0..9, got {bad}")
+        raise ValueError(f'val_digits must be digits in 0..9, got {bad}')
     overlap = sorted(set(val) & set(heldout))
     if overlap:
-        raise ValueError(f"digits {overlap} are in both val_digits and heldout_digits: the splits must be disjoint")
+        raise ValueError(f'digits {overlap} are in both val_digits and heldout_digits: the splits must be disjoint')
     if len(heldout) + len(val) >= 10:
-        raise ValueError("heldout_digits and val_digits leave no digit for training: keep at least one digit")
+        raise ValueError('heldout_digits and val_digits leave no digit for training: keep at least one digit')
     return heldout
 
 
@@ -61,7 +62,7 @@ def _build_split(
             # rot90 is exact (a pixel permutation), so rotated classes are true rotations of the base class
             xs.append(torch.rot90(base, k=r, dims=(-2, -1)))
             ys.append(torch.full((len(base),), len(names), dtype=torch.long))
-            names.append(f"digit{digit}_rot{90 * r}")
+            names.append(f'digit{digit}_rot{90 * r}')
     return LabeledTensorDataset(torch.cat(xs).contiguous(), torch.cat(ys), names)
 
 
@@ -105,13 +106,13 @@ def digits_splits(
     targets = torch.as_tensor(bunch.target, dtype=torch.long)
     if image_size != images.shape[-1]:
         # resize before rotating; bilinear resizing of a square commutes with 90-degree rotations anyway
-        images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False)
+        images = F.interpolate(images, size=(image_size, image_size), mode='bilinear', align_corners=False)
     images = ((images - DIGITS_MEAN) / DIGITS_STD).repeat(1, 3, 1, 1)
     train_digits = [d for d in range(10) if d not in heldout and d not in val]
     splits = {
-        "train": _build_split(images, targets, train_digits, rotations),
-        "test": _build_split(images, targets, heldout, rotations),
+        'train': _build_split(images, targets, train_digits, rotations),
+        'test': _build_split(images, targets, heldout, rotations),
     }
     if val:
-        splits["val"] = _build_split(images, targets, val, rotations)
+        splits['val'] = _build_split(images, targets, val, rotations)
     return splits

@@ -56,8 +56,10 @@ def family_classes(family: str, shift: float = 0.0) -> list[tuple[float, ...]]:
     if family == 'pairs':
         # One length, 16 directions: the class is the direction alone (a length cue would let blurring tell
         # classes apart without ever seeing both dots of a pair).
-        return [(round(7 * math.sin(math.pi * (a + shift) / 16)), round(7 * math.cos(math.pi * (a + shift) / 16)))
-                for a in range(16)]
+        return [
+            (round(7 * math.sin(math.pi * (a + shift) / 16)), round(7 * math.cos(math.pi * (a + shift) / 16)))
+            for a in range(16)
+        ]
     raise ValueError(f'Unknown task family {family!r}; choose one of {", ".join(FAMILIES)}.')
 
 
@@ -81,8 +83,7 @@ def _texture(params: tuple[float, ...], n: int, size: int, rng: np.random.Genera
     return wave + rng.normal(0.0, 1.5, size=(n, size, size))
 
 
-def _pairs(params: tuple[float, ...], n: int, size: int, rng: np.random.Generator, num_pairs: int = 4
-           ) -> np.ndarray:
+def _pairs(params: tuple[float, ...], n: int, size: int, rng: np.random.Generator, num_pairs: int = 4) -> np.ndarray:
     dy, dx = int(params[0]), int(params[1])
     images = rng.normal(0.0, 0.1, size=(n, size, size))
     for i in range(n):
@@ -97,8 +98,9 @@ def _pairs(params: tuple[float, ...], n: int, size: int, rng: np.random.Generato
 _GENERATORS = {'peaks': _peaks, 'texture': _texture, 'pairs': _pairs}
 
 
-def family_splits(family: str, image_size: int = 16, images_per_class: int = 60, seed: int = 0
-                  ) -> dict[str, LabeledTensorDataset]:
+def family_splits(
+    family: str, image_size: int = 16, images_per_class: int = 60, seed: int = 0
+) -> dict[str, LabeledTensorDataset]:
     """Generate the meta-train and held-out splits of a task family.
 
     Parameters
@@ -138,8 +140,9 @@ def family_splits(family: str, image_size: int = 16, images_per_class: int = 60,
     return splits
 
 
-def novel_classes(family: str, num_classes: int, image_size: int = 16, images_per_class: int = 60, seed: int = 0
-                  ) -> LabeledTensorDataset:
+def novel_classes(
+    family: str, num_classes: int, image_size: int = 16, images_per_class: int = 60, seed: int = 0
+) -> LabeledTensorDataset:
     """``num_classes`` (2..16; 2..8 for pairs) classes of ``family`` that no split of :func:`family_splits` has.
 
     The classes lie halfway between the standard ones (peak heights, grating orientations, pair directions;

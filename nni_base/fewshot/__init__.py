@@ -19,6 +19,18 @@ from .pipeline import (
     width_for_budget,
 )
 
-__all__ = ['Conv4', 'FewShotScore', 'FewShotMAML', 'SeedSummary', 'count_parameters', 'darts_cells_without_meta',
-           'evaluate_fewshot', 'full_network', 'mean_ci', 'search_cells', 'summarize_seeds',
-           'train_maml', 'width_for_budget']
+__all__ = [
+    'Conv4',
+    'FewShotScore',
+    'FewShotMAML',
+    'SeedSummary',
+    'count_parameters',
+    'darts_cells_without_meta',
+    'evaluate_fewshot',
+    'full_network',
+    'mean_ci',
+    'search_cells',
+    'summarize_seeds',
+    'train_maml',
+    'width_for_budget',
+]

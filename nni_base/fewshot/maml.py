@@ -73,8 +73,15 @@ class FewShotMAML(pl.LightningModule):
         First-order MAML in meta-training (default: second order, as in the paper).
     """
 
-    def __init__(self, model: nn.Module, inner_lr: float = 0.05, inner_steps: int = 5, adapt_steps: int | None = None,
-                 meta_lr: float = 1e-3, first_order: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        inner_lr: float = 0.05,
+        inner_steps: int = 5,
+        adapt_steps: int | None = None,
+        meta_lr: float = 1e-3,
+        first_order: bool = False,
+    ):
         super().__init__()
         if inner_steps < 1:
             raise ValueError(f'inner_steps must be at least 1, got {inner_steps}.')
@@ -120,8 +127,9 @@ class FewShotMAML(pl.LightningModule):
             loss, acc = self.adapted_query(task.to(self.device), self.inner_steps)
             if not bool(torch.isfinite(loss)):
                 optimizer.zero_grad()
-                raise MetaTrainingDiverged(f'Non-finite query loss at meta-step {self.global_step}; lower the '
-                                           'learning rates.')
+                raise MetaTrainingDiverged(
+                    f'Non-finite query loss at meta-step {self.global_step}; lower the learning rates.'
+                )
             self.manual_backward(loss / len(batch))
             losses.append(float(loss.detach()))
             accs.append(float(acc))

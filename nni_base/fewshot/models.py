@@ -39,13 +39,19 @@ class Conv4(nn.Module):
     def __init__(self, ways: int, channels: int = 3, hidden: int = 32, image_size: int = 84):
         super().__init__()
         if ways < 2 or channels < 1 or hidden < 1 or image_size < 1:
-            raise ValueError(f'Conv4 needs ways >= 2 and positive sizes, got ways={ways}, channels={channels}, '
-                             f'hidden={hidden}, image_size={image_size}.')
+            raise ValueError(
+                f'Conv4 needs ways >= 2 and positive sizes, got ways={ways}, channels={channels}, '
+                f'hidden={hidden}, image_size={image_size}.'
+            )
         blocks: list[nn.Module] = []
         side = image_size
         for i in range(4):
-            blocks += [nn.Conv2d(channels if i == 0 else hidden, hidden, 3, padding=1), nn.BatchNorm2d(hidden),
-                       nn.ReLU(inplace=False), nn.MaxPool2d(2, ceil_mode=True)]
+            blocks += [
+                nn.Conv2d(channels if i == 0 else hidden, hidden, 3, padding=1),
+                nn.BatchNorm2d(hidden),
+                nn.ReLU(inplace=False),
+                nn.MaxPool2d(2, ceil_mode=True),
+            ]
             side = -(-side // 2)
         self.features = nn.Sequential(*blocks)
         self.classifier = nn.Linear(hidden * side * side, ways)

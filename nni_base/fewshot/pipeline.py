@@ -39,8 +39,18 @@ from ..tasks import TaskDistribution, episode_loader
 from ..tasks.metrics import mean_ci
 from .maml import FewShotMAML
 
-__all__ = ['FewShotScore', 'SeedSummary', 'search_cells', 'darts_cells_without_meta', 'full_network', 'train_maml',
-           'evaluate_fewshot', 'count_parameters', 'width_for_budget', 'summarize_seeds']
+__all__ = [
+    'FewShotScore',
+    'SeedSummary',
+    'search_cells',
+    'darts_cells_without_meta',
+    'full_network',
+    'train_maml',
+    'evaluate_fewshot',
+    'count_parameters',
+    'width_for_budget',
+    'summarize_seeds',
+]
 
 
 @dataclass
@@ -75,27 +85,51 @@ def _quiet_run(exp) -> None:
             exp.stop()  # now rather than from NNI's atexit hook
 
 
-def search_cells(train_tasks: TaskDistribution, val_tasks: TaskDistribution | None = None, *, width: int = 8,
-                 num_cells: int = 3, steps_per_epoch: int = 20, max_epochs: int = 1, tasks_per_step: int = 4,
-                 seed: int = 0, trainer_kwargs: dict[str, Any] | None = None, **strategy_kwargs: Any) -> dict[str, Any]:
+def search_cells(
+    train_tasks: TaskDistribution,
+    val_tasks: TaskDistribution | None = None,
+    *,
+    width: int = 8,
+    num_cells: int = 3,
+    steps_per_epoch: int = 20,
+    max_epochs: int = 1,
+    tasks_per_step: int = 4,
+    seed: int = 0,
+    trainer_kwargs: dict[str, Any] | None = None,
+    **strategy_kwargs: Any,
+) -> dict[str, Any]:
     """Few-shot BASE on the meta-train episodes; returns the exported NNI sample.
 
     ``strategy_kwargs`` go to :class:`~nni_base.BaseStrategy` (``meta_algorithm`` defaults to ``'maml'``
     here; pass ``relaxation='softmax'`` for the ablation, ``first_order=True`` for first-order MAML).
     """
     strategy_kwargs.setdefault('meta_algorithm', 'maml')
-    evaluator = EpisodicClassification(train_tasks, val_tasks, tasks_per_step=tasks_per_step,
-                                       steps_per_epoch=steps_per_epoch, max_epochs=max_epochs, seed=seed,
-                                       **(trainer_kwargs or {}))
+    evaluator = EpisodicClassification(
+        train_tasks,
+        val_tasks,
+        tasks_per_step=tasks_per_step,
+        steps_per_epoch=steps_per_epoch,
+        max_epochs=max_epochs,
+        seed=seed,
+        **(trainer_kwargs or {}),
+    )
     strategy = BaseStrategy(seed=seed, **strategy_kwargs)
     exp = NasExperiment(DartsTaskSpace(width, num_cells, train_tasks.ways), evaluator, strategy)
     _quiet_run(exp)
     return strategy.export_sample()
 
 
-def darts_cells_without_meta(dataset: Dataset, num_classes: int, *, width: int = 8, num_cells: int = 3,
-                             steps: int = 30, batch_size: int = 32, seed: int = 0,
-                             trainer_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+def darts_cells_without_meta(
+    dataset: Dataset,
+    num_classes: int,
+    *,
+    width: int = 8,
+    num_cells: int = 3,
+    steps: int = 30,
+    batch_size: int = 32,
+    seed: int = 0,
+    trainer_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """NNI's DARTS search on ``dataset`` as one ``num_classes``-way problem (no episodes, no meta-learning).
 
     Half of the images train the weights, the other half the architecture (DARTS's split).
@@ -106,12 +140,22 @@ def darts_cells_without_meta(dataset: Dataset, num_classes: int, *, width: int =
     loader = nni.trace(DataLoader)
     evaluator = Classification(
         num_classes=num_classes,
-        train_dataloaders=loader(Subset(dataset, order[:half]), batch_size=batch_size, shuffle=True,
-                                 generator=torch.Generator().manual_seed(seed)),
-        val_dataloaders=loader(Subset(dataset, order[half:]), batch_size=batch_size, shuffle=True,
-                               generator=torch.Generator().manual_seed(seed + 1)),
-        max_epochs=1, limit_train_batches=steps, **{'logger': False, 'enable_checkpointing': False,
-                                                     **(trainer_kwargs or {})})
+        train_dataloaders=loader(
+            Subset(dataset, order[:half]),
+            batch_size=batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(seed),
+        ),
+        val_dataloaders=loader(
+            Subset(dataset, order[half:]),
+            batch_size=batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(seed + 1),
+        ),
+        max_epochs=1,
+        limit_train_batches=steps,
+        **{'logger': False, 'enable_checkpointing': False, **(trainer_kwargs or {})},
+    )
     exp = NasExperiment(DartsTaskSpace(width, num_cells, num_classes), evaluator, DARTS())
     _quiet_run(exp)
     return exp.export_top_models(formatter='dict')[0]
@@ -122,10 +166,23 @@ def full_network(sample: dict[str, Any], ways: int, *, width: int = 8, num_cells
     return DartsTaskSpace(width, num_cells, ways).freeze(sample)
 
 
-def train_maml(model: nn.Module, train_tasks: TaskDistribution, val_tasks: TaskDistribution | None = None, *,
-               steps_per_epoch: int = 20, max_epochs: int = 1, tasks_per_step: int = 4, inner_steps: int = 5,
-               adapt_steps: int | None = None, inner_lr: float = 0.05, meta_lr: float = 1e-3,
-               first_order: bool = False, val_episodes: int = 16, seed: int = 0, **trainer_kwargs: Any) -> FewShotMAML:
+def train_maml(
+    model: nn.Module,
+    train_tasks: TaskDistribution,
+    val_tasks: TaskDistribution | None = None,
+    *,
+    steps_per_epoch: int = 20,
+    max_epochs: int = 1,
+    tasks_per_step: int = 4,
+    inner_steps: int = 5,
+    adapt_steps: int | None = None,
+    inner_lr: float = 0.05,
+    meta_lr: float = 1e-3,
+    first_order: bool = False,
+    val_episodes: int = 16,
+    seed: int = 0,
+    **trainer_kwargs: Any,
+) -> FewShotMAML:
     """Train ``model`` with MAML (second order by default) on the episodes ``seed`` selects.
 
     With the same ``train_tasks``, ``tasks_per_step``, ``steps_per_epoch`` and ``seed`` as
@@ -134,11 +191,19 @@ def train_maml(model: nn.Module, train_tasks: TaskDistribution, val_tasks: TaskD
     """
     ways = _classifier_width(model)
     if ways is not None and ways != train_tasks.ways:
-        raise ValueError(f'the model has {ways} outputs but the tasks are {train_tasks.ways}-way: build the model '
-                         f'with ways={train_tasks.ways}.')
+        raise ValueError(
+            f'the model has {ways} outputs but the tasks are {train_tasks.ways}-way: build the model '
+            f'with ways={train_tasks.ways}.'
+        )
     pl.seed_everything(seed, workers=True, verbose=False)
-    module = FewShotMAML(model, inner_lr=inner_lr, inner_steps=inner_steps, adapt_steps=adapt_steps, meta_lr=meta_lr,
-                        first_order=first_order)
+    module = FewShotMAML(
+        model,
+        inner_lr=inner_lr,
+        inner_steps=inner_steps,
+        adapt_steps=adapt_steps,
+        meta_lr=meta_lr,
+        first_order=first_order,
+    )
     trainer_kwargs.setdefault('num_sanity_val_steps', 0)
     trainer = pl.Trainer(max_epochs=max_epochs, inference_mode=False, **trainer_kwargs)
     val = episode_loader(val_tasks, 1, val_episodes, seed=seed + 1) if val_tasks is not None else None
@@ -149,8 +214,9 @@ def train_maml(model: nn.Module, train_tasks: TaskDistribution, val_tasks: TaskD
     return module
 
 
-def evaluate_fewshot(module: FewShotMAML, test_tasks: TaskDistribution, *, episodes: int = 600, seed: int = 0,
-                     **trainer_kwargs: Any) -> FewShotScore:
+def evaluate_fewshot(
+    module: FewShotMAML, test_tasks: TaskDistribution, *, episodes: int = 600, seed: int = 0, **trainer_kwargs: Any
+) -> FewShotScore:
     """Mean query accuracy after adaptation over ``episodes`` test tasks, with its 95% confidence interval.
 
     Episodes depend only on ``seed``, so every method compared with the same seed sees the same tasks.
@@ -163,12 +229,14 @@ def evaluate_fewshot(module: FewShotMAML, test_tasks: TaskDistribution, *, episo
         warnings.filterwarnings('ignore', message='.*does not have many workers.*')
         trainer.test(module, episode_loader(test_tasks, 1, episodes, seed=seed), verbose=False)
     mean, ci95 = mean_ci(module.test_accuracies)
-    return FewShotScore(mean, ci95, len(module.test_accuracies), list(module.test_accuracies),
-                        module.test_episodes_digest)
+    return FewShotScore(
+        mean, ci95, len(module.test_accuracies), list(module.test_accuracies), module.test_episodes_digest
+    )
 
 
-def width_for_budget(build: Callable[[int], nn.Module], budget: int, *, min_width: int = 1,
-                     max_width: int = 1024) -> tuple[int, int]:
+def width_for_budget(
+    build: Callable[[int], nn.Module], budget: int, *, min_width: int = 1, max_width: int = 1024
+) -> tuple[int, int]:
     """The integer width whose network ``build(width)`` has the parameter count nearest ``budget``.
 
     ``build`` maps a width (channels) to a network, e.g. ``lambda w: full_network(sample, 5, width=w)`` or
@@ -229,8 +297,10 @@ def summarize_seeds(scores: Sequence[FewShotScore]) -> SeedSummary:
     counts = {score.episodes for score in scores}
     digests = {score.episodes_digest for score in scores if score.episodes_digest}
     if len(counts) > 1 or len(digests) > 1 or any(len(s.accuracies) != s.episodes for s in scores):
-        raise ValueError('the scores were not computed on the same test episodes '
-                         f'(episode counts {sorted(counts)}, {len(digests)} distinct episode digests).')
+        raise ValueError(
+            'the scores were not computed on the same test episodes '
+            f'(episode counts {sorted(counts)}, {len(digests)} distinct episode digests).'
+        )
     per_seed = [score.mean for score in scores]
     pooled = [acc for score in scores for acc in score.accuracies]
     mean, pooled_ci95 = mean_ci(pooled)

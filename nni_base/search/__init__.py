@@ -14,5 +14,14 @@ from .prior import load_prior, save_prior
 from .reptile import ReptileModule
 from .single_task import SingleTaskModule
 
-__all__ = ['BaseConfig', 'BaseSearchModule', 'MamlModule', 'MetaTrainingModule', 'ReptileModule', 'SingleTaskModule',
-           'TaskAdapter', 'load_prior', 'save_prior']
+__all__ = [
+    'BaseConfig',
+    'BaseSearchModule',
+    'MamlModule',
+    'MetaTrainingModule',
+    'ReptileModule',
+    'SingleTaskModule',
+    'TaskAdapter',
+    'load_prior',
+    'save_prior',
+]

@@ -48,8 +48,15 @@ from .head import initialise_head
 if TYPE_CHECKING:  # base.py imports the single-task module, which imports this file
     from .base import BaseSearchModule
 
-__all__ = ['BATCH_NORMS', 'TaskAdapter', 'adaptation_step', 'architecture_frozen', 'architecture_optimizer',
-           'non_finite_loss', 'recalibrate_batchnorm']
+__all__ = [
+    'BATCH_NORMS',
+    'TaskAdapter',
+    'adaptation_step',
+    'architecture_frozen',
+    'architecture_optimizer',
+    'non_finite_loss',
+    'recalibrate_batchnorm',
+]
 
 _logger = logging.getLogger('nni_base')
 
@@ -72,16 +79,26 @@ def non_finite_loss(where: str, x: torch.Tensor | None, fix: str) -> Exception:
     """The error for a non-finite loss: the data's fault when the images are not finite, else ``fix``."""
     if isinstance(x, torch.Tensor) and x.is_floating_point() and not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
-        return ValueError(f'{bad} of {len(x)} images of the batch at {where} contain NaN or inf values: the data, '
-                          'not the learning rates, made the loss non-finite. Clean them before training (e.g. '
-                          'drop those images, or torch.nan_to_num).')
+        return ValueError(
+            f'{bad} of {len(x)} images of the batch at {where} contain NaN or inf values: the data, '
+            'not the learning rates, made the loss non-finite. Clean them before training (e.g. '
+            'drop those images, or torch.nan_to_num).'
+        )
     return MetaTrainingDiverged(f'Non-finite loss at {where}; {fix}')
 
 
-def adaptation_step(supernet: BaseSearchModule, loss_of_batch: Callable[[], torch.Tensor], *, frozen: bool,
-                    arch_optimizer: torch.optim.Optimizer, backward_and_step: Callable[[torch.Tensor], None],
-                    where: str, inputs: torch.Tensor | None = None, fix: str = 'lower the learning rates.',
-                    freeze_alpha: bool | None = None) -> torch.Tensor:
+def adaptation_step(
+    supernet: BaseSearchModule,
+    loss_of_batch: Callable[[], torch.Tensor],
+    *,
+    frozen: bool,
+    arch_optimizer: torch.optim.Optimizer,
+    backward_and_step: Callable[[torch.Tensor], None],
+    where: str,
+    inputs: torch.Tensor | None = None,
+    fix: str = 'lower the learning rates.',
+    freeze_alpha: bool | None = None,
+) -> torch.Tensor:
     """One adaptation step: sample (or derive) the architecture, loss, weight step, α step; returns the loss.
 
     ``loss_of_batch()`` runs the forward pass and returns the loss; ``backward_and_step(loss)`` back-propagates
@@ -153,13 +170,21 @@ class TaskAdapter:
         Keep alpha at the prior's values (the paper's frozen-alpha ablation, Fig. 4).
     """
 
-    def __init__(self, supernet: BaseSearchModule, *, search_steps: int | None = None,
-                 optimizer: str = 'sgd', weight_lr: float | None = None, arc_lr: float | None = None,
-                 freeze_alpha: bool = False):
+    def __init__(
+        self,
+        supernet: BaseSearchModule,
+        *,
+        search_steps: int | None = None,
+        optimizer: str = 'sgd',
+        weight_lr: float | None = None,
+        arc_lr: float | None = None,
+        freeze_alpha: bool = False,
+    ):
         if search_steps is None:
             search_steps = supernet.config.freeze_architecture_after
-        if search_steps is not None and (isinstance(search_steps, bool) or not isinstance(search_steps, int)
-                                         or search_steps < 0):
+        if search_steps is not None and (
+            isinstance(search_steps, bool) or not isinstance(search_steps, int) or search_steps < 0
+        ):
             raise ValueError(f'search_steps must be None or an int >= 0, got {search_steps!r}.')
         for name, value in (('weight_lr', weight_lr), ('arc_lr', arc_lr)):
             if value is not None and not (math.isfinite(value) and value > 0):
@@ -167,19 +192,26 @@ class TaskAdapter:
         if optimizer not in ('sgd', 'adam'):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}.")
         self.supernet = supernet
-        self.config = BaseConfig(**{**supernet.config.to_dict(), 'freeze_architecture_after': search_steps,
-                                    'freeze_alpha': bool(freeze_alpha) or supernet.config.freeze_alpha})
+        self.config = BaseConfig(
+            **{
+                **supernet.config.to_dict(),
+                'freeze_architecture_after': search_steps,
+                'freeze_alpha': bool(freeze_alpha) or supernet.config.freeze_alpha,
+            }
+        )
         self.steps_taken = 0
         self.recent_inputs: deque[torch.Tensor] = deque(maxlen=supernet.config.bn_recalibration_batches)
         config = supernet.config
         params = supernet.weight_parameters()
         if optimizer == 'sgd':
             self.weight_optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                params, lr=weight_lr if weight_lr is not None else config.inner_lr)
+                params, lr=weight_lr if weight_lr is not None else config.inner_lr
+            )
         else:
             self.weight_optimizer = torch.optim.Adam(params, lr=weight_lr if weight_lr is not None else 3e-3)
-        self.arch_optimizer = architecture_optimizer(supernet.arch_parameters(),
-                                                     arc_lr if arc_lr is not None else config.arc_learning_rate)
+        self.arch_optimizer = architecture_optimizer(
+            supernet.arch_parameters(), arc_lr if arc_lr is not None else config.arc_learning_rate
+        )
 
     @property
     def search_steps(self) -> int | None:
@@ -209,10 +241,17 @@ class TaskAdapter:
             self.weight_optimizer.step()
 
         step = self.steps_taken
-        loss = adaptation_step(supernet, lambda: supernet.model_loss(x, y)[0], frozen=self.frozen,
-                               arch_optimizer=self.arch_optimizer, backward_and_step=backward_and_step,
-                               where=f'adaptation step {step}', inputs=x, fix='lower weight_lr or arc_lr.',
-                               freeze_alpha=self.config.freeze_alpha)
+        loss = adaptation_step(
+            supernet,
+            lambda: supernet.model_loss(x, y)[0],
+            frozen=self.frozen,
+            arch_optimizer=self.arch_optimizer,
+            backward_and_step=backward_and_step,
+            where=f'adaptation step {step}',
+            inputs=x,
+            fix='lower weight_lr or arc_lr.',
+            freeze_alpha=self.config.freeze_alpha,
+        )
         if self.recent_inputs.maxlen:
             self.recent_inputs.append(x.detach())
         self.steps_taken += 1

@@ -80,8 +80,10 @@ class BaseSearchModule(BaseOneShotLightningModule):
         for module in self.modules():
             for label, alpha in architecture_logits(module).items():
                 if label in alphas and alphas[label] is not alpha:
-                    raise ValueError(f'Two different architecture logits are labelled {label!r}; give the choices '
-                                     '(or a cell and a choice) different labels.')
+                    raise ValueError(
+                        f'Two different architecture logits are labelled {label!r}; give the choices '
+                        '(or a cell and a choice) different labels.'
+                    )
                 alphas[label] = alpha
         return alphas
 
@@ -181,15 +183,16 @@ class BaseSearchModule(BaseOneShotLightningModule):
         choices = plain_choices(self.training_module.model, self.alphas(), [shape.label for shape in shapes])
         if choices is None:  # a choice kind the ranking does not enumerate: the most probable one only
             if top_k > 1:
-                raise TypeError('export_top_models(top_k > 1) ranks DARTS-style cells and single-valued choices '
-                                '(LayerChoice, Repeat depth, nni.choice); this space also has multi-input or '
-                                'NNI-cell choices. Use top_k=1 (export_sample) or export_probs.')
+                raise TypeError(
+                    'export_top_models(top_k > 1) ranks DARTS-style cells and single-valued choices '
+                    '(LayerChoice, Repeat depth, nni.choice); this space also has multi-input or '
+                    'NNI-cell choices. Use top_k=1 (export_sample) or export_probs.'
+                )
             with self.averaged_alpha_applied():
                 return [(self.export(), 0.0)]
         return self.rank(top_k, shapes, choices, seed)
 
-    def rank(self, top_k: int, shapes: list[CellShape], choices: Any,
-             seed: int) -> list[tuple[dict[str, Any], float]]:
+    def rank(self, top_k: int, shapes: list[CellShape], choices: Any, seed: int) -> list[tuple[dict[str, Any], float]]:
         """Rank a space that :meth:`ranked_models` can enumerate (``choices``: its plain choices)."""
         with self.averaged_alpha_applied():
             return rank_architectures(shapes, self.alphas(), top_k, self.architecture_scorer(), choices=choices)

@@ -20,8 +20,10 @@ __all__ = ['check_checkpoint']
 def check_checkpoint(path: str | os.PathLike) -> Path:
     """Raise :class:`CorruptCheckpointError` unless ``path`` is a complete ``torch.save`` archive; return the path."""
     path = Path(path)
-    fix = ('Resume from an earlier checkpoint of the run (ModelCheckpoint(save_top_k=-1) keeps one per epoch), or '
-           'start the run again without resume_from.')
+    fix = (
+        'Resume from an earlier checkpoint of the run (ModelCheckpoint(save_top_k=-1) keeps one per epoch), or '
+        'start the run again without resume_from.'
+    )
     if not path.is_file():
         raise CorruptCheckpointError(f'Cannot resume from {path}: it is not a file. {fix}')
     try:
@@ -31,11 +33,16 @@ def check_checkpoint(path: str | os.PathLike) -> Path:
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
         raise CorruptCheckpointError(
             f'Cannot resume from {path}: the checkpoint is damaged or is not a torch.save archive ({e}); it was '
-            f'probably cut off while it was written or copied. {fix}') from e
+            f'probably cut off while it was written or copied. {fix}'
+        ) from e
     if damaged is not None:
-        raise CorruptCheckpointError(f'Cannot resume from {path}: its entry {damaged!r} fails its checksum (the file '
-                                     f'was changed or damaged after it was written). {fix}')
+        raise CorruptCheckpointError(
+            f'Cannot resume from {path}: its entry {damaged!r} fails its checksum (the file '
+            f'was changed or damaged after it was written). {fix}'
+        )
     if not any(name.endswith('/data.pkl') or name == 'data.pkl' for name in names):
-        raise CorruptCheckpointError(f'Cannot resume from {path}: the archive holds no torch.save payload (data.pkl); '
-                                     f'it is not a Lightning checkpoint. {fix}')
+        raise CorruptCheckpointError(
+            f'Cannot resume from {path}: the archive holds no torch.save payload (data.pkl); '
+            f'it is not a Lightning checkpoint. {fix}'
+        )
     return path

@@ -19,9 +19,21 @@ from typing import Any, ClassVar, Literal, TypeVar, cast
 
 from ..space.temperature import TemperatureSchedule
 
-__all__ = ['AdaptationConfig', 'BaseConfig', 'ConditioningConfig', 'DEFAULT_ARC_LEARNING_RATE', 'GROUPS',
-           'MetaTrainingConfig', 'SupernetConfig', 'ZeroShotConfig', 'coerce', 'grouped_arguments', 'hparam',
-           'resolve_config', 'tunable_space']
+__all__ = [
+    'AdaptationConfig',
+    'BaseConfig',
+    'ConditioningConfig',
+    'DEFAULT_ARC_LEARNING_RATE',
+    'GROUPS',
+    'MetaTrainingConfig',
+    'SupernetConfig',
+    'ZeroShotConfig',
+    'coerce',
+    'grouped_arguments',
+    'hparam',
+    'resolve_config',
+    'tunable_space',
+]
 
 #: Adam's step on alpha in single-task search and adaptation (``arc_learning_rate``). One step's alpha gradient
 #: is ~3e-3 per logit (batch-mean loss, BatchNorm'd ops), so SGD at ``inner_lr_alpha`` or Adam at 3e-3 moves alpha
@@ -32,14 +44,23 @@ __all__ = ['AdaptationConfig', 'BaseConfig', 'ConditioningConfig', 'DEFAULT_ARC_
 DEFAULT_ARC_LEARNING_RATE = 0.3
 
 
-def hparam(default: Any, kind: str, *, minimum: float | None = None, optional: bool = False,
-           choices: tuple[str, ...] | None = None, tune: dict[str, Any] | None = None) -> Any:
+def hparam(
+    default: Any,
+    kind: str,
+    *,
+    minimum: float | None = None,
+    optional: bool = False,
+    choices: tuple[str, ...] | None = None,
+    tune: dict[str, Any] | None = None,
+) -> Any:
     """Declare a hyper-parameter: its default, its kind (int/float/bool/choice/any) and its checks.
 
     ``tune`` is the NNI search-space entry (``{'_type': ..., '_value': ...}``) of a knob worth tuning.
     """
-    return field(default=default, metadata={'kind': kind, 'minimum': minimum, 'optional': optional,
-                                            'choices': choices, 'tune': tune})
+    return field(
+        default=default,
+        metadata={'kind': kind, 'minimum': minimum, 'optional': optional, 'choices': choices, 'tune': tune},
+    )
 
 
 def coerce(name: str, value: Any, metadata: Any, *, json_spelling: bool = False) -> Any:
@@ -91,10 +112,12 @@ class BaseConfig:
     inner_steps: int = hparam(5, 'int', minimum=1, tune={'_type': 'choice', '_value': [1, 2, 3, 5]})
     inner_lr: float = hparam(0.05, 'float', minimum=0, tune={'_type': 'loguniform', '_value': [0.005, 0.2]})
     inner_lr_alpha: float = hparam(0.5, 'float', minimum=0, tune={'_type': 'loguniform', '_value': [0.05, 2.0]})
-    outer_lr: float | None = hparam(None, 'float', minimum=0, optional=True,
-                                    tune={'_type': 'uniform', '_value': [0.3, 1.0]})
-    outer_lr_alpha: float | None = hparam(None, 'float', minimum=0, optional=True,
-                                          tune={'_type': 'loguniform', '_value': [0.03, 0.5]})
+    outer_lr: float | None = hparam(
+        None, 'float', minimum=0, optional=True, tune={'_type': 'uniform', '_value': [0.3, 1.0]}
+    )
+    outer_lr_alpha: float | None = hparam(
+        None, 'float', minimum=0, optional=True, tune={'_type': 'loguniform', '_value': [0.03, 0.5]}
+    )
     adapt_steps: int | None = hparam(None, 'int', minimum=0, optional=True)
     # None (as priors written before 0.3 became the default store it) means the default step
     arc_learning_rate: float | None = hparam(DEFAULT_ARC_LEARNING_RATE, 'float', minimum=0, optional=True)
@@ -115,8 +138,9 @@ class BaseConfig:
     inner_batch_size: int | None = hparam(None, 'int', minimum=1, optional=True)
     parameterization: Literal['darts', 'slot'] = hparam('darts', 'choice', choices=('darts', 'slot'))
     freeze_alpha: bool = hparam(False, 'bool')
-    alpha_estimator: Literal['paired', 'straight_through'] = hparam('paired', 'choice',
-                                                                    choices=('paired', 'straight_through'))
+    alpha_estimator: Literal['paired', 'straight_through'] = hparam(
+        'paired', 'choice', choices=('paired', 'straight_through')
+    )
     pool_batchnorm: bool = hparam(True, 'bool')
     dataset_conditioning: bool = hparam(False, 'bool')
     conditioning_lr: float = hparam(0.01, 'float', minimum=0)
@@ -133,13 +157,15 @@ class BaseConfig:
     # with a dataset-conditioned prior and a single-dataset evaluator: generate, do not train
     # a prior's classifier rebuilt for a dataset with another class count: how its rows start (search/head.py)
     # zero: measured best (benchmarks/head_init.py: 10 classes, +0.20 ± 0.11 val accuracy over class_means)
-    head_init: Literal['zero', 'class_means', 'random'] = hparam('zero', 'choice',
-                                                                 choices=('zero', 'class_means', 'random'))
+    head_init: Literal['zero', 'class_means', 'random'] = hparam(
+        'zero', 'choice', choices=('zero', 'class_means', 'random')
+    )
     zero_shot: bool = hparam(False, 'bool')
     zero_shot_images: int = hparam(250, 'int', minimum=1)
     zero_shot_pool: int = hparam(4, 'int', minimum=1)
-    zero_shot_candidates: Literal['alpha', 'random', 'both'] = hparam('alpha', 'choice',
-                                                                     choices=('alpha', 'random', 'both'))
+    zero_shot_candidates: Literal['alpha', 'random', 'both'] = hparam(
+        'alpha', 'choice', choices=('alpha', 'random', 'both')
+    )
 
     def __post_init__(self):
         if isinstance(self.temperature, dict):  # from a prior file
@@ -149,12 +175,15 @@ class BaseConfig:
         for f in fields(self):
             setattr(self, f.name, coerce(f.name, getattr(self, f.name), f.metadata))
         if self.temperature is not None and not isinstance(self.temperature, TemperatureSchedule):
-            raise ValueError(f'temperature must be a TemperatureSchedule or a (start, end) pair, got '
-                             f'{self.temperature!r}.')
+            raise ValueError(
+                f'temperature must be a TemperatureSchedule or a (start, end) pair, got {self.temperature!r}.'
+            )
         maml = self.meta_algorithm == 'maml'
         if self.dataset_conditioning and maml:
-            raise ValueError("dataset_conditioning is trained with Reptile's task directions: use "
-                             "meta_algorithm='reptile' (the default) with it.")
+            raise ValueError(
+                "dataset_conditioning is trained with Reptile's task directions: use "
+                "meta_algorithm='reptile' (the default) with it."
+            )
         if self.outer_lr is None:
             # Reptile moves the prior toward the mean adapted values (1.0: all the way); MAML's outer
             # optimizer is Adam on the query loss, which wants a small step.
@@ -223,15 +252,23 @@ class ConfigGroup:
 
     def flat(self, *, given_only: bool = False) -> dict[str, Any]:
         """``{BaseConfig field: value}`` of this group (only the fields the caller set, with ``given_only``)."""
-        return {f.metadata['flat']: getattr(self, f.name) for f in fields(self)  # type: ignore[arg-type]
-                if not given_only or f.name in self._given}
+        return {
+            f.metadata['flat']: getattr(self, f.name)
+            for f in fields(self)  # type: ignore[arg-type]
+            if not given_only or f.name in self._given
+        }
 
     @classmethod
     def from_config(cls: type[_Group], config: BaseConfig | Mapping[str, Any]) -> _Group:
         """The group's view of a flat config (a ``BaseConfig`` or a prior's stored dict)."""
         values = config if isinstance(config, Mapping) else vars(config)
-        return cls(**{f.name: values[f.metadata['flat']] for f in fields(cls)  # type: ignore[arg-type]
-                      if f.metadata['flat'] in values})
+        return cls(
+            **{
+                f.name: values[f.metadata['flat']]
+                for f in fields(cls)  # type: ignore[arg-type]
+                if f.metadata['flat'] in values
+            }
+        )
 
 
 def _group(cls: type[_Group]) -> type[_Group]:
@@ -310,14 +347,19 @@ class ZeroShotConfig(ConfigGroup):
 
 
 #: BaseStrategy's grouped arguments, by argument name.
-GROUPS: dict[str, type[ConfigGroup]] = {'supernet': SupernetConfig, 'meta_training': MetaTrainingConfig,
-                                         'adaptation': AdaptationConfig, 'conditioning': ConditioningConfig,
-                                         'zero_shot': ZeroShotConfig}
+GROUPS: dict[str, type[ConfigGroup]] = {
+    'supernet': SupernetConfig,
+    'meta_training': MetaTrainingConfig,
+    'adaptation': AdaptationConfig,
+    'conditioning': ConditioningConfig,
+    'zero_shot': ZeroShotConfig,
+}
 
 #: Where each grouped BaseConfig field is set: ``{flat name: (argument, group field or None for the switch)}``.
 GROUPED_FIELDS: dict[str, tuple[str, str | None]] = {
     **{f.metadata['flat']: (arg, f.name) for arg, cls in GROUPS.items() for f in fields(cls)},  # type: ignore[arg-type]
-    **{cls.switch: (arg, None) for arg, cls in GROUPS.items() if cls.switch is not None}}
+    **{cls.switch: (arg, None) for arg, cls in GROUPS.items() if cls.switch is not None},
+}
 
 
 def resolve_config(arguments: Mapping[str, Any], stored: Mapping[str, Any] | None = None) -> BaseConfig:
@@ -357,8 +399,11 @@ def grouped_arguments(flat: Mapping[str, Any]) -> dict[str, Any]:
     other fields are then unused and left out), its object when on."""
     arguments = {name: value for name, value in flat.items() if name not in GROUPED_FIELDS}
     for arg, cls in GROUPS.items():
-        values = {group_field: flat[name] for name, (a, group_field) in GROUPED_FIELDS.items()
-                  if a == arg and group_field is not None and name in flat}
+        values = {
+            group_field: flat[name]
+            for name, (a, group_field) in GROUPED_FIELDS.items()
+            if a == arg and group_field is not None and name in flat
+        }
         if cls.switch is None:
             if values:
                 arguments[arg] = cls(**values)

@@ -45,8 +45,10 @@ def process_group() -> tuple[int, int]:
 def shard_tasks(tasks: Sequence[T], rank: int, world_size: int) -> list[T]:
     """This rank's tasks of a meta-step: ``tasks[rank::world_size]`` (every rank sees the same list)."""
     if len(tasks) < world_size:
-        raise ValueError(f'A meta-step has {len(tasks)} tasks but there are {world_size} processes: every process '
-                         f'needs at least one task. Set tasks_per_step >= {world_size} (ideally a multiple of it).')
+        raise ValueError(
+            f'A meta-step has {len(tasks)} tasks but there are {world_size} processes: every process '
+            f'needs at least one task. Set tasks_per_step >= {world_size} (ideally a multiple of it).'
+        )
     return list(tasks[rank::world_size])
 
 
@@ -82,7 +84,7 @@ def _collective(tensors: Sequence[torch.Tensor], op: Callable[[torch.Tensor], ob
             raise collective_failure(e, rank, world_size, what) from e
     out, offset = [], 0
     for t in tensors:
-        out.append(flat[offset:offset + t.numel()].view(t.shape).to(t.dtype))
+        out.append(flat[offset : offset + t.numel()].view(t.shape).to(t.dtype))
         offset += t.numel()
     return out
 
@@ -95,7 +97,8 @@ def collective_failure(error: BaseException, rank: int, world_size: int, what: s
     return DistributedMetaStepError(
         f'Rank {rank} of {world_size}: {what} failed ({type(error).__name__}: {error}). Another process most likely '
         "died (see its log) or did not reach this point within the process group's timeout (Lightning: "
-        "DDPStrategy(timeout=...)); the shared prior was not updated. Resume from the last checkpoint.")
+        'DDPStrategy(timeout=...)); the shared prior was not updated. Resume from the last checkpoint.'
+    )
 
 
 def is_collective_error(error: BaseException) -> bool:

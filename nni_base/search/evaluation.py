@@ -35,9 +35,9 @@ from ..tasks.metrics import mean_ci
 __all__ = ['DARTS_OPS', 'single_op_sample', 'random_sample', 'train_on_task', 'mean_ci', 'kendall_tau']
 
 
-
-def single_op_sample(op: str, num_nodes: int = 4, labels: Sequence[str] = ('normal', 'reduce'),
-                     num_predecessors: int = 2) -> dict[str, Any]:
+def single_op_sample(
+    op: str, num_nodes: int = 4, labels: Sequence[str] = ('normal', 'reduce'), num_predecessors: int = 2
+) -> dict[str, Any]:
     """An NNI sample whose every edge is ``op``; node ``i`` reads nodes ``i-2`` and ``i-1`` (a chain: depth grows)."""
     sample: dict[str, Any] = {}
     for label in labels:
@@ -48,8 +48,13 @@ def single_op_sample(op: str, num_nodes: int = 4, labels: Sequence[str] = ('norm
     return sample
 
 
-def random_sample(rng: random.Random, num_nodes: int = 4, labels: Sequence[str] = ('normal', 'reduce'),
-                  ops: Sequence[str] = DARTS_OPS, num_predecessors: int = 2) -> dict[str, Any]:
+def random_sample(
+    rng: random.Random,
+    num_nodes: int = 4,
+    labels: Sequence[str] = ('normal', 'reduce'),
+    ops: Sequence[str] = DARTS_OPS,
+    num_predecessors: int = 2,
+) -> dict[str, Any]:
     """A uniformly random DARTS cell: per node two distinct inputs, an op for each."""
     sample: dict[str, Any] = {}
     for label in labels:
@@ -68,8 +73,9 @@ def _loss_and_acc(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[tor
     return nn.functional.cross_entropy(logits, y), float(accuracy)
 
 
-def train_on_task(net: nn.Module, task: Task, steps: int, *, lr: float = 3e-3, batch_size: int | None = 32,
-                  seed: int = 0) -> float:
+def train_on_task(
+    net: nn.Module, task: Task, steps: int, *, lr: float = 3e-3, batch_size: int | None = 32, seed: int = 0
+) -> float:
     """Train ``net`` (in place) with Adam on the task's support set; return its query accuracy.
 
     Mini-batches of ``batch_size`` are drawn from the support set by a generator seeded with ``seed``

@@ -73,8 +73,9 @@ def head_mismatch(model: nn.Module, saved: dict[str, torch.Tensor]) -> list[str]
 
 
 @torch.no_grad()
-def class_mean_features(supernet: BaseSearchModule, head: nn.Linear, x: torch.Tensor, y: torch.Tensor,
-                        num_classes: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+def class_mean_features(
+    supernet: BaseSearchModule, head: nn.Linear, x: torch.Tensor, y: torch.Tensor, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Mean input feature of ``head`` per class under the derived architecture, and which classes were seen.
 
     Batch statistics (train mode) as in the adaptation steps that follow; BatchNorm buffers are restored, so
@@ -105,20 +106,24 @@ def class_mean_features(supernet: BaseSearchModule, head: nn.Linear, x: torch.Te
 
 
 @torch.no_grad()
-def initialise_head(supernet: BaseSearchModule, names: Sequence[str], x: torch.Tensor | None,
-                    y: torch.Tensor | None, how: str) -> str:
+def initialise_head(
+    supernet: BaseSearchModule, names: Sequence[str], x: torch.Tensor | None, y: torch.Tensor | None, how: str
+) -> str:
     """Initialise the rebuilt heads ``names`` of the supernet in place; returns a one-line description.
 
     ``'class_means'`` needs labelled images ``(x, y)`` (classes with no image get a zero row, bias 0).
     """
     if how not in HEAD_INITS:
-        raise ValueError(f"head_init must be one of {', '.join(map(repr, HEAD_INITS))}, got {how!r}.")
+        raise ValueError(f'head_init must be one of {", ".join(map(repr, HEAD_INITS))}, got {how!r}.')
     model = supernet.training_module.model
     heads = head_modules(model, names)
     done = []
     for name, head in zip(names, heads):
-        found = class_mean_features(supernet, head, x, y, head.out_features) \
-            if how == 'class_means' and x is not None and y is not None else None
+        found = (
+            class_mean_features(supernet, head, x, y, head.out_features)
+            if how == 'class_means' and x is not None and y is not None
+            else None
+        )
         if how == 'random':
             head.reset_parameters()
         elif found is None:
@@ -130,8 +135,11 @@ def initialise_head(supernet: BaseSearchModule, names: Sequence[str], x: torch.T
             # -|f - m_k|^2 = 2 m_k.f - |m_k|^2 - |f|^2, and the last term is the same for every class
             head.weight.copy_((2 * means).to(head.weight.dtype))
             if head.bias is not None:
-                head.bias.copy_((-(means ** 2).sum(1) * seen).to(head.bias.dtype))
+                head.bias.copy_((-(means**2).sum(1) * seen).to(head.bias.dtype))
         done.append(f'{name} ({head.out_features} classes)')
-    source = f'class-mean features of {len(y)} images' if how == 'class_means' and y is not None else \
-        ('zero (no images to take class means from)' if how == 'class_means' else how)
+    source = (
+        f'class-mean features of {len(y)} images'
+        if how == 'class_means' and y is not None
+        else ('zero (no images to take class means from)' if how == 'class_means' else how)
+    )
     return f'rebuilt the classifier head for this dataset: {", ".join(done)}, initialised: {source}'

@@ -78,8 +78,8 @@ class AlphaAdam:
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
         t += 1
         self.moments[id(p)] = (m, v, t)
-        denom = (v / (1 - b2 ** t)).sqrt_().add_(self.eps)
-        step = m / denom * (-self.lr / (1 - b1 ** t))
+        denom = (v / (1 - b2**t)).sqrt_().add_(self.eps)
+        step = m / denom * (-self.lr / (1 - b1**t))
         self.moved[id(p)] = self.moved[id(p)] + step if id(p) in self.moved else step
         return step
 
@@ -92,9 +92,17 @@ class AlphaAdam:
         return self.moved.get(id(p), torch.zeros_like(p))
 
 
-def adapt(module: BaseSearchModule, task: Task, steps: int, state: ModelState, *, where: str,
-          train_alpha: bool = True, alpha_adam_lr: float | None = None,
-          alpha_shadow: AlphaAdam | None = None) -> float:
+def adapt(
+    module: BaseSearchModule,
+    task: Task,
+    steps: int,
+    state: ModelState,
+    *,
+    where: str,
+    train_alpha: bool = True,
+    alpha_adam_lr: float | None = None,
+    alpha_shadow: AlphaAdam | None = None,
+) -> float:
     """Run ``steps`` SGD steps on the task's support set in place; returns the last support loss.
 
     Each step draws ``inner_batch_size`` support images (all of them by default) and averages the loss
@@ -129,7 +137,8 @@ def adapt(module: BaseSearchModule, task: Task, steps: int, state: ModelState, *
         if not math.isfinite(loss_value):
             raise MetaTrainingDiverged(
                 f'Non-finite support loss ({loss_value}) at {where}, inner step {step}. The shared prior was '
-                'not updated; lower inner_lr / inner_lr_alpha or the outer step sizes.')
+                'not updated; lower inner_lr / inner_lr_alpha or the outer step sizes.'
+            )
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         if config.inner_grad_clip:
             # Each step trains another sampled sub-network; clipping keeps one bad sample from
@@ -164,12 +173,19 @@ def query_metrics(module: BaseSearchModule, task: Task) -> tuple[float, float]:
     return float(loss), float(acc)
 
 
-def adapt_each(module: BaseSearchModule, tasks: Sequence[Task], steps: int, *, where: str,
-               train_alpha: bool = True, measure: bool = True,
-               on_adapted: Callable[[ModelState], None] | None = None,
-               prepare: Callable[[int, Task], None] | None = None,
-               alpha_adam_lr: float | None = None,
-               alpha_shadow: Callable[[], AlphaAdam | None] | None = None) -> TaskResults:
+def adapt_each(
+    module: BaseSearchModule,
+    tasks: Sequence[Task],
+    steps: int,
+    *,
+    where: str,
+    train_alpha: bool = True,
+    measure: bool = True,
+    on_adapted: Callable[[ModelState], None] | None = None,
+    prepare: Callable[[int, Task], None] | None = None,
+    alpha_adam_lr: float | None = None,
+    alpha_shadow: Callable[[], AlphaAdam | None] | None = None,
+) -> TaskResults:
     """Adapt the shared supernet to each task in turn, restoring it after each.
 
     ``measure`` records query accuracy before and after (and the query loss, which must be finite);
@@ -190,13 +206,23 @@ def adapt_each(module: BaseSearchModule, tasks: Sequence[Task], steps: int, *, w
                     prepare(k, task)
                 if measure:
                     results.before.append(query_metrics(module, task)[1])
-                adapt(module, task, steps, state, where=f'{where}, task {k}', train_alpha=train_alpha,
-                      alpha_adam_lr=alpha_adam_lr, alpha_shadow=alpha_shadow() if alpha_shadow is not None else None)
+                adapt(
+                    module,
+                    task,
+                    steps,
+                    state,
+                    where=f'{where}, task {k}',
+                    train_alpha=train_alpha,
+                    alpha_adam_lr=alpha_adam_lr,
+                    alpha_shadow=alpha_shadow() if alpha_shadow is not None else None,
+                )
                 if measure:
                     loss, acc = query_metrics(module, task)
                     if not math.isfinite(loss):
-                        raise MetaTrainingDiverged(f'Non-finite query loss at {where}, task {k}; the shared prior '
-                                                   'was not updated. Lower the inner or outer step sizes.')
+                        raise MetaTrainingDiverged(
+                            f'Non-finite query loss at {where}, task {k}; the shared prior '
+                            'was not updated. Lower the inner or outer step sizes.'
+                        )
                     results.losses.append(loss)
                     results.after.append(acc)
                 if on_adapted is not None:

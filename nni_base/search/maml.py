@@ -33,10 +33,12 @@ class MamlModule(MetaTrainingModule):
     """Meta-trains the prior by differentiating each task's query loss through its inner loop."""
 
     def configure_optimizers(self):
-        return torch.optim.Adam([
-            {'params': self.weight_parameters(), 'lr': self.config.outer_lr, 'name': 'weights'},
-            {'params': self.arch_parameters(), 'lr': self.config.outer_lr_alpha, 'name': 'alpha'},
-        ])
+        return torch.optim.Adam(
+            [
+                {'params': self.weight_parameters(), 'lr': self.config.outer_lr, 'name': 'weights'},
+                {'params': self.arch_parameters(), 'lr': self.config.outer_lr_alpha, 'name': 'alpha'},
+            ]
+        )
 
     def training_step(self, batch, batch_idx):
         all_tasks = self.check_tasks(batch)
@@ -45,8 +47,13 @@ class MamlModule(MetaTrainingModule):
         params = self.weight_parameters() + self.arch_parameters()
         model = self.training_module.model
         model.train()
-        maml = ArchMAML(model, self.config.inner_lr, self.config.inner_lr_alpha, self.arch_parameters(),
-                        first_order=self.config.first_order)
+        maml = ArchMAML(
+            model,
+            self.config.inner_lr,
+            self.config.inner_lr_alpha,
+            self.arch_parameters(),
+            first_order=self.config.first_order,
+        )
         optimizer = cast(torch.optim.Optimizer, self.optimizers())
         optimizer.zero_grad()
         where = self.where(batch_idx)
@@ -57,8 +64,10 @@ class MamlModule(MetaTrainingModule):
             loss, acc = maml_query_loss(maml, task, self.config.inner_steps, self.loss_of, where=f'{where}, task {k}')
             if not bool(torch.isfinite(loss)):
                 optimizer.zero_grad()
-                raise MetaTrainingDiverged(f'Non-finite query loss at {where}, task {k}; the shared prior was not '
-                                           'updated. Lower the inner or outer step sizes.')
+                raise MetaTrainingDiverged(
+                    f'Non-finite query loss at {where}, task {k}; the shared prior was not '
+                    'updated. Lower the inner or outer step sizes.'
+                )
             # One backward per task frees its unrolled graph before the next task is built.
             if distributed:
                 self.accumulate_gradients(params, loss / len(all_tasks))

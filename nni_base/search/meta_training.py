@@ -34,8 +34,10 @@ class MetaTrainingModule(BaseSearchModule):
     @staticmethod
     def check_tasks(batch: Any) -> list[Task]:
         if not (isinstance(batch, list) and batch and isinstance(batch[0], Task)):
-            raise TypeError('Meta-training batches must be lists of nni_base.Task; build the evaluator with '
-                            'nni_base.EpisodicClassification.')
+            raise TypeError(
+                'Meta-training batches must be lists of nni_base.Task; build the evaluator with '
+                'nni_base.EpisodicClassification.'
+            )
         return batch
 
     @staticmethod
@@ -47,8 +49,9 @@ class MetaTrainingModule(BaseSearchModule):
     @staticmethod
     def metric_sums(results: TaskResults) -> torch.Tensor:
         """``[sum loss, sum acc before, sum acc after, task count]``, the part of a meta-step all-reduced for logs."""
-        return torch.tensor([sum(results.losses), sum(results.before), sum(results.after), len(results.losses)],
-                            dtype=torch.float64)
+        return torch.tensor(
+            [sum(results.losses), sum(results.before), sum(results.after), len(results.losses)], dtype=torch.float64
+        )
 
     @staticmethod
     def results_from_sums(sums: torch.Tensor) -> TaskResults:
@@ -109,8 +112,9 @@ class MetaTrainingModule(BaseSearchModule):
 
     def validation_step(self, batch, batch_idx):
         self.query_mode()
-        results = adapt_each(self, self.check_tasks(batch), self.config.adaptation_steps,
-                             where=f'validation episode {batch_idx}')
+        results = adapt_each(
+            self, self.check_tasks(batch), self.config.adaptation_steps, where=f'validation episode {batch_idx}'
+        )
         n = len(results.after)
         # Every rank adapts the same held-out tasks (with its own Gumbel noise); sync_dist averages them.
         self.log('val_acc_before', results.mean_before, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)

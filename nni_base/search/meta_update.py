@@ -71,8 +71,9 @@ class MeanAccumulator:
 
 
 @torch.no_grad()
-def inner_sgd_step(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None],
-                   lr_of: Callable[[int], float]) -> None:
+def inner_sgd_step(
+    params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None], lr_of: Callable[[int], float]
+) -> None:
     """One in-place SGD step; parameters with no gradient (unsampled operations) stay put."""
     for i, (p, g) in enumerate(zip(params, grads)):
         if g is not None:
@@ -116,6 +117,6 @@ class OuterOptimizer(torch.optim.Optimizer):
                 state['exp_avg'].mul_(beta1).add_(p.grad, alpha=1 - beta1)
                 state['exp_avg_sq'].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
                 t = float(state['step'])
-                denom = (state['exp_avg_sq'] / (1 - beta2 ** t)).sqrt_().add_(group['eps'])
-                p.addcdiv_(state['exp_avg'], denom, value=-group['lr'] / (1 - beta1 ** t))
+                denom = (state['exp_avg_sq'] / (1 - beta2**t)).sqrt_().add_(group['eps'])
+                p.addcdiv_(state['exp_avg'], denom, value=-group['lr'] / (1 - beta1**t))
         return None

@@ -58,8 +58,15 @@ class ArchMAML(l2l.algorithms.MAML):
         Drop the second-order terms (do not differentiate through the inner gradients).
     """
 
-    def __init__(self, model: nn.Module, lr: float, lr_alpha: float, arch_parameters: Iterable[Tensor] = (),
-                 first_order: bool = False, _is_arch: list[bool] | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float,
+        lr_alpha: float,
+        arch_parameters: Iterable[Tensor] = (),
+        first_order: bool = False,
+        _is_arch: list[bool] | None = None,
+    ):
         # Unsampled operations get no gradient, so unused parameters are expected.
         super().__init__(model, lr=lr, first_order=first_order, allow_unused=True)
         self.lr_alpha = lr_alpha
@@ -69,28 +76,37 @@ class ArchMAML(l2l.algorithms.MAML):
         # Parameter order is the same in every clone, so a mask by position identifies alpha there too.
         self._is_arch = _is_arch
 
-    def clone(self, first_order: bool | None = None, allow_unused: bool | None = None,
-              allow_nograd: bool | None = None) -> ArchMAML:
+    def clone(
+        self, first_order: bool | None = None, allow_unused: bool | None = None, allow_nograd: bool | None = None
+    ) -> ArchMAML:
         """A differentiable copy of the wrapped model (gradients flow back to the original)."""
         first_order = self.first_order if first_order is None else first_order
-        return ArchMAML(l2l.clone_module(self.module), self.lr, self.lr_alpha, first_order=first_order,
-                        _is_arch=self._is_arch)
+        return ArchMAML(
+            l2l.clone_module(self.module), self.lr, self.lr_alpha, first_order=first_order, _is_arch=self._is_arch
+        )
 
-    def adapt(self, loss: Tensor, first_order: bool | None = None, allow_unused: bool | None = None,
-              allow_nograd: bool | None = None) -> None:
+    def adapt(
+        self,
+        loss: Tensor,
+        first_order: bool | None = None,
+        allow_unused: bool | None = None,
+        allow_nograd: bool | None = None,
+    ) -> None:
         """One inner gradient step on ``loss``, kept in the autograd graph unless first order."""
         first_order = self.first_order if first_order is None else first_order
         params = list(self.module.parameters())
-        grads = torch.autograd.grad(loss, params, create_graph=not first_order, retain_graph=not first_order,
-                                    allow_unused=True)
+        grads = torch.autograd.grad(
+            loss, params, create_graph=not first_order, retain_graph=not first_order, allow_unused=True
+        )
         for p, g, is_arch in zip(params, grads, self._is_arch):
             if g is not None:
                 p.update = -(self.lr_alpha if is_arch else self.lr) * g
         self.module = l2l.utils.update_module(self.module)
 
 
-def maml_query_loss(maml: ArchMAML, task: Task, inner_steps: int, loss_fn: LossFn,
-                    where: str = 'a task') -> tuple[Tensor, Tensor]:
+def maml_query_loss(
+    maml: ArchMAML, task: Task, inner_steps: int, loss_fn: LossFn, where: str = 'a task'
+) -> tuple[Tensor, Tensor]:
     """Adapt a clone of ``maml`` to the task's support set and return its query loss and accuracy.
 
     Every inner step and the query pass draw a fresh Gumbel sample from the clone's (adapted) alpha.
@@ -109,7 +125,8 @@ def maml_query_loss(maml: ArchMAML, task: Task, inner_steps: int, loss_fn: LossF
         if not math.isfinite(float(loss.detach())):
             raise MetaTrainingDiverged(
                 f'Non-finite support loss ({float(loss.detach())}) at {where}, inner step {step}. The shared prior '
-                'was not updated; lower inner_lr / inner_lr_alpha or the outer step sizes.')
+                'was not updated; lower inner_lr / inner_lr_alpha or the outer step sizes.'
+            )
         learner.adapt(loss)
     resample_cells(learner)
     return loss_fn(learner, task.query_x, task.query_y)

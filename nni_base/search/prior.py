@@ -48,9 +48,15 @@ def _plain(value: Any) -> Any:
     return repr(value)
 
 
-def build_prior(model: nn.Module, alphas: dict[str, torch.Tensor], *, config: dict[str, Any],
-                tasks: dict[str, Any] | None = None, meta: dict[str, Any] | None = None,
-                conditioning: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_prior(
+    model: nn.Module,
+    alphas: dict[str, torch.Tensor],
+    *,
+    config: dict[str, Any],
+    tasks: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+    conditioning: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Collect everything a prior holds, detached and on CPU.
 
     ``conditioning``: the dataset encoder, α generator and predictor of a dataset-conditioned prior
@@ -59,8 +65,11 @@ def build_prior(model: nn.Module, alphas: dict[str, torch.Tensor], *, config: di
     prior = {
         'format': PRIOR_FORMAT,
         'version': PRIOR_VERSION,
-        'space': {'class': f'{type(model).__module__}.{type(model).__qualname__}',
-                  'signature': space_signature(model), 'arguments': space_arguments(model)},
+        'space': {
+            'class': f'{type(model).__module__}.{type(model).__qualname__}',
+            'signature': space_signature(model),
+            'arguments': space_arguments(model),
+        },
         'state_dict': {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         'alpha': {str(label): a.detach().cpu().clone() for label, a in alphas.items()},
         'config': dict(config),
@@ -74,25 +83,35 @@ def build_prior(model: nn.Module, alphas: dict[str, torch.Tensor], *, config: di
 
 def save_prior(prior: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write a prior atomically; a prior with NaN/inf tensors is refused and nothing is written."""
-    bad = [k for k, v in {**prior['state_dict'], **{f'alpha/{k}': v for k, v in prior['alpha'].items()}}.items()
-           if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    bad = [
+        k
+        for k, v in {**prior['state_dict'], **{f'alpha/{k}': v for k, v in prior['alpha'].items()}}.items()
+        if v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
     if bad:
-        raise FloatingPointError(f'Refusing to save a prior with non-finite values in {bad[:5]}; '
-                                 f'the previous file at {path} (if any) is left untouched.')
+        raise FloatingPointError(
+            f'Refusing to save a prior with non-finite values in {bad[:5]}; '
+            f'the previous file at {path} (if any) is left untouched.'
+        )
     try:
         return write_torch(prior, path)
     except OSError as e:  # a full disk (ENOSPC), a quota, a read-only or vanished folder
-        raise OSError(e.errno, f'Could not write the prior to {path}: {e.strerror or e}. The previous file there (if '
-                               'any) is left untouched and no partial file remains; free space or choose another '
-                               'folder (save_prior_to=...) and save again.') from e
+        raise OSError(
+            e.errno,
+            f'Could not write the prior to {path}: {e.strerror or e}. The previous file there (if '
+            'any) is left untouched and no partial file remains; free space or choose another '
+            'folder (save_prior_to=...) and save again.',
+        ) from e
 
 
 def load_prior(path: str | os.PathLike) -> dict[str, Any]:
     """Read and check a prior file (never executes code from it)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f'Prior file {path} does not exist. Meta-train one first '
-                                '(BaseStrategy with an EpisodicClassification evaluator, or examples/quickstart.py).')
+        raise FileNotFoundError(
+            f'Prior file {path} does not exist. Meta-train one first '
+            '(BaseStrategy with an EpisodicClassification evaluator, or examples/quickstart.py).'
+        )
     try:
         prior = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:  # refused by the weights-only unpickler: not tensors and plain values
@@ -100,37 +119,47 @@ def load_prior(path: str | os.PathLike) -> dict[str, Any]:
             f'Refusing to read prior {path}: it holds something other than tensors and plain values '
             f'({_refusal(e)}). Priors written by nni-base never do, so the file is damaged, is not a prior, or was '
             'made to run code when loaded; nothing in it was run. Meta-train again (BaseStrategy(save_prior_to=...)) '
-            'or point to a prior file that nni-base wrote.') from e
+            'or point to a prior file that nni-base wrote.'
+        ) from e
     except Exception as e:  # torch raises many types for truncated or foreign files
-        raise CorruptPriorError(f'Cannot read prior {path}: {type(e).__name__}: {_refusal(e)}. The file is damaged '
-                                '(cut off or overwritten) or was not written by nni-base; meta-train again or point '
-                                'to another prior.') from e
+        raise CorruptPriorError(
+            f'Cannot read prior {path}: {type(e).__name__}: {_refusal(e)}. The file is damaged '
+            '(cut off or overwritten) or was not written by nni-base; meta-train again or point '
+            'to another prior.'
+        ) from e
     if not isinstance(prior, dict) or prior.get('format') != PRIOR_FORMAT:
         raise CorruptPriorError(f'{path} is not an nni-base prior (no {PRIOR_FORMAT!r} format marker).')
     if prior.get('version') != PRIOR_VERSION:
-        raise CorruptPriorError(f'{path} has prior format version {prior.get("version")}, this nni-base reads '
-                                f'version {PRIOR_VERSION}; re-run meta-training with this version.')
+        raise CorruptPriorError(
+            f'{path} has prior format version {prior.get("version")}, this nni-base reads '
+            f'version {PRIOR_VERSION}; re-run meta-training with this version.'
+        )
     missing = [k for k in ('space', 'state_dict', 'alpha', 'config') if k not in prior]
     if missing:
         raise CorruptPriorError(f'Prior {path} lacks entries {missing}; it is incomplete or damaged.')
     malformed = _malformed_entries(prior)
     if malformed:
-        raise CorruptPriorError(f'Prior {path} has malformed entries: {"; ".join(malformed)}. It is damaged or was '
-                                'not written by nni-base; meta-train again or point to another prior.')
+        raise CorruptPriorError(
+            f'Prior {path} has malformed entries: {"; ".join(malformed)}. It is damaged or was '
+            'not written by nni-base; meta-train again or point to another prior.'
+        )
     return prior
 
 
 def _malformed_entries(prior: dict[str, Any]) -> list[str]:
     """What is wrong with the types of a prior's required entries (nothing for a prior nni-base wrote)."""
+
     def tensors(value: Any) -> bool:
-        return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                               for k, v in value.items())
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()
+        )
 
     problems = []
     space = prior['space']
     signature = space.get('signature') if isinstance(space, dict) else None
-    if not (isinstance(signature, dict) and all(isinstance(k, str) and isinstance(v, list)
-                                                for k, v in signature.items())):
+    if not (
+        isinstance(signature, dict) and all(isinstance(k, str) and isinstance(v, list) for k, v in signature.items())
+    ):
         problems.append("'space' must hold a 'signature' mapping choice labels to lists of candidates")
     elif not isinstance(space.get('class', ''), str):
         problems.append("'space'/'class' must be a string")
@@ -144,8 +173,11 @@ def _malformed_entries(prior: dict[str, Any]) -> list[str]:
 
 def space_arguments(model: nn.Module) -> dict[str, int]:
     """The size arguments of a DARTS-like space (``width``, ``num_cells``, ``num_classes``) that it has."""
-    return {k: int(getattr(model, k)) for k in ('width', 'num_cells', 'num_classes')
-            if isinstance(getattr(model, k, None), int)}
+    return {
+        k: int(getattr(model, k))
+        for k in ('width', 'num_cells', 'num_classes')
+        if isinstance(getattr(model, k, None), int)
+    }
 
 
 def _describe(arguments: dict[str, Any]) -> str:
@@ -197,7 +229,8 @@ def apply_prior(model: nn.Module, prior: dict[str, Any]) -> list[str]:
         raise PriorMismatchError(
             f'The prior was meta-trained on another search space ({prior["space"]["class"]}): '
             f'choices only in the prior: {only_prior[:5]}, only in this space: {only_space[:5]}, '
-            f'with other candidates: {differ[:5]}. Build the space with the same arguments as for meta-training.')
+            f'with other candidates: {differ[:5]}. Build the space with the same arguments as for meta-training.'
+        )
     _check_parameterization(model, prior)
     own = model.state_dict()
     saved = prior['state_dict']
@@ -205,14 +238,18 @@ def apply_prior(model: nn.Module, prior: dict[str, Any]) -> list[str]:
     head_keys = {f'{name}.{kind}' for name in heads for kind in ('weight', 'bias')}
     problems = [f'{k}: missing in prior' for k in own if k not in saved]
     problems += [f'{k}: not in this space' for k in saved if k not in own]
-    problems += [f'{k}: prior {tuple(saved[k].shape)} vs space {tuple(own[k].shape)}'
-                 for k in own if k in saved and saved[k].shape != own[k].shape and k not in head_keys]
+    problems += [
+        f'{k}: prior {tuple(saved[k].shape)} vs space {tuple(own[k].shape)}'
+        for k in own
+        if k in saved and saved[k].shape != own[k].shape and k not in head_keys
+    ]
     if problems:
         theirs, ours = _prior_arguments(prior), space_arguments(model)
         raise PriorMismatchError(
             f'The prior does not fit this space ({len(problems)} tensors differ): {problems[:5]}. The prior was '
             f'meta-trained on a space with {_describe(theirs)}; this space has {_describe(ours)}. Build the space '
-            'with the width and num_cells of meta-training (num_classes may differ: the head is rebuilt).')
+            'with the width and num_cells of meta-training (num_classes may differ: the head is rebuilt).'
+        )
     model.load_state_dict({k: v for k, v in saved.items() if k not in head_keys}, strict=False)
     return heads
 
@@ -226,6 +263,7 @@ def _check_parameterization(model: nn.Module, prior: dict[str, Any]) -> None:
     saved = prior['config'].get('parameterization', 'darts')  # priors written before the option are 'darts'
     if saved != own:
         raise PriorMismatchError(
-            f"The prior was meta-trained with parameterization={saved!r}, this supernet uses {own!r}: their "
-            f"architecture logits do not correspond. Build the strategy with parameterization={saved!r} "
-            "(nni_base.api.load_strategy(prior) takes it from the prior).")
+            f'The prior was meta-trained with parameterization={saved!r}, this supernet uses {own!r}: their '
+            f'architecture logits do not correspond. Build the strategy with parameterization={saved!r} '
+            '(nni_base.api.load_strategy(prior) takes it from the prior).'
+        )

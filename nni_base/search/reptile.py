@@ -35,8 +35,10 @@ class ReptileModule(MetaTrainingModule):
     """Meta-trains the prior with Reptile's finite-difference outer step."""
 
     def configure_optimizers(self):
-        groups = [{'params': self.weight_parameters(), 'lr': self.config.outer_lr, 'name': 'weights'},
-                  {'params': self.arch_parameters(), 'lr': self.config.outer_lr_alpha, 'name': 'alpha'}]
+        groups = [
+            {'params': self.weight_parameters(), 'lr': self.config.outer_lr, 'name': 'weights'},
+            {'params': self.arch_parameters(), 'lr': self.config.outer_lr_alpha, 'name': 'alpha'},
+        ]
         if self.config.outer_optimizer_alpha == 'adam':
             # SGD moves the weights toward the task mean; alpha's per-task direction is small and noisy (one
             # sampled op per edge and step), so Adam steps along its consistent sign instead.
@@ -50,12 +52,21 @@ class ReptileModule(MetaTrainingModule):
         adapted = MeanAccumulator(state.tensors)
         train_alpha = not self.alpha_warming_up() and not self.config.freeze_alpha
         where = self.where(batch_idx)
+
         def on_adapted(s: ModelState) -> None:
             adapted.add(self.task_adapted(s))
 
-        results = adapt_each(self, tasks, self.config.inner_steps, where=where, train_alpha=train_alpha,
-                             on_adapted=on_adapted, prepare=self.prepare_task,
-                             alpha_adam_lr=self.inner_alpha_adam_lr(), alpha_shadow=self.inner_alpha_shadow)
+        results = adapt_each(
+            self,
+            tasks,
+            self.config.inner_steps,
+            where=where,
+            train_alpha=train_alpha,
+            on_adapted=on_adapted,
+            prepare=self.prepare_task,
+            alpha_adam_lr=self.inner_alpha_adam_lr(),
+            alpha_shadow=self.inner_alpha_shadow,
+        )
 
         num_tasks = None
         if process_group()[1] > 1:  # sum the adapted tensors and the metrics over ranks, then divide by all tasks

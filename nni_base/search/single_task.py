@@ -43,8 +43,7 @@ from .config import DEFAULT_ARC_LEARNING_RATE
 from .distributed import all_reduce_sum, broadcast_from_rank_zero, process_group
 from .head import initialise_head
 
-__all__ = ['SingleTaskModule', 'DEFAULT_ARC_LEARNING_RATE', 'BATCH_NORMS', 'architecture_optimizer',
-           'check_ddp_model']
+__all__ = ['SingleTaskModule', 'DEFAULT_ARC_LEARNING_RATE', 'BATCH_NORMS', 'architecture_optimizer', 'check_ddp_model']
 
 _logger = logging.getLogger('nni_base')
 
@@ -61,15 +60,21 @@ def check_ddp_model(model: nn.Module) -> None:
     second step fails in the reducer ("Expected to have finished reduction in the prior iteration"), and
     ``static_graph=True`` assumes the same set every step.
     """
-    fix = ("Pass strategy='ddp_find_unused_parameters_true' to the evaluator (e.g. Classification(..., devices=2, "
-           "strategy='ddp_find_unused_parameters_true')) or DDPStrategy(find_unused_parameters=True, ...).")
+    fix = (
+        "Pass strategy='ddp_find_unused_parameters_true' to the evaluator (e.g. Classification(..., devices=2, "
+        "strategy='ddp_find_unused_parameters_true')) or DDPStrategy(find_unused_parameters=True, ...)."
+    )
     if getattr(model, 'static_graph', False):
-        raise ValueError('Single-task search under DDP samples another sub-network every step, so DDP cannot run '
-                         f'with static_graph=True. Drop static_graph. {fix}')
+        raise ValueError(
+            'Single-task search under DDP samples another sub-network every step, so DDP cannot run '
+            f'with static_graph=True. Drop static_graph. {fix}'
+        )
     if getattr(model, 'find_unused_parameters', True) is False:
-        raise ValueError('Single-task search under DDP trains only the sampled operation of each edge, so most '
-                         "parameters get no gradient in a step and DDP's reducer must know it (find_unused_parameters"
-                         f'=True). {fix}')
+        raise ValueError(
+            'Single-task search under DDP trains only the sampled operation of each edge, so most '
+            "parameters get no gradient in a step and DDP's reducer must know it (find_unused_parameters"
+            f'=True). {fix}'
+        )
 
 
 class SingleTaskModule(BaseSearchModule):
@@ -102,10 +107,15 @@ class SingleTaskModule(BaseSearchModule):
 
         # through the module, so the one adaptation step is the one every caller runs (tests spy on it)
         adaptation.adaptation_step(
-            self, loss_of_batch, frozen=frozen, arch_optimizer=self.architecture_optimizers(),
+            self,
+            loss_of_batch,
+            frozen=frozen,
+            arch_optimizer=self.architecture_optimizers(),
             # backward + weight step (DDP averages weights' and α's gradients in manual_backward)
             backward_and_step=lambda loss: self.advance_optimization(loss, batch_idx),
-            where=f'training step {step}', inputs=_inputs_of(batch))
+            where=f'training step {step}',
+            inputs=_inputs_of(batch),
+        )
         self.remember_inputs(batch)
         self.advance_lr_schedulers(batch_idx)
         self.log('architecture_frozen', float(frozen), on_step=True, on_epoch=False)
@@ -129,26 +139,34 @@ class SingleTaskModule(BaseSearchModule):
         with torch.random.fork_rng(devices=[]):
             batches = list(islice(iter(loader), max(1, HEAD_INIT_IMAGES // 32)))
         if not batches:
-            raise ValueError('The training dataloader yields no batches: its dataset is empty (or smaller than one '
-                             'batch with drop_last=True). Give the evaluator a dataset with labelled images.')
+            raise ValueError(
+                'The training dataloader yields no batches: its dataset is empty (or smaller than one '
+                'batch with drop_last=True). Give the evaluator a dataset with labelled images.'
+            )
         num_classes = classifier_outputs(model)
         metrics = getattr(self.training_module, 'metrics', None)  # NNI's Classification: {'acc': Accuracy}
         metric = metrics['acc'] if isinstance(metrics, dict | torch.nn.ModuleDict) and 'acc' in metrics else None
         metric_classes = getattr(metric, 'num_classes', None)
         if num_classes is not None and metric_classes is not None and metric_classes != num_classes:
-            raise ValueError(f"The evaluator's accuracy counts {metric_classes} classes but the space's classifier "
-                             f'has {num_classes} outputs: pass the same num_classes to both (e.g. '
-                             f'Classification(num_classes={num_classes}) with the space built for {num_classes}).')
-        check_batch(batches[0], channels=input_channels(model), num_classes=num_classes,
-                    where='the first training batch')
+            raise ValueError(
+                f"The evaluator's accuracy counts {metric_classes} classes but the space's classifier "
+                f'has {num_classes} outputs: pass the same num_classes to both (e.g. '
+                f'Classification(num_classes={num_classes}) with the space built for {num_classes}).'
+            )
+        check_batch(
+            batches[0], channels=input_channels(model), num_classes=num_classes, where='the first training batch'
+        )
         total, after = self.step_position()[1], self.config.freeze_architecture_after
         if after is not None and after >= total and self.trainer.global_step == 0:
-            warnings.warn(f'freeze_architecture_after={after} is not below this run\'s {total} steps: the architecture '
-                          f'is never frozen and every step searches. Set it below {total} (e.g. {total // 2}) or leave '
-                          'it at None.', UserWarning, stacklevel=2)
+            warnings.warn(
+                f"freeze_architecture_after={after} is not below this run's {total} steps: the architecture "
+                f'is never frozen and every step searches. Set it below {total} (e.g. {total // 2}) or leave '
+                'it at None.',
+                UserWarning,
+                stacklevel=2,
+            )
         if self.rebuilt_heads and self.trainer.global_step == 0:  # (a resumed run has its trained head back)
-            pairs = [check_batch(b, channels=None, num_classes=num_classes, where='a training batch')
-                     for b in batches]
+            pairs = [check_batch(b, channels=None, num_classes=num_classes, where='a training batch') for b in batches]
             xs = torch.cat([p[0] for p in pairs])[:HEAD_INIT_IMAGES].to(self.device)
             ys = torch.cat([p[1] for p in pairs])[:HEAD_INIT_IMAGES].to(self.device)
             _logger.info(initialise_head(self, self.rebuilt_heads, xs, ys, self.config.head_init))
@@ -170,9 +188,11 @@ class SingleTaskModule(BaseSearchModule):
         if world_size > 1:
             model = self.trainer.strategy.model
             if not isinstance(model, DistributedDataParallel):
-                raise ValueError(f'Single-task search on {world_size} processes runs under Lightning DDP only, got '
-                                 f"{type(self.trainer.strategy).__name__}: pass strategy='ddp_find_unused_parameters_"
-                                 "true' to the evaluator.")
+                raise ValueError(
+                    f'Single-task search on {world_size} processes runs under Lightning DDP only, got '
+                    f"{type(self.trainer.strategy).__name__}: pass strategy='ddp_find_unused_parameters_"
+                    "true' to the evaluator."
+                )
             check_ddp_model(model)
         return super().on_fit_start()
 
@@ -184,8 +204,9 @@ class SingleTaskModule(BaseSearchModule):
             cuda = self.device.type == 'cuda'
             states = [torch.get_rng_state(), *([torch.cuda.get_rng_state(self.device)] if cuda else [])]
             # (on this rank's device: NCCL broadcasts CUDA tensors only)
-            shared = broadcast_from_rank_zero([s.to(self.device) for s in states],
-                                              where='the random state at the start of training')
+            shared = broadcast_from_rank_zero(
+                [s.to(self.device) for s in states], where='the random state at the start of training'
+            )
             torch.set_rng_state(shared[0].cpu())
             if cuda:
                 torch.cuda.set_rng_state(shared[1].cpu(), self.device)
@@ -204,10 +225,12 @@ class SingleTaskModule(BaseSearchModule):
         gap = max((float((p.detach() - r).abs().max()) for p, r in zip(params, reference) if p.numel()), default=0.0)
         gap_tensor = torch.tensor([gap], dtype=torch.float64, device=self.device)
         if float(all_reduce_sum([gap_tensor], where="the ranks' agreement check")[0]) > atol:
-            raise RuntimeError(f'After single-task search under DDP the ranks hold different weights or alpha (largest '
-                               f'difference from rank 0 on this rank: {gap:.3g}): a gradient was not averaged (a '
-                               "parameter outside DDP's reducer?) and their exports could differ. This is a bug, "
-                               'please report it.')
+            raise RuntimeError(
+                f'After single-task search under DDP the ranks hold different weights or alpha (largest '
+                f'difference from rank 0 on this rank: {gap:.3g}): a gradient was not averaged (a '
+                "parameter outside DDP's reducer?) and their exports could differ. This is a bug, "
+                'please report it.'
+            )
 
     def average_batchnorm_statistics(self) -> None:
         """Under DDP: set every BatchNorm's running mean and variance to their mean over the ranks.
@@ -216,8 +239,13 @@ class SingleTaskModule(BaseSearchModule):
         the recalibrated statistics is that of all ranks' remembered batches, and every rank validates and exports
         the same buffers. Called on every rank alike (never skipped on one), so it cannot leave a peer waiting.
         """
-        stats = [t for m in self.training_module.modules() if isinstance(m, BATCH_NORMS) and m.track_running_stats
-                 for t in (m.running_mean, m.running_var) if t is not None]
+        stats = [
+            t
+            for m in self.training_module.modules()
+            if isinstance(m, BATCH_NORMS) and m.track_running_stats
+            for t in (m.running_mean, m.running_var)
+            if t is not None
+        ]
         if not stats:
             return
         world_size = process_group()[1]

@@ -27,8 +27,16 @@ import torch
 import torch.nn.functional as F
 from nni.mutable import Categorical
 
-__all__ = ['CellShape', 'architecture_log_prob', 'cell_shapes', 'plain_choices', 'shapes_from_signature',
-           'top_k_architectures', 'rank_architectures', 'check_top_k']
+__all__ = [
+    'CellShape',
+    'architecture_log_prob',
+    'cell_shapes',
+    'plain_choices',
+    'shapes_from_signature',
+    'top_k_architectures',
+    'rank_architectures',
+    'check_top_k',
+]
 
 #: One per-node (or per-slot) choice: its log-probability and the sample entries it sets.
 Choice = tuple[float, dict[str, Any]]
@@ -53,14 +61,20 @@ def cell_shapes(cells: Iterable[Any]) -> list[CellShape]:
     shapes: dict[str, CellShape] = {}
     for cell in cells:
         if cell.label not in shapes:
-            shapes[cell.label] = CellShape(str(cell.label), tuple(cell.op_names), int(cell.num_nodes),
-                                           int(cell.num_predecessors), int(cell.num_ops_per_node),
-                                           'slot' if isinstance(cell, SlotGumbelCell) else 'darts')
+            shapes[cell.label] = CellShape(
+                str(cell.label),
+                tuple(cell.op_names),
+                int(cell.num_nodes),
+                int(cell.num_predecessors),
+                int(cell.num_ops_per_node),
+                'slot' if isinstance(cell, SlotGumbelCell) else 'darts',
+            )
     return list(shapes.values())
 
 
-def plain_choices(space: Any, alphas: Mapping[str, torch.Tensor],
-                  cell_labels: Iterable[str]) -> dict[str, list[Any]] | None:
+def plain_choices(
+    space: Any, alphas: Mapping[str, torch.Tensor], cell_labels: Iterable[str]
+) -> dict[str, list[Any]] | None:
     """Candidate values of every logit vector outside the DARTS-style cells (label → values, in α's order).
 
     ``space``: the supernet's model space (its ``simplify()`` lists the choices). ``None`` when one of the
@@ -93,8 +107,10 @@ def shapes_from_signature(signature: Mapping[str, Sequence[Any]], parameterizati
         info['slots'].add(slot)
     if not cells:
         raise ValueError('The space signature has no cell operation choices (label/op_i_k): not a cell space.')
-    return [CellShape(label, info['ops'], len(info['nodes']), min(info['nodes']), len(info['slots']),
-                      parameterization) for label, info in cells.items()]
+    return [
+        CellShape(label, info['ops'], len(info['nodes']), min(info['nodes']), len(info['slots']), parameterization)
+        for label, info in cells.items()
+    ]
 
 
 def check_top_k(top_k: Any) -> int:
@@ -142,9 +158,18 @@ def _slot_components(shape: CellShape, alpha: torch.Tensor, k: int) -> list[list
             row = logp[slot_index(node, slot, shape.num_predecessors, shape.num_inputs)]
             pairs = [(float(row[pair_column(j, o, n_ops)]), j, o) for j in range(node) for o in range(n_ops)]
             pairs.sort(key=lambda c: (-c[0], c[1], c[2]))
-            components.append([(score, {f'{shape.label}/op_{node}_{slot}': shape.op_names[o],
-                                         f'{shape.label}/input_{node}_{slot}': [j]})
-                               for score, j, o in pairs[:k]])
+            components.append(
+                [
+                    (
+                        score,
+                        {
+                            f'{shape.label}/op_{node}_{slot}': shape.op_names[o],
+                            f'{shape.label}/input_{node}_{slot}': [j],
+                        },
+                    )
+                    for score, j, o in pairs[:k]
+                ]
+            )
     return components
 
 
@@ -155,8 +180,12 @@ def _choice_component(label: str, values: Sequence[Any], alpha: torch.Tensor, k:
     return [(float(logp[i]), {label: values[i]}) for i in order]
 
 
-def top_k_architectures(shapes: Sequence[CellShape], alphas: Mapping[str, torch.Tensor], top_k: int,
-                        choices: Mapping[str, Sequence[Any]] | None = None) -> list[tuple[dict[str, Any], float]]:
+def top_k_architectures(
+    shapes: Sequence[CellShape],
+    alphas: Mapping[str, torch.Tensor],
+    top_k: int,
+    choices: Mapping[str, Sequence[Any]] | None = None,
+) -> list[tuple[dict[str, Any], float]]:
     """The ``top_k`` most probable distinct architectures with their log-probabilities, best first.
 
     ``choices`` gives the candidate values of the choices outside the cells (label → values, in α's order).
@@ -164,8 +193,9 @@ def top_k_architectures(shapes: Sequence[CellShape], alphas: Mapping[str, torch.
     """
     top_k = check_top_k(top_k)
     alphas = {str(label): alpha for label, alpha in alphas.items()}  # NNI's label objects and plain strings alike
-    components: list[list[Choice]] = [_choice_component(str(label), values, alphas[str(label)], top_k)
-                                      for label, values in (choices or {}).items()]
+    components: list[list[Choice]] = [
+        _choice_component(str(label), values, alphas[str(label)], top_k) for label, values in (choices or {}).items()
+    ]
     for shape in shapes:
         if shape.label not in alphas:
             raise KeyError(f'No architecture logits for cell type {shape.label!r} (have {sorted(alphas)}).')
@@ -187,15 +217,19 @@ def top_k_architectures(shapes: Sequence[CellShape], alphas: Mapping[str, torch.
         result.append((sample, -negative))
         for c in range(len(index)):  # every successor differs from its parent in one component's rank
             if index[c] + 1 < len(components[c]):
-                nxt = index[:c] + (index[c] + 1,) + index[c + 1:]
+                nxt = index[:c] + (index[c] + 1,) + index[c + 1 :]
                 if nxt not in seen:
                     seen.add(nxt)
                     heapq.heappush(heap, (-score(nxt), nxt))
     return result
 
 
-def architecture_log_prob(shapes: Sequence[CellShape], alphas: Mapping[str, torch.Tensor], sample: Mapping[str, Any],
-                          choices: Mapping[str, Sequence[Any]] | None = None) -> float:
+def architecture_log_prob(
+    shapes: Sequence[CellShape],
+    alphas: Mapping[str, torch.Tensor],
+    sample: Mapping[str, Any],
+    choices: Mapping[str, Sequence[Any]] | None = None,
+) -> float:
     """Log-probability of any ``sample`` under α, as :func:`top_k_architectures` scores the ones it enumerates."""
     from ..space.gumbel_cell import edge_index
     from ..space.slot_cell import pair_column, slot_index, valid_pairs
@@ -215,8 +249,12 @@ def architecture_log_prob(shapes: Sequence[CellShape], alphas: Mapping[str, torc
                 if shape.parameterization == 'slot':
                     mask = valid_pairs(shape.num_nodes, shape.num_inputs, shape.num_predecessors, n_ops)
                     logp = F.log_softmax(alpha.masked_fill(~mask, float('-inf')), -1)
-                    total += float(logp[slot_index(node, slot, shape.num_predecessors, shape.num_inputs),
-                                        pair_column(pred, op, n_ops)])
+                    total += float(
+                        logp[
+                            slot_index(node, slot, shape.num_predecessors, shape.num_inputs),
+                            pair_column(pred, op, n_ops),
+                        ]
+                    )
                 else:  # a kept edge counts once, however many slots cycle over it (as the enumeration scores it)
                     picked[pred] = op
             for pred, op in picked.items():
@@ -224,10 +262,14 @@ def architecture_log_prob(shapes: Sequence[CellShape], alphas: Mapping[str, torc
     return total
 
 
-def rank_architectures(shapes: Sequence[CellShape], alphas: Mapping[str, torch.Tensor], top_k: int,
-                       scorer: Callable[[list[dict[str, Any]]], Sequence[float]] | None = None,
-                       pool: int = 4, choices: Mapping[str, Sequence[Any]] | None = None,
-                       ) -> list[tuple[dict[str, Any], float]]:
+def rank_architectures(
+    shapes: Sequence[CellShape],
+    alphas: Mapping[str, torch.Tensor],
+    top_k: int,
+    scorer: Callable[[list[dict[str, Any]]], Sequence[float]] | None = None,
+    pool: int = 4,
+    choices: Mapping[str, Sequence[Any]] | None = None,
+) -> list[tuple[dict[str, Any], float]]:
     """Top-k by α, or, with a ``scorer`` (e.g. the meta performance predictor), the ``top_k`` best by that
     score among the ``pool * top_k`` most probable architectures. Each item: (sample, score), best first."""
     top_k = check_top_k(top_k)

@@ -10,5 +10,11 @@ from .multires import MultiResolutionDartsSpace
 from .slot_cell import SlotGumbelCell
 from .temperature import TemperatureSchedule
 
-__all__ = ['DartsTaskSpace', 'GumbelMixedCell', 'MultiResolutionDartsSpace', 'SlotGumbelCell', 'TemperatureSchedule',
-           'derived_architecture']
+__all__ = [
+    'DartsTaskSpace',
+    'GumbelMixedCell',
+    'MultiResolutionDartsSpace',
+    'SlotGumbelCell',
+    'TemperatureSchedule',
+    'derived_architecture',
+]

@@ -35,23 +35,40 @@ class DartsTaskSpace(DARTS):
     ['normal/input_2_0', 'normal/input_2_1']
     """
 
-    def __init__(self, width: int = 16, num_cells: int = 8, num_classes: int = 10,
-                 dataset: Literal['cifar', 'imagenet'] = 'cifar', auxiliary_loss: bool = False,
-                 drop_path_prob: float = 0.0):
+    def __init__(
+        self,
+        width: int = 16,
+        num_cells: int = 8,
+        num_classes: int = 10,
+        dataset: Literal['cifar', 'imagenet'] = 'cifar',
+        auxiliary_loss: bool = False,
+        drop_path_prob: float = 0.0,
+    ):
         if not isinstance(width, int) or not isinstance(num_cells, int):
-            raise TypeError('DartsTaskSpace takes a fixed int width and num_cells: BaseStrategy searches the cell '
-                            f'architecture only (got width={width!r}, num_cells={num_cells!r}).')
+            raise TypeError(
+                'DartsTaskSpace takes a fixed int width and num_cells: BaseStrategy searches the cell '
+                f'architecture only (got width={width!r}, num_cells={num_cells!r}).'
+            )
         if width < 1:
-            raise ValueError(f'width must be at least 1 (channels of the first stage), got width={width}: pass a '
-                             'positive width such as DartsTaskSpace(width=16).')
+            raise ValueError(
+                f'width must be at least 1 (channels of the first stage), got width={width}: pass a '
+                'positive width such as DartsTaskSpace(width=16).'
+            )
         if num_cells < 3:
             # NNI's DARTS splits the cells over 3 stages (num_cells * i // 3 each), and every stage needs a cell.
-            raise ValueError(f'num_cells must be at least 3 (one cell per stage of the DARTS network), got '
-                             f'num_cells={num_cells}: pass e.g. DartsTaskSpace(num_cells=3) or the default 8.')
+            raise ValueError(
+                f'num_cells must be at least 3 (one cell per stage of the DARTS network), got '
+                f'num_cells={num_cells}: pass e.g. DartsTaskSpace(num_cells=3) or the default 8.'
+            )
         if num_classes < 2:
             raise ValueError(f'num_classes must be at least 2, got {num_classes}.')
-        super().__init__(width=width, num_cells=num_cells, dataset=dataset, auxiliary_loss=auxiliary_loss,
-                         drop_path_prob=drop_path_prob)
+        super().__init__(
+            width=width,
+            num_cells=num_cells,
+            dataset=dataset,
+            auxiliary_loss=auxiliary_loss,
+            drop_path_prob=drop_path_prob,
+        )
         self.num_classes = num_classes
         self.classifier = MutableLinear(self.classifier.in_features, num_classes)
         if auxiliary_loss:
@@ -60,5 +77,6 @@ class DartsTaskSpace(DARTS):
 
     def freeze(self, sample):
         with model_context(sample):
-            return DartsTaskSpace(self.width, self.num_cells, self.num_classes, self.dataset, self.auxiliary_loss,
-                                  self.drop_path_prob)
+            return DartsTaskSpace(
+                self.width, self.num_cells, self.num_classes, self.dataset, self.auxiliary_loss, self.drop_path_prob
+            )

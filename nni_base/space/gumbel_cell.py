@@ -37,8 +37,19 @@ from nni.nas.oneshot.pytorch.supermodule.sampling import PathSamplingCell
 
 NONE_OP = 'none'
 
-__all__ = ['GumbelMixedCell', 'derived_architecture', 'fixed_architecture', 'derive_cell', 'edge_index', 'num_edges',
-           'alpha_entropy', 'straight_through', 'paired_straight_through', 'alpha_max_prob', 'NONE_OP']
+__all__ = [
+    'GumbelMixedCell',
+    'derived_architecture',
+    'fixed_architecture',
+    'derive_cell',
+    'edge_index',
+    'num_edges',
+    'alpha_entropy',
+    'straight_through',
+    'paired_straight_through',
+    'alpha_max_prob',
+    'NONE_OP',
+]
 
 
 def num_edges(num_nodes: int, num_predecessors: int) -> int:
@@ -51,8 +62,14 @@ def edge_index(node: int, pred: int, num_predecessors: int) -> int:
     return sum(range(num_predecessors, node)) + pred
 
 
-def derive_cell(alpha: torch.Tensor, op_names: Sequence[str], label: str, num_nodes: int,
-                num_predecessors: int = 2, num_inputs_per_node: int = 2) -> dict[str, Any]:
+def derive_cell(
+    alpha: torch.Tensor,
+    op_names: Sequence[str],
+    label: str,
+    num_nodes: int,
+    num_predecessors: int = 2,
+    num_inputs_per_node: int = 2,
+) -> dict[str, Any]:
     """Most probable discrete cell under the DARTS rule.
 
     For every edge take the most probable operation other than ``none``; for every node keep the
@@ -72,7 +89,7 @@ def derive_cell(alpha: torch.Tensor, op_names: Sequence[str], label: str, num_no
     dict
         NNI sample entries ``'{label}/op_{i}_{k}'`` and ``'{label}/input_{i}_{k}'`` (inputs as ``[j]``).
     """
-    probs = F.softmax(alpha.detach().float(), dim=-1)[:, :len(op_names)]
+    probs = F.softmax(alpha.detach().float(), dim=-1)[:, : len(op_names)]
     sample: dict[str, Any] = {}
     for node in range(num_predecessors, num_predecessors + num_nodes):
         candidates = []
@@ -151,9 +168,13 @@ def fixed_architecture(cells: Iterable[GumbelMixedCell], sample: dict[str, Any])
     for cell in cells:
         edges: dict[int, list[tuple[int, int]]] = {}
         for node in range(cell.num_predecessors, cell.num_predecessors + cell.num_nodes):
-            edges[node] = [(int(sample[f'{cell.label}/input_{node}_{k}'][0]),
-                            cell.op_names.index(sample[f'{cell.label}/op_{node}_{k}']))
-                           for k in range(cell.num_ops_per_node)]
+            edges[node] = [
+                (
+                    int(sample[f'{cell.label}/input_{node}_{k}'][0]),
+                    cell.op_names.index(sample[f'{cell.label}/op_{node}_{k}']),
+                )
+                for k in range(cell.num_ops_per_node)
+            ]
         cell.fixed_edges = edges
         cell.use_derived = True
     try:
@@ -194,10 +215,31 @@ class GumbelMixedCell(PathSamplingCell):
         operation with ``softmax(alpha)`` weights (no noise; ``hard`` and ``sparse`` do not apply).
     """
 
-    def __init__(self, op_factory, num_nodes, num_ops_per_node, num_predecessors, preprocessor, postprocessor,
-                 concat_dim, memo, mutate_kwargs, label):
-        super().__init__(op_factory, num_nodes, num_ops_per_node, num_predecessors, preprocessor, postprocessor,
-                         concat_dim, memo, mutate_kwargs, label)
+    def __init__(
+        self,
+        op_factory,
+        num_nodes,
+        num_ops_per_node,
+        num_predecessors,
+        preprocessor,
+        postprocessor,
+        concat_dim,
+        memo,
+        mutate_kwargs,
+        label,
+    ):
+        super().__init__(
+            op_factory,
+            num_nodes,
+            num_ops_per_node,
+            num_predecessors,
+            preprocessor,
+            postprocessor,
+            concat_dim,
+            memo,
+            mutate_kwargs,
+            label,
+        )
         expected = (num_edges(num_nodes, num_predecessors), len(self.op_names) + 1)
         # A key of its own: the strategy fills memo[label] with the logits of NNI choices labelled `label`.
         key = f'{self.label}/__cell_alpha__'
@@ -205,8 +247,10 @@ class GumbelMixedCell(PathSamplingCell):
             memo[key] = nn.Parameter(torch.randn(*expected) * 1e-3)
         alpha = memo[key]
         if tuple(alpha.shape) != expected:
-            raise ValueError(f'Cells labelled {self.label!r} disagree on their shape: alpha {tuple(alpha.shape)} '
-                             f'vs {expected}. Give differently shaped cells different labels.')
+            raise ValueError(
+                f'Cells labelled {self.label!r} disagree on their shape: alpha {tuple(alpha.shape)} '
+                f'vs {expected}. Give differently shaped cells different labels.'
+            )
         self._arch_alpha = alpha
         self.hard: bool = mutate_kwargs.get('hard', True)
         self.sparse: bool = mutate_kwargs.get('sparse', True)
@@ -236,17 +280,29 @@ class GumbelMixedCell(PathSamplingCell):
     def mutate(cls, module, name, memo, mutate_kwargs):
         if type(module) is Cell:
             if module.op_candidates_factory is None:
-                raise TypeError(f'Cell {module.label!r} has no op candidate factory; BaseStrategy supports cells '
-                                'built from a list or dict of candidate operations (as in NNI\'s DARTS space).')
+                raise TypeError(
+                    f'Cell {module.label!r} has no op candidate factory; BaseStrategy supports cells '
+                    "built from a list or dict of candidate operations (as in NNI's DARTS space)."
+                )
             if mutate_kwargs.get('parameterization', 'darts') == 'slot':
                 # Imported here, not at the top, only to avoid a circular import: slot_cell subclasses this class.
                 # SlotGumbelCell keeps its logits under memo['{label}/__slot_alpha__'], never the per-edge key.
                 from .slot_cell import SlotGumbelCell
+
                 if not issubclass(cls, SlotGumbelCell):
                     cls = SlotGumbelCell
-            return cls(module.op_candidates_factory, module.num_nodes, module.num_ops_per_node,
-                       module.num_predecessors, module.preprocessor, module.postprocessor, module.concat_dim,
-                       memo, mutate_kwargs, module.label)
+            return cls(
+                module.op_candidates_factory,
+                module.num_nodes,
+                module.num_ops_per_node,
+                module.num_predecessors,
+                module.preprocessor,
+                module.postprocessor,
+                module.concat_dim,
+                memo,
+                mutate_kwargs,
+                module.label,
+            )
         return None
 
     # ---- architecture parameters -------------------------------------------------------------
@@ -293,8 +349,9 @@ class GumbelMixedCell(PathSamplingCell):
     def export(self, memo: dict[str, Any]) -> dict[str, Any]:
         if f'{self.label}/op_{self.num_predecessors}_0' in memo:
             return {}
-        return derive_cell(self.alpha, self.op_names, self.label, self.num_nodes, self.num_predecessors,
-                           self.num_ops_per_node)
+        return derive_cell(
+            self.alpha, self.op_names, self.label, self.num_nodes, self.num_predecessors, self.num_ops_per_node
+        )
 
     def export_probs(self, memo: dict[str, Any]) -> dict[str, Any]:
         probs = F.softmax(self.alpha.detach(), dim=-1).cpu().tolist()
@@ -315,9 +372,13 @@ class GumbelMixedCell(PathSamplingCell):
             sample = self.export({})
             derived: dict[int, list[tuple[int, int]]] = {}
             for node in range(self.num_predecessors, self.num_predecessors + self.num_nodes):
-                derived[node] = [(sample[f'{self.label}/input_{node}_{k}'][0],
-                                  self.op_names.index(sample[f'{self.label}/op_{node}_{k}']))
-                                 for k in range(self.num_ops_per_node)]
+                derived[node] = [
+                    (
+                        sample[f'{self.label}/input_{node}_{k}'][0],
+                        self.op_names.index(sample[f'{self.label}/op_{node}_{k}']),
+                    )
+                    for k in range(self.num_ops_per_node)
+                ]
             self._derived, self._derived_from = derived, alpha.clone()
         return self._derived
 
@@ -331,7 +392,7 @@ class GumbelMixedCell(PathSamplingCell):
             if self._weights is None:
                 raise RuntimeError('GumbelMixedCell has no sample: call resample() before a training forward pass.')
             self._forward_sampled(states)
-        this_cell = torch.cat(states[self.num_predecessors:], self.concat_dim)
+        this_cell = torch.cat(states[self.num_predecessors :], self.concat_dim)
         return self.postprocessor(this_cell, processed)
 
     def _forward_derived(self, states: list[torch.Tensor]) -> None:
@@ -369,8 +430,10 @@ class GumbelMixedCell(PathSamplingCell):
                         continue
                     y = terms[0] if len(terms) == 1 else terms[0] + terms[1]
                 else:
-                    y = sum(weights[e, k] * self._search_op(node_ops[pred], k, states[pred])
-                            for k in range(len(self.op_names)))
+                    y = sum(
+                        weights[e, k] * self._search_op(node_ops[pred], k, states[pred])
+                        for k in range(len(self.op_names))
+                    )
                 out = y if out is None else out + y
             if out is None:  # every incoming edge sampled `none`
                 out = self._zeros_like_node(states)

@@ -50,11 +50,20 @@ from nni.nas.oneshot.pytorch.supermodule.operation import NATIVE_MIXED_OPERATION
 
 from .gumbel_cell import GumbelMixedCell
 
-__all__ = ['ArchSoftmax', 'architecture_logits', 'fixed_choices', 'mutation_hooks', 'new_sample_each_forward',
-           'reported_probabilities', 'SUPPORTED_CHOICES']
+__all__ = [
+    'ArchSoftmax',
+    'architecture_logits',
+    'fixed_choices',
+    'mutation_hooks',
+    'new_sample_each_forward',
+    'reported_probabilities',
+    'SUPPORTED_CHOICES',
+]
 
-SUPPORTED_CHOICES = ('LayerChoice, InputChoice (reduction sum or mean), Repeat with a depth choice, Cell, and '
-                     f'nni.choice values in the arguments of {", ".join(NATIVE_SUPPORTED_OP_NAMES)}')
+SUPPORTED_CHOICES = (
+    'LayerChoice, InputChoice (reduction sum or mean), Repeat with a depth choice, Cell, and '
+    f'nni.choice values in the arguments of {", ".join(NATIVE_SUPPORTED_OP_NAMES)}'
+)
 
 
 class ArchSoftmax(nn.Module):
@@ -69,8 +78,14 @@ class ArchSoftmax(nn.Module):
     ``mean`` divides a top-``k`` selection by ``k`` (an ``InputChoice`` with ``reduction='mean'``).
     """
 
-    def __init__(self, top_k: int = 1, mean: bool = False, hard: bool = True, relaxation: str = 'gumbel',
-                 draws: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None):
+    def __init__(
+        self,
+        top_k: int = 1,
+        mean: bool = False,
+        hard: bool = True,
+        relaxation: str = 'gumbel',
+        draws: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ):
         super().__init__()
         # Shared by every sampler of a supernet and emptied at each forward of the whole model
         # (:func:`new_sample_each_forward`): the modules of one label draw one sample per forward, so a sample
@@ -129,8 +144,12 @@ def new_sample_each_forward(model: nn.Module) -> None:
 
 
 @contextlib.contextmanager
-def fixed_choices(softmaxes: Iterable[ArchSoftmax], alphas: dict[str, nn.Parameter], sample: dict[str, Any],
-                  choices: dict[str, list[Any]]) -> Iterator[None]:
+def fixed_choices(
+    softmaxes: Iterable[ArchSoftmax],
+    alphas: dict[str, nn.Parameter],
+    sample: dict[str, Any],
+    choices: dict[str, list[Any]],
+) -> Iterator[None]:
     """Inside the block, the choices outside the cells run ``sample``'s values (``choices``: label → values).
 
     Each choice's logits are replaced by the one-hot of its value (restored after) and the samplers run their
@@ -194,22 +213,30 @@ def architecture_logits(module: nn.Module) -> dict[str, nn.Parameter]:
         if name == '_arch_alpha':
             logits[str(module.label)] = p  # type: ignore[attr-defined]
         elif name.startswith('_arch_alpha.'):
-            logits[name[len('_arch_alpha.'):]] = p
+            logits[name[len('_arch_alpha.') :]] = p
     missing = len(own) - len({id(p) for p in logits.values()})
     if missing:
-        raise RuntimeError(f'{type(module).__name__} has {missing} architecture parameter(s) that nni_base cannot '
-                           'label: this NNI version stores its logits differently; see '
-                           'nni_base.space.mixed.architecture_logits.')
+        raise RuntimeError(
+            f'{type(module).__name__} has {missing} architecture parameter(s) that nni_base cannot '
+            'label: this NNI version stores its logits differently; see '
+            'nni_base.space.mixed.architecture_logits.'
+        )
     return logits
 
 
 # ---- mutation hooks ---------------------------------------------------------------------------------------
 def _softmax_kwargs(mutate_kwargs: dict[str, Any], **softmax: Any) -> dict[str, Any]:
     """NNI's mutate kwargs with a fresh :class:`ArchSoftmax` (one per supermodule, like NNI's strategies)."""
-    return {**mutate_kwargs, 'mixed_op_sampling': MixedOpDifferentiablePolicy,
-            'softmax': ArchSoftmax(hard=mutate_kwargs.get('hard', True),
-                                   relaxation=mutate_kwargs.get('relaxation', 'gumbel'),
-                                   draws=mutate_kwargs.get('draws'), **softmax)}
+    return {
+        **mutate_kwargs,
+        'mixed_op_sampling': MixedOpDifferentiablePolicy,
+        'softmax': ArchSoftmax(
+            hard=mutate_kwargs.get('hard', True),
+            relaxation=mutate_kwargs.get('relaxation', 'gumbel'),
+            draws=mutate_kwargs.get('draws'),
+            **softmax,
+        ),
+    }
 
 
 def cell_hook(module: nn.Module, name: str, memo: dict[str, Any], mutate_kwargs: dict[str, Any]) -> nn.Module | None:
@@ -229,16 +256,20 @@ def input_hook(module: nn.Module, name: str, memo: dict[str, Any], mutate_kwargs
     if type(module) is not InputChoice:
         return None
     if module.reduction not in ('sum', 'mean'):
-        raise TypeError(f'InputChoice {module.label!r} ({name}) reduces its inputs with {module.reduction!r}; '
-                        "BaseStrategy mixes candidate inputs by weight and supports reduction='sum' or 'mean'. "
-                        "Build it with reduction='sum' (or 'mean'), or fix the choice.")
-    return DifferentiableMixedInput.mutate(module, name, memo, _softmax_kwargs(
-        mutate_kwargs, top_k=module.n_chosen or 1, mean=module.reduction == 'mean'))
+        raise TypeError(
+            f'InputChoice {module.label!r} ({name}) reduces its inputs with {module.reduction!r}; '
+            "BaseStrategy mixes candidate inputs by weight and supports reduction='sum' or 'mean'. "
+            "Build it with reduction='sum' (or 'mean'), or fix the choice."
+        )
+    return DifferentiableMixedInput.mutate(
+        module, name, memo, _softmax_kwargs(mutate_kwargs, top_k=module.n_chosen or 1, mean=module.reduction == 'mean')
+    )
 
 
 def _differentiable(hook):
     def run(module: nn.Module, name: str, memo: dict[str, Any], mutate_kwargs: dict[str, Any]):
         return hook(module, name, memo, _softmax_kwargs(mutate_kwargs))
+
     run.__name__ = getattr(hook, '__qualname__', 'hook')
     return run
 
@@ -246,10 +277,12 @@ def _differentiable(hook):
 def _with_choices(hook):
     """Only modules with a choice in their arguments: NNI's ``MixedOperation.mutate`` also rebuilds fixed ones
     (e.g. every ``nni.nas.nn.pytorch.Conv2d`` of a DARTS space), re-initialising their weights for nothing."""
+
     def run(module: nn.Module, name: str, memo: dict[str, Any], mutate_kwargs: dict[str, Any]):
         if isinstance(module, Mutable) and not module.simplify():
             return None
         return hook(module, name, memo, mutate_kwargs)
+
     run.__name__ = hook.__name__
     return run
 
@@ -260,16 +293,22 @@ def unsupported_hook(module: nn.Module, name: str, memo: dict[str, Any], mutate_
         return no_default_hook(module, name, memo, mutate_kwargs)
     except TypeError as e:
         labels = sorted(str(label) for label in getattr(module, 'simplify', dict)())
-        raise TypeError(f'BaseStrategy cannot search module {name!r} ({type(module).__name__}, choices {labels}): '
-                        f'{e} BaseStrategy searches {SUPPORTED_CHOICES}. Fix these choices to single values, '
-                        'rewrite the module with the supported primitives, or pass BaseStrategy(mutation_hooks=[...]) '
-                        'with a hook that returns a differentiable supermodule for it.') from None
+        raise TypeError(
+            f'BaseStrategy cannot search module {name!r} ({type(module).__name__}, choices {labels}): '
+            f'{e} BaseStrategy searches {SUPPORTED_CHOICES}. Fix these choices to single values, '
+            'rewrite the module with the supported primitives, or pass BaseStrategy(mutation_hooks=[...]) '
+            'with a hook that returns a differentiable supermodule for it.'
+        ) from None
 
 
 def mutation_hooks() -> list:
     """BaseStrategy's mutation hooks, in order (see the module docstring for what each choice becomes)."""
-    hooks: list = [cell_hook, _differentiable(DifferentiableMixedLayer.mutate), input_hook,
-                   _differentiable(DifferentiableMixedRepeat.mutate)]
+    hooks: list = [
+        cell_hook,
+        _differentiable(DifferentiableMixedLayer.mutate),
+        input_hook,
+        _differentiable(DifferentiableMixedRepeat.mutate),
+    ]
     hooks += [_with_choices(_differentiable(op.mutate)) for op in NATIVE_MIXED_OPERATIONS]
     hooks.append(unsupported_hook)
     return hooks

@@ -41,8 +41,9 @@ class ResolutionStem(nn.Module):
             raise ValueError(f'stem stride must be 2 or 8, got {stride}')
         self.stride = stride
         if stride == 8:
-            self.to_s0 = nn.Sequential(*_conv_bn(3, width // 2, 2), nn.ReLU(inplace=False),
-                                       *_conv_bn(width // 2, width, 2))
+            self.to_s0 = nn.Sequential(
+                *_conv_bn(3, width // 2, 2), nn.ReLU(inplace=False), *_conv_bn(width // 2, width, 2)
+            )
         else:
             self.to_s0 = nn.Sequential(*_conv_bn(3, width, 1))
         self.to_s1 = nn.Sequential(*_conv_bn(width, width, 2, relu_first=True))
@@ -79,8 +80,9 @@ class MultiResolutionDartsSpace(DartsTaskSpace):
         From ``forward``, for an input whose size has no stem.
     """
 
-    def __init__(self, width: int = 16, num_cells: int = 8, num_classes: int = 10,
-                 resolutions: Sequence[int] = (32, 64, 224)):
+    def __init__(
+        self, width: int = 16, num_cells: int = 8, num_classes: int = 10, resolutions: Sequence[int] = (32, 64, 224)
+    ):
         if not resolutions or any(isinstance(r, bool) or not isinstance(r, int) or r < 8 for r in resolutions):
             raise ValueError(f'resolutions must be a non-empty list of ints >= 8, got {resolutions!r}')
         if isinstance(width, int) and width < 2:
@@ -96,10 +98,12 @@ class MultiResolutionDartsSpace(DartsTaskSpace):
         h, w = int(x.shape[-2]), int(x.shape[-1])
         if x.ndim != 4 or h != w or str(h) not in self.stems:
             supported = ', '.join(f'{r}x{r}' for r in self.resolutions)
-            raise ValueError(f'{type(self).__name__} has stems for {supported} inputs, got a batch of shape '
-                             f'{tuple(x.shape)}. Resize the images to one of these sizes (the nni_base.data '
-                             'loaders take image_size=...) or build the space with resolutions=(..., '
-                             f'{h}).')
+            raise ValueError(
+                f'{type(self).__name__} has stems for {supported} inputs, got a batch of shape '
+                f'{tuple(x.shape)}. Resize the images to one of these sizes (the nni_base.data '
+                'loaders take image_size=...) or build the space with resolutions=(..., '
+                f'{h}).'
+            )
         return self.stems[str(h)]  # type: ignore[return-value]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -72,12 +72,18 @@ def valid_pairs(num_nodes: int, num_ops_per_node: int, num_predecessors: int, nu
     mask = torch.zeros(rows, cols, dtype=torch.bool)
     for node in range(num_predecessors, num_predecessors + num_nodes):
         for k in range(num_ops_per_node):
-            mask[slot_index(node, k, num_predecessors, num_ops_per_node), :node * num_ops] = True
+            mask[slot_index(node, k, num_predecessors, num_ops_per_node), : node * num_ops] = True
     return mask
 
 
-def derive_slot_cell(alpha: torch.Tensor, op_names: Sequence[str], label: str, num_nodes: int,
-                     num_predecessors: int = 2, num_ops_per_node: int = 2) -> dict[str, Any]:
+def derive_slot_cell(
+    alpha: torch.Tensor,
+    op_names: Sequence[str],
+    label: str,
+    num_nodes: int,
+    num_predecessors: int = 2,
+    num_ops_per_node: int = 2,
+) -> dict[str, Any]:
     """Most probable (input, op) pair of every slot, as an NNI sample.
 
     Parameters
@@ -126,11 +132,33 @@ class SlotGumbelCell(GumbelMixedCell):
     values sum to 1.
     """
 
-    def __init__(self, op_factory, num_nodes, num_ops_per_node, num_predecessors, preprocessor, postprocessor,
-                 concat_dim, memo, mutate_kwargs, label):
+    def __init__(
+        self,
+        op_factory,
+        num_nodes,
+        num_ops_per_node,
+        num_predecessors,
+        preprocessor,
+        postprocessor,
+        concat_dim,
+        memo,
+        mutate_kwargs,
+        label,
+    ):
         # Skip GumbelMixedCell.__init__: it would create the per-edge logits.
-        PathSamplingCell.__init__(self, op_factory, num_nodes, num_ops_per_node, num_predecessors, preprocessor,
-                                  postprocessor, concat_dim, memo, mutate_kwargs, label)
+        PathSamplingCell.__init__(
+            self,
+            op_factory,
+            num_nodes,
+            num_ops_per_node,
+            num_predecessors,
+            preprocessor,
+            postprocessor,
+            concat_dim,
+            memo,
+            mutate_kwargs,
+            label,
+        )
         valid = valid_pairs(num_nodes, num_ops_per_node, num_predecessors, len(self.op_names))
         # Not persistent: a constant of the space, so priors and checkpoints hold the same keys as before.
         self.register_buffer('_valid_pairs', valid, persistent=False)
@@ -141,9 +169,11 @@ class SlotGumbelCell(GumbelMixedCell):
             memo[key] = nn.Parameter(init.masked_fill(~valid, INVALID_LOGIT))
         alpha = memo[key]
         if tuple(alpha.shape) != tuple(valid.shape):
-            raise ValueError(f'Cells labelled {self.label!r} disagree on their shape: slot alpha '
-                             f'{tuple(alpha.shape)} vs {tuple(valid.shape)}. Give differently shaped cells '
-                             'different labels.')
+            raise ValueError(
+                f'Cells labelled {self.label!r} disagree on their shape: slot alpha '
+                f'{tuple(alpha.shape)} vs {tuple(valid.shape)}. Give differently shaped cells '
+                'different labels.'
+            )
         self._arch_alpha = alpha
         self.hard: bool = mutate_kwargs.get('hard', True)
         self.sparse: bool = mutate_kwargs.get('sparse', True)
@@ -193,8 +223,9 @@ class SlotGumbelCell(GumbelMixedCell):
     def export(self, memo: dict[str, Any]) -> dict[str, Any]:
         if f'{self.label}/op_{self.num_predecessors}_0' in memo:
             return {}
-        return derive_slot_cell(self.alpha, self.op_names, self.label, self.num_nodes, self.num_predecessors,
-                                self.num_ops_per_node)
+        return derive_slot_cell(
+            self.alpha, self.op_names, self.label, self.num_nodes, self.num_predecessors, self.num_ops_per_node
+        )
 
     def export_probs(self, memo: dict[str, Any]) -> dict[str, Any]:
         """``{'{label}/slot_{i}_{k}': {'{op}@{j}': p}}`` over the possible pairs of every slot."""
@@ -207,8 +238,11 @@ class SlotGumbelCell(GumbelMixedCell):
                 if key in memo:
                     continue
                 row = probs[slot_index(node, k, self.num_predecessors, self.num_ops_per_node)]
-                result[key] = {f'{op}@{j}': row[pair_column(j, o, n_ops)]
-                               for j in range(node) for o, op in enumerate(self.op_names)}
+                result[key] = {
+                    f'{op}@{j}': row[pair_column(j, o, n_ops)]
+                    for j in range(node)
+                    for o, op in enumerate(self.op_names)
+                }
         return result
 
     # ``_derived_edges`` (node -> [(input, op index)] for eval mode / derived_architecture) is inherited: it
@@ -223,9 +257,9 @@ class SlotGumbelCell(GumbelMixedCell):
             node_ops = cast(Sequence[nn.ModuleDict], self.ops[node - self.num_predecessors])
             first = slot_index(node, 0, self.num_predecessors, self.num_ops_per_node)
             # Weight of each pair summed over the node's slots: a pair read by two slots is computed once.
-            node_weights = weights[first:first + self.num_ops_per_node].sum(0)
+            node_weights = weights[first : first + self.num_ops_per_node].sum(0)
             if sparse:
-                columns = sorted(set(cast(list, self._chosen)[first:first + self.num_ops_per_node]))
+                columns = sorted(set(cast(list, self._chosen)[first : first + self.num_ops_per_node]))
             else:
                 columns = list(range(node * n_ops))
             out = None

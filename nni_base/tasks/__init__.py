@@ -6,5 +6,12 @@ Second layer of the package (after :mod:`nni_base.data`); imports only from ther
 from .episodes import EpisodeDataset, Task, TaskDistribution, episode_loader, l2l
 from .mixture import MixtureEpisodes, ResolutionMixture
 
-__all__ = ['EpisodeDataset', 'Task', 'TaskDistribution', 'episode_loader', 'l2l', 'MixtureEpisodes',
-           'ResolutionMixture']
+__all__ = [
+    'EpisodeDataset',
+    'Task',
+    'TaskDistribution',
+    'episode_loader',
+    'l2l',
+    'MixtureEpisodes',
+    'ResolutionMixture',
+]

@@ -25,7 +25,7 @@ from ..data.checks import check_image
 def _import_learn2learn() -> Any:
     # learn2learn 0.2.0 imports gym, which prints an "unmaintained" notice to stderr on import; that notice is
     # irrelevant here (gym is never used), so swallow it but pass any other output through.
-    if "gym" in sys.modules:
+    if 'gym' in sys.modules:
         import learn2learn
 
         return learn2learn
@@ -35,14 +35,14 @@ def _import_learn2learn() -> Any:
             import learn2learn
     finally:
         text = buffer.getvalue()
-        if text and "Gym has been unmaintained" not in text:
+        if text and 'Gym has been unmaintained' not in text:
             sys.stderr.write(text)
     return learn2learn
 
 
 l2l = _import_learn2learn()
 
-__all__ = ["EpisodeDataset", "Task", "TaskDistribution", "episode_loader"]
+__all__ = ['EpisodeDataset', 'Task', 'TaskDistribution', 'episode_loader']
 
 
 @dataclass
@@ -74,9 +74,9 @@ class Task:
 
 def _check_positive_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an int, got {value!r}")
+        raise ValueError(f'{name} must be an int, got {value!r}')
     if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+        raise ValueError(f'{name} must be at least {minimum}, got {value}')
     return int(value)
 
 
@@ -86,15 +86,15 @@ def _labels_of(dataset: Dataset) -> np.ndarray:
     The last resort reads ``dataset[i][1]`` for every ``i`` once, as learn2learn's ``MetaDataset`` does, so any
     dataset of ``(image, label)`` items works (e.g. ``torch.utils.data.TensorDataset``), only more slowly.
     """
-    for attribute in ("labels", "targets"):
+    for attribute in ('labels', 'targets'):
         labels = getattr(dataset, attribute, None)
         if labels is None:
             continue
         labels = labels.numpy() if isinstance(labels, Tensor) else np.asarray(labels)
         if labels.ndim != 1 or len(labels) != len(dataset) or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(
-                f"dataset.{attribute} must be a 1-D integer array with one label per sample ({len(dataset)}), "
-                f"got shape {labels.shape} and dtype {labels.dtype}"
+                f'dataset.{attribute} must be a 1-D integer array with one label per sample ({len(dataset)}), '
+                f'got shape {labels.shape} and dtype {labels.dtype}'
             )
         return labels
     return _read_item_labels(dataset)
@@ -105,7 +105,7 @@ def _read_item_labels(dataset: Dataset) -> np.ndarray:
         size = len(dataset)  # type: ignore[arg-type]
     except TypeError:
         raise TypeError(
-            f"{type(dataset).__name__} has no length: tasks need a map-style dataset of (image, int label) items"
+            f'{type(dataset).__name__} has no length: tasks need a map-style dataset of (image, int label) items'
         ) from None
     labels = np.empty(size, dtype=np.int64)
     for i in range(size):
@@ -115,13 +115,13 @@ def _read_item_labels(dataset: Dataset) -> np.ndarray:
             if not isinstance(item, tuple | list):
                 got = type(item).__name__
             elif len(item) < 2:
-                got = f"a {type(item).__name__} of {len(item)} element(s)"
+                got = f'a {type(item).__name__} of {len(item)} element(s)'
             else:
-                got = f"label {_describe(item[1])}"
+                got = f'label {_describe(item[1])}'
             raise ValueError(
-                f"{type(dataset).__name__} item {i} has no integer label: items must be (image, int label) pairs "
-                f"(got {got}); otherwise give the dataset a 1-D integer `labels` or `targets` attribute with one "
-                "label per sample"
+                f'{type(dataset).__name__} item {i} has no integer label: items must be (image, int label) pairs '
+                f'(got {got}); otherwise give the dataset a 1-D integer `labels` or `targets` attribute with one '
+                'label per sample'
             )
         labels[i] = label
     return labels
@@ -132,7 +132,7 @@ _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 def _describe(value: Any) -> str:
     if isinstance(value, Tensor | np.ndarray):
-        return f"{type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
+        return f'{type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}'
     return repr(value) if isinstance(value, float | str | bool | None) else type(value).__name__
 
 
@@ -143,8 +143,7 @@ def _item_label(item: Any) -> int | None:
     if isinstance(label, Tensor | np.ndarray):
         if label.ndim != 0:
             return None
-        dtype_ok = (label.dtype in _INT_DTYPES if isinstance(label, Tensor)
-                    else np.issubdtype(label.dtype, np.integer))
+        dtype_ok = label.dtype in _INT_DTYPES if isinstance(label, Tensor) else np.issubdtype(label.dtype, np.integer)
         return int(label.item()) if dtype_ok else None
     if isinstance(label, int | np.integer) and not isinstance(label, bool | np.bool_):
         return int(label)
@@ -153,7 +152,7 @@ def _item_label(item: Any) -> int | None:
 
 def _labels_to_indices(labels: np.ndarray) -> dict[int, list[int]]:
     # group with one stable sort instead of a Python loop over (possibly 1.28M) samples
-    order = np.argsort(labels, kind="stable")
+    order = np.argsort(labels, kind='stable')
     classes, starts = np.unique(labels[order], return_index=True)
     ends = np.append(starts[1:], len(order))
     return {int(c): order[s:e].tolist() for c, s, e in zip(classes, starts, ends)}
@@ -189,11 +188,11 @@ class TaskDistribution:
         malformed, or an item has no integer label.
     """
 
-    def __init__(self, dataset: Dataset, ways: int, shots: int, queries: int, name: str = "tasks"):
+    def __init__(self, dataset: Dataset, ways: int, shots: int, queries: int, name: str = 'tasks'):
         self.name = str(name)
-        self.ways = _check_positive_int("ways", ways, 2)
-        self.shots = _check_positive_int("shots", shots, 1)
-        self.queries = _check_positive_int("queries", queries, 1)
+        self.ways = _check_positive_int('ways', ways, 2)
+        self.shots = _check_positive_int('shots', shots, 1)
+        self.queries = _check_positive_int('queries', queries, 1)
         self.dataset = dataset
         if len(dataset) == 0:  # type: ignore[arg-type]
             raise ValueError(f"dataset '{self.name}' is empty: give TaskDistribution a dataset of labelled images")
@@ -202,24 +201,26 @@ class TaskDistribution:
         if self.ways > num_classes:
             raise ValueError(
                 f"dataset '{self.name}' has {num_classes} classes but ways={self.ways}: lower ways to at most "
-                f"{num_classes} or use a dataset with more classes"
+                f'{num_classes} or use a dataset with more classes'
             )
         smallest = min(labels_to_indices, key=lambda c: len(labels_to_indices[c]))
         size = len(labels_to_indices[smallest])
         if self.shots + self.queries > size:
-            class_names = getattr(dataset, "class_names", None)
-            label = f"'{class_names[smallest]}' (label {smallest})" if class_names else f"with label {smallest}"
+            class_names = getattr(dataset, 'class_names', None)
+            label = f"'{class_names[smallest]}' (label {smallest})" if class_names else f'with label {smallest}'
             raise ValueError(
                 f"dataset '{self.name}': class {label} has only {size} images but shots + queries = "
-                f"{self.shots} + {self.queries} = {self.shots + self.queries}: lower shots and queries to at most "
-                f"{size} in total, or drop the small classes (e.g. with dataset.subset_classes)"
+                f'{self.shots} + {self.queries} = {self.shots + self.queries}: lower shots and queries to at most '
+                f'{size} in total, or drop the small classes (e.g. with dataset.subset_classes)'
             )
         self._num_classes = num_classes
         first_image = dataset[labels_to_indices[smallest][0]][0]
         check_image(first_image, where=f"dataset '{self.name}'")
         if not bool(torch.isfinite(first_image).all()):
-            raise ValueError(f"dataset '{self.name}': an image contains NaN or inf values: clean the data (drop those "
-                             "images, or torch.nan_to_num) before meta-training")
+            raise ValueError(
+                f"dataset '{self.name}': an image contains NaN or inf values: clean the data (drop those "
+                'images, or torch.nan_to_num) before meta-training'
+            )
         self._image_shape = tuple(int(s) for s in first_image.shape)
 
         # Passing labels_to_indices stops MetaDataset from loading every image to read its label.
@@ -259,16 +260,20 @@ class TaskDistribution:
             # KShots already drew the images of a class in random order, so the first `shots` are a random pick
             idx = torch.nonzero(y == label).flatten()
             if len(idx) != self.shots + self.queries:  # guards against a learn2learn behaviour change
-                raise RuntimeError(f"learn2learn returned {len(idx)} images for label {label} in a task of "
-                                   f"{self.shots} + {self.queries} per class")
+                raise RuntimeError(
+                    f'learn2learn returned {len(idx)} images for label {label} in a task of '
+                    f'{self.shots} + {self.queries} per class'
+                )
             support.append(idx[: self.shots])
-            query.append(idx[self.shots:])
+            query.append(idx[self.shots :])
         s, q = torch.cat(support), torch.cat(query)
         return Task(x[s], y[s], x[q], y[q])
 
     def __repr__(self) -> str:
-        return (f"TaskDistribution(name={self.name!r}, ways={self.ways}, shots={self.shots}, "
-                f"queries={self.queries}, num_classes={self.num_classes}, image_shape={self.image_shape})")
+        return (
+            f'TaskDistribution(name={self.name!r}, ways={self.ways}, shots={self.shots}, '
+            f'queries={self.queries}, num_classes={self.num_classes}, image_shape={self.image_shape})'
+        )
 
 
 class EpisodeDataset(Dataset):
@@ -291,12 +296,12 @@ class EpisodeDataset(Dataset):
 
     def __init__(self, distribution: TaskDistribution, tasks_per_step: int, steps: int, seed: int = 0):
         if not isinstance(distribution, TaskDistribution):
-            raise TypeError(f"distribution must be a TaskDistribution, got {type(distribution).__name__}")
+            raise TypeError(f'distribution must be a TaskDistribution, got {type(distribution).__name__}')
         self.distribution = distribution
-        self.tasks_per_step = _check_positive_int("tasks_per_step", tasks_per_step, 1)
-        self.steps = _check_positive_int("steps", steps, 1)
+        self.tasks_per_step = _check_positive_int('tasks_per_step', tasks_per_step, 1)
+        self.steps = _check_positive_int('steps', steps, 1)
         if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-            raise ValueError(f"seed must be an int, got {seed!r}")
+            raise ValueError(f'seed must be an int, got {seed!r}')
         self.seed = int(seed)
 
     def __len__(self) -> int:
@@ -304,13 +309,13 @@ class EpisodeDataset(Dataset):
 
     def __getitem__(self, index: int) -> list[Task]:
         if not -self.steps <= index < self.steps:
-            raise IndexError(f"step {index} out of range for {self.steps} steps")
+            raise IndexError(f'step {index} out of range for {self.steps} steps')
         index %= self.steps
         # learn2learn samples with the global `random` module, so seed that from (seed, index) for this call
         # only; seeding with a str hashes it with SHA-512, which is stable across processes and Python runs.
         state = random.getstate()
         try:
-            random.seed(f"nni_base.tasks:{self.seed}:{index}")
+            random.seed(f'nni_base.tasks:{self.seed}:{index}')
             return [self.distribution.sample() for _ in range(self.tasks_per_step)]
         finally:
             random.setstate(state)

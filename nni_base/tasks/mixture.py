@@ -45,9 +45,11 @@ class ResolutionMixture:
         first = distributions[0]
         for d in distributions[1:]:
             if (d.ways, d.shots, d.queries) != (first.ways, first.shots, first.queries):
-                raise ValueError(f"all distributions must have the same ways/shots/queries: '{first.name}' has "
-                                 f"{first.ways}/{first.shots}/{first.queries}, '{d.name}' {d.ways}/{d.shots}/"
-                                 f'{d.queries}')
+                raise ValueError(
+                    f"all distributions must have the same ways/shots/queries: '{first.name}' has "
+                    f"{first.ways}/{first.shots}/{first.queries}, '{d.name}' {d.ways}/{d.shots}/"
+                    f'{d.queries}'
+                )
         self.distributions = distributions
         self.name = name or '+'.join(d.name for d in distributions)
         self.ways, self.shots, self.queries = first.ways, first.shots, first.queries
@@ -75,8 +77,9 @@ class ResolutionMixture:
 
     def episode_loader(self, tasks_per_step: int, steps: int, seed: int = 0) -> DataLoader:
         """Traced, uncollated loader over :meth:`episodes` (what NNI's Lightning evaluator expects)."""
-        return nni.trace(DataLoader)(self.episodes(tasks_per_step, steps, seed), batch_size=None, shuffle=False,
-                                     collate_fn=_as_is)
+        return nni.trace(DataLoader)(
+            self.episodes(tasks_per_step, steps, seed), batch_size=None, shuffle=False, collate_fn=_as_is
+        )
 
     def __repr__(self) -> str:
         return f'ResolutionMixture({self.distributions!r})'
@@ -92,9 +95,11 @@ class MixtureEpisodes(Dataset):
     def __init__(self, mixture: ResolutionMixture, tasks_per_step: int, steps: int, seed: int = 0):
         r = mixture.num_resolutions
         if tasks_per_step < 1 or tasks_per_step % r:
-            raise ValueError(f'tasks_per_step={tasks_per_step} must be a positive multiple of the {r} resolutions '
-                             f"of '{mixture.name}' so that every meta-step holds as many tasks of each size "
-                             f'(e.g. {r} or {2 * r})')
+            raise ValueError(
+                f'tasks_per_step={tasks_per_step} must be a positive multiple of the {r} resolutions '
+                f"of '{mixture.name}' so that every meta-step holds as many tasks of each size "
+                f'(e.g. {r} or {2 * r})'
+            )
         if steps < 1:
             raise ValueError(f'steps must be at least 1, got {steps}')
         self.mixture = mixture

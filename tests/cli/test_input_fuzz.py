@@ -15,11 +15,19 @@ from nni_base.cli.trial import DEFAULT_PARAMS, validate_params
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-_scalar = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
-                    st.text(max_size=20), st.sampled_from(['~', '~nobody_here/x', '', '.', 'digits', 'ddp', 'cpu']))
-_json = st.recursive(_scalar, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                      st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-                     max_leaves=10)
+_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True),
+    st.text(max_size=20),
+    st.sampled_from(['~', '~nobody_here/x', '', '.', 'digits', 'ddp', 'cpu']),
+)
+_json = st.recursive(
+    _scalar,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=10,
+)
 
 
 @SETTINGS
@@ -35,8 +43,16 @@ def test_trial_parameters_are_accepted_or_refused_with_value_error(params):
     json.dumps(merged)  # what the trial hands the DDP ranks must stay JSON
 
 
-_keys = st.sampled_from([f'{cell}/{kind}_{node}_{k}' for cell in ('normal', 'reduce') for kind in ('op', 'input')
-                         for node in (2, 3, 4, 5, 9) for k in (0, 1, 2)] + ['x', ''])
+_keys = st.sampled_from(
+    [
+        f'{cell}/{kind}_{node}_{k}'
+        for cell in ('normal', 'reduce')
+        for kind in ('op', 'input')
+        for node in (2, 3, 4, 5, 9)
+        for k in (0, 1, 2)
+    ]
+    + ['x', '']
+)
 
 
 @SETTINGS

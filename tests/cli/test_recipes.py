@@ -43,8 +43,16 @@ def test_every_meta_step_holds_as_many_tasks_of_each_size():
 
 def test_evaluator_takes_a_mixture_and_keeps_its_batches_balanced():
     mixture = ResolutionMixture([_tensor_tasks(8), _tensor_tasks(16)])
-    evaluator = EpisodicClassification(mixture, mixture, tasks_per_step=4, steps_per_epoch=3, val_episodes=2,
-                                       max_epochs=1, logger=False, enable_progress_bar=False)
+    evaluator = EpisodicClassification(
+        mixture,
+        mixture,
+        tasks_per_step=4,
+        steps_per_epoch=3,
+        val_episodes=2,
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+    )
     batches = list(evaluator.train_dataloaders)
     assert len(batches) == 3
     assert all([t.support_x.shape[-1] for t in b] == [8, 16, 8, 16] for b in batches)
@@ -73,8 +81,9 @@ def _write_data(root: Path, classes: int = 10, per_class: int = 3) -> None:
     for size in (32, 64):
         (root / f'Imagenet{size}_train').mkdir(parents=True)
         with open(root / f'Imagenet{size}_train' / 'train_data_batch_1', 'wb') as f:
-            pickle.dump({'data': rng.integers(0, 256, (len(labels), 3 * size * size), dtype=np.uint8),
-                         'labels': labels}, f)
+            pickle.dump(
+                {'data': rng.integers(0, 256, (len(labels), 3 * size * size), dtype=np.uint8), 'labels': labels}, f
+            )
     for c in range(classes):
         folder = root / 'imagenet' / 'train' / f'n{c:08d}'
         folder.mkdir(parents=True)
@@ -85,8 +94,13 @@ def _write_data(root: Path, classes: int = 10, per_class: int = 3) -> None:
 
     (root / 'svhn').mkdir()
     for split, n in (('train', 20), ('test', 6)):
-        savemat(root / 'svhn' / f'{split}_32x32.mat', {'X': rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
-                                                       'y': (np.arange(n) % 10 + 1).reshape(n, 1).astype(np.uint8)})
+        savemat(
+            root / 'svhn' / f'{split}_32x32.mat',
+            {
+                'X': rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
+                'y': (np.arange(n) % 10 + 1).reshape(n, 1).astype(np.uint8),
+            },
+        )
 
 
 def _quiet(fn, argv):
@@ -100,12 +114,35 @@ def test_meta_train_adapt_and_retrain_pipeline(tmp_path):
     _write_data(tmp_path)
     common = ['--accelerator', 'cpu', '--no-progress-bar']
     prior_dir = tmp_path / 'prior'
-    summary = _quiet(recipes_main, [
-        'meta-train', '--imagenet32', str(tmp_path / 'Imagenet32_train'),
-        '--imagenet64', str(tmp_path / 'Imagenet64_train'),
-        '--imagenet224', str(tmp_path / 'imagenet' / 'train'), '--shots', '1', '--queries', '2', '--width', '4',
-        '--num-cells', '3', '--steps-per-epoch', '2', '--epochs', '1', '--inner-steps', '1',
-        '--output-dir', str(prior_dir), *common])
+    summary = _quiet(
+        recipes_main,
+        [
+            'meta-train',
+            '--imagenet32',
+            str(tmp_path / 'Imagenet32_train'),
+            '--imagenet64',
+            str(tmp_path / 'Imagenet64_train'),
+            '--imagenet224',
+            str(tmp_path / 'imagenet' / 'train'),
+            '--shots',
+            '1',
+            '--queries',
+            '2',
+            '--width',
+            '4',
+            '--num-cells',
+            '3',
+            '--steps-per-epoch',
+            '2',
+            '--epochs',
+            '1',
+            '--inner-steps',
+            '1',
+            '--output-dir',
+            str(prior_dir),
+            *common,
+        ],
+    )
     assert summary['tasks'] == 'imagenet32+imagenet64+imagenet224' and summary['tasks_per_step'] == 3
     prior = load_prior(prior_dir / 'prior.pt')
     stems = {f'stems.{size}.to_s0.0.weight' for size in (32, 64, 224)}
@@ -114,33 +151,102 @@ def test_meta_train_adapt_and_retrain_pipeline(tmp_path):
     assert list((prior_dir / 'logs' / 'meta_csv').rglob('metrics.csv'))
 
     # CIFAR-10: fine-tune the prior on the training set, export the cells.
-    adapted = _quiet(recipes_main, [
-        'adapt', '--prior', str(prior_dir / 'prior.pt'), '--dataset', 'cifar10', '--data-root', str(tmp_path / 'cifar'),
-        '--batch-size', '8', '--output-dir', str(tmp_path / 'adapt-c10'), *common])
+    adapted = _quiet(
+        recipes_main,
+        [
+            'adapt',
+            '--prior',
+            str(prior_dir / 'prior.pt'),
+            '--dataset',
+            'cifar10',
+            '--data-root',
+            str(tmp_path / 'cifar'),
+            '--batch-size',
+            '8',
+            '--output-dir',
+            str(tmp_path / 'adapt-c10'),
+            *common,
+        ],
+    )
     assert 0.0 <= adapted['val_acc'] <= 1.0 and adapted['alpha_averaged_over_tasks'] == 0
     arch = json.loads((tmp_path / 'adapt-c10' / 'arch.json').read_text())
     assert DARTS(width=4, num_cells=3, dataset='cifar').freeze(arch).eval()(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
 
     # SVHN: the same adaptation on the .mat files.
-    svhn = _quiet(recipes_main, [
-        'adapt', '--prior', str(prior_dir / 'prior.pt'), '--dataset', 'svhn', '--data-root', str(tmp_path / 'svhn'),
-        '--batch-size', '8', '--output-dir', str(tmp_path / 'adapt-svhn'), *common])
+    svhn = _quiet(
+        recipes_main,
+        [
+            'adapt',
+            '--prior',
+            str(prior_dir / 'prior.pt'),
+            '--dataset',
+            'svhn',
+            '--data-root',
+            str(tmp_path / 'svhn'),
+            '--batch-size',
+            '8',
+            '--output-dir',
+            str(tmp_path / 'adapt-svhn'),
+            *common,
+        ],
+    )
     assert svhn['dataset'] == 'svhn' and (tmp_path / 'adapt-svhn' / 'genotype.txt').read_text().startswith('Genotype(')
 
     # ImageNet (§5.2): the exported cells are the argmax of alpha averaged over adapted 10-class tasks.
-    averaged = _quiet(recipes_main, [
-        'adapt', '--prior', str(prior_dir / 'prior.pt'), '--dataset', 'imagenet', '--data-root',
-        str(tmp_path / 'imagenet'), '--shots', '1', '--queries', '2', '--average-alpha-tasks', '2', '--adapt-steps',
-        '1', '--output-dir', str(tmp_path / 'adapt-in'), *common])
+    averaged = _quiet(
+        recipes_main,
+        [
+            'adapt',
+            '--prior',
+            str(prior_dir / 'prior.pt'),
+            '--dataset',
+            'imagenet',
+            '--data-root',
+            str(tmp_path / 'imagenet'),
+            '--shots',
+            '1',
+            '--queries',
+            '2',
+            '--average-alpha-tasks',
+            '2',
+            '--adapt-steps',
+            '1',
+            '--output-dir',
+            str(tmp_path / 'adapt-in'),
+            *common,
+        ],
+    )
     assert averaged['alpha_averaged_over_tasks'] == 2
     probs = json.loads((tmp_path / 'adapt-in' / 'probs.json').read_text())
     assert all(abs(sum(edge.values()) - 1) < 1e-4 for edge in probs.values())
 
     # ... and the CIFAR-10 export retrains with the paper recipe (tiny here).
-    result = _quiet(retrain_main, [
-        '--recipe', 'cifar10', '--arch', str(tmp_path / 'adapt-c10' / 'arch.json'), '--data-root',
-        str(tmp_path / 'cifar'), '--output-dir', str(tmp_path / 'retrain'), '--epochs', '1', '--width', '4',
-        '--num-cells', '3', '--batch-size', '8', '--num-workers', '0', '--accelerator', 'cpu', '--no-progress-bar'])
+    result = _quiet(
+        retrain_main,
+        [
+            '--recipe',
+            'cifar10',
+            '--arch',
+            str(tmp_path / 'adapt-c10' / 'arch.json'),
+            '--data-root',
+            str(tmp_path / 'cifar'),
+            '--output-dir',
+            str(tmp_path / 'retrain'),
+            '--epochs',
+            '1',
+            '--width',
+            '4',
+            '--num-cells',
+            '3',
+            '--batch-size',
+            '8',
+            '--num-workers',
+            '0',
+            '--accelerator',
+            'cpu',
+            '--no-progress-bar',
+        ],
+    )
     assert result['finished'] and json.loads((tmp_path / 'retrain' / 'arch.json').read_text()) == arch
 
 
@@ -149,5 +255,17 @@ def test_recipe_errors(tmp_path):
         _quiet(recipes_main, ['meta-train', '--output-dir', str(tmp_path / 'x')])
     (tmp_path / 'prior.pt').write_bytes(b'')
     with pytest.raises(FileNotFoundError, match='space.json beside prior.pt'):
-        _quiet(recipes_main, ['adapt', '--prior', str(tmp_path / 'prior.pt'), '--dataset', 'svhn', '--data-root',
-                              str(tmp_path), '--output-dir', str(tmp_path / 'out')])
+        _quiet(
+            recipes_main,
+            [
+                'adapt',
+                '--prior',
+                str(tmp_path / 'prior.pt'),
+                '--dataset',
+                'svhn',
+                '--data-root',
+                str(tmp_path),
+                '--output-dir',
+                str(tmp_path / 'out'),
+            ],
+        )

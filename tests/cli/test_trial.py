@@ -21,8 +21,20 @@ from nni_base.cli.trial import DEFAULT_PARAMS, main, validate_params
 
 # Small enough for a few seconds per meta-step on 2 CPU cores.
 # num_threads 0: keep the test session's thread count (conftest), rather than the trial default of 2.
-TINY = {'width': 4, 'num_cells': 3, 'inner_steps': 1, 'tasks_per_step': 1, 'steps_per_epoch': 1, 'meta_epochs': 2,
-        'val_episodes': 1, 'eval_tasks': 1, 'shots': 2, 'queries': 2, 'num_threads': 0, 'top_k': 3}
+TINY = {
+    'width': 4,
+    'num_cells': 3,
+    'inner_steps': 1,
+    'tasks_per_step': 1,
+    'steps_per_epoch': 1,
+    'meta_epochs': 2,
+    'val_episodes': 1,
+    'eval_tasks': 1,
+    'shots': 2,
+    'queries': 2,
+    'num_threads': 0,
+    'top_k': 3,
+}
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -35,8 +47,12 @@ class RecordingChannel(TrialCommandChannel):
         self.metrics: list[tuple[str, int | None, object]] = []
 
     def receive_parameter(self):
-        return {'parameter_id': self.parameter_id, 'parameter_source': 'algorithm', 'parameters': self.parameters,
-                'parameter_index': 0}
+        return {
+            'parameter_id': self.parameter_id,
+            'parameter_source': 'algorithm',
+            'parameters': self.parameters,
+            'parameter_index': 0,
+        }
 
     def send_metric(self, type, parameter_id, trial_job_id, sequence, value):  # noqa: A002 - NNI's signature
         self.metrics.append((type, parameter_id, value))
@@ -62,28 +78,31 @@ def test_defaults_are_valid():
     assert params['dataset'] == 'digits' and params['prior'] is None
 
 
-@pytest.mark.parametrize(('params', 'message'), [
-    ({'inner_step': 3}, "unknown parameter(s) 'inner_step'"),
-    ({'inner_steps': 0}, "parameter 'inner_steps' must be >= 1, got 0"),
-    ({'inner_steps': 2.5}, "parameter 'inner_steps' must be an integer"),
-    ({'inner_steps': True}, "parameter 'inner_steps' must be an integer"),
-    ({'inner_lr': -0.1}, "parameter 'inner_lr' must be >= 0"),
-    ({'outer_lr': float('nan')}, "parameter 'outer_lr' must be a finite number"),
-    ({'inner_lr_alpha': 'big'}, "parameter 'inner_lr_alpha' must be a finite number"),
-    ({'temperature_start': 0.5, 'temperature_end': 2.0}, "'temperature_end' (2.0) must not exceed"),
-    ({'ways': 1}, "parameter 'ways' must be >= 2"),
-    ({'accelerator': 'tpu'}, "parameter 'accelerator' must be one of \"auto\", \"cpu\", \"gpu\", got \"tpu\""),
-    ({'dataset': 'mnist'}, "parameter 'dataset' must be one of \"digits\", \"image_folder\""),
-    ({'dataset': 'cifar100'}, "set parameter 'data_root'"),
-    ({'data_root': '/tmp'}, "dataset 'digits' is embedded"),
-    ({'prior': '/nonexistent/prior.pt'}, "parameter 'prior' is not a file"),
-    ({'meta_algorithm': 'imaml'}, "parameter 'meta_algorithm' must be one of \"reptile\", \"maml\""),
-    ({'relaxation': 'sparsemax'}, "parameter 'relaxation' must be one of \"gumbel\", \"softmax\""),
-    ({'first_order': 'yes'}, "parameter 'first_order' must be true or false, got \"yes\""),
-    ({'first_order': 1}, "parameter 'first_order' must be true or false, got 1"),
-    ({'image_size': 'big'}, "parameter 'image_size' must be an integer or null, got \"big\""),
-    ({'zero_shot': True}, "'zero_shot' generates architectures from a dataset-conditioned prior: set"),
-])
+@pytest.mark.parametrize(
+    ('params', 'message'),
+    [
+        ({'inner_step': 3}, "unknown parameter(s) 'inner_step'"),
+        ({'inner_steps': 0}, "parameter 'inner_steps' must be >= 1, got 0"),
+        ({'inner_steps': 2.5}, "parameter 'inner_steps' must be an integer"),
+        ({'inner_steps': True}, "parameter 'inner_steps' must be an integer"),
+        ({'inner_lr': -0.1}, "parameter 'inner_lr' must be >= 0"),
+        ({'outer_lr': float('nan')}, "parameter 'outer_lr' must be a finite number"),
+        ({'inner_lr_alpha': 'big'}, "parameter 'inner_lr_alpha' must be a finite number"),
+        ({'temperature_start': 0.5, 'temperature_end': 2.0}, "'temperature_end' (2.0) must not exceed"),
+        ({'ways': 1}, "parameter 'ways' must be >= 2"),
+        ({'accelerator': 'tpu'}, 'parameter \'accelerator\' must be one of "auto", "cpu", "gpu", got "tpu"'),
+        ({'dataset': 'mnist'}, 'parameter \'dataset\' must be one of "digits", "image_folder"'),
+        ({'dataset': 'cifar100'}, "set parameter 'data_root'"),
+        ({'data_root': '/tmp'}, "dataset 'digits' is embedded"),
+        ({'prior': '/nonexistent/prior.pt'}, "parameter 'prior' is not a file"),
+        ({'meta_algorithm': 'imaml'}, 'parameter \'meta_algorithm\' must be one of "reptile", "maml"'),
+        ({'relaxation': 'sparsemax'}, 'parameter \'relaxation\' must be one of "gumbel", "softmax"'),
+        ({'first_order': 'yes'}, 'parameter \'first_order\' must be true or false, got "yes"'),
+        ({'first_order': 1}, "parameter 'first_order' must be true or false, got 1"),
+        ({'image_size': 'big'}, 'parameter \'image_size\' must be an integer or null, got "big"'),
+        ({'zero_shot': True}, "'zero_shot' generates architectures from a dataset-conditioned prior: set"),
+    ],
+)
 def test_bad_parameters_are_refused_with_a_clear_message(params, message):
     with pytest.raises(ValueError) as info:
         validate_params(params)
@@ -118,8 +137,13 @@ def test_cli_rejects_non_object_params(tmp_path):
 
 
 def test_bad_parameter_fails_the_process_with_the_message_on_stderr(tmp_path):
-    proc = subprocess.run([sys.executable, '-m', 'nni_base.cli.trial', '--params', '{"inner_steps": 0}',
-                           '--output-dir', str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, '-m', 'nni_base.cli.trial', '--params', '{"inner_steps": 0}', '--output-dir', str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode != 0
     assert "ValueError: parameter 'inner_steps' must be >= 1, got 0" in proc.stderr
     assert not any(tmp_path.iterdir())
@@ -138,15 +162,15 @@ def tiny_run(tmp_path_factory):
 
 def test_main_writes_arch_probs_and_prior_and_returns_final_metrics(tiny_run):
     out, metrics, _ = tiny_run
-    assert set(metrics) == {'default', 'accuracy_before_adaptation', 'params', 'search_seconds',
-                            'meta_train_seconds'}
+    assert set(metrics) == {'default', 'accuracy_before_adaptation', 'params', 'search_seconds', 'meta_train_seconds'}
     assert 0.0 <= metrics['default'] <= 1.0 and 0.0 <= metrics['accuracy_before_adaptation'] <= 1.0
     assert metrics['params'] > 1000 and metrics['meta_train_seconds'] > 0 and metrics['search_seconds'] > 0
     assert sorted(p.name for p in out.iterdir()) == ['arch.json', 'prior.pt', 'probs.json', 'top_k.json']  # no temps
 
     sample = json.loads((out / 'arch.json').read_text())
-    assert sorted(k for k in sample if k.startswith('normal/op_')) == [f'normal/op_{i}_{k}' for i in range(2, 6)
-                                                                      for k in range(2)]
+    assert sorted(k for k in sample if k.startswith('normal/op_')) == [
+        f'normal/op_{i}_{k}' for i in range(2, 6) for k in range(2)
+    ]
     probs = json.loads((out / 'probs.json').read_text())
     assert abs(sum(probs['normal/2_0'].values()) - 1) < 1e-5
     top_k = json.loads((out / 'top_k.json').read_text())
@@ -155,6 +179,7 @@ def test_main_writes_arch_probs_and_prior_and_returns_final_metrics(tiny_run):
     assert top_k[0]['log_prob'] >= top_k[1]['log_prob'] >= top_k[2]['log_prob']
 
     from nni_base import DartsTaskSpace, load_prior
+
     prior = load_prior(out / 'prior.pt')
     assert prior['tasks']['ways'] == DEFAULT_PARAMS['ways'] and prior['meta']['steps'] == TINY['meta_epochs']
     network = DartsTaskSpace(width=4, num_cells=3, num_classes=DEFAULT_PARAMS['ways']).freeze(sample)
@@ -182,8 +207,9 @@ def test_shared_prior_skips_meta_training_and_output_dir_comes_from_nni(tiny_run
         # --params wins over the tuner's values and is merged with them
         # meta-training must not run at all with a shared prior (not merely be fast)
         monkeypatch.setattr('nni_base.cli.trial._meta_train', _must_not_run)
-        metrics = main(['--params', json.dumps({**TINY, 'prior': str(out / 'prior.pt')}),
-                        '--output-dir', str(tmp_path / 'cli')])
+        metrics = main(
+            ['--params', json.dumps({**TINY, 'prior': str(out / 'prior.pt')}), '--output-dir', str(tmp_path / 'cli')]
+        )
     assert not (tmp_path / 'cli').exists()
     written = tmp_path / 'nni'
     assert sorted(p.name for p in written.iterdir()) == ['arch.json', 'prior.pt', 'probs.json', 'top_k.json']
@@ -199,8 +225,14 @@ def test_tuner_parameters_are_validated(tmp_path):
 
 def test_zero_shot_trial_meta_trains_a_conditioned_prior_and_writes_generated_top_k(tmp_path):
     with recording_channel({}) as channel:
-        metrics = main(['--params', json.dumps({**TINY, 'meta_epochs': 1, 'dataset_conditioning': True,
-                                                'zero_shot': True}), '--output-dir', str(tmp_path)])
+        metrics = main(
+            [
+                '--params',
+                json.dumps({**TINY, 'meta_epochs': 1, 'dataset_conditioning': True, 'zero_shot': True}),
+                '--output-dir',
+                str(tmp_path),
+            ]
+        )
     assert 0 < metrics['zero_shot_seconds'] < 5 and channel.metrics[-1] == ('FINAL', 7, metrics)
     generated = json.loads((tmp_path / 'zero_shot.json').read_text())
     assert len(generated) == TINY['eval_tasks']
@@ -208,16 +240,19 @@ def test_zero_shot_trial_meta_trains_a_conditioned_prior_and_writes_generated_to
     assert first['ranked_by'] == 'predictor' and [t['rank'] for t in first['top_k']] == [1, 2, 3]
     assert len({json.dumps(t['sample'], sort_keys=True) for t in first['top_k']}) == 3
     from nni_base import DartsTaskSpace, load_prior
+
     assert load_prior(tmp_path / 'prior.pt')['conditioning']['predictor_records'] > 0
     DartsTaskSpace(width=4, num_cells=3, num_classes=DEFAULT_PARAMS['ways']).freeze(first['top_k'][0]['sample'])
 
 
 def test_shared_prior_adapts_to_another_class_count(tiny_run, tmp_path, monkeypatch):
     from nni_base import load_prior
+
     out = tiny_run[0]  # a 5-way prior
     monkeypatch.setattr('nni_base.cli.trial._meta_train', _must_not_run)
     with recording_channel({}, parameter_id=4):
-        metrics = main(['--params', json.dumps({**TINY, 'ways': 3, 'prior': str(out / 'prior.pt')}),
-                        '--output-dir', str(tmp_path)])
+        metrics = main(
+            ['--params', json.dumps({**TINY, 'ways': 3, 'prior': str(out / 'prior.pt')}), '--output-dir', str(tmp_path)]
+        )
     assert 0.0 <= metrics['default'] <= 1.0
     assert load_prior(tmp_path / 'prior.pt')['state_dict']['classifier.weight'].shape[0] == 5  # the file keeps its head

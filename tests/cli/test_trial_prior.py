@@ -15,8 +15,9 @@ from tests.helpers import tiny_space
 def user_prior(tmp_path):
     """An untrained prior of the tiny space (width 4, 3 cells, 5 ways), in a folder of the user's."""
     net = build_supernet(tiny_space(), BaseStrategy())
-    data = build_prior(net.training_module.model, net.alphas(), config=BaseStrategy().config.to_dict(),
-                       tasks={'ways': 5})
+    data = build_prior(
+        net.training_module.model, net.alphas(), config=BaseStrategy().config.to_dict(), tasks={'ways': 5}
+    )
     return save_prior(data, tmp_path / 'mine' / 'shared.pt')
 
 

@@ -20,7 +20,7 @@ def _write_mini_imagenet(root: Path, split: str, classes: list[str], per_class: 
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, size=(len(classes) * per_class, 84, 84, 3), dtype=np.uint8)
     rows = rng.permutation(len(images))  # classes are not stored contiguously
-    class_dict = {name: rows[i * per_class:(i + 1) * per_class].tolist() for i, name in enumerate(classes)}
+    class_dict = {name: rows[i * per_class : (i + 1) * per_class].tolist() for i, name in enumerate(classes)}
     with open(root / f'mini-imagenet-cache-{split}.pkl', 'wb') as f:
         pickle.dump({'image_data': images, 'class_dict': class_dict}, f, protocol=4)
     return images
@@ -36,8 +36,9 @@ def test_load_mini_imagenet(tmp_path):
         for row in record['class_dict'][name]:
             x, y = train[row]
             assert y == label
-            expected = (torch.from_numpy(images[row]).permute(2, 0, 1).float() / 255
-                        - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
+            expected = (
+                torch.from_numpy(images[row]).permute(2, 0, 1).float() / 255 - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+            ) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
             assert torch.allclose(x, expected, atol=1e-5)
     val = load_mini_imagenet(tmp_path, 'val', image_size=32)  # 'val' is accepted for 'validation'
     assert val[0][0].shape == (3, 32, 32) and val.num_classes == 2
@@ -76,7 +77,7 @@ def test_dataset_pickles_are_read_without_running_code(tmp_path, monkeypatch):
 def test_mini_imagenet_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match=r'mini-imagenet-cache-train\.pkl does not exist(.|\n)*Fix: download'):
         load_mini_imagenet(tmp_path, 'train')
-    with pytest.raises(ValueError, match="split must be one of"):
+    with pytest.raises(ValueError, match='split must be one of'):
         load_mini_imagenet(tmp_path, 'dev')
     with open(tmp_path / 'mini-imagenet-cache-test.pkl', 'wb') as f:
         pickle.dump({'image_data': np.zeros((2, 84, 84, 3), np.uint8), 'class_dict': {'a': [0]}}, f)
@@ -100,8 +101,14 @@ def _write_omniglot(root: Path, layout: dict[str, dict[str, int]], drawings: int
 def test_load_omniglot_and_splits(tmp_path):
     _write_omniglot(tmp_path, {'background': {'Greek': 2, 'Latin': 2}, 'evaluation': {'Tengwar': 2}})
     data = load_omniglot(tmp_path, image_size=28)
-    assert data.class_names == ['Greek/character01', 'Greek/character02', 'Latin/character01', 'Latin/character02',
-                                'Tengwar/character01', 'Tengwar/character02']
+    assert data.class_names == [
+        'Greek/character01',
+        'Greek/character02',
+        'Latin/character01',
+        'Latin/character02',
+        'Tengwar/character01',
+        'Tengwar/character02',
+    ]
     x, y = data[0]
     assert x.shape == (3, 28, 28) and y == 0 and float(x.min()) >= -1 and float(x.max()) <= 1
     assert torch.bincount(data.labels).tolist() == [3] * 6

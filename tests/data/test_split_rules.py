@@ -45,11 +45,14 @@ def _digits_of(dataset) -> set[int]:
     return {int(re.fullmatch(r'digit(\d)_rot\d+', name).group(1)) for name in dataset.class_names}
 
 
-@pytest.mark.parametrize(('kwargs', 'counts'), [
-    ({}, {'train': 32, 'test': 8}),
-    ({'val_digits': (6, 7)}, {'train': 24, 'val': 8, 'test': 8}),
-    ({'rotations': 2, 'heldout_digits': (0, 1, 2)}, {'train': 14, 'test': 6}),
-])
+@pytest.mark.parametrize(
+    ('kwargs', 'counts'),
+    [
+        ({}, {'train': 32, 'test': 8}),
+        ({'val_digits': (6, 7)}, {'train': 24, 'val': 8, 'test': 8}),
+        ({'rotations': 2, 'heldout_digits': (0, 1, 2)}, {'train': 14, 'test': 6}),
+    ],
+)
 def test_digits_splits_are_disjoint_with_rotations_times_digits_classes(kwargs, counts):
     splits = digits_splits(**kwargs)
     assert {name: data.num_classes for name, data in splits.items()} == counts

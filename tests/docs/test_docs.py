@@ -40,13 +40,25 @@ def _blocks(page: Path, language: str) -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'PYTHONPATH': str(REPO),
-            'PYTHONWARNINGS': 'ignore', 'NO_MKDOCS_2_WARNING': '1'}
+    return {
+        **os.environ,
+        'OMP_NUM_THREADS': '1',
+        'MKL_NUM_THREADS': '1',
+        'PYTHONPATH': str(REPO),
+        'PYTHONWARNINGS': 'ignore',
+        'NO_MKDOCS_2_WARNING': '1',
+    }
 
 
 def test_site_builds_without_a_warning(tmp_path):
-    proc = subprocess.run([sys.executable, '-m', 'mkdocs', 'build', '--strict', '--site-dir', str(tmp_path / 'site')],
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, '-m', 'mkdocs', 'build', '--strict', '--site-dir', str(tmp_path / 'site')],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0 and 'WARNING' not in log, log[-4000:]
     assert (tmp_path / 'site' / 'api' / 'strategy' / 'index.html').is_file()
@@ -71,8 +83,9 @@ def test_python_blocks_run(page, tmp_path):
     blocks.write_text(json.dumps(_blocks(page, 'python')))
     work = tmp_path / 'work'
     work.mkdir()
-    proc = subprocess.run([sys.executable, '-c', RUNNER, str(blocks)], cwd=work, env=_env(), capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, '-c', RUNNER, str(blocks)], cwd=work, env=_env(), capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, f'{_name(page)}:\n' + (proc.stdout[-3000:] + proc.stderr[-4000:])
 
 
@@ -98,8 +111,9 @@ def test_python_modules_in_shell_blocks_import():
     named = _commands(r'python -m ((?:benchmarks|nni_base)(?:\.\w+)+)')
     assert any(name.startswith('benchmarks.') for name in named)
     code = 'import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n'
-    proc = subprocess.run([sys.executable, '-c', code, *sorted(named)], cwd=REPO, env=_env(), capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, '-c', code, *sorted(named)], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, f'{named}\n{proc.stderr[-3000:]}'
 
 

@@ -82,8 +82,14 @@ def test_search_retrain_benchmark_runs_at_tiny_size(tmp_path: Path):
 
     summary = search_retrain.main(['--quick', '--threads', '1', '--output-dir', str(tmp_path)])
     methods = summary['texture']
-    assert set(methods) == {'BASE from the prior', 'BASE from the prior, freeze at 0', 'BaseStrategy() without a prior',
-                            "NNI's GumbelDARTS", "NNI's DARTS", 'random cell (median)'}
+    assert set(methods) == {
+        'BASE from the prior',
+        'BASE from the prior, freeze at 0',
+        'BaseStrategy() without a prior',
+        "NNI's GumbelDARTS",
+        "NNI's DARTS",
+        'random cell (median)',
+    }
     assert tuple(methods['BASE from the prior']['paired_diff_ci']) == (0.0, 0.0)  # against itself
     assert all(0.0 <= m['mean_ci'][0] <= 1.0 for m in methods.values())
     stored = json.loads((tmp_path / 'search_retrain.json').read_text())

@@ -30,9 +30,20 @@ def meta_trained(tmp_path_factory):
 
 def _with_tasks_per_step(train, test, k):
     from nni_base import EpisodicClassification
-    return EpisodicClassification(train, test, tasks_per_step=k, steps_per_epoch=10, val_episodes=4, max_epochs=3,
-                                  logger=False, enable_progress_bar=False, enable_checkpointing=False,
-                                  enable_model_summary=False, seed=claim_seed())
+
+    return EpisodicClassification(
+        train,
+        test,
+        tasks_per_step=k,
+        steps_per_epoch=10,
+        val_episodes=4,
+        max_epochs=3,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        seed=claim_seed(),
+    )
 
 
 def test_meta_training_writes_a_prior_and_logs_metrics(meta_trained):
@@ -89,10 +100,19 @@ def test_adapt_prior_to_heldout_dataset_and_export(meta_trained):
     train_set, val_set = torch.utils.data.random_split(data, [0.8, 0.2], generator=generator)
     train_loader = nni.trace(DataLoader)(train_set, batch_size=32, shuffle=True)
     val_loader = nni.trace(DataLoader)(val_set, batch_size=64)
-    evaluator = Classification(learning_rate=0.01, optimizer=torch.optim.SGD, num_classes=WAYS,
-                               train_dataloaders=train_loader, val_dataloaders=val_loader, max_epochs=1,
-                               limit_train_batches=5, logger=False, enable_progress_bar=False,
-                               enable_checkpointing=False, enable_model_summary=False)
+    evaluator = Classification(
+        learning_rate=0.01,
+        optimizer=torch.optim.SGD,
+        num_classes=WAYS,
+        train_dataloaders=train_loader,
+        val_dataloaders=val_loader,
+        max_epochs=1,
+        limit_train_batches=5,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     strategy = BaseStrategy(prior=path, arc_learning_rate=0.05, seed=0)
     exp = run(space(), evaluator, strategy)
     sample = exp.export_top_models(formatter='dict')[0]
@@ -108,8 +128,11 @@ def test_adapt_prior_to_heldout_dataset_and_export(meta_trained):
     for label, alpha in adapted.alphas().items():
         assert (alpha.detach() - prior['alpha'][label]).abs().max() > 1e-3, f'{label} alpha did not move'
     weights = adapted.training_module.model.state_dict()
-    moved = [k for k, v in prior['state_dict'].items() if k in weights and v.is_floating_point()
-             and not torch.allclose(v, weights[k])]
+    moved = [
+        k
+        for k, v in prior['state_dict'].items()
+        if k in weights and v.is_floating_point() and not torch.allclose(v, weights[k])
+    ]
     assert any('.ops.' in k for k in moved) and any(k.startswith('classifier') for k in moved), moved
     assert 0.0 <= float(strategy.oneshot_module.trainer.callback_metrics['val_acc']) <= 1.0
 

@@ -15,8 +15,24 @@ from nni.nas.hub.pytorch import DARTS
 pytestmark = pytest.mark.filterwarnings('ignore:The number of training batches')
 
 EXAMPLE = Path(__file__).resolve().parents[2] / 'examples' / 'fewshot.py'
-TINY = ['--width', '4', '--shots', '1', '--queries', '2', '--tasks-per-step', '2', '--search-steps', '2',
-        '--darts-steps', '2', '--train-steps', '2', '--test-episodes', '4']
+TINY = [
+    '--width',
+    '4',
+    '--shots',
+    '1',
+    '--queries',
+    '2',
+    '--tasks-per-step',
+    '2',
+    '--search-steps',
+    '2',
+    '--darts-steps',
+    '2',
+    '--train-steps',
+    '2',
+    '--test-episodes',
+    '4',
+]
 
 
 def load_example():
@@ -51,7 +67,10 @@ def test_fewshot_example_writes_the_comparison(tmp_path):
     first = {row['method']: row for row in results['rows']}
     for row in again['rows']:
         assert (row['test_acc'], row['test_ci95'], row['params']) == (
-            first[row['method']]['test_acc'], first[row['method']]['test_ci95'], first[row['method']]['params'])
+            first[row['method']]['test_acc'],
+            first[row['method']]['test_ci95'],
+            first[row['method']]['params'],
+        )
     assert (tmp_path / 'again' / 'arch_base-gumbel.json').read_text() == (out / 'arch_base-gumbel.json').read_text()
 
 
@@ -66,11 +85,28 @@ def test_several_search_seeds_share_the_test_episodes_and_matched_widths_near_th
     from nni_base.tasks import episode_loader
 
     example, out, budget = load_example(), tmp_path / 'seeds', 3000
-    results = example.main(['--output-dir', str(out), '--methods', 'base-gumbel', 'conv4', '--search-seeds', '3', '5',
-                            '--param-budget', str(budget), *TINY])
+    results = example.main(
+        [
+            '--output-dir',
+            str(out),
+            '--methods',
+            'base-gumbel',
+            'conv4',
+            '--search-seeds',
+            '3',
+            '5',
+            '--param-budget',
+            str(budget),
+            *TINY,
+        ]
+    )
     rows = results['rows']
-    assert [(r['method'], r['seed']) for r in rows] == [('base-gumbel', 3), ('base-gumbel', 5), ('conv4', 3),
-                                                        ('conv4', 5)]
+    assert [(r['method'], r['seed']) for r in rows] == [
+        ('base-gumbel', 3),
+        ('base-gumbel', 5),
+        ('conv4', 3),
+        ('conv4', 5),
+    ]
 
     # Every network saw exactly the episodes of test seed 1000 (--seed 0 + 1000), not ones drawn from its own seed.
     test_tasks = TaskDistribution(digits_splits(val_digits=(6, 7))['test'], 5, 1, 2, name='digits-test')
@@ -101,7 +137,7 @@ def test_several_search_seeds_share_the_test_episodes_and_matched_widths_near_th
         if row['method'] == 'conv4':
             default = count_parameters(Conv4(5, channels=3, hidden=32, image_size=8))
         else:
-            arch = json.loads((out / f"arch_{row['method']}-seed{row['seed']}.json").read_text())
+            arch = json.loads((out / f'arch_{row["method"]}-seed{row["seed"]}.json').read_text())
             default = count_parameters(full_network(arch, 5, width=4, num_cells=3))
         assert abs(row['params'] - budget) < abs(default - budget), (row, default)
         assert abs(row['params'] - budget) < 0.5 * budget, row

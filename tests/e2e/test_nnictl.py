@@ -32,8 +32,19 @@ TIMEOUT_S = 360
 META_EPOCHS = 2
 # Pinned tiny values: each trial takes well under a minute on 2 CPU cores.
 # One torch thread per trial: two threads on a busy 2-core machine slow a tiny network down tenfold.
-TINY = {'inner_steps': 1, 'tasks_per_step': 1, 'steps_per_epoch': 2, 'meta_epochs': META_EPOCHS, 'val_episodes': 1,
-        'eval_tasks': 1, 'width': 4, 'num_cells': 3, 'shots': 2, 'queries': 2, 'num_threads': 1}
+TINY = {
+    'inner_steps': 1,
+    'tasks_per_step': 1,
+    'steps_per_epoch': 2,
+    'meta_epochs': META_EPOCHS,
+    'val_episodes': 1,
+    'eval_tasks': 1,
+    'width': 4,
+    'num_cells': 3,
+    'shots': 2,
+    'queries': 2,
+    'num_threads': 1,
+}
 FINAL_KEYS = {'default', 'accuracy_before_adaptation', 'params', 'search_seconds', 'meta_train_seconds'}
 BAD_VALUE_MESSAGE = "ValueError: parameter 'inner_steps' must be >= 1, got 0"
 FINISHED = {'SUCCEEDED', 'FAILED', 'USER_CANCELED', 'SYS_CANCELED', 'EARLY_STOPPED'}
@@ -70,20 +81,23 @@ def _search_space(**choices: list[Any]) -> dict[str, Any]:
 class Experiment:
     """A running ``nnictl`` experiment on a free loopback port, built from the example config."""
 
-    def __init__(self, workdir: Path, search_space: dict[str, Any], tuner: dict[str, Any] | None = None,
-                 name: str = 'base-e2e'):
+    def __init__(
+        self, workdir: Path, search_space: dict[str, Any], tuner: dict[str, Any] | None = None, name: str = 'base-e2e'
+    ):
         self.workdir = workdir
         self.port = _free_port()
         self.id: str | None = None
         config = yaml.safe_load(EXAMPLE.read_text())
         (workdir / 'search_space.json').write_text(json.dumps(search_space, indent=2))
-        config.update({
-            'experimentName': name,
-            'searchSpaceFile': str(workdir / 'search_space.json'),
-            'trialCodeDirectory': str(REPO),
-            'maxTrialNumber': 2,
-            'experimentWorkingDirectory': str(workdir / 'nni-experiments'),
-        })
+        config.update(
+            {
+                'experimentName': name,
+                'searchSpaceFile': str(workdir / 'search_space.json'),
+                'trialCodeDirectory': str(REPO),
+                'maxTrialNumber': 2,
+                'experimentWorkingDirectory': str(workdir / 'nni-experiments'),
+            }
+        )
         if tuner is not None:
             config['tuner'] = tuner
         self.config_path = workdir / 'exp.yml'
@@ -92,16 +106,22 @@ class Experiment:
         self.env = _env(workdir / 'home')
 
     def start(self) -> None:
-        proc = subprocess.run([str(BIN / 'nnictl'), 'create', '--config', str(self.config_path), '--port',
-                               str(self.port)], env=self.env, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [str(BIN / 'nnictl'), 'create', '--config', str(self.config_path), '--port', str(self.port)],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         found = re.search(r'Experiment ID: (?:\x1b\[\d+m)?(\w+)', proc.stdout + proc.stderr)
         self.id = found.group(1) if found else None
         assert proc.returncode == 0 and self.id, f'nnictl create failed:\n{proc.stdout}\n{proc.stderr}'
 
     def stop(self) -> None:
         target = [self.id] if self.id else ['--port', str(self.port)]
-        subprocess.run([str(BIN / 'nnictl'), 'stop', *target], env=self.env, capture_output=True, text=True,
-                       timeout=120)
+        subprocess.run(
+            [str(BIN / 'nnictl'), 'stop', *target], env=self.env, capture_output=True, text=True, timeout=120
+        )
 
     def wait(self, trials: int, timeout: float = TIMEOUT_S) -> list[dict[str, Any]]:
         """Poll the REST API until ``trials`` trials have finished; returns the trial jobs."""
@@ -115,8 +135,10 @@ class Experiment:
             if len(jobs) >= trials and all(job['status'] in FINISHED for job in jobs):
                 return jobs
             time.sleep(3)
-        raise AssertionError(f'trials not finished after {timeout} s: status {status}, jobs {jobs}; manager log: '
-                             f'{self.workdir / "nni-experiments" / str(self.id) / "log"}')
+        raise AssertionError(
+            f'trials not finished after {timeout} s: status {status}, jobs {jobs}; manager log: '
+            f'{self.workdir / "nni-experiments" / str(self.id) / "log"}'
+        )
 
     def metrics(self) -> list[dict[str, Any]]:
         return _get(self.port, 'metric-data')
@@ -182,15 +204,26 @@ def test_intermediate_results_arrive_once_per_meta_epoch_under_the_trials_parame
 def _chromium() -> str:
     path = os.environ.get('CHROMIUM') or shutil.which('chromium') or '/usr/bin/chromium'
     if not Path(path).exists():
-        pytest.fail('Headless Chromium is needed for the web UI check: apt-get update && apt-get install -y '
-                    'chromium (or set CHROMIUM=/path/to/chromium)')
+        pytest.fail(
+            'Headless Chromium is needed for the web UI check: apt-get update && apt-get install -y '
+            'chromium (or set CHROMIUM=/path/to/chromium)'
+        )
     return path
 
 
 def _browse(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess:
-    flags = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-             '--disable-component-update', '--disable-sync', f'--user-data-dir={profile}',
-             '--virtual-time-budget=15000', '--window-size=1400,900']
+    flags = [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        f'--user-data-dir={profile}',
+        '--virtual-time-budget=15000',
+        '--window-size=1400,900',
+    ]
     return subprocess.run([_chromium(), *flags, *extra, url], capture_output=True, text=True, timeout=120)
 
 
@@ -239,8 +272,9 @@ def test_bad_parameter_fails_its_trial_only(tmp_path):
 def test_a_trial_killed_mid_run_is_failed_while_the_experiment_goes_on(tmp_path):
     # GridSearch runs the long trial (hundreds of meta-steps) first, one at a time (trialConcurrency 1); it is
     # killed with SIGKILL once it runs, and the short one must still run and succeed.
-    exp = Experiment(tmp_path, _search_space(steps_per_epoch=[200, 2]), tuner={'name': 'GridSearch'},
-                     name='base-e2e-kill')
+    exp = Experiment(
+        tmp_path, _search_space(steps_per_epoch=[200, 2]), tuner={'name': 'GridSearch'}, name='base-e2e-kill'
+    )
     try:
         exp.start()
         deadline, killed = time.monotonic() + TIMEOUT_S, None
@@ -260,7 +294,8 @@ def test_a_trial_killed_mid_run_is_failed_while_the_experiment_goes_on(tmp_path)
         exp.stop()
     by_steps = {json.loads(job['hyperParameters'][0])['parameters']['steps_per_epoch']: job for job in jobs}
     # NNI 3.0 reports a trial whose process died of SIGKILL as USER_CANCELED (a non-zero exit would be FAILED)
-    assert by_steps[200]['status'] in ('FAILED', 'USER_CANCELED') and not by_steps[200].get('finalMetricData'), \
+    assert by_steps[200]['status'] in ('FAILED', 'USER_CANCELED') and not by_steps[200].get('finalMetricData'), (
         by_steps[200]
+    )
     assert by_steps[2]['status'] == 'SUCCEEDED' and set(_final(by_steps[2])) == FINAL_KEYS
     assert status['status'] != 'ERROR', status

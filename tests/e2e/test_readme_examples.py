@@ -21,9 +21,32 @@ README = (REPO / 'README.md').read_text()
 NNICTL_GUIDE = (REPO / 'docs' / 'user-guide' / 'nnictl.md').read_text()
 
 # The demo at the smallest size that still runs every stage (meta-training, three searches, retraining, plots).
-DEMO_SIZE = ['--width', '4', '--num-cells', '3', '--meta-epochs', '1', '--steps-per-epoch', '2', '--tasks-per-step',
-             '1', '--inner-steps', '1', '--shots', '5', '--queries', '5', '--images-per-class', '20',
-             '--search-epochs', '1', '--retrain-epochs', '1', '--random-cells', '2']
+DEMO_SIZE = [
+    '--width',
+    '4',
+    '--num-cells',
+    '3',
+    '--meta-epochs',
+    '1',
+    '--steps-per-epoch',
+    '2',
+    '--tasks-per-step',
+    '1',
+    '--inner-steps',
+    '1',
+    '--shots',
+    '5',
+    '--queries',
+    '5',
+    '--images-per-class',
+    '20',
+    '--search-epochs',
+    '1',
+    '--retrain-epochs',
+    '1',
+    '--random-cells',
+    '2',
+]
 DEMO_METHODS = ('BASE from the prior', 'BASE without a prior', "NNI's GumbelDARTS", 'random cells (median of 2)')
 
 
@@ -61,15 +84,28 @@ def demo(tmp_path_factory):
 def test_demo_writes_every_file_the_readme_lists(demo):
     out, _ = demo
     promised = _readme_output_files()
-    assert {'prior.pt', 'arch.json', 'probs.json', 'genotype.txt', 'cells.png', 'prior.png', 'meta_curves.png',
-            'summary.json', 'logs'} <= set(promised), promised
+    assert {
+        'prior.pt',
+        'arch.json',
+        'probs.json',
+        'genotype.txt',
+        'cells.png',
+        'prior.png',
+        'meta_curves.png',
+        'summary.json',
+        'logs',
+    } <= set(promised), promised
     for name in promised:
         path = out / name
         assert path.exists(), f'the README promises {name} in the demo output; it is missing'
         if path.suffix == '.png':
             assert path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n', name
-    assert {p.name for p in (out / 'logs').iterdir()} == {'meta', 'base_from_the_prior', 'base_without_a_prior',
-                                                          'nnis_gumbeldarts'}
+    assert {p.name for p in (out / 'logs').iterdir()} == {
+        'meta',
+        'base_from_the_prior',
+        'base_without_a_prior',
+        'nnis_gumbeldarts',
+    }
     assert (out / 'logs' / 'meta' / 'version_0' / 'metrics.csv').stat().st_size > 0
 
     from nni.nas.hub.pytorch import DARTS
@@ -92,8 +128,10 @@ def test_demo_prints_the_figures_the_readme_shows_and_saves_them(demo):
     summary = json.loads((out / 'summary.json').read_text())
     # The same table as the README's demo output, with the numbers of this run: every method, its search seconds
     # and the retrained test accuracy of its exported cell.
-    assert 'Held-out texture classes (5 classes: 60 search-train, 20 search-validation, 20 test images), 1 search ' \
-           'epochs through NasExperiment + Classification' in stdout
+    assert (
+        'Held-out texture classes (5 classes: 60 search-train, 20 search-validation, 20 test images), 1 search '
+        'epochs through NasExperiment + Classification' in stdout
+    )
     assert tuple(summary['methods']) == DEMO_METHODS
     for name in DEMO_METHODS:
         row = re.search(rf'^  {re.escape(name)} +(\d+) +(\d\.\d{{3}})$', stdout, re.MULTILINE)
@@ -101,8 +139,11 @@ def test_demo_prints_the_figures_the_readme_shows_and_saves_them(demo):
         seconds, accuracy = int(row.group(1)), float(row.group(2))
         assert accuracy == round(summary['methods'][name]['retrained_test_accuracy'], 3)
         assert seconds == round(summary['methods'][name]['search_seconds'])
-    concentration = re.search(r'alpha concentration \(mean max probability per edge, uniform 0\.125\): prior '
-                              r'normal (\d\.\d\d), reduce (\d\.\d\d)', stdout)
+    concentration = re.search(
+        r'alpha concentration \(mean max probability per edge, uniform 0\.125\): prior '
+        r'normal (\d\.\d\d), reduce (\d\.\d\d)',
+        stdout,
+    )
     for label, printed in zip(('normal', 'reduce'), concentration.groups()):
         value = summary['prior_alpha_mean_max_prob'][label]
         assert float(printed) == round(value, 2) and 0.125 <= value <= 1.0
@@ -116,9 +157,17 @@ def test_demo_defaults_are_the_readme_run():
     spec.loader.exec_module(quickstart)
     args = quickstart.parse_args(_make_recipe('demo')[1:])
     assert (args.family, args.ways, args.images_per_class, args.search_epochs, args.retrain_epochs, args.seed) == (
-        'texture', 5, 60, 6, 6, 0)
-    assert 'Held-out texture classes (5 classes: 180 search-train, 60 search-validation, 60 test images), 6 search ' \
-           'epochs' in README
+        'texture',
+        5,
+        60,
+        6,
+        6,
+        0,
+    )
+    assert (
+        'Held-out texture classes (5 classes: 180 search-train, 60 search-validation, 60 test images), 6 search '
+        'epochs' in README
+    )
 
 
 # ---- the nnictl config as shipped ---------------------------------------------------------------------------------
@@ -169,7 +218,7 @@ def test_every_tuner_value_in_the_search_space_passes_the_trials_validation():
 
     space = json.loads((REPO / 'search_spaces' / 'base_hparams.json').read_text())
     names = re.search(r'`search_spaces/base_hparams.json` tunes (.*?)\.', NNICTL_GUIDE.replace('\n', ' ')).group(1)
-    assert set(re.findall(r'`(\w+)`', names)) == set(space), 'the nnictl guide\'s list of tuned parameters'
+    assert set(re.findall(r'`(\w+)`', names)) == set(space), "the nnictl guide's list of tuned parameters"
     assert set(space) <= set(DEFAULT_PARAMS)
     grid = [_candidates(spec) for spec in space.values()]
     combinations = 0
@@ -179,4 +228,3 @@ def test_every_tuner_value_in_the_search_space_passes_the_trials_validation():
         assert all(validated[k] == pytest.approx(v) for k, v in params.items())
         combinations += 1
     assert combinations > 1000
-

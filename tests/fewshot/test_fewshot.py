@@ -69,10 +69,13 @@ def test_episode_shapes_and_label_remapping():
     assert len(mappings) > 1  # classes and their labels change from task to task
 
 
-@pytest.mark.parametrize('kwargs, message', [
-    (dict(ways=10, shots=1, queries=1), r"has 8 classes but ways=10: lower ways to at most 8"),
-    (dict(ways=5, shots=100, queries=100), r"has only \d+ images but shots \+ queries = 100 \+ 100"),
-])
+@pytest.mark.parametrize(
+    'kwargs, message',
+    [
+        (dict(ways=10, shots=1, queries=1), r'has 8 classes but ways=10: lower ways to at most 8'),
+        (dict(ways=5, shots=100, queries=100), r'has only \d+ images but shots \+ queries = 100 \+ 100'),
+    ],
+)
 def test_bad_episode_requests_get_clear_errors(splits, kwargs, message):
     with pytest.raises(ValueError, match=message):
         TaskDistribution(splits['val'], **kwargs)
@@ -156,8 +159,9 @@ def test_softmax_relaxation_mixes_every_operation_deterministically(tasks):
 def test_maml_meta_training_is_seeded_and_moves_the_prior(tasks, tmp_path):
     results = []
     for _ in range(2):
-        strategy = BaseStrategy(meta_algorithm='maml', inner_steps=1, outer_lr_alpha=0.05, seed=5,
-                                save_prior_to=tmp_path / 'prior.pt')
+        strategy = BaseStrategy(
+            meta_algorithm='maml', inner_steps=1, outer_lr_alpha=0.05, seed=5, save_prior_to=tmp_path / 'prior.pt'
+        )
         run(tiny_space(), episodic_evaluator(tasks['train'], tasks['val'], steps_per_epoch=2), strategy)
         results.append({k: v.detach().clone() for k, v in strategy.oneshot_module.alphas().items()})
         metrics = strategy.oneshot_module.last_metrics
@@ -179,15 +183,33 @@ def test_mean_ci_is_a_student_t_interval():
 
 
 def test_search_then_maml_training_then_evaluation_end_to_end(tasks):
-    sample = search_cells(tasks['train'], tasks['val'], width=4, num_cells=3, steps_per_epoch=2, tasks_per_step=2,
-                          inner_steps=1, seed=1, trainer_kwargs=QUIET)
+    sample = search_cells(
+        tasks['train'],
+        tasks['val'],
+        width=4,
+        num_cells=3,
+        steps_per_epoch=2,
+        tasks_per_step=2,
+        inner_steps=1,
+        seed=1,
+        trainer_kwargs=QUIET,
+    )
     assert {k.split('/')[0] for k in sample} == {'normal', 'reduce'}
     DARTS(width=4, num_cells=3).freeze(sample)  # a plain NNI DARTS sample
 
     model = full_network(sample, WAYS, width=4, num_cells=3)
     start = [p.detach().clone() for p in model.parameters()]
-    module = train_maml(model, tasks['train'], tasks['val'], steps_per_epoch=2, tasks_per_step=2, inner_steps=1,
-                        val_episodes=2, seed=1, **QUIET)
+    module = train_maml(
+        model,
+        tasks['train'],
+        tasks['val'],
+        steps_per_epoch=2,
+        tasks_per_step=2,
+        inner_steps=1,
+        val_episodes=2,
+        seed=1,
+        **QUIET,
+    )
     assert isinstance(module, FewShotMAML)
     assert any(not torch.equal(a, b) for a, b in zip(start, model.parameters()))  # MAML trained the network
 
@@ -197,8 +219,9 @@ def test_search_then_maml_training_then_evaluation_end_to_end(tasks):
     again = evaluate_fewshot(module, tasks['test'], episodes=6, seed=2, **QUIET)
     assert again.accuracies == score.accuracies  # same seed, same test episodes, same result
     assert len(score.episodes_digest) == 64 and again.episodes_digest == score.episodes_digest
-    assert evaluate_fewshot(module, tasks['test'], episodes=6, seed=3, **QUIET).episodes_digest != \
-        score.episodes_digest  # the digest tells other episodes apart
+    assert (
+        evaluate_fewshot(module, tasks['test'], episodes=6, seed=3, **QUIET).episodes_digest != score.episodes_digest
+    )  # the digest tells other episodes apart
     assert '±' in str(score)
 
 
@@ -211,27 +234,37 @@ def test_conv4_baseline_learns_with_maml(tasks):
         torch.manual_seed(seed)
         return Conv4(WAYS, channels=3, hidden=16, image_size=8)
 
-    trained = train_maml(conv4(), tasks['train'], steps_per_epoch=60, tasks_per_step=4, inner_steps=3, meta_lr=3e-3,
-                         seed=seed, **QUIET)
+    trained = train_maml(
+        conv4(), tasks['train'], steps_per_epoch=60, tasks_per_step=4, inner_steps=3, meta_lr=3e-3, seed=seed, **QUIET
+    )
     untrained = FewShotMAML(conv4(), inner_steps=3)
     episodes = dict(episodes=100, seed=seed, **QUIET)
-    after, control = evaluate_fewshot(trained, tasks['test'], **episodes), evaluate_fewshot(untrained, tasks['test'],
-                                                                                            **episodes)
+    after, control = (
+        evaluate_fewshot(trained, tasks['test'], **episodes),
+        evaluate_fewshot(untrained, tasks['test'], **episodes),
+    )
     gain, low, high = paired_ci95(after.accuracies, control.accuracies)
     assert low > 0, f'MAML-trained - untrained Conv4: {gain:.3f} [{low:.3f}, {high:.3f}] ({after} vs {control})'
 
 
-SAMPLE = {f'{cell}/{kind}_{node}_{k}': (op if kind == 'op' else [k + node - 2])
-          for cell, op in (('normal', 'sep_conv_3x3'), ('reduce', 'max_pool_3x3'))
-          for node in range(2, 6) for k in range(2) for kind in ('op', 'input')}
+SAMPLE = {
+    f'{cell}/{kind}_{node}_{k}': (op if kind == 'op' else [k + node - 2])
+    for cell, op in (('normal', 'sep_conv_3x3'), ('reduce', 'max_pool_3x3'))
+    for node in range(2, 6)
+    for k in range(2)
+    for kind in ('op', 'input')
+}
 
 
-@pytest.mark.parametrize('builder, budget, widths', [
-    (lambda w: Conv4(WAYS, channels=3, hidden=w, image_size=8), 29061, 40),   # Conv4 at 32 filters: exactly 32
-    (lambda w: Conv4(WAYS, channels=3, hidden=w, image_size=8), 10000, 40),
-    (lambda w: full_network(SAMPLE, WAYS, width=w, num_cells=3), 29061, 20),
-    (lambda w: full_network(SAMPLE, WAYS, width=w, num_cells=3), 1000, 6),
-])
+@pytest.mark.parametrize(
+    'builder, budget, widths',
+    [
+        (lambda w: Conv4(WAYS, channels=3, hidden=w, image_size=8), 29061, 40),  # Conv4 at 32 filters: exactly 32
+        (lambda w: Conv4(WAYS, channels=3, hidden=w, image_size=8), 10000, 40),
+        (lambda w: full_network(SAMPLE, WAYS, width=w, num_cells=3), 29061, 20),
+        (lambda w: full_network(SAMPLE, WAYS, width=w, num_cells=3), 1000, 6),
+    ],
+)
 def test_width_for_budget_picks_the_nearest_count_and_leaves_the_rng_alone(builder, budget, widths):
     counts = {w: count_parameters(builder(w)) for w in range(1, widths + 1)}
     torch.manual_seed(7)

@@ -99,13 +99,20 @@ def test_freeze_architecture_after_in_a_single_task_nas_experiment():
     data = TensorDataset(task.support_x, task.support_y)
 
     def alpha_after(freeze, arc_lr=0.05):
-        evaluator = Classification(num_classes=5, learning_rate=0.01,
-                                   train_dataloaders=nni.trace(DataLoader)(data, batch_size=5, shuffle=False),
-                                   val_dataloaders=nni.trace(DataLoader)(data, batch_size=25), max_epochs=1,
-                                   logger=False, enable_progress_bar=False, enable_checkpointing=False,
-                                   enable_model_summary=False)
-        strategy = BaseStrategy(seed=0, adaptation=AdaptationConfig(freeze_architecture_after=freeze),
-                                arc_learning_rate=arc_lr)
+        evaluator = Classification(
+            num_classes=5,
+            learning_rate=0.01,
+            train_dataloaders=nni.trace(DataLoader)(data, batch_size=5, shuffle=False),
+            val_dataloaders=nni.trace(DataLoader)(data, batch_size=25),
+            max_epochs=1,
+            logger=False,
+            enable_progress_bar=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+        )
+        strategy = BaseStrategy(
+            seed=0, adaptation=AdaptationConfig(freeze_architecture_after=freeze), arc_learning_rate=arc_lr
+        )
         run(tiny_space(), evaluator, strategy)
         return strategy.oneshot_module.alphas()['normal'].detach().clone()
 

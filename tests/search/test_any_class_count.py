@@ -35,9 +35,17 @@ def _data(classes: int, n: int = 48):
 
 def _classification(x, y, classes, **kwargs):
     loader = nni.trace(DataLoader)(TensorDataset(x, y), batch_size=16)
-    return Classification(num_classes=classes, train_dataloaders=loader, val_dataloaders=loader, max_epochs=1,
-                          enable_progress_bar=False, enable_model_summary=False, logger=False,
-                          enable_checkpointing=False, **kwargs)
+    return Classification(
+        num_classes=classes,
+        train_dataloaders=loader,
+        val_dataloaders=loader,
+        max_epochs=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        enable_checkpointing=False,
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize('classes', [3, 10, 37])
@@ -63,12 +71,13 @@ def test_head_rows_are_the_class_prototypes(prior_path):
     head = supernet.training_module.model.classifier
     hook = head.register_forward_hook(lambda _m, i, _o: features.append(i[0]))
     from nni_base.space.gumbel_cell import derived_architecture
+
     with torch.no_grad(), derived_architecture(supernet.architecture_modules()):
         supernet.training_module.model.train()(x)
     hook.remove()
     means = torch.stack([features[0][y == k].mean(0) for k in range(4)])
     torch.testing.assert_close(head.weight, 2 * means, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(head.bias, -(means ** 2).sum(1), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(head.bias, -(means**2).sum(1), rtol=1e-4, atol=1e-5)
 
 
 def test_zero_and_random_head_inits(prior_path):
@@ -97,14 +106,16 @@ def test_task_adapter_and_adaptation_accuracy_at_another_class_count(prior_path)
     assert supernet.rebuilt_heads == []
     adapter.step(x, y)
     assert adapter.frozen and head.out_features == 3
-    result = adaptation_accuracy(build_supernet(tiny_space(3), BaseStrategy(prior=prior_path)),
-                                 [Task(x, y, x, y)] * 2, steps=2)
+    result = adaptation_accuracy(
+        build_supernet(tiny_space(3), BaseStrategy(prior=prior_path)), [Task(x, y, x, y)] * 2, steps=2
+    )
     assert result['per_task_before'][0] == result['per_task_before'][1]  # every task starts from the same prior
 
 
 def test_meta_training_refuses_a_head_that_is_not_ways_wide():
     from nni_base import EpisodicClassification
     from tests.helpers import digits_tasks
+
     train, val = digits_tasks()
     evaluator = EpisodicClassification(train, val, max_epochs=1, logger=False, enable_progress_bar=False)
     with pytest.raises(ValueError, match=r'5-way tasks needs a 5-output classifier.*has 7.*num_classes=5'):
@@ -114,9 +125,12 @@ def test_meta_training_refuses_a_head_that_is_not_ways_wide():
 def test_class_means_through_nas_experiment_read_the_first_batches(prior_path, caplog):
     x, y = _data(4)
     with caplog.at_level(logging.INFO, logger='nni_base'):
-        exp = NasExperiment(tiny_space(4), _classification(x, y, 4), BaseStrategy(prior=prior_path,
-                                                                                   head_init='class_means'))
+        exp = NasExperiment(
+            tiny_space(4), _classification(x, y, 4), BaseStrategy(prior=prior_path, head_init='class_means')
+        )
         exp.run()
     exp.stop()
-    assert any('classifier (4 classes), initialised: class-mean features of 48 images' in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        'classifier (4 classes), initialised: class-mean features of 48 images' in r.getMessage()
+        for r in caplog.records
+    )

@@ -33,10 +33,12 @@ def test_strategy_signature_and_groups_cover_the_config_schema_once():
 
 
 def test_strategy_hands_every_argument_to_the_config():
-    strategy = BaseStrategy(inner_steps=7,
-                            supernet=SupernetConfig(sample_none=True, alpha_estimator='straight_through'),
-                            meta_training=MetaTrainingConfig(inner_batch_size=3),
-                            conditioning=ConditioningConfig(lr=0.02, features='stem'))
+    strategy = BaseStrategy(
+        inner_steps=7,
+        supernet=SupernetConfig(sample_none=True, alpha_estimator='straight_through'),
+        meta_training=MetaTrainingConfig(inner_batch_size=3),
+        conditioning=ConditioningConfig(lr=0.02, features='stem'),
+    )
     c = strategy.config
     assert (c.inner_steps, c.sample_none, c.inner_batch_size, c.alpha_estimator) == (7, True, 3, 'straight_through')
     assert (c.dataset_conditioning, c.conditioning_lr, c.conditioning_features) == (True, 0.02, 'stem')
@@ -61,8 +63,9 @@ def test_grouped_objects_check_their_values_and_their_type():
 
 
 def test_grouped_arguments_of_flat_tuner_values():
-    arguments = grouped_arguments({'inner_steps': 3, 'first_order': True, 'dataset_conditioning': False,
-                                   'zero_shot_pool': 2})
+    arguments = grouped_arguments(
+        {'inner_steps': 3, 'first_order': True, 'dataset_conditioning': False, 'zero_shot_pool': 2}
+    )
     assert arguments == {'inner_steps': 3, 'meta_training': MetaTrainingConfig(first_order=True), 'conditioning': False}
     assert resolve_config(grouped_arguments({'dataset_conditioning': True, 'predictor_steps': 3})).predictor_steps == 3
 
@@ -78,8 +81,17 @@ def test_trial_defaults_come_from_the_schema():
         assert DEFAULT_PARAMS[name] == expected, name
 
 
-@pytest.mark.parametrize(('name', 'bad'), [('samples_per_step', 0), ('inner_batch_size', 0), ('alpha_warmup_steps', -1),
-                                           ('meta_algorithm', 'imaml'), ('hard', 'yes'), ('inner_lr', float('inf'))])
+@pytest.mark.parametrize(
+    ('name', 'bad'),
+    [
+        ('samples_per_step', 0),
+        ('inner_batch_size', 0),
+        ('alpha_warmup_steps', -1),
+        ('meta_algorithm', 'imaml'),
+        ('hard', 'yes'),
+        ('inner_lr', float('inf')),
+    ],
+)
 def test_config_checks_come_from_the_declarations(name, bad):
     with pytest.raises(ValueError, match=name):
         BaseConfig(**{name: bad})

@@ -30,16 +30,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(name: str, out: Path, *args: str, rank: int, port: int, logs: Path,
-           extra_env: dict[str, str] | None = None) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR',
-                                                             'MASTER_PORT', 'NODE_RANK', 'SLURM_JOB_ID')}
+def launch(
+    name: str, out: Path, *args: str, rank: int, port: int, logs: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', 'NODE_RANK', 'SLURM_JOB_ID')
+    }
     env.update(PYTHONPATH=os.pathsep.join([str(REPO), env.get('PYTHONPATH', '')]), OMP_NUM_THREADS='1')
     env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     env.update(extra_env or {})
     log = open(logs / f'{name}.log', 'w')
-    return subprocess.Popen([sys.executable, str(WORKER), str(out), *args], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, cwd=REPO)
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), str(out), *args], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+    )
 
 
 def wait_all(procs: dict[str, subprocess.Popen], logs: Path) -> dict[str, tuple[int, str]]:
@@ -113,18 +118,32 @@ def test_a_resumed_two_process_run_ends_where_the_uninterrupted_one_does(tmp_pat
     """Gumbel noise (each rank its own stream per meta-step): 2 epochs straight vs 1 epoch, checkpoint, resume."""
     gumbel = {'DDP_WORKER_RELAXATION': 'gumbel'}
     straight, first = free_port(), free_port()
-    procs = {f'{name}-r{r}': launch(f'{name}-r{r}', tmp_path / f'{name}.pt', 'reptile', rank=r, port=port,
-                                    logs=tmp_path, extra_env={**gumbel, **env})
-             for name, port, env in (('straight', straight, {'DDP_WORKER_EPOCHS': '2'}),
-                                     ('first', first, {'DDP_WORKER_EPOCHS': '1',
-                                                       'DDP_WORKER_CKPT_DIR': str(tmp_path / 'ckpt')}))
-             for r in (0, 1)}
+    procs = {
+        f'{name}-r{r}': launch(
+            f'{name}-r{r}',
+            tmp_path / f'{name}.pt',
+            'reptile',
+            rank=r,
+            port=port,
+            logs=tmp_path,
+            extra_env={**gumbel, **env},
+        )
+        for name, port, env in (
+            ('straight', straight, {'DDP_WORKER_EPOCHS': '2'}),
+            ('first', first, {'DDP_WORKER_EPOCHS': '1', 'DDP_WORKER_CKPT_DIR': str(tmp_path / 'ckpt')}),
+        )
+        for r in (0, 1)
+    }
     for name, (code, log) in wait_all(procs, tmp_path).items():
         assert code == 0, f'{name} failed:\n{log[-3000:]}'
     resumed = free_port()
     env = {**gumbel, 'DDP_WORKER_EPOCHS': '2', 'DDP_WORKER_RESUME': str(tmp_path / 'ckpt' / 'last.ckpt')}
-    procs = {f'resumed-r{r}': launch(f'resumed-r{r}', tmp_path / 'resumed.pt', 'reptile', rank=r, port=resumed,
-                                     logs=tmp_path, extra_env=env) for r in (0, 1)}
+    procs = {
+        f'resumed-r{r}': launch(
+            f'resumed-r{r}', tmp_path / 'resumed.pt', 'reptile', rank=r, port=resumed, logs=tmp_path, extra_env=env
+        )
+        for r in (0, 1)
+    }
     for name, (code, log) in wait_all(procs, tmp_path).items():
         assert code == 0, f'{name} failed:\n{log[-3000:]}'
     a = torch.load(tmp_path / 'straight.pt', weights_only=True)
@@ -134,6 +153,7 @@ def test_a_resumed_two_process_run_ends_where_the_uninterrupted_one_does(tmp_pat
         assert torch.allclose(value, b['state_dict'][key], atol=1e-6), key
     for label, value in a['alpha'].items():
         assert torch.allclose(value, b['alpha'][label], atol=1e-6), label
+
 
 # ---- the pieces, in this process ---------------------------------------------------------------------------------
 def test_tasks_are_split_round_robin_and_every_rank_needs_one():
@@ -163,8 +183,25 @@ def test_recipes_and_trial_take_devices_nodes_and_strategy():
     from nni_base.cli.recipes import distributed_kwargs, parse_args
     from nni_base.cli.trial import validate_params
 
-    args = parse_args(['meta-train', '--imagenet32', 'x', '--output-dir', 'o', '--accelerator', 'gpu',
-                       '--devices', '4', '--num-nodes', '2', '--strategy', 'ddp', '--process-group-timeout', '30'])
+    args = parse_args(
+        [
+            'meta-train',
+            '--imagenet32',
+            'x',
+            '--output-dir',
+            'o',
+            '--accelerator',
+            'gpu',
+            '--devices',
+            '4',
+            '--num-nodes',
+            '2',
+            '--strategy',
+            'ddp',
+            '--process-group-timeout',
+            '30',
+        ]
+    )
     kwargs = distributed_kwargs(args)
     assert (kwargs['accelerator'], kwargs['devices'], kwargs['num_nodes']) == ('gpu', 4, 2)
     assert isinstance(kwargs['strategy'], DDPStrategy)

@@ -40,13 +40,17 @@ def free_port() -> int:
 
 
 def launch(out: Path, setting: str, rank: int, port: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR',
-                                                             'MASTER_PORT', 'NODE_RANK', 'SLURM_JOB_ID')}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', 'NODE_RANK', 'SLURM_JOB_ID')
+    }
     env.update(PYTHONPATH=os.pathsep.join([str(REPO), env.get('PYTHONPATH', '')]), OMP_NUM_THREADS='1')
     env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     log = open(out.parent / f'{setting}-r{rank}.log', 'w')
-    return subprocess.Popen([sys.executable, str(WORKER), str(out), setting], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, cwd=REPO)
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), str(out), setting], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+    )
 
 
 def wait_ranks(tmp: Path, procs: dict[str, subprocess.Popen]) -> None:
@@ -112,8 +116,11 @@ def test_two_processes_give_the_one_process_weights_and_alpha(exact_runs):
         assert torch.allclose(value, r0['state_dict'][key], atol=atol, rtol=0), key
     # The comparison can fail: alpha and the weights moved by far more than atol (alpha by Adam's 0.3-logit steps).
     assert max(float(a.abs().max()) for a in one['alpha'].values()) > 0.1
-    moved = max(float((v - one['initial'][k]).abs().max()) for k, v in one['state_dict'].items()
-                if v.is_floating_point() and '_arch_alpha' not in k)
+    moved = max(
+        float((v - one['initial'][k]).abs().max())
+        for k, v in one['state_dict'].items()
+        if v.is_floating_point() and '_arch_alpha' not in k
+    )
     assert moved > 100 * atol
 
 

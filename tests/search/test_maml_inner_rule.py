@@ -19,9 +19,15 @@ INNER_LR, INNER_LR_ALPHA = 0.05, 0.5
 
 def _setup():
     torch.manual_seed(0)
-    net = build_supernet(tiny_space(), BaseStrategy(meta_algorithm='maml',
-                                                    supernet=SupernetConfig(relaxation='softmax'),
-                                                    inner_lr=INNER_LR, inner_lr_alpha=INNER_LR_ALPHA))
+    net = build_supernet(
+        tiny_space(),
+        BaseStrategy(
+            meta_algorithm='maml',
+            supernet=SupernetConfig(relaxation='softmax'),
+            inner_lr=INNER_LR,
+            inner_lr_alpha=INNER_LR_ALPHA,
+        ),
+    )
     with torch.no_grad():
         for alpha in net.arch_parameters():
             alpha.normal_(0, 0.5)  # away from uniform, so α's gradient is not symmetric
@@ -68,8 +74,11 @@ def test_the_meta_gradient_differs_from_the_plain_query_gradient():
     meta_loss, _ = maml_query_loss(maml, task, 1, net.loss_of)
     meta = torch.autograd.grad(meta_loss, params, allow_unused=True)
     assert not torch.allclose(meta_loss.detach(), plain_loss.detach()), 'the query loss did not see the inner steps'
-    differ = [i for i, (a, b) in enumerate(zip(plain, meta))
-              if a is not None and b is not None and not torch.allclose(a, b, atol=1e-7, rtol=1e-4)]
+    differ = [
+        i
+        for i, (a, b) in enumerate(zip(plain, meta))
+        if a is not None and b is not None and not torch.allclose(a, b, atol=1e-7, rtol=1e-4)
+    ]
     arch_rows = {i for i, p in enumerate(params) if any(p is a for a in net.arch_parameters())}
     assert arch_rows & set(differ), 'the meta-gradient of alpha equals its plain query gradient'
     assert set(differ) - arch_rows, 'the meta-gradient of the weights equals their plain query gradient'

@@ -29,7 +29,7 @@ def test_outer_update_moves_shared_toward_task_mean_with_separate_step_sizes():
     assert torch.equal(model.w.detach(), torch.tensor([1.0, 2.0]))  # restored between tasks
 
     opt = torch.optim.SGD([{'params': [model.w], 'lr': 0.5}, {'params': [model.alpha], 'lr': 1.0}])
-    set_reptile_gradients(state.params, mean.mean()[:len(state.params)])
+    set_reptile_gradients(state.params, mean.mean()[: len(state.params)])
     opt.step()
     # mean w = [2, 4]; w + 0.5 * (mean - w) = [1.5, 3.0].  mean alpha = [0.5, 0, 1.5], step size 1 -> the mean.
     assert torch.allclose(model.w.detach(), torch.tensor([1.5, 3.0]))

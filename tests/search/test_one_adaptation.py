@@ -31,9 +31,16 @@ def steps(monkeypatch):
 
 def test_nas_experiment_with_classification_runs_the_adaptation_step(steps):
     loader = nni.trace(DataLoader)(TensorDataset(X, Y), batch_size=10)
-    evaluator = Classification(num_classes=5, train_dataloaders=loader, val_dataloaders=loader, max_epochs=1,
-                               enable_progress_bar=False, enable_model_summary=False, logger=False,
-                               enable_checkpointing=False)
+    evaluator = Classification(
+        num_classes=5,
+        train_dataloaders=loader,
+        val_dataloaders=loader,
+        max_epochs=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        enable_checkpointing=False,
+    )
     NasExperiment(tiny_space(), evaluator, BaseStrategy()).run()
     assert steps == ['SingleTaskModule'] * 2  # one per training batch
 
@@ -62,7 +69,7 @@ def test_a_run_from_a_fresh_folder_leaves_nothing_there(tmp_path, monkeypatch):
     import sys
     from pathlib import Path
 
-    script = '''
+    script = """
 import nni, torch
 from torch.utils.data import DataLoader, TensorDataset
 from nni.nas.evaluator.pytorch import Classification
@@ -72,13 +79,14 @@ x, y = torch.randn(20, 3, 8, 8), torch.arange(20) % 5
 loader = nni.trace(DataLoader)(TensorDataset(x, y), batch_size=10)
 evaluator = Classification(num_classes=5, train_dataloaders=loader, val_dataloaders=loader, max_epochs=1)
 NasExperiment(DartsTaskSpace(width=4, num_cells=3, num_classes=5), evaluator, BaseStrategy()).run()
-'''
+"""
     root = Path(__file__).resolve().parents[2]
     env = {'PYTHONPATH': str(root), 'PATH': '/usr/bin:/bin', 'HOME': str(tmp_path / 'home'), 'TMPDIR': str(tmp_path)}
     work = tmp_path / 'work'
     work.mkdir()
-    proc = subprocess.run([sys.executable, '-c', script], cwd=work, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, '-c', script], cwd=work, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert list(work.iterdir()) == []  # no lightning_logs/, no checkpoints in the current folder
     assert not list(tmp_path.glob('nni-base-lightning-*'))  # the temporary root is gone at exit

@@ -17,8 +17,9 @@ def prior(tmp_path):
     net = build_supernet(tiny_space(), BaseStrategy())
     with torch.no_grad():
         net.alphas()['normal'][3, 2] = 5.0  # something recognisable
-    data = build_prior(net.training_module.model, net.alphas(), config=BaseStrategy().config.to_dict(),
-                       tasks={'ways': 5})
+    data = build_prior(
+        net.training_module.model, net.alphas(), config=BaseStrategy().config.to_dict(), tasks={'ways': 5}
+    )
     return save_prior(data, tmp_path / 'prior.pt'), net
 
 
@@ -27,8 +28,9 @@ def test_round_trip_restores_weights_and_alpha(prior):
     loaded = load_prior(path)
     assert loaded['alpha']['normal'][3, 2] == 5.0
     restored = build_supernet(tiny_space(), BaseStrategy(prior=path))
-    for (name, a), b in zip(net.training_module.model.state_dict().items(),
-                            restored.training_module.model.state_dict().values()):
+    for (name, a), b in zip(
+        net.training_module.model.state_dict().items(), restored.training_module.model.state_dict().values()
+    ):
         assert torch.equal(a, b), name
     assert restored.export() == net.export()
 
@@ -53,8 +55,12 @@ def test_prior_for_other_class_count_loads_all_but_the_head(prior):
 def test_prior_for_other_width_is_refused(prior):
     path, _ = prior
     from nni_base import DartsTaskSpace
-    with pytest.raises(PriorMismatchError, match=r'does not fit this space.*meta-trained on a space with width=4, '
-                       r'num_cells=3, num_classes=5; this space has width=6, num_cells=3, num_classes=5'):
+
+    with pytest.raises(
+        PriorMismatchError,
+        match=r'does not fit this space.*meta-trained on a space with width=4, '
+        r'num_cells=3, num_classes=5; this space has width=6, num_cells=3, num_classes=5',
+    ):
         build_supernet(DartsTaskSpace(width=6, num_cells=3, num_classes=5), BaseStrategy(prior=path))
 
 

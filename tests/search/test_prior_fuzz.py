@@ -13,20 +13,37 @@ from nni_base.search.top_k import check_top_k, shapes_from_signature
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
-_scalar = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True), st.text(max_size=12),
-                    st.builds(torch.zeros, st.integers(0, 3)))
-_value = st.recursive(_scalar, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                       st.dictionaries(st.text(max_size=12), inner, max_size=3)),
-                      max_leaves=8)
-_label = st.one_of(st.text(max_size=16), st.sampled_from(['normal/op_2_0', 'reduce/op_3_1', 'normal/op_x', 'op_2_0',
-                                                          'normal/op_2', 'normal/input_2_0', 'a/b/op_4_0']))
+_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.builds(torch.zeros, st.integers(0, 3)),
+)
+_value = st.recursive(
+    _scalar,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=12), inner, max_size=3)),
+    max_leaves=8,
+)
+_label = st.one_of(
+    st.text(max_size=16),
+    st.sampled_from(
+        ['normal/op_2_0', 'reduce/op_3_1', 'normal/op_x', 'op_2_0', 'normal/op_2', 'normal/input_2_0', 'a/b/op_4_0']
+    ),
+)
 _signature = st.dictionaries(_label, st.one_of(st.lists(_scalar, max_size=4), _scalar), max_size=6)
 _prior = st.fixed_dictionaries(
     {'format': st.sampled_from([PRIOR_FORMAT, 'other']), 'version': st.sampled_from([PRIOR_VERSION, 2, '1'])},
-    optional={'space': st.one_of(_value, st.fixed_dictionaries({'class': _scalar, 'signature': _signature})),
-              'state_dict': st.one_of(_value, st.dictionaries(st.text(max_size=5), _scalar, max_size=3)),
-              'alpha': st.one_of(_value, st.dictionaries(st.text(max_size=5), _scalar, max_size=3)),
-              'config': _value, 'tasks': _value, 'meta': _value})
+    optional={
+        'space': st.one_of(_value, st.fixed_dictionaries({'class': _scalar, 'signature': _signature})),
+        'state_dict': st.one_of(_value, st.dictionaries(st.text(max_size=5), _scalar, max_size=3)),
+        'alpha': st.one_of(_value, st.dictionaries(st.text(max_size=5), _scalar, max_size=3)),
+        'config': _value,
+        'tasks': _value,
+        'meta': _value,
+    },
+)
 
 
 @SETTINGS

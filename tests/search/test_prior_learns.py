@@ -33,20 +33,38 @@ pytestmark = pytest.mark.e2e
 
 def _meta_train_peaks(seed: int, **strategy_kwargs) -> dict[str, torch.Tensor]:
     tasks = TaskDistribution(family_splits('peaks', image_size=16)['train'], 5, 20, 10, name='peaks')
-    evaluator = EpisodicClassification(tasks, None, tasks_per_step=2, steps_per_epoch=30, seed=seed, max_epochs=1,
-                                       logger=False, enable_progress_bar=False, enable_checkpointing=False,
-                                       enable_model_summary=False)
-    strategy = BaseStrategy(inner_steps=5, meta_training=MetaTrainingConfig(inner_batch_size=32), seed=seed,
-                            **strategy_kwargs)
+    evaluator = EpisodicClassification(
+        tasks,
+        None,
+        tasks_per_step=2,
+        steps_per_epoch=30,
+        seed=seed,
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    strategy = BaseStrategy(
+        inner_steps=5, meta_training=MetaTrainingConfig(inner_batch_size=32), seed=seed, **strategy_kwargs
+    )
     run(DartsTaskSpace(width=4, num_cells=3, num_classes=5), evaluator, strategy)
-    return {label: torch.softmax(a.detach(), -1)[:, :len(DARTS_OPS)].mean(0)
-            for label, a in strategy.oneshot_module.alphas().items()}
+    return {
+        label: torch.softmax(a.detach(), -1)[:, : len(DARTS_OPS)].mean(0)
+        for label, a in strategy.oneshot_module.alphas().items()
+    }
 
 
 # The second seed and few-shot BASE (four minutes of MAML meta-training) run with `make test-slow`: the rule they
 # guard (MAML's inner step, Reptile's outer step) is checked in the fast lane by tests/search/test_*_rule.py.
-@pytest.mark.parametrize('meta_algorithm, seed', [('reptile', 0), pytest.param('reptile', 1, marks=pytest.mark.slow),
-                                                  pytest.param('maml', 0, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    'meta_algorithm, seed',
+    [
+        ('reptile', 0),
+        pytest.param('reptile', 1, marks=pytest.mark.slow),
+        pytest.param('maml', 0, marks=pytest.mark.slow),
+    ],
+)
 def test_meta_training_puts_the_known_winner_on_top_of_the_reduction_cell(meta_algorithm, seed):
     per_op = dict(zip(DARTS_OPS, _meta_train_peaks(seed, meta_algorithm=meta_algorithm)['reduce'].tolist()))
     top = max(per_op, key=per_op.get)

@@ -16,8 +16,14 @@ from nni_base.search.prior import PRIOR_FORMAT, PRIOR_VERSION
 
 def _prior_like() -> dict:
     """Every entry load_prior checks for, so only the unpickler stands between the file and the caller."""
-    return {'format': PRIOR_FORMAT, 'version': PRIOR_VERSION, 'space': {'class': 'x', 'signature': {}},
-            'state_dict': {'w': torch.zeros(2)}, 'alpha': {'normal': torch.zeros(3, 2)}, 'config': {}}
+    return {
+        'format': PRIOR_FORMAT,
+        'version': PRIOR_VERSION,
+        'space': {'class': 'x', 'signature': {}},
+        'state_dict': {'w': torch.zeros(2)},
+        'alpha': {'normal': torch.zeros(3, 2)},
+        'config': {},
+    }
 
 
 class _Marker:
@@ -108,8 +114,9 @@ def test_full_disk_during_the_write_is_a_clear_error_and_keeps_the_old_prior(tmp
     monkeypatch.setattr(torch, 'save', save_until_the_disk_is_full)
     newer = _prior_like()
     newer['alpha']['normal'] += 1.0
-    with pytest.raises(OSError, match=r'Could not write the prior to .*prior.pt: No space left on device.*untouched') \
-            as info:
+    with pytest.raises(
+        OSError, match=r'Could not write the prior to .*prior.pt: No space left on device.*untouched'
+    ) as info:
         save_prior(newer, path)
     assert info.value.errno == errno.ENOSPC
     assert path.read_bytes() == before

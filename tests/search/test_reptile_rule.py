@@ -60,17 +60,18 @@ def _check(kinds, before, mean, after, expected_of) -> None:
 
 
 def test_reptile_step_at_outer_lr_1_lands_on_the_mean_of_the_adapted_tensors(monkeypatch):
-    kinds, before, mean, after = _record_one_meta_step(monkeypatch, outer_lr=1.0, outer_lr_alpha=1.0,
-                                                       meta_training=MetaTrainingConfig(outer_optimizer_alpha='sgd'))
+    kinds, before, mean, after = _record_one_meta_step(
+        monkeypatch, outer_lr=1.0, outer_lr_alpha=1.0, meta_training=MetaTrainingConfig(outer_optimizer_alpha='sgd')
+    )
     _check(kinds, before, mean, after, lambda kind, b, m: m)
 
 
 def test_reptile_step_moves_weights_and_alpha_by_their_own_step_sizes(monkeypatch):
-    kinds, before, mean, after = _record_one_meta_step(monkeypatch, outer_lr=0.5, outer_lr_alpha=0.25,
-                                                       meta_training=MetaTrainingConfig(outer_optimizer_alpha='sgd'))
+    kinds, before, mean, after = _record_one_meta_step(
+        monkeypatch, outer_lr=0.5, outer_lr_alpha=0.25, meta_training=MetaTrainingConfig(outer_optimizer_alpha='sgd')
+    )
     lr = {'weight': 0.5, 'alpha': 0.25}
-    _check(kinds, before, mean, after,
-           lambda kind, b, m: m if kind == 'buffer' else b - lr[kind] * (b - m))
+    _check(kinds, before, mean, after, lambda kind, b, m: m if kind == 'buffer' else b - lr[kind] * (b - m))
 
 
 def test_reptile_adam_step_on_alpha_is_adams_first_step(monkeypatch):
@@ -108,8 +109,11 @@ def test_every_query_measurement_runs_in_train_mode(monkeypatch, meta_algorithm)
     monkeypatch.setattr(loop, 'query_metrics', recording)
     monkeypatch.setattr(maml_module, 'query_metrics', recording)
     train, val = digits_tasks(shots=2, queries=2)
-    run(tiny_space(), episodic_evaluator(train, val, steps_per_epoch=1), BaseStrategy(inner_steps=1,
-                                                                                     meta_algorithm=meta_algorithm))
+    run(
+        tiny_space(),
+        episodic_evaluator(train, val, steps_per_epoch=1),
+        BaseStrategy(inner_steps=1, meta_algorithm=meta_algorithm),
+    )
     places = {where for where, _ in seen}
     assert places == {'training', 'validation'}, seen
     assert [where for where, train_mode in seen if not train_mode] == [], seen

@@ -35,14 +35,21 @@ def test_search_without_freezing_fits_the_derived_cell_on_texture():
         return TensorDataset(data.images, data.labels)
 
     train, val = images(0, 80), images(1, 100)
-    sampler = RandomSampler(train, replacement=True, num_samples=STEPS * 32,
-                            generator=torch.Generator().manual_seed(claim_seed()))
+    sampler = RandomSampler(
+        train, replacement=True, num_samples=STEPS * 32, generator=torch.Generator().manual_seed(claim_seed())
+    )
     # NNI's Classification as a user builds it: its default optimizer (Adam, 1e-3) trains the weights.
-    evaluator = Classification(num_classes=WAYS,
-                               train_dataloaders=nni.trace(DataLoader)(train, batch_size=32, sampler=sampler),
-                               val_dataloaders=nni.trace(DataLoader)(val, batch_size=500), max_epochs=1,
-                               num_sanity_val_steps=0, logger=False, enable_progress_bar=False,
-                               enable_checkpointing=False, enable_model_summary=False)
+    evaluator = Classification(
+        num_classes=WAYS,
+        train_dataloaders=nni.trace(DataLoader)(train, batch_size=32, sampler=sampler),
+        val_dataloaders=nni.trace(DataLoader)(val, batch_size=500),
+        max_epochs=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     strategy = BaseStrategy(seed=claim_seed())  # searches every step: freeze_architecture_after is None
     run(DartsTaskSpace(width=4, num_cells=3, num_classes=WAYS), evaluator, strategy)
 
@@ -73,11 +80,17 @@ def _searched_module(recalibration_batches: int):
 
     data = family_splits('texture', image_size=16, images_per_class=40, seed=0)['train'].subset_classes(range(WAYS))
     train = TensorDataset(data.images, data.labels)
-    evaluator = Classification(num_classes=WAYS,
-                               train_dataloaders=nni.trace(DataLoader)(train, batch_size=50, shuffle=False),
-                               val_dataloaders=nni.trace(DataLoader)(train, batch_size=200), max_epochs=1,
-                               num_sanity_val_steps=0, logger=False, enable_progress_bar=False,
-                               enable_checkpointing=False, enable_model_summary=False)
+    evaluator = Classification(
+        num_classes=WAYS,
+        train_dataloaders=nni.trace(DataLoader)(train, batch_size=50, shuffle=False),
+        val_dataloaders=nni.trace(DataLoader)(train, batch_size=200),
+        max_epochs=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     strategy = BaseStrategy(seed=0, adaptation=AdaptationConfig(bn_recalibration_batches=recalibration_batches))
     run(DartsTaskSpace(width=4, num_cells=3, num_classes=WAYS), evaluator, strategy)
     return strategy.oneshot_module, data.images[-50:]  # the last training batch

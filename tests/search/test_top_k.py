@@ -27,8 +27,9 @@ def _random_supernet(parameterization: str = 'darts', seed: int = 0):
     torch.manual_seed(seed)
     with torch.no_grad():
         for alpha in net.arch_parameters():
-            alpha.copy_(torch.randn_like(alpha) * 2 if parameterization == 'darts' else
-                        alpha + torch.randn_like(alpha) * 2)
+            alpha.copy_(
+                torch.randn_like(alpha) * 2 if parameterization == 'darts' else alpha + torch.randn_like(alpha) * 2
+            )
     return net
 
 

@@ -118,11 +118,18 @@ def test_nni_strategy_contract_and_single_task_adaptation(tasks, tmp_path):
     split = digits_splits()['test']
     keep = split.labels < WAYS
     data = torch.utils.data.TensorDataset(split.images[keep][:64], split.labels[keep][:64])
-    evaluator = Classification(num_classes=WAYS, learning_rate=0.01,
-                               train_dataloaders=DataLoader(data, batch_size=16, shuffle=True),
-                               val_dataloaders=DataLoader(data, batch_size=64), max_epochs=1, limit_train_batches=3,
-                               logger=False, enable_progress_bar=False, enable_checkpointing=False,
-                               enable_model_summary=False)
+    evaluator = Classification(
+        num_classes=WAYS,
+        learning_rate=0.01,
+        train_dataloaders=DataLoader(data, batch_size=16, shuffle=True),
+        val_dataloaders=DataLoader(data, batch_size=64),
+        max_epochs=1,
+        limit_train_batches=3,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     strategy = BaseStrategy(prior=tmp_path / 'prior.pt')
     before = {label: a.detach().clone() for label, a in load_prior(tmp_path / 'prior.pt')['alpha'].items()}
     strategy(RawFormatModelSpace(MnistStyleSpace(), evaluator), SequentialExecutionEngine())
@@ -145,9 +152,18 @@ def test_maml_and_resume_on_a_mixed_space(tasks, tmp_path):
     MnistStyleSpace().freeze(strategy.export_sample())
 
     def evaluator(directory, *callbacks):
-        return EpisodicClassification(tasks[0], None, tasks_per_step=2, steps_per_epoch=1, max_epochs=2, logger=False,
-                                      enable_progress_bar=False, enable_model_summary=False,
-                                      callbacks=[ModelCheckpoint(dirpath=directory, save_last=True), *callbacks])
+        return EpisodicClassification(
+            tasks[0],
+            None,
+            tasks_per_step=2,
+            steps_per_epoch=1,
+            max_epochs=2,
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[ModelCheckpoint(dirpath=directory, save_last=True), *callbacks],
+        )
+
     whole = BaseStrategy(inner_steps=1, seed=3)
     run(LayerInputSpace(), evaluator(tmp_path / 'whole'), whole)
     run(LayerInputSpace(), evaluator(tmp_path / 'first', _StopAfterFirstEpoch()), BaseStrategy(inner_steps=1, seed=3))
@@ -168,6 +184,7 @@ def test_loose_end_cell_uses_nni_differentiable_cell(tasks, tmp_path):
 def test_darts_space_keeps_its_modules():
     """In a DARTS-style space only the cells are replaced: fixed convolutions stay the space's own modules."""
     from nni_base import DartsTaskSpace
+
     model = build_supernet(DartsTaskSpace(width=4, num_cells=3, num_classes=WAYS), BaseStrategy()).training_module.model
     assert not any(isinstance(m, (MixedOperation, ArchSoftmax)) for m in model.modules())
     assert {type(m) for m in model.modules() if isinstance(m, GumbelMixedCell)} == {GumbelMixedCell}
@@ -263,11 +280,14 @@ class _Concat(ModelSpace):
         return self.fc(self.inputs([x, x, x]))
 
 
-@pytest.mark.parametrize(('space', 'message'), [
-    (_Uniform, r"choice 'rate' is a Numerical .* Use nni.choice\('rate', \[...\]\)"),
-    (_Dropout, r"cannot search module 'drop' \(MutableDropout, choices \['rate'\]\).*Fix these choices"),
-    (_Concat, r"InputChoice 'concat_inputs' .* reduction='sum'"),
-])
+@pytest.mark.parametrize(
+    ('space', 'message'),
+    [
+        (_Uniform, r"choice 'rate' is a Numerical .* Use nni.choice\('rate', \[...\]\)"),
+        (_Dropout, r"cannot search module 'drop' \(MutableDropout, choices \['rate'\]\).*Fix these choices"),
+        (_Concat, r"InputChoice 'concat_inputs' .* reduction='sum'"),
+    ],
+)
 def test_unsupported_choice_names_it_and_the_fix(space, message):
     with pytest.raises(TypeError, match=message):
         BaseStrategy().mutate_model(space())

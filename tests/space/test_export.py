@@ -5,8 +5,7 @@ import torch
 
 from nni_base.space.gumbel_cell import alpha_entropy, derive_cell, edge_index, num_edges
 
-OPS = ['max_pool_3x3', 'avg_pool_3x3', 'skip_connect', 'sep_conv_3x3', 'sep_conv_5x5', 'dil_conv_3x3',
-       'dil_conv_5x5']
+OPS = ['max_pool_3x3', 'avg_pool_3x3', 'skip_connect', 'sep_conv_3x3', 'sep_conv_5x5', 'dil_conv_3x3', 'dil_conv_5x5']
 NONE = len(OPS)
 
 
@@ -23,12 +22,21 @@ def test_edge_indexing_covers_the_dag_once():
 
 
 def test_best_non_none_op_and_two_strongest_edges_per_node():
-    alpha = logits({
-        (2, 0): (3, 2.0), (2, 1): (0, 1.0),
-        (3, 0): (4, 0.5), (3, 1): (1, 3.0), (3, 2): (2, 2.5),
-        (4, 3): (5, 4.0), (4, 0): (6, 1.0), (4, 2): (NONE, 9.0),  # a strong `none` never wins
-        (5, 4): (3, 2.0), (5, 1): (4, 1.9), (5, 2): (0, 1.8),
-    })
+    alpha = logits(
+        {
+            (2, 0): (3, 2.0),
+            (2, 1): (0, 1.0),
+            (3, 0): (4, 0.5),
+            (3, 1): (1, 3.0),
+            (3, 2): (2, 2.5),
+            (4, 3): (5, 4.0),
+            (4, 0): (6, 1.0),
+            (4, 2): (NONE, 9.0),  # a strong `none` never wins
+            (5, 4): (3, 2.0),
+            (5, 1): (4, 1.9),
+            (5, 2): (0, 1.8),
+        }
+    )
     sample = derive_cell(alpha, OPS, 'normal', num_nodes=4)
     assert sample['normal/op_2_0'] == 'sep_conv_3x3' and sample['normal/input_2_0'] == [0]
     assert sample['normal/op_2_1'] == 'max_pool_3x3' and sample['normal/input_2_1'] == [1]

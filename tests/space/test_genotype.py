@@ -44,32 +44,32 @@ def test_sample_has_nni_keys_and_forms():
     sample = genotype_to_sample(DARTS_V2)
     assert len(sample) == 32
     assert set(sample) == set(sample_keys())
-    assert sample["normal/op_5_1"] == "dil_conv_3x3"
-    assert sample["normal/input_5_1"] == [2]
+    assert sample['normal/op_5_1'] == 'dil_conv_3x3'
+    assert sample['normal/input_5_1'] == [2]
 
 
-@pytest.mark.parametrize("genotype", [DARTS_V2, parse_genotype(PC_DARTS_TEXT)])
+@pytest.mark.parametrize('genotype', [DARTS_V2, parse_genotype(PC_DARTS_TEXT)])
 def test_round_trip_through_sample(genotype):
     assert sample_to_genotype(genotype_to_sample(genotype)) == genotype
 
 
-@pytest.mark.parametrize("genotype", [DARTS_V2, parse_genotype(PC_DARTS_TEXT)])
+@pytest.mark.parametrize('genotype', [DARTS_V2, parse_genotype(PC_DARTS_TEXT)])
 def test_round_trip_through_text(genotype):
     assert parse_genotype(format_genotype(genotype)) == genotype
 
 
 def test_sample_to_genotype_accepts_bare_and_numpy_inputs_and_ignores_extra_keys():
     sample = genotype_to_sample(DARTS_V2)
-    sample = {k: (v[0] if k.startswith("normal/input") else v) for k, v in sample.items()}
-    sample["reduce/input_5_0"] = [np.int64(2)]
-    sample["width"] = 16
+    sample = {k: (v[0] if k.startswith('normal/input') else v) for k, v in sample.items()}
+    sample['reduce/input_5_0'] = [np.int64(2)]
+    sample['width'] = 16
     assert sample_to_genotype(sample) == DARTS_V2
 
 
 def test_parse_accepts_lists_tuples_and_missing_concat():
-    text = format_genotype(DARTS_V2).replace("range(2, 6)", "[2, 3, 4, 5]", 1)
+    text = format_genotype(DARTS_V2).replace('range(2, 6)', '[2, 3, 4, 5]', 1)
     assert parse_genotype(text) == DARTS_V2
-    no_concat = f"Genotype(normal={tuple(DARTS_V2.normal)!r}, reduce={[list(p) for p in DARTS_V2.reduce]!r})"
+    no_concat = f'Genotype(normal={tuple(DARTS_V2.normal)!r}, reduce={[list(p) for p in DARTS_V2.reduce]!r})'
     assert parse_genotype(no_concat) == DARTS_V2
 
 
@@ -83,8 +83,8 @@ def test_darts_v2_equals_nni_darts_v2(monkeypatch):
         captured.update(arch)
         return lambda **kwargs: None
 
-    monkeypatch.setattr(DARTS, "frozen_factory", classmethod(lambda cls, arch: fake_frozen_factory(arch)))
-    DARTS.load_searched_model("darts-v2")
+    monkeypatch.setattr(DARTS, 'frozen_factory', classmethod(lambda cls, arch: fake_frozen_factory(arch)))
+    DARTS.load_searched_model('darts-v2')
     assert captured == genotype_to_sample(DARTS_V2)
     assert sample_to_genotype(captured) == DARTS_V2
 
@@ -104,57 +104,57 @@ def test_sample_freezes_into_nni_space():
 
 
 def test_unknown_op_lists_valid_ops():
-    bad = _with_pair(DARTS_V2, "normal", 3, ("conv_7x1_1x7", 1))
+    bad = _with_pair(DARTS_V2, 'normal', 3, ('conv_7x1_1x7', 1))
     with pytest.raises(ValueError, match=r"unknown op 'conv_7x1_1x7'.*valid ops are max_pool_3x3, avg_pool_3x3"):
         genotype_to_sample(bad)
 
 
 def test_none_op_refused():
-    bad = _with_pair(DARTS_V2, "reduce", 0, ("none", 0))
+    bad = _with_pair(DARTS_V2, 'reduce', 0, ('none', 0))
     with pytest.raises(ValueError, match=r"op 'none' is not allowed; DARTS genotypes never contain 'none'"):
         validate_genotype(bad)
 
 
-@pytest.mark.parametrize(("index", "j", "node"), [(0, 2, 2), (3, 3, 3), (7, -1, 5)])
+@pytest.mark.parametrize(('index', 'j', 'node'), [(0, 2, 2), (3, 3, 3), (7, -1, 5)])
 def test_input_out_of_range(index, j, node):
-    bad = _with_pair(DARTS_V2, "normal", index, ("skip_connect", j))
-    with pytest.raises(ValueError, match=rf"input index {j} out of range for node {node}; must be in 0\.\.{node - 1}"):
+    bad = _with_pair(DARTS_V2, 'normal', index, ('skip_connect', j))
+    with pytest.raises(ValueError, match=rf'input index {j} out of range for node {node}; must be in 0\.\.{node - 1}'):
         validate_genotype(bad)
 
 
 def test_input_out_of_range_in_sample():
     sample = genotype_to_sample(DARTS_V2)
-    sample["reduce/input_3_1"] = [3]
-    with pytest.raises(ValueError, match=r"input index 3 out of range for node 3"):
+    sample['reduce/input_3_1'] = [3]
+    with pytest.raises(ValueError, match=r'input index 3 out of range for node 3'):
         sample_to_genotype(sample)
 
 
-@pytest.mark.parametrize("n", [7, 9])
+@pytest.mark.parametrize('n', [7, 9])
 def test_wrong_number_of_pairs(n):
     pairs = (DARTS_V2.normal * 2)[:n]
     with pytest.raises(ValueError, match=rf"cell 'normal' has {n} \(op, input\) pairs; expected 8"):
         validate_genotype(DARTS_V2._replace(normal=pairs))
-    text = format_genotype(DARTS_V2).replace(repr(DARTS_V2.normal[0]) + ", ", "", 1)
-    with pytest.raises(ValueError, match=r"has 7 \(op, input\) pairs; expected 8"):
+    text = format_genotype(DARTS_V2).replace(repr(DARTS_V2.normal[0]) + ', ', '', 1)
+    with pytest.raises(ValueError, match=r'has 7 \(op, input\) pairs; expected 8'):
         parse_genotype(text)
 
 
 def test_missing_sample_keys():
     sample = genotype_to_sample(DARTS_V2)
-    del sample["normal/op_4_1"], sample["reduce/input_2_0"]
-    with pytest.raises(ValueError, match=r"sample is missing 2 key\(s\): normal/op_4_1, reduce/input_2_0"):
+    del sample['normal/op_4_1'], sample['reduce/input_2_0']
+    with pytest.raises(ValueError, match=r'sample is missing 2 key\(s\): normal/op_4_1, reduce/input_2_0'):
         sample_to_genotype(sample)
 
 
 def test_malformed_input_value():
     sample = genotype_to_sample(DARTS_V2)
-    sample["normal/input_2_0"] = [0, 1]
-    with pytest.raises(ValueError, match=r"normal/input_2_0 must be a one-element list"):
+    sample['normal/input_2_0'] = [0, 1]
+    with pytest.raises(ValueError, match=r'normal/input_2_0 must be a one-element list'):
         sample_to_genotype(sample)
 
 
 def test_concat_must_be_all_nodes():
-    with pytest.raises(ValueError, match=r"normal_concat must be \[2, 3, 4, 5\]"):
+    with pytest.raises(ValueError, match=r'normal_concat must be \[2, 3, 4, 5\]'):
         validate_genotype(DARTS_V2._replace(normal_concat=[2, 3, 4]))
 
 
@@ -162,21 +162,21 @@ def test_concat_must_be_all_nodes():
 
 
 @pytest.mark.parametrize(
-    ("text", "match"),
+    ('text', 'match'),
     [
-        ("__import__('os').system('x')", r"expected a call of the form Genotype"),
-        ("Genotype(normal=__import__('os').system('x'), reduce=[])", r"normal must be a literal"),
-        ("Genotype(normal=[], normal_concat=exec('x'), reduce=[])", r"normal_concat must be range"),
-        ("Genotype(normal=[], normal_concat=range(10**12), reduce=[])", r"normal_concat must be a literal"),
-        ("Genotype(normal=[], normal_concat=range(10000000000), reduce=[])", r"far too long"),
-        ("Genotype([], [2], [], [2])", r"keyword arguments only"),
-        ("Genotype(normal=[], foo=1)", r"unknown Genotype field 'foo'"),
-        ("Genotype(normal=[], normal=[], reduce=[])", r"given more than once"),
-        ("Genotype(**x)", r"must not use \*\*kwargs"),
+        ("__import__('os').system('x')", r'expected a call of the form Genotype'),
+        ("Genotype(normal=__import__('os').system('x'), reduce=[])", r'normal must be a literal'),
+        ("Genotype(normal=[], normal_concat=exec('x'), reduce=[])", r'normal_concat must be range'),
+        ('Genotype(normal=[], normal_concat=range(10**12), reduce=[])', r'normal_concat must be a literal'),
+        ('Genotype(normal=[], normal_concat=range(10000000000), reduce=[])', r'far too long'),
+        ('Genotype([], [2], [], [2])', r'keyword arguments only'),
+        ('Genotype(normal=[], foo=1)', r"unknown Genotype field 'foo'"),
+        ('Genotype(normal=[], normal=[], reduce=[])', r'given more than once'),
+        ('Genotype(**x)', r'must not use \*\*kwargs'),
         ("Genotype(normal=[('a', 0)])", r"missing the 'reduce' cell"),
-        ("Genotype(normal=[('a', '0')], reduce=[])", r"must contain \(str, int\) pairs"),
-        ("Genotype(normal=[", r"not a valid genotype expression"),
-        ("os.Genotype(normal=[], reduce=[])", r"expected a call of the form Genotype"),
+        ("Genotype(normal=[('a', '0')], reduce=[])", r'must contain \(str, int\) pairs'),
+        ('Genotype(normal=[', r'not a valid genotype expression'),
+        ('os.Genotype(normal=[], reduce=[])', r'expected a call of the form Genotype'),
     ],
 )
 def test_parse_refuses_non_literals(text, match):
@@ -185,7 +185,7 @@ def test_parse_refuses_non_literals(text, match):
 
 
 def test_parse_refuses_code_without_running_it(tmp_path):
-    marker = tmp_path / "pwned"
+    marker = tmp_path / 'pwned'
     with pytest.raises(ValueError):
         parse_genotype(f"Genotype(normal=open({str(marker)!r}, 'w'), reduce=[])")
     assert not marker.exists()
@@ -198,7 +198,7 @@ def _darts_repo_genotype():
     """DARTS_V2 as DARTS-family repositories ship it: their own namedtuple class, tuple pairs, range concats."""
     from collections import namedtuple
 
-    DartsGenotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")  # noqa: PYI024
+    DartsGenotype = namedtuple('Genotype', 'normal normal_concat reduce reduce_concat')  # noqa: PYI024
     return DartsGenotype(
         normal=[tuple(p) for p in DARTS_V2.normal],
         normal_concat=range(2, 6),
@@ -213,47 +213,57 @@ class _PlainGenotype:
 
 
 def _foreign_forms():
-    fields = {"normal": list(DARTS_V2.normal), "normal_concat": [2, 3, 4, 5],
-              "reduce": list(DARTS_V2.reduce), "reduce_concat": [2, 3, 4, 5]}
+    fields = {
+        'normal': list(DARTS_V2.normal),
+        'normal_concat': [2, 3, 4, 5],
+        'reduce': list(DARTS_V2.reduce),
+        'reduce_concat': [2, 3, 4, 5],
+    }
     return {
-        "namedtuple": _darts_repo_genotype(),
-        "dict": dict(fields),
-        "object": _PlainGenotype(**fields),
-        "string": format_genotype(DARTS_V2),
+        'namedtuple': _darts_repo_genotype(),
+        'dict': dict(fields),
+        'object': _PlainGenotype(**fields),
+        'string': format_genotype(DARTS_V2),
     }
 
 
-@pytest.mark.parametrize("form", ["namedtuple", "dict", "object", "string"])
+@pytest.mark.parametrize('form', ['namedtuple', 'dict', 'object', 'string'])
 def test_foreign_genotype_forms_give_the_same_sample(form):
     genotype = _foreign_forms()[form]
     assert type(genotype) is not Genotype
     sample = genotype_to_sample(genotype)
     assert sample == genotype_to_sample(DARTS_V2)
-    assert sample["normal/op_5_1"] == "dil_conv_3x3" and sample["reduce/input_3_0"] == [2]
+    assert sample['normal/op_5_1'] == 'dil_conv_3x3' and sample['reduce/input_3_0'] == [2]
     assert as_genotype(genotype) == DARTS_V2
     assert parse_genotype(format_genotype(genotype)) == DARTS_V2
     validate_genotype(genotype)
 
 
 def test_foreign_genotype_is_still_validated():
-    bad = _darts_repo_genotype()._replace(normal=[("conv_7x1_1x7", 0)] + list(DARTS_V2.normal[1:]))
+    bad = _darts_repo_genotype()._replace(normal=[('conv_7x1_1x7', 0)] + list(DARTS_V2.normal[1:]))
     with pytest.raises(ValueError, match=r"unknown op 'conv_7x1_1x7'"):
         genotype_to_sample(bad)
 
 
-@pytest.mark.parametrize("form", ["dict", "object"])
+@pytest.mark.parametrize('form', ['dict', 'object'])
 def test_missing_genotype_field_is_named(form):
     genotype = _foreign_forms()[form]
-    if form == "dict":
-        del genotype["reduce_concat"]
+    if form == 'dict':
+        del genotype['reduce_concat']
     else:
         del genotype.reduce_concat
-    with pytest.raises(ValueError, match=r"lacks the (key|attribute)\(s\) reduce_concat; a genotype needs normal, "
-                                         r"normal_concat, reduce, reduce_concat"):
+    with pytest.raises(
+        ValueError,
+        match=r'lacks the (key|attribute)\(s\) reduce_concat; a genotype needs normal, '
+        r'normal_concat, reduce, reduce_concat',
+    ):
         genotype_to_sample(genotype)
 
 
 def test_non_genotype_lists_every_missing_field():
-    with pytest.raises(ValueError, match=r"int is not a genotype: it lacks the attribute\(s\) normal, normal_concat, "
-                                         r"reduce, reduce_concat"):
+    with pytest.raises(
+        ValueError,
+        match=r'int is not a genotype: it lacks the attribute\(s\) normal, normal_concat, '
+        r'reduce, reduce_concat',
+    ):
         genotype_to_sample(3)

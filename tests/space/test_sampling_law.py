@@ -22,8 +22,9 @@ LOGITS = torch.tensor([0.8, -0.4, 0.1, 1.2, -1.0, 0.3, 0.0])  # 7 candidate ops 
 def _assert_law(counts: torch.Tensor, probs: torch.Tensor, draws: int) -> None:
     freq = counts.double() / draws
     se = torch.sqrt(probs.double() * (1 - probs.double()) / draws)
-    assert bool(((freq - probs.double()).abs() <= 5 * se + 1e-12).all()), \
+    assert bool(((freq - probs.double()).abs() <= 5 * se + 1e-12).all()), (
         f'frequencies {freq.tolist()} do not follow softmax(alpha) {probs.tolist()}'
+    )
 
 
 def test_paired_sample_and_runner_up_follow_the_gumbel_top_two_law():
@@ -86,4 +87,3 @@ def test_every_cell_of_a_type_shares_one_sample_per_step():
             assert len(set(samples)) == 1
         seen.add(by_label['normal'][0])
     assert len(seen) > 1, 'the same architecture was drawn 50 times: no noise'
-

@@ -12,8 +12,7 @@ from nni_base.space.slot_cell import SlotGumbelCell, derive_slot_cell, pair_colu
 from tests.helpers import assert_same_forward_and_alpha_grads
 
 NUM_CLASSES = 3
-OPS = ['max_pool_3x3', 'avg_pool_3x3', 'skip_connect', 'sep_conv_3x3', 'sep_conv_5x5', 'dil_conv_3x3',
-       'dil_conv_5x5']
+OPS = ['max_pool_3x3', 'avg_pool_3x3', 'skip_connect', 'sep_conv_3x3', 'sep_conv_5x5', 'dil_conv_3x3', 'dil_conv_5x5']
 
 
 def space() -> DartsTaskSpace:
@@ -92,11 +91,11 @@ def test_relaxed_weights_cover_only_possible_pairs_and_give_finite_gradients(kwa
     for cell in net.cells():
         weights = cell._weights
         assert torch.all(weights[row(2, 0), invalid(2)] == 0)
-        assert torch.all(weights[row(2, 0), :invalid(2).start] > 0)
+        assert torch.all(weights[row(2, 0), : invalid(2).start] > 0)
     for label, alpha in net.alphas().items():
         assert torch.isfinite(alpha.grad).all(), label
         assert torch.all(alpha.grad[row(3, 1), invalid(3)] == 0)
-        assert alpha.grad[row(3, 1), :invalid(3).start].abs().sum() > 0
+        assert alpha.grad[row(3, 1), : invalid(3).start].abs().sum() > 0
 
 
 def test_export_is_an_nni_sample_that_freezes_and_runs():
@@ -128,12 +127,18 @@ def test_export_takes_the_argmax_pair_of_each_slot():
         cell.alpha[row(5, 1), col(3, 'dil_conv_3x3')] = 0.7
     sample = cell.export({})
     expected = {
-        'reduce/op_2_0': 'sep_conv_3x3', 'reduce/input_2_0': [1],
-        'reduce/op_2_1': 'max_pool_3x3', 'reduce/input_2_1': [1],
-        'reduce/op_3_0': 'dil_conv_5x5', 'reduce/input_3_0': [2],
-        'reduce/op_3_1': 'avg_pool_3x3', 'reduce/input_3_1': [0],
-        'reduce/op_5_0': 'skip_connect', 'reduce/input_5_0': [4],
-        'reduce/op_5_1': 'dil_conv_3x3', 'reduce/input_5_1': [3],
+        'reduce/op_2_0': 'sep_conv_3x3',
+        'reduce/input_2_0': [1],
+        'reduce/op_2_1': 'max_pool_3x3',
+        'reduce/input_2_1': [1],
+        'reduce/op_3_0': 'dil_conv_5x5',
+        'reduce/input_3_0': [2],
+        'reduce/op_3_1': 'avg_pool_3x3',
+        'reduce/input_3_1': [0],
+        'reduce/op_5_0': 'skip_connect',
+        'reduce/input_5_0': [4],
+        'reduce/op_5_1': 'dil_conv_3x3',
+        'reduce/input_5_1': [3],
     }
     assert {k: sample[k] for k in expected} == expected
     # Node 4 is all ties: the earliest pair wins.
@@ -192,7 +197,7 @@ def test_hard_sample_gradient_reaches_the_sampled_columns_only_of_possible_pairs
         for r, c in enumerate(cell._chosen):
             assert grad[r, c] != 0, (cell.label, r, c)
         for node in range(2, 6):
-            assert torch.all(grad[row(node, 0):row(node, 0) + 2, invalid(node)] == 0)
+            assert torch.all(grad[row(node, 0) : row(node, 0) + 2, invalid(node)] == 0)
     # Every parameter of a sampled (input, op) pair has a gradient; every other pair's op has none.
     for cell in net.cells():
         for node in range(2, 6):
@@ -210,8 +215,9 @@ def test_meta_training_with_slots_exports_a_slot_sample(tmp_path):
     from tests.helpers import WAYS, digits_tasks, episodic_evaluator, run, tiny_space
 
     train, _ = digits_tasks()
-    strategy = BaseStrategy(inner_steps=1, supernet=SupernetConfig(parameterization='slot'), seed=0,
-                            save_prior_to=tmp_path / 'prior.pt')
+    strategy = BaseStrategy(
+        inner_steps=1, supernet=SupernetConfig(parameterization='slot'), seed=0, save_prior_to=tmp_path / 'prior.pt'
+    )
     exp = run(tiny_space(), episodic_evaluator(train, steps_per_epoch=2, seed=0), strategy)
     module = strategy.oneshot_module
     assert all(type(c) is SlotGumbelCell for c in module.cells())
@@ -223,8 +229,9 @@ def test_meta_training_with_slots_exports_a_slot_sample(tmp_path):
     for c in module.cells():
         expected.update(derive_slot_cell(c.alpha, c.op_names, c.label, c.num_nodes))
     assert sample == expected and len(sample) == 32
-    assert set(strategy.export_probs()) == {f'{label}/slot_{i}_{k}' for label in ('normal', 'reduce')
-                                            for i in range(2, 6) for k in range(2)}
+    assert set(strategy.export_probs()) == {
+        f'{label}/slot_{i}_{k}' for label in ('normal', 'reduce') for i in range(2, 6) for k in range(2)
+    }
     model = tiny_space().freeze(sample)
     assert model(torch.randn(2, 3, 8, 8)).shape == (2, WAYS)
 
@@ -246,8 +253,9 @@ def test_slot_prior_round_trip_with_weights_only(slot_prior):
     assert raw['alpha']['normal'][row(4, 1), col(3, 'sep_conv_5x5')] == 5.0
     restored = build_supernet(space(), BaseStrategy(prior=path))  # the prior's parameterization is the default
     assert all(type(c) is SlotGumbelCell for c in restored.cells())
-    for (name, a), b in zip(net.training_module.model.state_dict().items(),
-                            restored.training_module.model.state_dict().values()):
+    for (name, a), b in zip(
+        net.training_module.model.state_dict().items(), restored.training_module.model.state_dict().values()
+    ):
         assert torch.equal(a, b), name
     assert restored.export() == net.export()
     assert restored.export()['normal/op_4_1'] == 'sep_conv_5x5'

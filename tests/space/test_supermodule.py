@@ -95,14 +95,17 @@ def _copy_weights(supernet_model, frozen, net, sample) -> int:
     """Copy the supernet's weights into the frozen NNI network: the op of node ``n``'s ``k``-th input is
     ``ops[n-2][input][op]`` in the supernet and ``ops[n-2][k]`` in NNI's frozen cell."""
     source = supernet_model.state_dict()
-    cells = {name: module.label for name, module in supernet_model.named_modules()
-             if any(module is cell for cell in net.cells())}
+    cells = {
+        name: module.label
+        for name, module in supernet_model.named_modules()
+        if any(module is cell for cell in net.cells())
+    }
     target = frozen.state_dict()
     for key in target:
         mapped = re.sub(r'^stages\.(\d+)\.(\d+)\.', r'stages.\1.blocks.\2.', key)  # NNI's Repeat, frozen or not
         for prefix, label in cells.items():
             if mapped.startswith(prefix + '.ops.'):
-                node, k, rest = mapped[len(prefix) + len('.ops.'):].split('.', 2)
+                node, k, rest = mapped[len(prefix) + len('.ops.') :].split('.', 2)
                 pred = sample[f'{label}/input_{int(node) + 2}_{k}'][0]
                 op = sample[f'{label}/op_{int(node) + 2}_{k}']
                 mapped = f'{prefix}.ops.{node}.{pred}.{op}.{rest}'

@@ -23,14 +23,14 @@ def _toy_dataset(per_class: list[int] | None = None) -> LabeledTensorDataset:
     # shuffle sample order so classes are not contiguous in the dataset
     labels = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))]
     images = torch.arange(len(labels), dtype=torch.float32).view(-1, 1, 1, 1).expand(-1, 3, 4, 4).contiguous()
-    return LabeledTensorDataset(images, labels, [f"c{c}" for c in range(len(per_class))])
+    return LabeledTensorDataset(images, labels, [f'c{c}' for c in range(len(per_class))])
 
 
 def _ids(x: torch.Tensor) -> list[int]:
     return x[:, 0, 0, 0].long().tolist()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def toy() -> LabeledTensorDataset:
     return _toy_dataset()
 
@@ -53,13 +53,13 @@ def _check_task(task: Task, dataset: LabeledTensorDataset, ways: int, shots: int
 
 
 def test_distribution_attributes(toy):
-    dist = TaskDistribution(toy, ways=5, shots=2, queries=3, name="toy")
-    assert (dist.ways, dist.shots, dist.queries, dist.name) == (5, 2, 3, "toy")
+    dist = TaskDistribution(toy, ways=5, shots=2, queries=3, name='toy')
+    assert (dist.ways, dist.shots, dist.queries, dist.name) == (5, 2, 3, 'toy')
     assert dist.num_classes == NUM_CLASSES
     assert dist.image_shape == (3, 4, 4)
 
 
-@pytest.mark.parametrize(("ways", "shots", "queries"), [(5, 2, 3), (2, 1, 1), (8, 3, 4)])
+@pytest.mark.parametrize(('ways', 'shots', 'queries'), [(5, 2, 3), (2, 1, 1), (8, 3, 4)])
 def test_sample_shapes_labels_and_disjointness(toy, ways, shots, queries):
     dist = TaskDistribution(toy, ways=ways, shots=shots, queries=queries)
     for _ in range(5):
@@ -78,20 +78,21 @@ def test_labels_are_a_fresh_permutation_per_task(toy):
 
 def test_task_to_device(toy):
     task = TaskDistribution(toy, ways=3, shots=1, queries=2).sample()
-    moved = task.to("cpu")
-    assert isinstance(moved, Task) and moved.query_x.device.type == "cpu"
+    moved = task.to('cpu')
+    assert isinstance(moved, Task) and moved.query_x.device.type == 'cpu'
     assert torch.equal(moved.query_y, task.query_y)
 
 
 def test_uint8_and_digit_datasets():
     rng = np.random.default_rng(0)
-    arrays = LabeledArrayDataset(rng.integers(0, 256, (12, 5, 5, 3), dtype=np.uint8), np.arange(12) % 3,
-                                 ["a", "b", "c"], image_size=6)
+    arrays = LabeledArrayDataset(
+        rng.integers(0, 256, (12, 5, 5, 3), dtype=np.uint8), np.arange(12) % 3, ['a', 'b', 'c'], image_size=6
+    )
     task = TaskDistribution(arrays, ways=3, shots=2, queries=2).sample()
     assert task.support_x.shape == (6, 3, 6, 6) and task.query_x.dtype == torch.float32
 
-    test_split = digits_splits()["test"]
-    dist = TaskDistribution(test_split, ways=5, shots=1, queries=15, name="digits-test")
+    test_split = digits_splits()['test']
+    dist = TaskDistribution(test_split, ways=5, shots=1, queries=15, name='digits-test')
     task = dist.sample()
     assert dist.num_classes == 8 and dist.image_shape == (3, 8, 8)
     assert task.support_x.shape == (5, 3, 8, 8) and task.query_x.shape == (75, 3, 8, 8)
@@ -99,8 +100,10 @@ def test_uint8_and_digit_datasets():
 
 def _same_tasks(a: list[Task], b: list[Task]) -> bool:
     return all(
-        torch.equal(x.support_x, y.support_x) and torch.equal(x.support_y, y.support_y)
-        and torch.equal(x.query_x, y.query_x) and torch.equal(x.query_y, y.query_y)
+        torch.equal(x.support_x, y.support_x)
+        and torch.equal(x.support_y, y.support_y)
+        and torch.equal(x.query_x, y.query_x)
+        and torch.equal(x.query_y, y.query_y)
         for x, y in zip(a, b)
     )
 
@@ -147,35 +150,37 @@ def test_episode_loader(toy):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ('kwargs', 'message'),
     [
-        ({"ways": 1}, "ways must be at least 2"),
-        ({"ways": 10}, "dataset 'toy' has 8 classes but ways=10: lower ways to at most 8 or use a dataset with "
-                       "more classes"),
-        ({"shots": 0}, "shots must be at least 1"),
-        ({"queries": 0}, "queries must be at least 1"),
-        ({"shots": 4, "queries": 4}, "class 'c0' (label 0) has only 7 images but shots + queries = 4 + 4 = 8"),
+        ({'ways': 1}, 'ways must be at least 2'),
+        (
+            {'ways': 10},
+            "dataset 'toy' has 8 classes but ways=10: lower ways to at most 8 or use a dataset with more classes",
+        ),
+        ({'shots': 0}, 'shots must be at least 1'),
+        ({'queries': 0}, 'queries must be at least 1'),
+        ({'shots': 4, 'queries': 4}, "class 'c0' (label 0) has only 7 images but shots + queries = 4 + 4 = 8"),
     ],
 )
 def test_bad_distribution_arguments(toy, kwargs, message):
-    args = {"ways": 5, "shots": 1, "queries": 1, **kwargs}
+    args = {'ways': 5, 'shots': 1, 'queries': 1, **kwargs}
     with pytest.raises(ValueError, match=re.escape(message)):
-        TaskDistribution(toy, name="toy", **args)
+        TaskDistribution(toy, name='toy', **args)
 
 
 def test_smallest_class_is_named():
     dataset = _toy_dataset([6, 6, 3, 6])
     with pytest.raises(ValueError, match=re.escape("class 'c2' (label 2) has only 3 images")) as info:
-        TaskDistribution(dataset, ways=2, shots=2, queries=2, name="small")
-    assert "lower shots and queries" in str(info.value)
+        TaskDistribution(dataset, ways=2, shots=2, queries=2, name='small')
+    assert 'lower shots and queries' in str(info.value)
     assert TaskDistribution(dataset.subset_classes([0, 1, 3]), ways=2, shots=2, queries=2).num_classes == 3
 
 
 def test_bad_episode_arguments(toy):
     dist = TaskDistribution(toy, ways=2, shots=1, queries=1)
-    with pytest.raises(ValueError, match="tasks_per_step must be at least 1"):
+    with pytest.raises(ValueError, match='tasks_per_step must be at least 1'):
         EpisodeDataset(dist, tasks_per_step=0, steps=3)
-    with pytest.raises(ValueError, match="steps must be at least 1"):
+    with pytest.raises(ValueError, match='steps must be at least 1'):
         episode_loader(dist, tasks_per_step=1, steps=0)
 
 
@@ -226,16 +231,16 @@ def _plain_data() -> tuple[torch.Tensor, torch.Tensor]:
     return toy.images, torch.as_tensor(toy.labels, dtype=torch.long)
 
 
-@pytest.mark.parametrize("kind", ["tensor_dataset", "targets", "items"])
+@pytest.mark.parametrize('kind', ['tensor_dataset', 'targets', 'items'])
 def test_datasets_without_labels_attribute(kind):
     images, labels = _plain_data()
-    if kind == "tensor_dataset":
+    if kind == 'tensor_dataset':
         dataset = torch.utils.data.TensorDataset(images, labels)
-    elif kind == "targets":
+    elif kind == 'targets':
         dataset = _WithTargets(images, labels.tolist())
     else:
         dataset = _Items(images, [np.int64(y) for y in labels.tolist()])
-    assert not hasattr(dataset, "labels")
+    assert not hasattr(dataset, 'labels')
     dist = TaskDistribution(dataset, ways=5, shots=2, queries=3)
     assert dist.num_classes == NUM_CLASSES and dist.image_shape == (3, 4, 4)
     for _ in range(3):
@@ -254,12 +259,12 @@ def test_targets_are_used_without_reading_items():
 
 
 @pytest.mark.parametrize(
-    ("item_labels", "got"),
+    ('item_labels', 'got'),
     [
-        (None, "a tuple of 1 element(s)"),
-        ("cat", "label 'cat'"),
-        (1.0, "label 1.0"),
-        (torch.tensor([1, 2]), "label Tensor of shape (2,)"),
+        (None, 'a tuple of 1 element(s)'),
+        ('cat', "label 'cat'"),
+        (1.0, 'label 1.0'),
+        (torch.tensor([1, 2]), 'label Tensor of shape (2,)'),
     ],
 )
 def test_items_without_integer_label(item_labels, got):
@@ -273,21 +278,21 @@ def test_items_without_integer_label(item_labels, got):
             return (image,) if item_labels is None else (image, item_labels)
 
     dataset = NoLabel(images, labels.tolist())
-    message = f"NoLabel item 3 has no integer label: items must be (image, int label) pairs (got {got}"
+    message = f'NoLabel item 3 has no integer label: items must be (image, int label) pairs (got {got}'
     with pytest.raises(ValueError, match=re.escape(message)) as info:
         TaskDistribution(dataset, ways=2, shots=1, queries=1)
-    assert "`labels` or `targets` attribute" in str(info.value)
+    assert '`labels` or `targets` attribute' in str(info.value)
 
 
 def test_bad_targets_attribute():
     images, labels = _plain_data()
     dataset = _WithTargets(images, [float(y) for y in labels])
-    with pytest.raises(ValueError, match=r"dataset\.targets must be a 1-D integer array"):
+    with pytest.raises(ValueError, match=r'dataset\.targets must be a 1-D integer array'):
         TaskDistribution(dataset, ways=2, shots=1, queries=1)
 
 
 def test_item_image_must_still_be_a_chw_tensor():
     _, labels = _plain_data()
     dataset = torch.utils.data.TensorDataset(torch.zeros(len(labels), 16), torch.as_tensor(labels))
-    with pytest.raises(ValueError, match=re.escape("images must be (C, H, W) per image, got shape (16,)")):
+    with pytest.raises(ValueError, match=re.escape('images must be (C, H, W) per image, got shape (16,)')):
         TaskDistribution(dataset, ways=2, shots=1, queries=1)

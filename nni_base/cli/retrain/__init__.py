@@ -28,8 +28,18 @@ from .network import build_network, load_arch, model_summary
 from .recipe import RetrainRecipe, load_recipe
 from .run import build_datasets, load_retrained, retrain
 
-__all__ = ['RetrainModule', 'RetrainRecipe', 'build_datasets', 'build_network', 'load_arch', 'load_recipe',
-           'load_retrained', 'main', 'model_summary', 'retrain']
+__all__ = [
+    'RetrainModule',
+    'RetrainRecipe',
+    'build_datasets',
+    'build_network',
+    'load_arch',
+    'load_recipe',
+    'load_retrained',
+    'main',
+    'model_summary',
+    'retrain',
+]
 
 
 def main(argv: list[str] | None = None):

@@ -34,8 +34,9 @@ class RetrainModule(pl.LightningModule):
         wraps ours for distributed training).
     """
 
-    def __init__(self, network: DartsTaskSpace, recipe: RetrainRecipe, seed: int = 0,
-                 sampler: SeededShuffleSampler | None = None):
+    def __init__(
+        self, network: DartsTaskSpace, recipe: RetrainRecipe, seed: int = 0, sampler: SeededShuffleSampler | None = None
+    ):
         super().__init__()
         self.network = network
         self.recipe = recipe
@@ -71,11 +72,19 @@ class RetrainModule(pl.LightningModule):
         if aux is not None:
             loss = loss + self.recipe.aux_weight * self.train_criterion(aux, y)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f'non-finite training loss at epoch {self.current_epoch}, batch {batch_idx}: '
-                                     'lower learning_rate in the recipe')
+            raise FloatingPointError(
+                f'non-finite training loss at epoch {self.current_epoch}, batch {batch_idx}: '
+                'lower learning_rate in the recipe'
+            )
         acc = accuracy_of(logits, y)
-        self.log_dict({'train_loss': loss, 'train_acc': acc}, prog_bar=True, on_step=True, on_epoch=True,
-                      batch_size=len(y), sync_dist=False)
+        self.log_dict(
+            {'train_loss': loss, 'train_acc': acc},
+            prog_bar=True,
+            on_step=True,
+            on_epoch=True,
+            batch_size=len(y),
+            sync_dist=False,
+        )
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -86,14 +95,18 @@ class RetrainModule(pl.LightningModule):
         # numbers stay what they were.
         top1 = logits.topk(k, dim=-1).indices[:, 0]
         options = dict(num_classes=logits.shape[-1], average='micro', validate_args=False)
-        metrics = {'val_loss': F.cross_entropy(logits, y), 'val_acc': multiclass_accuracy(top1, y, **options),
-                   f'val_top{k}': multiclass_accuracy(logits, y, top_k=k, **options)}
+        metrics = {
+            'val_loss': F.cross_entropy(logits, y),
+            'val_acc': multiclass_accuracy(top1, y, **options),
+            f'val_top{k}': multiclass_accuracy(logits, y, top_k=k, **options),
+        }
         self.log_dict(metrics, prog_bar=True, on_epoch=True, batch_size=len(y), sync_dist=True)
 
     def configure_optimizers(self):
         r = self.recipe
-        optimizer = torch.optim.SGD(self.network.parameters(), lr=r.learning_rate, momentum=r.momentum,
-                                    weight_decay=r.weight_decay)
+        optimizer = torch.optim.SGD(
+            self.network.parameters(), lr=r.learning_rate, momentum=r.momentum, weight_decay=r.weight_decay
+        )
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=r.epochs, eta_min=r.min_learning_rate)
         return {'optimizer': optimizer, 'lr_scheduler': {'scheduler': scheduler, 'interval': 'epoch'}}
 

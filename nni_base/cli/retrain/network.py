@@ -27,14 +27,18 @@ def canonical_sample(sample: Any, source: str = 'arch') -> dict[str, Any]:
     Inputs may be ``[j]`` (NNI's form) or a bare ``j``; keys outside the cells (e.g. ``width``) are dropped.
     """
     if not isinstance(sample, dict):
-        raise ValueError(f'{source}: expected an NNI DARTS sample (a JSON object such as '
-                         f'{{"normal/op_2_0": "sep_conv_3x3", "normal/input_2_0": [0], ...}}), '
-                         f'got {type(sample).__name__}')
+        raise ValueError(
+            f'{source}: expected an NNI DARTS sample (a JSON object such as '
+            f'{{"normal/op_2_0": "sep_conv_3x3", "normal/input_2_0": [0], ...}}), '
+            f'got {type(sample).__name__}'
+        )
     try:
         return genotype_to_sample(sample_to_genotype(sample))
     except ValueError as e:
-        raise ValueError(f'{source}: {e}. Use the sample exported by BaseStrategy '
-                         "(exp.export_top_models(formatter='dict')[0], or arch.json of a run).") from None
+        raise ValueError(
+            f'{source}: {e}. Use the sample exported by BaseStrategy '
+            "(exp.export_top_models(formatter='dict')[0], or arch.json of a run)."
+        ) from None
 
 
 def load_arch(arch: str | os.PathLike | dict[str, Any]) -> dict[str, Any]:
@@ -45,8 +49,10 @@ def load_arch(arch: str | os.PathLike | dict[str, Any]) -> dict[str, Any]:
         return genotype_to_sample(DARTS_V2)
     path = Path(arch).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f'architecture file {path} not found: pass the arch.json written by a BASE run '
-                                "(or 'darts-v2' for the published DARTS cells)")
+        raise FileNotFoundError(
+            f'architecture file {path} not found: pass the arch.json written by a BASE run '
+            "(or 'darts-v2' for the published DARTS cells)"
+        )
     text = path.read_text()
     try:
         data = json.loads(text)
@@ -65,9 +71,14 @@ def build_network(sample: dict[str, Any], recipe: RetrainRecipe, num_classes: in
     modules are created with the recipe's final probability and ramped by :class:`RetrainModule`.
     """
     with model_context(canonical_sample(sample)):
-        return DartsTaskSpace(width=recipe.width, num_cells=recipe.num_cells, num_classes=num_classes,
-                              dataset=recipe.stem, auxiliary_loss=recipe.aux_weight > 0,
-                              drop_path_prob=recipe.drop_path_prob)
+        return DartsTaskSpace(
+            width=recipe.width,
+            num_cells=recipe.num_cells,
+            num_classes=num_classes,
+            dataset=recipe.stem,
+            auxiliary_loss=recipe.aux_weight > 0,
+            drop_path_prob=recipe.drop_path_prob,
+        )
 
 
 def model_summary(network: nn.Module, recipe: RetrainRecipe, sample: dict[str, Any]) -> dict[str, Any]:

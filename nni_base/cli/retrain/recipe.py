@@ -85,7 +85,7 @@ class RetrainRecipe:
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
-            raise ValueError(f"recipe dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+            raise ValueError(f'recipe dataset must be one of {", ".join(DATASETS)}, got {self.dataset!r}')
         if self.stem not in ('cifar', 'imagenet'):
             raise ValueError(f"recipe stem must be 'cifar' or 'imagenet', got {self.stem!r}")
         for name in ('width', 'num_cells', 'epochs', 'batch_size', 'eval_batch_size', 'image_size'):
@@ -98,19 +98,30 @@ class RetrainRecipe:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f'recipe {name} must be an int >= 0, got {value!r}')
-        for name in ('learning_rate', 'min_learning_rate', 'momentum', 'weight_decay', 'grad_clip', 'aux_weight',
-                     'label_smoothing', 'drop_path_prob'):
+        for name in (
+            'learning_rate',
+            'min_learning_rate',
+            'momentum',
+            'weight_decay',
+            'grad_clip',
+            'aux_weight',
+            'label_smoothing',
+            'drop_path_prob',
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise ValueError(f'recipe {name} must be a finite number >= 0, got {value!r}')
         if not self.drop_path_prob < 1 or not self.label_smoothing < 1:
             raise ValueError('recipe drop_path_prob and label_smoothing must be below 1')
         if self.load_size is not None and (not isinstance(self.load_size, int) or self.load_size < self.image_size):
-            raise ValueError(f'recipe load_size must be None or an int >= image_size ({self.image_size}), '
-                             f'got {self.load_size!r}')
+            raise ValueError(
+                f'recipe load_size must be None or an int >= image_size ({self.image_size}), got {self.load_size!r}'
+            )
         if self.stem == 'imagenet' and self.image_size < 64:
-            raise ValueError(f"the 'imagenet' stem strides by 8: image_size {self.image_size} is too small; "
-                             "use stem 'cifar' for 32x32 images")
+            raise ValueError(
+                f"the 'imagenet' stem strides by 8: image_size {self.image_size} is too small; "
+                "use stem 'cifar' for 32x32 images"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = 'recipe') -> RetrainRecipe:
@@ -120,10 +131,12 @@ class RetrainRecipe:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{source}: unknown recipe setting(s) {', '.join(unknown)}; "
-                             f"known settings are {', '.join(sorted(known))}")
+            raise ValueError(
+                f'{source}: unknown recipe setting(s) {", ".join(unknown)}; '
+                f'known settings are {", ".join(sorted(known))}'
+            )
         if 'dataset' not in data:
-            raise ValueError(f"{source}: the recipe must name its dataset ({', '.join(DATASETS)})")
+            raise ValueError(f'{source}: the recipe must name its dataset ({", ".join(DATASETS)})')
         try:
             return cls(**data)
         except ValueError as e:
@@ -144,8 +157,10 @@ def load_recipe(name_or_path: str | os.PathLike) -> RetrainRecipe:
         shipped = recipe_dir() / f'{name_or_path}.json'
         if not shipped.is_file():
             names = sorted(p.stem for p in recipe_dir().glob('*.json')) if recipe_dir().is_dir() else []
-            raise FileNotFoundError(f"no recipe {str(name_or_path)!r}: pass the path of a .json/.yaml recipe file"
-                                    + (f" or one of the shipped names: {', '.join(names)}" if names else ''))
+            raise FileNotFoundError(
+                f'no recipe {str(name_or_path)!r}: pass the path of a .json/.yaml recipe file'
+                + (f' or one of the shipped names: {", ".join(names)}' if names else '')
+            )
         path = shipped
     text = path.read_text()
     if path.suffix in ('.yaml', '.yml'):

@@ -39,18 +39,21 @@ def build_datasets(recipe: RetrainRecipe, data_root: str | os.PathLike) -> tuple
     else:
         for split in ('train', 'val'):
             if not (root / split).is_dir():
-                raise FileNotFoundError(f'{root / split} not found. The imagenet recipe expects '
-                                        f'{root}/train/<class>/<image> and {root}/val/<class>/<image> '
-                                        '(the ILSVRC-2012 train and val sets, val sorted into class folders)')
+                raise FileNotFoundError(
+                    f'{root / split} not found. The imagenet recipe expects '
+                    f'{root}/train/<class>/<image> and {root}/val/<class>/<image> '
+                    '(the ILSVRC-2012 train and val sets, val sorted into class folders)'
+                )
         train, val = load_image_folder(root / 'train', size), load_image_folder(root / 'val', size)
         if train.class_names != val.class_names:
-            raise ValueError(f'{root}/train and {root}/val have different class folders: they must hold the same '
-                             'classes')
+            raise ValueError(
+                f'{root}/train and {root}/val have different class folders: they must hold the same classes'
+            )
     crop = recipe.image_size if recipe.load_size and recipe.load_size != recipe.image_size else None
-    augment = Augment(crop_padding=recipe.crop_padding, flip=recipe.flip, cutout_length=recipe.cutout_length,
-                      resized_crop=crop)
+    augment = Augment(
+        crop_padding=recipe.crop_padding, flip=recipe.flip, cutout_length=recipe.cutout_length, resized_crop=crop
+    )
     return AugmentedDataset(train, augment), EvalView(val, crop), int(train.num_classes)
-
 
 
 def _check_resume(run_file: Path, settings: dict[str, Any]) -> None:
@@ -58,22 +61,35 @@ def _check_resume(run_file: Path, settings: dict[str, Any]) -> None:
     for key in ('recipe', 'arch', 'seed'):
         if stored.get(key) != settings[key]:
             if key == 'recipe':
-                diff = [f'{k}: {stored[key].get(k)!r} -> {v!r}' for k, v in settings[key].items()
-                        if stored[key].get(k) != v]
+                diff = [
+                    f'{k}: {stored[key].get(k)!r} -> {v!r}' for k, v in settings[key].items() if stored[key].get(k) != v
+                ]
                 what = 'recipe settings changed (' + '; '.join(diff) + ')'
             else:
                 what = f'{key} changed'
-            raise ValueError(f'cannot resume {run_file.parent}: {what}. A resumed run keeps the settings it started '
-                             'with; drop the changed options or start a new --output-dir.')
+            raise ValueError(
+                f'cannot resume {run_file.parent}: {what}. A resumed run keeps the settings it started '
+                'with; drop the changed options or start a new --output-dir.'
+            )
 
 
-def retrain(arch: str | os.PathLike | dict[str, Any] | None, recipe: RetrainRecipe | None,
-            data_root: str | os.PathLike, output_dir: str | os.PathLike, *, seed: int | None = None,
-            resume: bool = False,
-            stop_after_epochs: int | None = None, accelerator: str = 'auto', devices: int | str = 'auto',
-            num_workers: int = 4, limit_train_batches: int | float | None = None,
-            limit_val_batches: int | float | None = None, precision: str | None = None,
-            enable_progress_bar: bool = True) -> dict[str, Any]:
+def retrain(
+    arch: str | os.PathLike | dict[str, Any] | None,
+    recipe: RetrainRecipe | None,
+    data_root: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    *,
+    seed: int | None = None,
+    resume: bool = False,
+    stop_after_epochs: int | None = None,
+    accelerator: str = 'auto',
+    devices: int | str = 'auto',
+    num_workers: int = 4,
+    limit_train_batches: int | float | None = None,
+    limit_val_batches: int | float | None = None,
+    precision: str | None = None,
+    enable_progress_bar: bool = True,
+) -> dict[str, Any]:
     """Train ``arch`` with ``recipe`` on the dataset in ``data_root``; everything goes to ``output_dir``.
 
     Parameters
@@ -114,8 +130,9 @@ def retrain(arch: str | os.PathLike | dict[str, Any] | None, recipe: RetrainReci
         recipe = RetrainRecipe.from_dict(stored['recipe'], str(run_file)) if recipe is None else recipe
         seed = stored['seed'] if seed is None else seed
     elif last.exists():
-        raise FileExistsError(f'{out} already holds a run ({last}): pass --resume to continue it, or choose another '
-                              '--output-dir')
+        raise FileExistsError(
+            f'{out} already holds a run ({last}): pass --resume to continue it, or choose another --output-dir'
+        )
     if arch is None or recipe is None:
         raise ValueError('arch and recipe are required for a new run')
     seed = 0 if seed is None else int(seed)
@@ -139,29 +156,57 @@ def retrain(arch: str | os.PathLike | dict[str, Any] | None, recipe: RetrainReci
 
     sampler = SeededShuffleSampler(len(train_set), seed)
     pin = accelerator not in ('cpu',) and torch.cuda.is_available()
-    train_loader = DataLoader(train_set, batch_size=recipe.batch_size, sampler=sampler, num_workers=num_workers,
-                              pin_memory=pin, persistent_workers=num_workers > 0)
-    val_loader = DataLoader(val_set, batch_size=recipe.eval_batch_size, shuffle=False, num_workers=num_workers,
-                            pin_memory=pin)
+    train_loader = DataLoader(
+        train_set,
+        batch_size=recipe.batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin,
+        persistent_workers=num_workers > 0,
+    )
+    val_loader = DataLoader(
+        val_set, batch_size=recipe.eval_batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin
+    )
     module = RetrainModule(network, recipe, seed=seed, sampler=sampler)
-    checkpoints = ModelCheckpoint(dirpath=out / 'checkpoints', filename='best', monitor='val_acc', mode='max',
-                                  save_top_k=1, save_last=True, save_on_train_epoch_end=True,
-                                  enable_version_counter=False)
+    checkpoints = ModelCheckpoint(
+        dirpath=out / 'checkpoints',
+        filename='best',
+        monitor='val_acc',
+        mode='max',
+        save_top_k=1,
+        save_last=True,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
     loggers = [TensorBoardLogger(out / 'logs', name='tensorboard'), CSVLogger(out / 'logs', name='csv')]
     max_epochs = recipe.epochs if stop_after_epochs is None else min(recipe.epochs, stop_after_epochs)
-    trainer = pl.Trainer(max_epochs=max_epochs, accelerator=accelerator, devices=devices, logger=loggers,
-                         callbacks=[checkpoints, LearningRateMonitor(logging_interval='epoch')],
-                         gradient_clip_val=recipe.grad_clip or None, num_sanity_val_steps=0,
-                         limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
-                         enable_progress_bar=enable_progress_bar, log_every_n_steps=10, precision=precision,
-                         default_root_dir=out)
+    trainer = pl.Trainer(
+        max_epochs=max_epochs,
+        accelerator=accelerator,
+        devices=devices,
+        logger=loggers,
+        callbacks=[checkpoints, LearningRateMonitor(logging_interval='epoch')],
+        gradient_clip_val=recipe.grad_clip or None,
+        num_sanity_val_steps=0,
+        limit_train_batches=limit_train_batches,
+        limit_val_batches=limit_val_batches,
+        enable_progress_bar=enable_progress_bar,
+        log_every_n_steps=10,
+        precision=precision,
+        default_root_dir=out,
+    )
     start = time.time()
     with warnings.catch_warnings():
         # Lightning suggests more workers / a bigger log interval for tiny runs: not actionable here.
         warnings.filterwarnings('ignore', message='.*does not have many workers.*')
         warnings.filterwarnings('ignore', message='.*log_every_n_steps.*')
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if resume else None,
-                    weights_only=True if resume else None)
+        trainer.fit(
+            module,
+            train_loader,
+            val_loader,
+            ckpt_path=str(last) if resume else None,
+            weights_only=True if resume else None,
+        )
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     best = checkpoints.best_model_score
     result = {

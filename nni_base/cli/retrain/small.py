@@ -21,8 +21,17 @@ from ...tasks.metrics import accuracy as accuracy_of
 __all__ = ['retrain_and_test']
 
 
-def retrain_and_test(net: nn.Module, train_set: Dataset, test_set: Dataset, *, epochs: int = 15,
-                     batch_size: int = 32, lr: float = 3e-3, weight_decay: float = 3e-4, seed: int = 0) -> float:
+def retrain_and_test(
+    net: nn.Module,
+    train_set: Dataset,
+    test_set: Dataset,
+    *,
+    epochs: int = 15,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    weight_decay: float = 3e-4,
+    seed: int = 0,
+) -> float:
     """Train ``net`` from its current (fresh) weights on ``train_set``; return its accuracy on ``test_set``.
 
     Adam at ``lr`` with cosine decay over ``epochs``, shuffled mini-batches drawn by a generator seeded with

@@ -16,5 +16,15 @@ from .predictor import PerformancePredictor, arch_features
 from .zero_shot import ZeroShotResult, zero_shot
 from .zero_shot_module import ZeroShotModule
 
-__all__ = ['AlphaOffsetGenerator', 'ConditionedReptileModule', 'Conditioner', 'PerformancePredictor', 'SetEncoder',
-           'ZeroShotModule', 'ZeroShotResult', 'arch_features', 'image_features', 'zero_shot']
+__all__ = [
+    'AlphaOffsetGenerator',
+    'ConditionedReptileModule',
+    'Conditioner',
+    'PerformancePredictor',
+    'SetEncoder',
+    'ZeroShotModule',
+    'ZeroShotResult',
+    'arch_features',
+    'image_features',
+    'zero_shot',
+]

@@ -34,9 +34,17 @@ READABLE_VERSIONS = (1, 2, 3)
 class Conditioner(nn.Module):
     """Dataset encoder, α-offset generator and performance predictor of one supernet's cell types."""
 
-    def __init__(self, shapes: Sequence[CellShape], alpha_shapes: Mapping[str, tuple[int, ...]], dim: int = 32,
-                 hidden: int = 64, standardise: bool = True, per_op: bool = True,
-                 choices: Mapping[str, Sequence[Any]] | None = None, stem: Sequence[dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        shapes: Sequence[CellShape],
+        alpha_shapes: Mapping[str, tuple[int, ...]],
+        dim: int = 32,
+        hidden: int = 64,
+        standardise: bool = True,
+        per_op: bool = True,
+        choices: Mapping[str, Sequence[Any]] | None = None,
+        stem: Sequence[dict[str, Any]] | None = None,
+    ):
         super().__init__()
         self.shapes = list(shapes)
         #: label → candidate values of the choices outside the cells (in their α's order)
@@ -70,8 +78,9 @@ class Conditioner(nn.Module):
         check_support(x, y)
         return self.encoder(self.features(x), y)
 
-    def conditioned_alpha(self, alphas: Mapping[str, torch.Tensor], x: torch.Tensor,
-                          y: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def conditioned_alpha(
+        self, alphas: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """``shared α + g(encoding)`` per cell type, and the encoding (no gradient)."""
         with torch.no_grad():
             encoding = self.encode(x, y)
@@ -80,24 +89,31 @@ class Conditioner(nn.Module):
 
     def scorer(self, encoding: torch.Tensor):
         """Predicted query accuracy of candidate samples on the encoded dataset (for top-k ranking)."""
+
         def score(samples: list[dict[str, Any]]) -> list[float]:
             with torch.no_grad():
                 arch = torch.stack([arch_features(s, self.shapes, self.choices) for s in samples]).to(encoding.device)
                 return self.predictor(encoding, arch).tolist()
+
         return score
 
     # ---- prior file ----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
             'version': CONDITIONING_VERSION,
-            'dim': self.dim, 'hidden': self.hidden, 'standardise': bool(self.encoder.standardise),
+            'dim': self.dim,
+            'hidden': self.hidden,
+            'standardise': bool(self.encoder.standardise),
             'per_op': bool(self.generator.per_op),
             'shapes': [{**asdict(s), 'op_names': list(s.op_names)} for s in self.shapes],
             'alpha_shapes': {k: list(v) for k, v in self.generator.alpha_shapes.items()},
             'choices': {k: list(v) for k, v in self.choices.items()},
-            'stem_spec': self.stem_spec, 'stem': _plain_state(self.stem) if self.stem is not None else None,
-            'encoder': _plain_state(self.encoder), 'generator': _plain_state(self.generator),
-            'predictor': _plain_state(self.predictor), 'predictor_records': int(self.predictor_records),
+            'stem_spec': self.stem_spec,
+            'stem': _plain_state(self.stem) if self.stem is not None else None,
+            'encoder': _plain_state(self.encoder),
+            'generator': _plain_state(self.generator),
+            'predictor': _plain_state(self.predictor),
+            'predictor_records': int(self.predictor_records),
             'predictor_labels': str(self.predictor_labels),
         }
 
@@ -105,12 +121,21 @@ class Conditioner(nn.Module):
     def from_state(cls, state: Mapping[str, Any]) -> Conditioner:
         version = state.get('version')
         if version not in READABLE_VERSIONS:
-            raise ValueError(f'The prior\'s dataset conditioning has version {version}, this nni-base reads versions '
-                             f'{", ".join(map(str, READABLE_VERSIONS))}.')
+            raise ValueError(
+                f"The prior's dataset conditioning has version {version}, this nni-base reads versions "
+                f'{", ".join(map(str, READABLE_VERSIONS))}.'
+            )
         shapes = [CellShape(**{**s, 'op_names': tuple(s['op_names'])}) for s in state['shapes']]
-        conditioner = cls(shapes, {k: tuple(v) for k, v in state['alpha_shapes'].items()}, state['dim'],
-                          state['hidden'], bool(state.get('standardise', False)), bool(state.get('per_op', False)),
-                          state.get('choices'), state.get('stem_spec'))
+        conditioner = cls(
+            shapes,
+            {k: tuple(v) for k, v in state['alpha_shapes'].items()},
+            state['dim'],
+            state['hidden'],
+            bool(state.get('standardise', False)),
+            bool(state.get('per_op', False)),
+            state.get('choices'),
+            state.get('stem_spec'),
+        )
         if conditioner.stem is not None:
             conditioner.stem.load_state_dict(state['stem'])
         encoder = dict(state['encoder'])

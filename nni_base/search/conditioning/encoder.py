@@ -105,5 +105,5 @@ class SetEncoder(nn.Module):
         n_classes = int(inverse.max()) + 1
         sums = h.new_zeros(n_classes, h.shape[1]).index_add(0, inverse, h)
         counts = torch.bincount(inverse, minlength=n_classes).to(h.dtype).unsqueeze(1)
-        per_class = self.intra(sums / counts)          # intra-class pooling, then a class-level transform
-        return self.inter(per_class.mean(0))           # inter-class pooling
+        per_class = self.intra(sums / counts)  # intra-class pooling, then a class-level transform
+        return self.inter(per_class.mean(0))  # inter-class pooling

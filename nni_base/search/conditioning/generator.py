@@ -31,13 +31,13 @@ __all__ = ['AlphaOffsetGenerator']
 class AlphaOffsetGenerator(nn.Module):
     """MLP from the encoding to ``{label: offset}`` with the shapes of the supernet's α tensors."""
 
-    def __init__(self, dim: int, alpha_shapes: Mapping[str, tuple[int, ...]], hidden: int = 64,
-                 per_op: bool = True):
+    def __init__(self, dim: int, alpha_shapes: Mapping[str, tuple[int, ...]], hidden: int = 64, per_op: bool = True):
         super().__init__()
         self.alpha_shapes = {str(k): tuple(int(s) for s in v) for k, v in alpha_shapes.items()}
         if per_op and any(len(s) not in (1, 2) for s in self.alpha_shapes.values()):
-            raise ValueError(f'per_op offsets need (edges, operations) or (values,) alpha tensors, got '
-                             f'{self.alpha_shapes}.')
+            raise ValueError(
+                f'per_op offsets need (edges, operations) or (values,) alpha tensors, got {self.alpha_shapes}.'
+            )
         self.per_op = per_op
         total = sum(self._out_shape(s)[-1] if per_op else math.prod(s) for s in self.alpha_shapes.values())
         self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, total))
@@ -53,7 +53,7 @@ class AlphaOffsetGenerator(nn.Module):
         out, start = {}, 0
         for label, shape in self.alpha_shapes.items():
             n = math.prod(self._out_shape(shape))
-            part = flat[start:start + n]
+            part = flat[start : start + n]
             out[label] = part.expand(shape) if self.per_op else part.view(shape)
             start += n
         return out

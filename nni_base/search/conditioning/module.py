@@ -92,15 +92,24 @@ class ConditionedReptileModule(ReptileModule):
             alphas = self.alphas()
             choices = plain_choices(self.training_module.model, alphas, [s.label for s in shapes])
             if choices is None:
-                raise TypeError('conditioning=True covers DARTS-style cells and single-valued choices '
-                                '(LayerChoice, nni.choice, Repeat depth, NasBench201 edges); this space also has '
-                                'multi-input or NNI-cell choices. Turn conditioning off for it.')
-            stem = stem_spec(getattr(self.training_module.model, 'stem', None)) \
-                if self.config.conditioning_features == 'stem' else None
-            self.conditioner = Conditioner(shapes, {str(k): tuple(a.shape) for k, a in alphas.items()},
-                                           standardise=self.config.conditioning_standardise,
-                                           per_op=self.config.conditioning_per_op, choices=choices,
-                                           stem=stem).to(self.device)
+                raise TypeError(
+                    'conditioning=True covers DARTS-style cells and single-valued choices '
+                    '(LayerChoice, nni.choice, Repeat depth, NasBench201 edges); this space also has '
+                    'multi-input or NNI-cell choices. Turn conditioning off for it.'
+                )
+            stem = (
+                stem_spec(getattr(self.training_module.model, 'stem', None))
+                if self.config.conditioning_features == 'stem'
+                else None
+            )
+            self.conditioner = Conditioner(
+                shapes,
+                {str(k): tuple(a.shape) for k, a in alphas.items()},
+                standardise=self.config.conditioning_standardise,
+                per_op=self.config.conditioning_per_op,
+                choices=choices,
+                stem=stem,
+            ).to(self.device)
         return self.conditioner
 
     def on_fit_start(self) -> None:
@@ -111,7 +120,8 @@ class ConditionedReptileModule(ReptileModule):
             raise NotImplementedError(
                 f'conditioning=True runs in one process; this run has {world_size} (DDP). Meta-train the '
                 'conditioned prior with devices=1, or turn conditioning off to meta-train on several '
-                'processes.')
+                'processes.'
+            )
         return super().on_fit_start()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -145,8 +155,9 @@ class ConditionedReptileModule(ReptileModule):
         start = self._starts[-1]
         alphas = {str(label): a for label, a in self.alphas().items()}
         if self._shadow is not None:  # the SGD-adapted α barely moved: Adam's direction from the start is the target
-            self._targets.append({label: start.offset[label].detach() + self._shadow.direction(a)
-                                  for label, a in alphas.items()})
+            self._targets.append(
+                {label: start.offset[label].detach() + self._shadow.direction(a) for label, a in alphas.items()}
+            )
         else:
             self._targets.append({label: (a.detach() - start.shared[label]) for label, a in alphas.items()})
         if self.training:
@@ -186,16 +197,23 @@ class ConditionedReptileModule(ReptileModule):
             predictor_loss.backward()
             optimizer.step()
         self._starts, self._targets = [], []
-        self.last_conditioning = {'offset_regression': regression,
-                                  'predictor_mse': float(predictor_loss.detach()) if predictor_loss is not None
-                                  else float('nan')}
+        self.last_conditioning = {
+            'offset_regression': regression,
+            'predictor_mse': float(predictor_loss.detach()) if predictor_loss is not None else float('nan'),
+        }
         self.log_dict(self.last_conditioning, on_step=True, on_epoch=False)
 
     def validation_step(self, batch, batch_idx):
         self.query_mode()  # batch statistics for every query measurement (MetaTrainingModule.query_mode)
-        results = adapt_each(self, self.check_tasks(batch), self.config.adaptation_steps,
-                             where=f'validation episode {batch_idx}', prepare=self.prepare_task,
-                             alpha_adam_lr=self.inner_alpha_adam_lr(), alpha_shadow=self.inner_alpha_shadow)
+        results = adapt_each(
+            self,
+            self.check_tasks(batch),
+            self.config.adaptation_steps,
+            where=f'validation episode {batch_idx}',
+            prepare=self.prepare_task,
+            alpha_adam_lr=self.inner_alpha_adam_lr(),
+            alpha_shadow=self.inner_alpha_shadow,
+        )
         self._starts, self._targets = [], []
         n = len(results.after)
         self.log('val_acc_before', results.mean_before, on_epoch=True, prog_bar=True, batch_size=n)
@@ -218,8 +236,9 @@ class ConditionedReptileModule(ReptileModule):
         conditioner = self.ensure_conditioner()
         shapes, choices = conditioner.shapes, conditioner.choices
         derived = top_k_architectures(shapes, {str(k): a.detach() for k, a in self.alphas().items()}, 1, choices)[0][0]
-        samples = [derived] + [random_architecture(shapes, self._rng, choices)
-                               for _ in range(self.config.predictor_samples)]
+        samples = [derived] + [
+            random_architecture(shapes, self._rng, choices) for _ in range(self.config.predictor_samples)
+        ]
         task_id = self.records.add_task(conditioner.features(task.support_x), task.support_y)
         for sample in samples:
             self.records.add(task_id, arch_features(sample, shapes, choices), self.score_architecture(task, sample))
@@ -234,8 +253,9 @@ class ConditionedReptileModule(ReptileModule):
             if task_id not in encodings:
                 features, labels = self.records.tasks[task_id]
                 with torch.no_grad():  # the encoder learns from the generator's signal only
-                    encodings[task_id] = conditioner.encoder.encode_features(features.to(self.device),
-                                                                                  labels.to(self.device))
+                    encodings[task_id] = conditioner.encoder.encode_features(
+                        features.to(self.device), labels.to(self.device)
+                    )
         enc = torch.stack([encodings[t] for t, _, _ in batch])
         arch = torch.stack([a for _, a, _ in batch]).to(self.device)
         acc = torch.tensor([y for _, _, y in batch], device=self.device)

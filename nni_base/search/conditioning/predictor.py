@@ -31,8 +31,9 @@ def arch_feature_size(shapes: Sequence[CellShape], choices: Mapping[str, Sequenc
     return cells + sum(len(values) for values in (choices or {}).values())
 
 
-def arch_features(sample: dict[str, Any], shapes: Sequence[CellShape],
-                  choices: Mapping[str, Sequence[Any]] | None = None) -> torch.Tensor:
+def arch_features(
+    sample: dict[str, Any], shapes: Sequence[CellShape], choices: Mapping[str, Sequence[Any]] | None = None
+) -> torch.Tensor:
     """An NNI sample as counts over (edge, operation) per cell type, in ``shapes`` order, then a one-hot of each
     choice outside the cells (``choices``: label → values, e.g. NasBench201's edges)."""
     parts = []
@@ -55,8 +56,9 @@ def arch_features(sample: dict[str, Any], shapes: Sequence[CellShape],
     return torch.cat(parts) if parts else torch.zeros(0)
 
 
-def random_architecture(shapes: Sequence[CellShape], rng: random.Random,
-                        choices: Mapping[str, Sequence[Any]] | None = None) -> dict[str, Any]:
+def random_architecture(
+    shapes: Sequence[CellShape], rng: random.Random, choices: Mapping[str, Sequence[Any]] | None = None
+) -> dict[str, Any]:
     """A uniformly random NNI sample: per node ``num_inputs`` distinct inputs (as many as exist), an op each;
     a uniform value of each choice outside the cells."""
     sample: dict[str, Any] = {label: rng.choice(list(values)) for label, values in (choices or {}).items()}
@@ -74,8 +76,9 @@ class PerformancePredictor(nn.Module):
 
     def __init__(self, dim: int, arch_dim: int, hidden: int = 64):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim + arch_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, 1))
+        self.net = nn.Sequential(
+            nn.Linear(dim + arch_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
 
     def forward(self, encoding: torch.Tensor, arch: torch.Tensor) -> torch.Tensor:
         if encoding.dim() == 1:
@@ -106,7 +109,7 @@ class RecordBuffer:
         self.records.append((task, arch, float(accuracy)))
         self.total += 1
         if len(self.records) > self.capacity:
-            self.records = self.records[-self.capacity:]
+            self.records = self.records[-self.capacity :]
             alive = {t for t, _, _ in self.records}
             self.tasks = {t: v for t, v in self.tasks.items() if t in alive}
 

@@ -32,15 +32,27 @@ def stem_spec(stem: Any) -> list[dict[str, Any]]:
     """
     layers = list(stem) if isinstance(stem, nn.Sequential) else None
     if not layers or not all(isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.ReLU)) for m in layers):
-        raise TypeError("conditioning_features='stem' reads the space's `stem`: an nn.Sequential of Conv2d, "
-                        f"BatchNorm2d and ReLU layers (as NNI's DARTS, NasBench201 and DartsTaskSpace have), got "
-                        f"{type(stem).__name__}. Use conditioning_features='pixels' for this space.")
+        raise TypeError(
+            "conditioning_features='stem' reads the space's `stem`: an nn.Sequential of Conv2d, "
+            f"BatchNorm2d and ReLU layers (as NNI's DARTS, NasBench201 and DartsTaskSpace have), got "
+            f"{type(stem).__name__}. Use conditioning_features='pixels' for this space."
+        )
     spec: list[dict[str, Any]] = []
     for m in layers:
         if isinstance(m, nn.Conv2d):
-            spec.append({'type': 'conv', 'in_channels': m.in_channels, 'out_channels': m.out_channels,
-                         'kernel_size': list(m.kernel_size), 'stride': list(m.stride), 'padding': list(m.padding),
-                         'dilation': list(m.dilation), 'groups': m.groups, 'bias': m.bias is not None})
+            spec.append(
+                {
+                    'type': 'conv',
+                    'in_channels': m.in_channels,
+                    'out_channels': m.out_channels,
+                    'kernel_size': list(m.kernel_size),
+                    'stride': list(m.stride),
+                    'padding': list(m.padding),
+                    'dilation': list(m.dilation),
+                    'groups': m.groups,
+                    'bias': m.bias is not None,
+                }
+            )
         elif isinstance(m, nn.BatchNorm2d):
             spec.append({'type': 'batchnorm', 'num_features': m.num_features, 'eps': m.eps, 'affine': m.affine})
         else:
@@ -54,9 +66,18 @@ def build_stem(spec: Sequence[dict[str, Any]]) -> nn.Sequential:
     for layer in spec:
         kind = layer['type']
         if kind == 'conv':
-            layers.append(nn.Conv2d(layer['in_channels'], layer['out_channels'], tuple(layer['kernel_size']),
-                                    tuple(layer['stride']), tuple(layer['padding']), tuple(layer['dilation']),
-                                    layer['groups'], layer['bias']))
+            layers.append(
+                nn.Conv2d(
+                    layer['in_channels'],
+                    layer['out_channels'],
+                    tuple(layer['kernel_size']),
+                    tuple(layer['stride']),
+                    tuple(layer['padding']),
+                    tuple(layer['dilation']),
+                    layer['groups'],
+                    layer['bias'],
+                )
+            )
         elif kind == 'batchnorm':
             layers.append(nn.BatchNorm2d(layer['num_features'], layer['eps'], affine=layer['affine']))
         elif kind == 'relu':

@@ -49,20 +49,31 @@ class TrainedRecord:
         return asdict(self)
 
 
-def train_database(space: ModelSpace, tasks: Sequence[Task], architectures: Sequence[dict[str, Any]], *,
-                   steps: int = 30, seed: int = 0, done: Sequence[TrainedRecord] = (),
-                   on_record: Callable[[TrainedRecord], None] | None = None) -> list[TrainedRecord]:
+def train_database(
+    space: ModelSpace,
+    tasks: Sequence[Task],
+    architectures: Sequence[dict[str, Any]],
+    *,
+    steps: int = 30,
+    seed: int = 0,
+    done: Sequence[TrainedRecord] = (),
+    on_record: Callable[[TrainedRecord], None] | None = None,
+) -> list[TrainedRecord]:
     """Train every architecture from scratch on every task (``steps`` Adam steps, as ``train_on_task``); return
     the records. The pair (task t, architecture a) starts from ``torch.manual_seed(seed + 1000 t + a)``, so a
     database built in pieces (``done``: records already measured, skipped) equals one built at once."""
     if not tasks or not architectures:
-        raise ValueError(f'A database needs at least one task and one architecture, got {len(tasks)} tasks and '
-                         f'{len(architectures)} architectures.')
+        raise ValueError(
+            f'A database needs at least one task and one architecture, got {len(tasks)} tasks and '
+            f'{len(architectures)} architectures.'
+        )
     if steps < 1:
         raise ValueError(f'steps must be >= 1 (Adam steps per trained architecture), got {steps}.')
     if len(architectures) > PAIRS_PER_TASK:
-        raise ValueError(f'At most {PAIRS_PER_TASK} architectures per database (each (task, architecture) pair has '
-                         f'its own seed), got {len(architectures)}; build several databases.')
+        raise ValueError(
+            f'At most {PAIRS_PER_TASK} architectures per database (each (task, architecture) pair has '
+            f'its own seed), got {len(architectures)}; build several databases.'
+        )
     measured = {(r.task, r.architecture): r for r in done}
     records: list[TrainedRecord] = []
     for t, task in enumerate(tasks):
@@ -78,9 +89,17 @@ def train_database(space: ModelSpace, tasks: Sequence[Task], architectures: Sequ
     return records
 
 
-def fit_predictor(prior: dict[str, Any], tasks: Sequence[Task], architectures: Sequence[dict[str, Any]],
-                  records: Sequence[TrainedRecord], *, steps: int = 300, lr: float = 3e-3, weight_decay: float = 1e-2,
-                  seed: int = 0) -> dict[str, Any]:
+def fit_predictor(
+    prior: dict[str, Any],
+    tasks: Sequence[Task],
+    architectures: Sequence[dict[str, Any]],
+    records: Sequence[TrainedRecord],
+    *,
+    steps: int = 300,
+    lr: float = 3e-3,
+    weight_decay: float = 1e-2,
+    seed: int = 0,
+) -> dict[str, Any]:
     """A copy of the conditioned ``prior`` whose predictor is a fresh one fitted (full batch, Adam) on ``records``:
     each task's accuracies relative to its mean, from the frozen encoder's encoding of its support set."""
     if steps < 1:
@@ -90,14 +109,18 @@ def fit_predictor(prior: dict[str, Any], tasks: Sequence[Task], architectures: S
     by_task: dict[int, list[TrainedRecord]] = {}
     for r in records:
         if not (0 <= r.task < len(tasks) and 0 <= r.architecture < len(architectures)):
-            raise ValueError(f'Record {r} points outside the {len(tasks)} tasks / {len(architectures)} architectures '
-                             'it was given with.')
+            raise ValueError(
+                f'Record {r} points outside the {len(tasks)} tasks / {len(architectures)} architectures '
+                'it was given with.'
+            )
         if not math.isfinite(r.accuracy):
             raise ValueError(f'Record {r} has a non-finite accuracy.')
         by_task.setdefault(r.task, []).append(r)
     if sum(len(v) >= 2 for v in by_task.values()) == 0:
-        raise ValueError('Fitting the predictor needs at least two architectures trained on one task (it learns '
-                         'differences within a task); train more architectures per task.')
+        raise ValueError(
+            'Fitting the predictor needs at least two architectures trained on one task (it learns '
+            'differences within a task); train more architectures per task.'
+        )
     with torch.no_grad():
         encodings = {}
         for t in by_task:
@@ -131,7 +154,14 @@ def fit_predictor(prior: dict[str, Any], tasks: Sequence[Task], architectures: S
     conditioner.predictor_labels = 'trained'
     fitted = copy.copy(prior)  # the weights and α are shared with ``prior``, not copied: only the entry changes
     fitted['conditioning'] = conditioner.state()
-    fitted['meta'] = {**prior.get('meta', {}), 'trained_predictor': {
-        'records': len(used), 'tasks': len(encodings), 'architectures': len(architectures), 'fit_steps': steps,
-        'final_mse': float(loss.detach()) * scale ** 2}}
+    fitted['meta'] = {
+        **prior.get('meta', {}),
+        'trained_predictor': {
+            'records': len(used),
+            'tasks': len(encodings),
+            'architectures': len(architectures),
+            'fit_steps': steps,
+            'final_mse': float(loss.detach()) * scale**2,
+        },
+    }
     return fitted

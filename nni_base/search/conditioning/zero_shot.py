@@ -31,10 +31,10 @@ class ZeroShotResult:
     """Top-k architectures for one dataset, best first, and what ranked them."""
 
     samples: list[dict[str, Any]]
-    scores: list[float]            # predicted query accuracy, relative to the dataset's mean with a predictor_centred
+    scores: list[float]  # predicted query accuracy, relative to the dataset's mean with a predictor_centred
     #                                prior (ranked_by 'predictor'), or log-probability under α
-    log_probs: list[float]         # log-probability of each sample under the conditioned α
-    ranked_by: str                 # 'predictor' or 'alpha'
+    log_probs: list[float]  # log-probability of each sample under the conditioned α
+    ranked_by: str  # 'predictor' or 'alpha'
     alpha: dict[str, torch.Tensor]  # the conditioned α
     encoding: torch.Tensor
 
@@ -43,15 +43,25 @@ def conditioner_of(prior: dict[str, Any]) -> Conditioner:
     """The prior's dataset conditioning, or a ``ValueError`` saying how to get a prior that has one."""
     state = prior.get('conditioning')
     if state is None:
-        raise ValueError('This prior has no dataset encoder: zero-shot generation needs a prior meta-trained with '
-                         'BaseStrategy(dataset_conditioning=True). Plain priors adapt to a dataset instead '
-                         '(BaseStrategy(prior=...) with a Classification evaluator).')
+        raise ValueError(
+            'This prior has no dataset encoder: zero-shot generation needs a prior meta-trained with '
+            'BaseStrategy(dataset_conditioning=True). Plain priors adapt to a dataset instead '
+            '(BaseStrategy(prior=...) with a Classification evaluator).'
+        )
     return Conditioner.from_state(state)
 
 
-def zero_shot(prior: str | os.PathLike | dict[str, Any], support_x: torch.Tensor, support_y: torch.Tensor,
-              top_k: int = 5, *, rank_by: str = 'auto', pool: int = 4, candidates: str = 'alpha',
-              seed: int = 0) -> ZeroShotResult:
+def zero_shot(
+    prior: str | os.PathLike | dict[str, Any],
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    top_k: int = 5,
+    *,
+    rank_by: str = 'auto',
+    pool: int = 4,
+    candidates: str = 'alpha',
+    seed: int = 0,
+) -> ZeroShotResult:
     """Encode a dataset's support set and return its ``top_k`` architectures (NNI samples), best first.
 
     ``rank_by``: ``'auto'`` (the predictor when it has learnt from records, else α), ``'predictor'`` or ``'alpha'``.
@@ -70,15 +80,30 @@ def zero_shot(prior: str | os.PathLike | dict[str, Any], support_x: torch.Tensor
     conditioner.eval()
     alpha, encoding = conditioner.conditioned_alpha(prior['alpha'], support_x, support_y)
     use_predictor = rank_by == 'predictor' or (rank_by == 'auto' and conditioner.predictor_records > 0)
-    ranked = rank_candidates(conditioner, alpha, encoding, top_k, use_predictor=use_predictor, pool=pool,
-                             candidates=candidates, seed=seed)
-    return ZeroShotResult([s for s, _, _ in ranked], [score for _, score, _ in ranked], [lp for _, _, lp in ranked],
-                          'predictor' if use_predictor else 'alpha', alpha, encoding)
+    ranked = rank_candidates(
+        conditioner, alpha, encoding, top_k, use_predictor=use_predictor, pool=pool, candidates=candidates, seed=seed
+    )
+    return ZeroShotResult(
+        [s for s, _, _ in ranked],
+        [score for _, score, _ in ranked],
+        [lp for _, _, lp in ranked],
+        'predictor' if use_predictor else 'alpha',
+        alpha,
+        encoding,
+    )
 
 
-def rank_candidates(conditioner: Conditioner, alpha: dict[str, torch.Tensor], encoding: torch.Tensor, top_k: int, *,
-                    use_predictor: bool, pool: int = 4, candidates: str = 'alpha',
-                    seed: int = 0) -> list[tuple[dict[str, Any], float, float]]:
+def rank_candidates(
+    conditioner: Conditioner,
+    alpha: dict[str, torch.Tensor],
+    encoding: torch.Tensor,
+    top_k: int,
+    *,
+    use_predictor: bool,
+    pool: int = 4,
+    candidates: str = 'alpha',
+    seed: int = 0,
+) -> list[tuple[dict[str, Any], float, float]]:
     """The ``top_k`` best of the candidate pool (see :func:`zero_shot`): (sample, score, log-probability under α)."""
     check_candidates(pool, candidates)
     shapes, choices = conditioner.shapes, conditioner.choices

@@ -53,8 +53,10 @@ class ZeroShotModule(BaseSearchModule):
 
     def training_step(self, batch, batch_idx):
         if not isinstance(batch, (list, tuple)) or len(batch) < 2:
-            raise TypeError('zero_shot=True reads (images, labels) batches from the evaluator\'s training dataloader '
-                            f'(as NNI\'s Classification gives them), got {type(batch).__name__}.')
+            raise TypeError(
+                "zero_shot=True reads (images, labels) batches from the evaluator's training dataloader "
+                f"(as NNI's Classification gives them), got {type(batch).__name__}."
+            )
         x, y = batch[0], batch[1]
         room = self.config.zero_shot_images - self.images_read
         if room > 0:
@@ -94,7 +96,7 @@ class ZeroShotModule(BaseSearchModule):
     def condition(self) -> dict[str, torch.Tensor]:
         """α ← shared α + g(encoding of the images read); returns the conditioned α."""
         if not self.support:
-            raise ValueError('zero_shot=True read no labelled images: the evaluator\'s training dataloader is empty.')
+            raise ValueError("zero_shot=True read no labelled images: the evaluator's training dataloader is empty.")
         x = torch.cat([x for x, _ in self.support])
         y = torch.cat([y for _, y in self.support])
         alphas = {str(label): a for label, a in self.alphas().items()}
@@ -109,13 +111,19 @@ class ZeroShotModule(BaseSearchModule):
         if self.encoding is None:
             self.condition()
         alphas = {str(label): a.detach() for label, a in self.alphas().items()}
-        ranked = rank_candidates(self.conditioner, alphas, self.encoding, top_k,
-                                 use_predictor=self.conditioner.predictor_records > 0, pool=self.config.zero_shot_pool,
-                                 candidates=self.config.zero_shot_candidates, seed=seed)
+        ranked = rank_candidates(
+            self.conditioner,
+            alphas,
+            self.encoding,
+            top_k,
+            use_predictor=self.conditioner.predictor_records > 0,
+            pool=self.config.zero_shot_pool,
+            candidates=self.config.zero_shot_candidates,
+            seed=seed,
+        )
         return [(sample, score) for sample, score, _ in ranked]
 
-    def rank(self, top_k: int, shapes: list[CellShape], choices: Any,
-             seed: int) -> list[tuple[dict[str, Any], float]]:
+    def rank(self, top_k: int, shapes: list[CellShape], choices: Any, seed: int) -> list[tuple[dict[str, Any], float]]:
         return self.ranked(top_k, seed)
 
     def architecture_scorer(self) -> Callable[[list[dict[str, Any]]], Sequence[float]] | None:

@@ -24,8 +24,19 @@ from nni_base.space.genotype import DARTS_V2, genotype_to_sample
 from nni_base.space.macs import count_macs, count_parameters
 from tests.data.test_data import _write_cifar10
 
-TINY = ['--width', '4', '--num-cells', '3', '--batch-size', '8', '--num-workers', '0', '--accelerator', 'cpu',
-        '--no-progress-bar']
+TINY = [
+    '--width',
+    '4',
+    '--num-cells',
+    '3',
+    '--batch-size',
+    '8',
+    '--num-workers',
+    '0',
+    '--accelerator',
+    'cpu',
+    '--no-progress-bar',
+]
 
 
 def _quiet_main(argv):
@@ -57,7 +68,7 @@ def test_recipe_errors(tmp_path):
         load_recipe('cifar11')
     bad = tmp_path / 'r.json'
     bad.write_text(json.dumps({'dataset': 'cifar10', 'epoch': 3}))
-    with pytest.raises(ValueError, match="unknown recipe setting.*epoch.*known settings are.*epochs"):
+    with pytest.raises(ValueError, match='unknown recipe setting.*epoch.*known settings are.*epochs'):
         load_recipe(bad)
     bad.write_text('dataset: mnist\n')
     with pytest.raises(ValueError, match="dataset must be one of cifar10, cifar100, svhn, imagenet, got 'mnist'"):
@@ -82,8 +93,13 @@ def test_bad_architecture_names_the_problem(tmp_path):
 
 # ---- network, loss, size ------------------------------------------------------------------------------
 def test_count_macs_by_hand_and_against_torch_flop_counter():
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1, groups=8),
-                        nn.Conv2d(8, 4, 1, stride=2), nn.Flatten(), nn.Linear(4 * 4 * 4, 10))
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.Conv2d(8, 8, 3, padding=1, groups=8),
+        nn.Conv2d(8, 4, 1, stride=2),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 10),
+    )
     expected = 8 * 8 * 8 * (3 * 9) + 8 * 8 * 8 * 9 + 4 * 4 * 4 * 8 + 10 * 64
     assert count_macs(net, (3, 8, 8)) == expected
 
@@ -174,8 +190,16 @@ def test_cifar10_run_directory_and_resume_gives_the_same_weights(cifar_root, tmp
     assert result['finished'] and result['epochs_completed'] == 2
 
     # Layout a user finds their way in.
-    for name in ('arch.json', 'run.json', 'model_summary.json', 'final.json', 'model.pt', 'checkpoints/last.ckpt',
-                 'checkpoints/best.ckpt', 'logs/csv/version_0/metrics.csv'):
+    for name in (
+        'arch.json',
+        'run.json',
+        'model_summary.json',
+        'final.json',
+        'model.pt',
+        'checkpoints/last.ckpt',
+        'checkpoints/best.ckpt',
+        'logs/csv/version_0/metrics.csv',
+    ):
         assert (straight / name).is_file(), name
     assert list((straight / 'logs' / 'tensorboard' / 'version_0').glob('events.out.tfevents.*'))
     assert json.loads((straight / 'arch.json').read_text()) == load_arch('darts-v2')
@@ -220,11 +244,20 @@ def test_resume_refuses_what_it_cannot_honour(cifar_root, tmp_path):
         retrain('darts-v2', recipe, cifar_root, out, resume=True)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        retrain('darts-v2', recipe, cifar_root, out, stop_after_epochs=1, num_workers=0, accelerator='cpu',
-                enable_progress_bar=False, limit_val_batches=1)
+        retrain(
+            'darts-v2',
+            recipe,
+            cifar_root,
+            out,
+            stop_after_epochs=1,
+            num_workers=0,
+            accelerator='cpu',
+            enable_progress_bar=False,
+            limit_val_batches=1,
+        )
     with pytest.raises(FileExistsError, match='pass --resume'):
         retrain('darts-v2', recipe, cifar_root, out)
-    with pytest.raises(ValueError, match=r"width: 4 -> 8.*start a new --output-dir"):
+    with pytest.raises(ValueError, match=r'width: 4 -> 8.*start a new --output-dir'):
         retrain(None, recipe.override(width=8), cifar_root, out, resume=True)
     with pytest.raises(ValueError, match='seed changed'):
         retrain(None, None, cifar_root, out, resume=True, seed=3)
@@ -255,11 +288,29 @@ def test_svhn_recipe_end_to_end(tmp_path):
 
     rng = np.random.default_rng(0)
     for split, n in (('train', 12), ('test', 6)):
-        savemat(tmp_path / f'{split}_32x32.mat', {'X': rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
-                                                  'y': rng.integers(1, 11, (n, 1)).astype(np.uint8)})
+        savemat(
+            tmp_path / f'{split}_32x32.mat',
+            {
+                'X': rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
+                'y': rng.integers(1, 11, (n, 1)).astype(np.uint8),
+            },
+        )
     out = tmp_path / 'run'
-    result = _quiet_main(['--recipe', 'svhn', '--arch', 'darts-v2', '--data-root', str(tmp_path), '--output-dir',
-                          str(out), '--epochs', '1', *TINY])
+    result = _quiet_main(
+        [
+            '--recipe',
+            'svhn',
+            '--arch',
+            'darts-v2',
+            '--data-root',
+            str(tmp_path),
+            '--output-dir',
+            str(out),
+            '--epochs',
+            '1',
+            *TINY,
+        ]
+    )
     assert result['finished'] and json.loads((out / 'run.json').read_text())['recipe']['dataset'] == 'svhn'
 
 
@@ -273,13 +324,35 @@ def test_imagenet_recipe_end_to_end(tmp_path):
             (tmp_path / split / cls).mkdir(parents=True)
             for i in range(per_class):
                 Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(
-                    tmp_path / split / cls / f'{i}.JPEG', format='JPEG')
+                    tmp_path / split / cls / f'{i}.JPEG', format='JPEG'
+                )
     out = tmp_path / 'run'
-    result = _quiet_main(['--recipe', 'imagenet', '--arch', 'darts-v2', '--data-root', str(tmp_path), '--output-dir',
-                          str(out), '--epochs', '1', '--width', '4', '--num-cells', '3', '--batch-size', '3',
-                          '--num-workers', '0', '--accelerator', 'cpu', '--no-progress-bar'])
+    result = _quiet_main(
+        [
+            '--recipe',
+            'imagenet',
+            '--arch',
+            'darts-v2',
+            '--data-root',
+            str(tmp_path),
+            '--output-dir',
+            str(out),
+            '--epochs',
+            '1',
+            '--width',
+            '4',
+            '--num-cells',
+            '3',
+            '--batch-size',
+            '3',
+            '--num-workers',
+            '0',
+            '--accelerator',
+            'cpu',
+            '--no-progress-bar',
+        ]
+    )
     summary = json.loads((out / 'model_summary.json').read_text())
     assert result['finished'] and summary['input_size'] == [3, 224, 224] and summary['num_classes'] == 2
     with pytest.raises(FileNotFoundError, match=r'train/train not found.*expects .*train/train/<class>/<image>'):
         retrain('darts-v2', load_recipe('imagenet'), tmp_path / 'train', tmp_path / 'run2')
-

@@ -137,8 +137,15 @@ def test_old_prior_without_encoder_still_loads_and_zero_shot_says_why_not(condit
     path, _ = conditioned_prior
     old = load_prior(path)
     del old['conditioning']
-    for key in ('dataset_conditioning', 'conditioning_lr', 'predictor_samples', 'conditioning_alpha_lr',
-                'conditioning_centred', 'conditioning_standardise', 'conditioning_per_op'):
+    for key in (
+        'dataset_conditioning',
+        'conditioning_lr',
+        'predictor_samples',
+        'conditioning_alpha_lr',
+        'conditioning_centred',
+        'conditioning_standardise',
+        'conditioning_per_op',
+    ):
         old['config'].pop(key)  # written before these options existed
     old_path = save_prior(old, tmp_path / 'old.pt')
     reloaded = load_prior(old_path)
@@ -285,13 +292,16 @@ def test_conditioning_on_nasbench201_generates_top_k_of_its_edge_choices(tmp_pat
     assert len({tuple(a.tolist()) for _, a, _ in module.records.records}) > 3
     # a record's architecture is what runs: all-`none` edges give the stem-independent output, convs do not
     from nni_base.space.mixed import fixed_choices
+
     alphas = {str(k): a for k, a in module.alphas().items()}
     before = {k: a.detach().clone() for k, a in alphas.items()}
     x = sample_tasks(test, 1, seed=1)[0].query_x[:4]
     outputs = {}
     for op in ('none', 'conv_3x3'):
-        with torch.no_grad(), fixed_choices(module.softmaxes(), alphas, dict.fromkeys(edges, op),
-                                            module.conditioner.choices):
+        with (
+            torch.no_grad(),
+            fixed_choices(module.softmaxes(), alphas, dict.fromkeys(edges, op), module.conditioner.choices),
+        ):
             outputs[op] = module.training_module.model(x)
     assert all(torch.equal(before[k], a) for k, a in alphas.items())  # the logits are restored
     assert torch.allclose(outputs['none'], outputs['none'][:1].expand_as(outputs['none']))
@@ -306,9 +316,12 @@ def test_conditioning_on_nasbench201_generates_top_k_of_its_edge_choices(tmp_pat
         assert set(sample) == edges
         space().freeze(sample)
     by_alpha = zero_shot(prior, task.support_x, task.support_y, top_k=2, rank_by='alpha')
-    assert by_alpha.samples[0] == {label: max(zip(alpha.tolist(), values))[1] for (label, alpha), values
-                                   in zip(sorted(by_alpha.alpha.items()),
-                                          (prior['conditioning']['choices'][k] for k in sorted(by_alpha.alpha)))}
+    assert by_alpha.samples[0] == {
+        label: max(zip(alpha.tolist(), values))[1]
+        for (label, alpha), values in zip(
+            sorted(by_alpha.alpha.items()), (prior['conditioning']['choices'][k] for k in sorted(by_alpha.alpha))
+        )
+    }
 
 
 def test_zero_shot_through_nas_experiment_with_nni_classification(conditioned_prior):
@@ -321,10 +334,16 @@ def test_zero_shot_through_nas_experiment_with_nni_classification(conditioned_pr
     path, _ = conditioned_prior
     task = sample_tasks(digits_tasks()[1], 1, seed=7)[0]
     images = TensorDataset(task.support_x, task.support_y)
-    evaluator = Classification(num_classes=5, train_dataloaders=nni.trace(DataLoader)(images, batch_size=10),
-                               val_dataloaders=nni.trace(DataLoader)(images, batch_size=25), max_epochs=3,
-                               logger=False, enable_progress_bar=False, enable_checkpointing=False,
-                               enable_model_summary=False)
+    evaluator = Classification(
+        num_classes=5,
+        train_dataloaders=nni.trace(DataLoader)(images, batch_size=10),
+        val_dataloaders=nni.trace(DataLoader)(images, batch_size=25),
+        max_epochs=3,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
     strategy = BaseStrategy(prior=path, zero_shot=ZeroShotConfig(images=20))
     weights_before = {k: v.clone() for k, v in load_prior(path)['state_dict'].items()}
     exp = run(tiny_space(), evaluator, strategy)
@@ -351,12 +370,20 @@ def test_a_custom_evaluators_hooks_run_in_zero_shot_generation(conditioned_prior
     task = sample_tasks(digits_tasks()[1], 1, seed=7)[0]
     images = nni.trace(DataLoader)(TensorDataset(task.support_x, task.support_y), batch_size=10)
     module = RecordingClassification(num_classes=5)
-    evaluator = Lightning(module, Trainer(max_epochs=1, logger=False, enable_progress_bar=False,
-                                          enable_checkpointing=False, enable_model_summary=False),
-                          train_dataloaders=images, val_dataloaders=images)
+    evaluator = Lightning(
+        module,
+        Trainer(
+            max_epochs=1,
+            logger=False,
+            enable_progress_bar=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+        ),
+        train_dataloaders=images,
+        val_dataloaders=images,
+    )
     run(tiny_space(), evaluator, BaseStrategy(prior=path, zero_shot=ZeroShotConfig(images=20)))
-    assert all(module.calls.get(name) == 1 for name in ('on_fit_start', 'on_train_start', 'on_train_end',
-                                                          'on_fit_end'))
+    assert all(module.calls.get(name) == 1 for name in ('on_fit_start', 'on_train_start', 'on_train_end', 'on_fit_end'))
 
 
 def test_zero_shot_needs_a_conditioned_prior_and_one_dataset(conditioned_prior, tmp_path):
@@ -389,7 +416,7 @@ def test_stem_features_encoder_reads_the_priors_stem_and_travels_in_the_prior_fi
     stem.eval()
     with torch.no_grad():
         h = stem(task.support_x)
-    assert torch.allclose(conditioner.features(task.support_x)[:, :stem[0].out_channels], h.mean((2, 3)), atol=1e-5)
+    assert torch.allclose(conditioner.features(task.support_x)[:, : stem[0].out_channels], h.mean((2, 3)), atol=1e-5)
     assert all(not p.requires_grad for p in conditioner.stem.parameters())
     prior = load_prior(path)  # weights_only: the stem is a layer description and plain tensors
     assert [layer['type'] for layer in prior['conditioning']['stem_spec']] == ['conv', 'batchnorm']
@@ -399,4 +426,5 @@ def test_stem_features_encoder_reads_the_priors_stem_and_travels_in_the_prior_fi
     assert torch.allclose(rebuilt.encode(task.support_x, task.support_y), in_memory.encoding, atol=1e-6)
     with pytest.raises(TypeError, match="conditioning_features='stem' reads the space's `stem`"):
         from nni_base.search.conditioning.stem import stem_spec
+
         stem_spec(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Dropout()))

@@ -42,8 +42,9 @@ def test_fitted_predictor_ranks_unseen_architectures_by_what_the_records_measure
     rng = random.Random(0)
     archs = [random_architecture(shapes, rng, choices) for _ in range(130)]
     tasks = sample_tasks(digits_tasks()[0], 3, seed=0)
-    records = [TrainedRecord(t, a, 0.3 + 0.1 * t + 0.04 * _skip_count(s)) for t in range(3) for a, s in
-               enumerate(archs[:100])]
+    records = [
+        TrainedRecord(t, a, 0.3 + 0.1 * t + 0.04 * _skip_count(s)) for t in range(3) for a, s in enumerate(archs[:100])
+    ]
     fitted = fit_predictor(prior, tasks, archs[:100], records)
 
     conditioner = conditioner_of(fitted)
@@ -55,8 +56,9 @@ def test_fitted_predictor_ranks_unseen_architectures_by_what_the_records_measure
     held_out = sample_tasks(digits_tasks()[1], 1, seed=3)[0]
     encoding = conditioner.encode(held_out.support_x, held_out.support_y)
     with torch.no_grad():
-        predicted = conditioner.predictor(encoding, torch.stack([arch_features(s, shapes, choices)
-                                                                 for s in archs[100:]]))
+        predicted = conditioner.predictor(
+            encoding, torch.stack([arch_features(s, shapes, choices) for s in archs[100:]])
+        )
     assert stats.spearmanr(predicted.tolist(), [_skip_count(s) for s in archs[100:]]).statistic > 0.7
     result = zero_shot(fitted, held_out.support_x, held_out.support_y, top_k=3)
     assert result.ranked_by == 'predictor' and result.scores == sorted(result.scores, reverse=True)
@@ -74,8 +76,10 @@ def test_fitted_predictor_ranks_unseen_architectures_by_what_the_records_measure
     pool_scores = conditioner.scorer(encoding)(pool)
     assert drawn.samples[0] == pool[pool_scores.index(max(pool_scores))]
     assert drawn.log_probs[0] == pytest.approx(architecture_log_prob(shapes, result.alpha, drawn.samples[0]))
-    best = {c: zero_shot(fitted, held_out.support_x, held_out.support_y, top_k=1, pool=20, candidates=c, seed=3)
-            for c in ('alpha', 'random', 'both')}
+    best = {
+        c: zero_shot(fitted, held_out.support_x, held_out.support_y, top_k=1, pool=20, candidates=c, seed=3)
+        for c in ('alpha', 'random', 'both')
+    }
     assert best['both'].scores[0] == pytest.approx(max(best['alpha'].scores[0], best['random'].scores[0]))
     with pytest.raises(ValueError, match="candidates must be 'alpha', 'random' or 'both'"):
         zero_shot(fitted, held_out.support_x, held_out.support_y, candidates='generated')
@@ -124,8 +128,11 @@ def test_bad_input_is_refused_with_the_fix(prior_path, tmp_path):
     with pytest.raises(ValueError, match='non-finite accuracy'):
         fit_predictor(prior, tasks, archs, [TrainedRecord(0, 0, 0.5), TrainedRecord(0, 1, float('nan'))])
     plain = tmp_path / 'plain.pt'
-    run(tiny_space(), episodic_evaluator(digits_tasks()[0], steps_per_epoch=1),
-        BaseStrategy(inner_steps=1, save_prior_to=plain))
+    run(
+        tiny_space(),
+        episodic_evaluator(digits_tasks()[0], steps_per_epoch=1),
+        BaseStrategy(inner_steps=1, save_prior_to=plain),
+    )
     with pytest.raises(ValueError, match='no dataset encoder'):
         fit_trained_predictor(plain, tiny_space(), tasks, tmp_path / 'x.pt')
     assert not (tmp_path / 'x.pt').exists()
