@@ -4,12 +4,12 @@ import nni
 import pytest
 import torch
 from nni.nas.evaluator.pytorch import Classification
-from nni.nas.experiment import NasExperiment
 from torch.utils.data import DataLoader, TensorDataset
 
 from nni_base import BaseStrategy, TaskAdapter, TaskDistribution
 from nni_base.api import build_supernet
 from nni_base.data.checks import check_batch
+from tests.helpers import run as run_and_stop  # stops the experiment, even when it raises
 from tests.helpers import tiny_space
 
 X = torch.randn(20, 3, 8, 8)
@@ -46,7 +46,7 @@ def _run(x, y, classes=5, space_classes=5):
         logger=False,
         enable_checkpointing=False,
     )
-    NasExperiment(tiny_space(space_classes), evaluator, BaseStrategy()).run()
+    run_and_stop(tiny_space(space_classes), evaluator, BaseStrategy())
 
 
 def test_nas_experiment_refuses_channels_last_before_training():

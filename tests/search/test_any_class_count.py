@@ -14,6 +14,7 @@ from nni_base.api import adaptation_accuracy, build_supernet
 from nni_base.search.head import head_mismatch, initialise_head
 from nni_base.search.prior import build_prior, save_prior
 from nni_base.tasks import Task
+from tests.helpers import run as run_and_stop  # stops the experiment, even when it raises
 from tests.helpers import tiny_space
 
 
@@ -119,7 +120,7 @@ def test_meta_training_refuses_a_head_that_is_not_ways_wide():
     train, val = digits_tasks()
     evaluator = EpisodicClassification(train, val, max_epochs=1, logger=False, enable_progress_bar=False)
     with pytest.raises(ValueError, match=r'5-way tasks needs a 5-output classifier.*has 7.*num_classes=5'):
-        NasExperiment(tiny_space(7), evaluator, BaseStrategy()).run()
+        run_and_stop(tiny_space(7), evaluator, BaseStrategy())
 
 
 def test_class_means_through_nas_experiment_read_the_first_batches(prior_path, caplog):

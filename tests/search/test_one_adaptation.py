@@ -4,13 +4,13 @@ import nni
 import pytest
 import torch
 from nni.nas.evaluator.pytorch import Classification
-from nni.nas.experiment import NasExperiment
 from torch.utils.data import DataLoader, TensorDataset
 
 import nni_base.search.adaptation as adaptation
 from nni_base import BaseStrategy, TaskAdapter
 from nni_base.api import adaptation_accuracy, build_supernet
 from nni_base.tasks import Task
+from tests.helpers import run as run_and_stop  # stops the experiment, even when it raises
 from tests.helpers import tiny_space
 
 X, Y = torch.randn(20, 3, 8, 8), torch.arange(20) % 5
@@ -41,7 +41,7 @@ def test_nas_experiment_with_classification_runs_the_adaptation_step(steps):
         logger=False,
         enable_checkpointing=False,
     )
-    NasExperiment(tiny_space(), evaluator, BaseStrategy()).run()
+    run_and_stop(tiny_space(), evaluator, BaseStrategy())
     assert steps == ['SingleTaskModule'] * 2  # one per training batch
 
 
