@@ -38,8 +38,11 @@ from benchmarks.common import family_data, meta_train, quiet, settings_of, space
 from nni_base import BaseStrategy, TaskDistribution
 from nni_base.api import build_supernet, sample_tasks
 from nni_base.search.adaptation import TaskAdapter
-from nni_base.search.evaluation import DARTS_OPS, kendall_tau, mean_ci, random_sample, train_on_task
+from nni_base.search.evaluation import DARTS_OPS, kendall_tau, mean_ci, train_on_task
+from nni_base.search.top_k import darts_cell_shapes, random_architecture
 from nni_base.viz.plotting import plot_prior
+
+DARTS_SHAPES = darts_cell_shapes()
 
 
 def alpha_summary(alphas: dict[str, torch.Tensor], known: dict | None) -> dict:
@@ -93,7 +96,10 @@ def concentration_curve(metrics_csv: Path) -> dict[str, list[float]]:
 
 def cells_vs_random(sample: dict, tasks, args) -> dict:
     rng = random.Random(args.seeds[0])
-    candidates = {'derived': sample, **{f'random{i}': random_sample(rng) for i in range(args.random_cells)}}
+    candidates = {
+        'derived': sample,
+        **{f'random{i}': random_architecture(DARTS_SHAPES, rng) for i in range(args.random_cells)},
+    }
     acc = {}
     for name, cell in candidates.items():
         acc[name] = []

@@ -25,7 +25,10 @@ import numpy as np
 from scipy import stats
 
 from nni_base.io import write_json
-from nni_base.search.evaluation import DARTS_OPS, mean_ci, random_sample
+from nni_base.search.evaluation import DARTS_OPS, mean_ci
+from nni_base.search.top_k import darts_cell_shapes, random_architecture
+
+DARTS_SHAPES = darts_cell_shapes()
 
 RESULTS = Path(__file__).parent / 'results'
 
@@ -78,8 +81,8 @@ def main(argv=None) -> dict:
     for name, family in data['families'].items():
         # the cells predictor_quality.py trained: alpha_recovery's 10 random cells, then its 10 extra ones
         rng, extra_rng = random.Random(seeds[name]), random.Random(10_000 + seeds[name])
-        cells = {f'random{i}': random_sample(rng) for i in range(10)}
-        cells |= {f'extra{i}': random_sample(extra_rng) for i in range(10)}
+        cells = {f'random{i}': random_architecture(DARTS_SHAPES, rng) for i in range(10)}
+        cells |= {f'extra{i}': random_architecture(DARTS_SHAPES, extra_rng) for i in range(10)}
         keys = [k for k in family['tasks'][0]['architectures'] if k in cells]
         acc = np.array([[t['trained'][t['architectures'].index(k)] for k in keys] for t in family['tasks']])
         features = np.stack([op_counts(cells[k]) for k in keys])

@@ -47,11 +47,13 @@ from nni_base.api import build_supernet, load_strategy, sample_tasks, zero_shot
 from nni_base.io import write_json
 from nni_base.search.conditioning.predictor import arch_features
 from nni_base.search.conditioning.zero_shot import conditioner_of
-from nni_base.search.evaluation import mean_ci, random_sample, train_on_task
+from nni_base.search.evaluation import mean_ci, train_on_task
 from nni_base.search.loop import adapt_each
 from nni_base.search.prior import load_prior
-from nni_base.search.top_k import top_k_architectures
+from nni_base.search.top_k import darts_cell_shapes, random_architecture, top_k_architectures
 from nni_base.space.gumbel_cell import fixed_architecture
+
+DARTS_SHAPES = darts_cell_shapes()
 
 RESULTS = Path(__file__).parent / 'results'
 PAIRS = (('predictor', 'trained'), ('alpha', 'trained'), ('ws', 'trained'), ('ws', 'ws_repeat'), ('predictor', 'ws'))
@@ -218,9 +220,9 @@ def main(argv=None) -> dict:
             seed=10_000,
         )[: args.tasks]
         rng = random.Random(settings['seeds'][0])
-        stored_random = [random_sample(rng) for _ in range(settings['random_cells'])]
+        stored_random = [random_architecture(DARTS_SHAPES, rng) for _ in range(settings['random_cells'])]
         extra_rng = random.Random(10_000 + settings['seeds'][0])
-        extra = [random_sample(extra_rng) for _ in range(args.extra_random)]
+        extra = [random_architecture(DARTS_SHAPES, extra_rng) for _ in range(args.extra_random)]
         random_stored = random_accuracies(name, args)
         per_task_stored = stored['families'][name]['per_task'] if stored is not None else None
         start = time.time()

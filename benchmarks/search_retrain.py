@@ -44,7 +44,10 @@ from benchmarks.common import (
 )
 from nni_base import BaseStrategy, TaskDistribution
 from nni_base.data.families import novel_classes
-from nni_base.search.evaluation import mean_ci, random_sample
+from nni_base.search.evaluation import mean_ci
+from nni_base.search.top_k import darts_cell_shapes, random_architecture
+
+DARTS_SHAPES = darts_cell_shapes()
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -133,7 +136,7 @@ def run_dataset(args, family: str, index: int, prior: Path) -> dict[str, dict]:
             '%s #%d (%d classes) %s: %.3f in %.0f s', family, index, classes, name, rows[name]['accuracy'], seconds
         )
     rng = random.Random(1000 * index + args.seed)
-    randoms = [retrained(random_sample(rng)) for _ in range(args.random_cells)]
+    randoms = [retrained(random_architecture(DARTS_SHAPES, rng)) for _ in range(args.random_cells)]
     rows['random cell (median)'] = {'accuracy': float(np.median(randoms)), 'seconds': 0.0, 'all': randoms}
     return rows
 

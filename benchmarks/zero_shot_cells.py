@@ -36,9 +36,11 @@ from nni_base import BaseStrategy, DartsTaskSpace, TaskDistribution
 from nni_base.api import build_supernet, sample_tasks, zero_shot
 from nni_base.io import write_json
 from nni_base.search.adaptation import TaskAdapter
-from nni_base.search.evaluation import mean_ci, random_sample, train_on_task
+from nni_base.search.evaluation import mean_ci, train_on_task
 from nni_base.search.prior import load_prior
-from nni_base.search.top_k import cell_shapes, top_k_architectures
+from nni_base.search.top_k import cell_shapes, darts_cell_shapes, random_architecture, top_k_architectures
+
+DARTS_SHAPES = darts_cell_shapes()
 
 RESULTS = Path(__file__).parent / 'results'
 
@@ -150,7 +152,7 @@ def main(argv=None) -> dict:
             seed=10_000,
         )
         rng = random.Random(settings['seeds'][0])
-        random_cells = [random_sample(rng) for _ in range(settings['random_cells'])]
+        random_cells = [random_architecture(DARTS_SHAPES, rng) for _ in range(settings['random_cells'])]
         if 'per_task' in vs_random:  # reuse the stored accuracies once one random cell reproduces them
             random_acc = {k: v for k, v in vs_random['per_task'].items() if k.startswith('random')}
             check = [train(random_cells[0], task, t, args) for t, task in enumerate(tasks)]

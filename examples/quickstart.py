@@ -45,9 +45,11 @@ from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, MetaT
 from nni_base.cli.retrain.small import retrain_and_test
 from nni_base.data.families import FAMILIES, family_splits
 from nni_base.io import write_json, write_text
-from nni_base.search.evaluation import random_sample
+from nni_base.search.top_k import darts_cell_shapes, random_architecture
 from nni_base.space.genotype import format_genotype, sample_to_genotype
 from nni_base.viz.plotting import plot_cells, plot_curves, plot_prior
+
+DARTS_SHAPES = darts_cell_shapes()
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -178,7 +180,7 @@ def main(argv=None) -> dict:
         if adapt_strategy is None:
             adapt_strategy, adapted_sample = search_strategy, sample
     rng = random.Random(args.seed)
-    random_accuracies = [retrain(random_sample(rng)) for _ in range(args.random_cells)]
+    random_accuracies = [retrain(random_architecture(DARTS_SHAPES, rng)) for _ in range(args.random_cells)]
     rows[f'random cells (median of {args.random_cells})'] = {
         'search_seconds': 0.0,
         'retrained_test_accuracy': round(float(statistics.median(random_accuracies)), 4),

@@ -18,14 +18,14 @@ from .evaluator import EpisodicModule
 from .io import write_json
 from .search import BaseSearchModule
 from .search.adaptation import TaskAdapter
-from .search.conditioning.predictor import random_architecture
 from .search.conditioning.trained_predictor import TrainedRecord, fit_predictor, train_database
 from .search.conditioning.zero_shot import ZeroShotResult, conditioner_of, zero_shot
 from .search.loop import adapt_each
 from .search.meta_update import ModelState
 from .search.prior import load_prior, save_prior
+from .search.top_k import random_architecture
 from .strategy import BaseStrategy
-from .tasks import EpisodeDataset, Task
+from .tasks import Task, sample_tasks
 
 __all__ = [
     'build_supernet',
@@ -120,12 +120,6 @@ def load_strategy(prior: str | os.PathLike | Path, **overrides: Any) -> BaseStra
     """Deprecated: ``BaseStrategy(prior=prior, **overrides)`` (the prior's settings are its defaults)."""
     warnings.warn('load_strategy(prior, ...) is now BaseStrategy(prior=prior, ...)', DeprecationWarning, stacklevel=2)
     return BaseStrategy(prior=prior, **overrides)
-
-
-def sample_tasks(distribution, count: int, seed: int) -> list[Task]:
-    """``count`` tasks that depend only on ``seed``."""
-    episodes = EpisodeDataset(distribution, 1, count, seed=seed)
-    return [episodes[i][0] for i in range(count)]
 
 
 def fit_trained_predictor(

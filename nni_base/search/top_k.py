@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,10 +28,14 @@ import torch
 import torch.nn.functional as F
 from nni.mutable import Categorical
 
+from ..space.genotype import DARTS_OPS
+
 __all__ = [
     'CellShape',
     'architecture_log_prob',
     'cell_shapes',
+    'darts_cell_shapes',
+    'random_architecture',
     'plain_choices',
     'shapes_from_signature',
     'top_k_architectures',
@@ -70,6 +75,33 @@ def cell_shapes(cells: Iterable[Any]) -> list[CellShape]:
                 'slot' if isinstance(cell, SlotGumbelCell) else 'darts',
             )
     return list(shapes.values())
+
+
+def darts_cell_shapes(
+    num_nodes: int = 4, ops: Sequence[str] = DARTS_OPS, labels: Sequence[str] = ('normal', 'reduce')
+) -> list[CellShape]:
+    """The cell shapes of a DARTS space (:class:`~nni_base.DartsTaskSpace`, NNI's ``DARTS``) without building it."""
+    return [CellShape(label, tuple(ops), num_nodes, 2, 2) for label in labels]
+
+
+def random_architecture(
+    shapes: Sequence[CellShape], rng: random.Random, choices: Mapping[str, Sequence[Any]] | None = None
+) -> dict[str, Any]:
+    """A uniformly random NNI sample: per node ``num_inputs`` distinct inputs (as many as exist), an op each;
+    a uniform value of each choice outside the cells.
+
+    >>> sample = random_architecture(darts_cell_shapes(), random.Random(0))
+    >>> sample['normal/op_2_0'] in DARTS_OPS, sample['normal/input_2_0']
+    (True, [0])
+    """
+    sample: dict[str, Any] = {label: rng.choice(list(values)) for label, values in (choices or {}).items()}
+    for s in shapes:
+        for node in range(s.num_predecessors, s.num_predecessors + s.num_nodes):
+            preds = sorted(rng.sample(range(node), min(s.num_inputs, node)))
+            for k in range(s.num_inputs):
+                sample[f'{s.label}/op_{node}_{k}'] = rng.choice(s.op_names)
+                sample[f'{s.label}/input_{node}_{k}'] = [preds[k % len(preds)]]
+    return sample
 
 
 def plain_choices(

@@ -3,7 +3,7 @@
 Second layer of the package (after :mod:`nni_base.data`); imports only from there.
 """
 
-from .episodes import EpisodeDataset, Task, TaskDistribution, episode_loader, l2l
+from .episodes import EpisodeDataset, Task, TaskDistribution, episode_loader, l2l, sample_tasks
 from .mixture import MixtureEpisodes, ResolutionMixture
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     'l2l',
     'MixtureEpisodes',
     'ResolutionMixture',
+    'sample_tasks',
 ]

@@ -42,7 +42,7 @@ def _import_learn2learn() -> Any:
 
 l2l = _import_learn2learn()
 
-__all__ = ['EpisodeDataset', 'Task', 'TaskDistribution', 'episode_loader']
+__all__ = ['EpisodeDataset', 'Task', 'TaskDistribution', 'episode_loader', 'sample_tasks']
 
 
 @dataclass
@@ -348,3 +348,9 @@ def episode_loader(distribution: TaskDistribution, tasks_per_step: int, steps: i
     """
     episodes = EpisodeDataset(distribution, tasks_per_step, steps, seed=seed)
     return nni.trace(DataLoader)(episodes, batch_size=None, shuffle=False, num_workers=0, collate_fn=_no_collate)
+
+
+def sample_tasks(distribution: TaskDistribution, count: int, seed: int) -> list[Task]:
+    """``count`` tasks of ``distribution`` that depend only on ``seed`` (the episodes' own seeded sampler)."""
+    episodes = EpisodeDataset(distribution, 1, count, seed=seed)
+    return [episodes[i][0] for i in range(count)]

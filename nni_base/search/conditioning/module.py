@@ -51,9 +51,9 @@ from ..distributed import process_group
 from ..loop import AlphaAdam, adapt_each
 from ..meta_update import ModelState
 from ..reptile import ReptileModule
-from ..top_k import cell_shapes, plain_choices, top_k_architectures
+from ..top_k import cell_shapes, plain_choices, random_architecture, top_k_architectures
 from .conditioner import Conditioner
-from .predictor import RecordBuffer, arch_features, random_architecture
+from .predictor import RecordBuffer, arch_features
 from .stem import stem_spec
 
 __all__ = ['ConditionedReptileModule']

@@ -21,7 +21,7 @@ import torch.nn as nn
 
 from ..top_k import CellShape
 
-__all__ = ['arch_features', 'arch_feature_size', 'random_architecture', 'PerformancePredictor', 'RecordBuffer']
+__all__ = ['arch_features', 'arch_feature_size', 'PerformancePredictor', 'RecordBuffer']
 
 
 def arch_feature_size(shapes: Sequence[CellShape], choices: Mapping[str, Sequence[Any]] | None = None) -> int:
@@ -54,21 +54,6 @@ def arch_features(
         one_hot[list(values).index(sample[label])] = 1.0
         parts.append(one_hot)
     return torch.cat(parts) if parts else torch.zeros(0)
-
-
-def random_architecture(
-    shapes: Sequence[CellShape], rng: random.Random, choices: Mapping[str, Sequence[Any]] | None = None
-) -> dict[str, Any]:
-    """A uniformly random NNI sample: per node ``num_inputs`` distinct inputs (as many as exist), an op each;
-    a uniform value of each choice outside the cells."""
-    sample: dict[str, Any] = {label: rng.choice(list(values)) for label, values in (choices or {}).items()}
-    for s in shapes:
-        for node in range(s.num_predecessors, s.num_predecessors + s.num_nodes):
-            preds = sorted(rng.sample(range(node), min(s.num_inputs, node)))
-            for k in range(s.num_inputs):
-                sample[f'{s.label}/op_{node}_{k}'] = rng.choice(s.op_names)
-                sample[f'{s.label}/input_{node}_{k}'] = [preds[k % len(preds)]]
-    return sample
 
 
 class PerformancePredictor(nn.Module):

@@ -18,10 +18,9 @@ from typing import Any
 import torch
 
 from ..prior import load_prior
-from ..top_k import architecture_log_prob, check_top_k, top_k_architectures
+from ..top_k import architecture_log_prob, check_top_k, random_architecture, top_k_architectures
 from .conditioner import Conditioner
 from .encoder import check_support
-from .predictor import random_architecture
 
 __all__ = ['ZeroShotResult', 'zero_shot', 'conditioner_of', 'rank_candidates']
 
