@@ -55,6 +55,7 @@ __all__ = [
     'load_database',
     'save_database',
     'pair_seed',
+    'architecture_key',
 ]
 
 DATABASE_FORMAT = 'nni-base-architecture-database'
@@ -223,12 +224,12 @@ class ArchitectureDatabase:
 
     def index_of(self, sample: dict[str, Any]) -> int | None:
         """The database index of an architecture (an NNI sample of the DARTS cells), or None."""
-        key = _arch_key(sample, self.spec)
+        key = architecture_key(sample, self.spec)
         return self._arch_index.get(key)
 
     @cached_property
     def _arch_index(self) -> dict[tuple, int]:
-        return {_arch_key(s, self.spec): a for a, s in enumerate(self.architectures)}
+        return {architecture_key(s, self.spec): a for a, s in enumerate(self.architectures)}
 
     def score(self, task: int, accuracy: float) -> dict[str, float]:
         """Where a pick with seed-averaged ``accuracy`` on ``task`` stands among the task's architectures:
@@ -244,7 +245,8 @@ class ArchitectureDatabase:
         }
 
 
-def _arch_key(sample: dict[str, Any], spec: DatabaseSpec) -> tuple:
+def architecture_key(sample: dict[str, Any], spec: DatabaseSpec) -> tuple:
+    """What identifies a DARTS cell architecture: (operation, input) of every edge slot, both cell types."""
     keys = [
         (label, node, k) for label in ('normal', 'reduce') for node in range(2, 2 + spec.num_nodes) for k in range(2)
     ]
