@@ -19,8 +19,9 @@ import torch.nn as nn
 from nni.nas.evaluator.pytorch import LightningModule
 from nni.nas.oneshot.pytorch.base_lightning import BaseOneShotLightningModule
 
-from ..space.gumbel_cell import GumbelMixedCell, alpha_entropy, alpha_max_prob
+from ..space.gumbel_cell import alpha_entropy, alpha_max_prob
 from ..space.mixed import ArchSoftmax, architecture_logits, reported_probabilities
+from ..space.sampled_cell import SampledCell
 from ..tasks import Task
 from ..tasks.metrics import accuracy as accuracy_of
 from .config import BaseConfig
@@ -62,15 +63,15 @@ class BaseSearchModule(BaseOneShotLightningModule):
             self.configure_cell(cell)
 
     # ---- supernet --------------------------------------------------------------------------------
-    def cells(self) -> list[GumbelMixedCell]:
+    def cells(self) -> list[SampledCell]:
         """The sparse DARTS-style cells (the fast path)."""
-        return [m for m in self.modules() if isinstance(m, GumbelMixedCell)]
+        return [m for m in self.modules() if isinstance(m, SampledCell)]
 
     def softmaxes(self) -> list[ArchSoftmax]:
         """The samplers of NNI's differentiable supermodules (every choice outside a DARTS-style cell)."""
         return [m for m in self.modules() if isinstance(m, ArchSoftmax)]
 
-    def architecture_modules(self) -> list[GumbelMixedCell | ArchSoftmax]:
+    def architecture_modules(self) -> list[SampledCell | ArchSoftmax]:
         """Everything that samples an architecture: cells and samplers (see :func:`derived_architecture`)."""
         return [*self.cells(), *self.softmaxes()]
 
@@ -103,7 +104,7 @@ class BaseSearchModule(BaseOneShotLightningModule):
         for softmax in self.softmaxes():
             softmax.tau = tau
 
-    def configure_cell(self, cell: GumbelMixedCell) -> None:
+    def configure_cell(self, cell: SampledCell) -> None:
         """Give a cell the config's sampling options (the cell keeps NNI's mutation-hook signature)."""
         cell.sample_none = self.config.sample_none
         cell.estimator = self.config.alpha_estimator

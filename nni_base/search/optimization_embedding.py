@@ -27,7 +27,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..errors import MetaTrainingDiverged
-from ..space.gumbel_cell import GumbelMixedCell
+from ..space.sampled_cell import SampledCell
 from ..tasks import Task, l2l
 
 __all__ = ['ArchMAML', 'maml_query_loss', 'resample_cells']
@@ -39,7 +39,7 @@ def resample_cells(model: nn.Module) -> None:
     """Draw one architecture sample for every cell type of ``model`` (a supernet or a MAML clone of it)."""
     memo: dict = {}
     for module in model.modules():
-        if isinstance(module, GumbelMixedCell):
+        if isinstance(module, SampledCell):
             module.resample(memo)
 
 
@@ -49,7 +49,7 @@ class ArchMAML(l2l.algorithms.MAML):
     Parameters
     ----------
     model
-        The supernet (its alpha must be parameters of it, as in :class:`~nni_base.space.gumbel_cell.GumbelMixedCell`).
+        The supernet (its alpha must be parameters of it, as in :class:`~nni_base.space.sampled_cell.SampledCell`).
     lr, lr_alpha
         Inner step size of the weights and of alpha.
     arch_parameters

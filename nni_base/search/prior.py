@@ -19,7 +19,7 @@ from nni.mutable import Categorical, CategoricalMultiple
 
 from ..errors import CorruptPriorError, PriorMismatchError
 from ..io import write_torch
-from ..space.gumbel_cell import GumbelMixedCell
+from ..space.sampled_cell import SampledCell
 from ..space.slot_cell import SlotGumbelCell
 from .head import head_mismatch
 
@@ -256,7 +256,7 @@ def apply_prior(model: nn.Module, prior: dict[str, Any]) -> list[str]:
 
 def _check_parameterization(model: nn.Module, prior: dict[str, Any]) -> None:
     """Refuse a prior whose alpha layout (``'darts'`` per edge, ``'slot'`` per input slot) is not the model's."""
-    cells = [m for m in model.modules() if isinstance(m, GumbelMixedCell)]
+    cells = [m for m in model.modules() if isinstance(m, SampledCell)]
     if not cells:
         return
     own = 'slot' if isinstance(cells[0], SlotGumbelCell) else 'darts'

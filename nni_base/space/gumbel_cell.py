@@ -24,16 +24,14 @@ validation accuracy is the accuracy of the architecture a user gets.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, cast
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from nni.nas.nn.pytorch import Cell
-from nni.nas.nn.pytorch.cell import preprocess_cell_inputs
-from nni.nas.oneshot.pytorch.supermodule.sampling import PathSamplingCell
+
+from .sampled_cell import SampledCell
 
 NONE_OP = 'none'
 
@@ -196,123 +194,28 @@ def alpha_entropy(alpha: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1).mean()
 
 
-class GumbelMixedCell(PathSamplingCell):
+class GumbelMixedCell(SampledCell):
     """Supernet version of a DARTS cell with a Gumbel-softmax distribution over each edge.
 
-    Built by :meth:`mutate` from an NNI :class:`~nni.nas.nn.pytorch.Cell`; users do not create it.
-
-    Parameters
-    ----------
-    alpha
-        Shared logits of this cell type, ``(num_edges, num_ops + 1)``.
-    hard
-        One-hot samples with straight-through gradients, computing only sampled operations.
-    sparse
-        With ``hard``, skip the operations that were not sampled. ``False`` computes all of them
-        and weights them by the one-hot sample (the dense reference path; same forward value).
-    relaxation
-        ``'gumbel'`` (default) samples from the Gumbel-softmax distribution; ``'softmax'`` mixes every
-        operation with ``softmax(alpha)`` weights (no noise; ``hard`` and ``sparse`` do not apply).
+    Built by :meth:`~nni_base.space.sampled_cell.SampledCell.mutate` from an NNI :class:`~nni.nas.nn.pytorch.Cell`
+    (users do not create it); ``hard``, ``sparse`` and ``relaxation`` as in :class:`SampledCell`. ``alpha``, the
+    logits shared by the cells of a type, is ``(num_edges, num_ops + 1)``: the last column is ``none``.
     """
 
-    def __init__(
-        self,
-        op_factory,
-        num_nodes,
-        num_ops_per_node,
-        num_predecessors,
-        preprocessor,
-        postprocessor,
-        concat_dim,
-        memo,
-        mutate_kwargs,
-        label,
-    ):
-        super().__init__(
-            op_factory,
-            num_nodes,
-            num_ops_per_node,
-            num_predecessors,
-            preprocessor,
-            postprocessor,
-            concat_dim,
-            memo,
-            mutate_kwargs,
-            label,
-        )
-        expected = (num_edges(num_nodes, num_predecessors), len(self.op_names) + 1)
-        # A key of its own: the strategy fills memo[label] with the logits of NNI choices labelled `label`.
-        key = f'{self.label}/__cell_alpha__'
-        if key not in memo:  # first cell of this type: it creates the shared logits
-            memo[key] = nn.Parameter(torch.randn(*expected) * 1e-3)
-        alpha = memo[key]
-        if tuple(alpha.shape) != expected:
-            raise ValueError(
-                f'Cells labelled {self.label!r} disagree on their shape: alpha {tuple(alpha.shape)} '
-                f'vs {expected}. Give differently shaped cells different labels.'
-            )
-        self._arch_alpha = alpha
-        self.hard: bool = mutate_kwargs.get('hard', True)
-        self.sparse: bool = mutate_kwargs.get('sparse', True)
-        self.relaxation: str = mutate_kwargs.get('relaxation', 'gumbel')
-        if self.relaxation not in ('gumbel', 'softmax'):
-            raise ValueError(f"relaxation must be 'gumbel' or 'softmax', got {self.relaxation!r}.")
-        self.tau: float = 1.0
-        # Whether hard samples may draw `none`. A sampled `none` computes nothing, so its edge gets no alpha
-        # gradient and `none` drifts up whenever shrinking an op helps; by default it is left out of the
-        # samples (its logit stays put) and the DARTS export ignores it anyway.
-        self.sample_none: bool = False
+    logits_key = '__cell_alpha__'
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         # How hard samples send a gradient to alpha: 'paired' (sampled op vs. runner-up) or 'straight_through'.
+        # A sampled `none` computes nothing, so its edge gets no alpha gradient and `none` drifts up whenever
+        # shrinking an op helps: by default (``sample_none`` False) it is left out of the samples.
         self.estimator: str = 'paired'
         self._second: list[int] | None = None
-        self.pool_batchnorm: bool = True
-        # Weights of the current sample: set by resample(), shared by all cells of this label.
-        self._weights: torch.Tensor | None = None
-        self._chosen: list[int] | None = None
-        self._derived: dict[int, list[tuple[int, int]]] | None = None
-        self._derived_from: torch.Tensor | None = None
-        # Run the derived architecture even in train mode (query evaluation with batch statistics).
-        self.use_derived = False
-        # An architecture to run instead of the derived one (``fixed_architecture``): node -> [(input, op index)].
-        self.fixed_edges: dict[int, list[tuple[int, int]]] | None = None
 
-    @classmethod
-    def mutate(cls, module, name, memo, mutate_kwargs):
-        if type(module) is Cell:
-            if module.op_candidates_factory is None:
-                raise TypeError(
-                    f'Cell {module.label!r} has no op candidate factory; BaseStrategy supports cells '
-                    "built from a list or dict of candidate operations (as in NNI's DARTS space)."
-                )
-            if mutate_kwargs.get('parameterization', 'darts') == 'slot':
-                # Imported here, not at the top, only to avoid a circular import: slot_cell subclasses this class.
-                # SlotGumbelCell keeps its logits under memo['{label}/__slot_alpha__'], never the per-edge key.
-                from .slot_cell import SlotGumbelCell
+    def logits_shape(self) -> tuple[int, int]:
+        return (num_edges(self.num_nodes, self.num_predecessors), len(self.op_names) + 1)
 
-                if not issubclass(cls, SlotGumbelCell):
-                    cls = SlotGumbelCell
-            return cls(
-                module.op_candidates_factory,
-                module.num_nodes,
-                module.num_ops_per_node,
-                module.num_predecessors,
-                module.preprocessor,
-                module.postprocessor,
-                module.concat_dim,
-                memo,
-                mutate_kwargs,
-                module.label,
-            )
-        return None
-
-    # ---- architecture parameters -------------------------------------------------------------
-    @property
-    def alpha(self) -> nn.Parameter:
-        return cast(nn.Parameter, self._arch_alpha)
-
-    def arch_parameters(self):
-        yield self._arch_alpha
-
+    # ---- distribution ------------------------------------------------------------------------
     @property
     def all_op_names(self) -> list[str]:
         return list(self.op_names) + [NONE_OP]
@@ -363,48 +266,7 @@ class GumbelMixedCell(PathSamplingCell):
                     result[edge] = dict(zip(self.all_op_names, probs[edge_index(node, pred, self.num_predecessors)]))
         return result
 
-    def _derived_edges(self) -> dict[int, list[tuple[int, int]]]:
-        """``node -> [(pred, op index)]`` of the exported architecture (recomputed when alpha changes)."""
-        # Compare values, not tensor versions: a MAML clone holds a fresh alpha tensor whose version
-        # counter can equal the original's while its values differ.
-        alpha = self.alpha.detach()
-        if self._derived is None or self._derived_from is None or not torch.equal(self._derived_from, alpha):
-            sample = self.export({})
-            derived: dict[int, list[tuple[int, int]]] = {}
-            for node in range(self.num_predecessors, self.num_predecessors + self.num_nodes):
-                derived[node] = [
-                    (
-                        sample[f'{self.label}/input_{node}_{k}'][0],
-                        self.op_names.index(sample[f'{self.label}/op_{node}_{k}']),
-                    )
-                    for k in range(self.num_ops_per_node)
-                ]
-            self._derived, self._derived_from = derived, alpha.clone()
-        return self._derived
-
     # ---- forward -------------------------------------------------------------------------------
-    def forward(self, *inputs: list[torch.Tensor] | torch.Tensor) -> tuple[torch.Tensor, ...] | torch.Tensor:
-        processed: list[torch.Tensor] = preprocess_cell_inputs(self.num_predecessors, *inputs)
-        states: list[torch.Tensor] = self.preprocessor(processed)
-        if not self.training or self.use_derived:
-            self._forward_derived(states)
-        else:
-            if self._weights is None:
-                raise RuntimeError('GumbelMixedCell has no sample: call resample() before a training forward pass.')
-            self._forward_sampled(states)
-        this_cell = torch.cat(states[self.num_predecessors :], self.concat_dim)
-        return self.postprocessor(this_cell, processed)
-
-    def _forward_derived(self, states: list[torch.Tensor]) -> None:
-        for node, edges in (self.fixed_edges or self._derived_edges()).items():
-            node_ops = cast(Sequence[nn.ModuleDict], self.ops[node - self.num_predecessors])
-            out = None
-            for pred, op in edges:
-                # Same op as the search ran it (pooling normalised): these are the weights it trained.
-                y = self._search_op(node_ops[pred], op, states[pred])
-                out = y if out is None else out + y
-            states.append(cast(torch.Tensor, out))
-
     def _forward_sampled(self, states: list[torch.Tensor]) -> None:
         weights = cast(torch.Tensor, self._weights)
         none_idx = len(self.op_names)
@@ -438,29 +300,3 @@ class GumbelMixedCell(PathSamplingCell):
             if out is None:  # every incoming edge sampled `none`
                 out = self._zeros_like_node(states)
             states.append(cast(torch.Tensor, out))
-
-    def _search_op(self, ops: nn.ModuleDict, k: int, x: torch.Tensor) -> torch.Tensor:
-        """Operation ``k`` as the search runs it: pooling outputs normalised by their batch statistics.
-
-        Every parametric DARTS op ends in BatchNorm, NNI's pooling ops do not; unnormalised, a pooled output's
-        scale alone decides how it compares with the others. DARTS adds a non-affine BatchNorm after pooling
-        during search for this reason; here it is stateless (batch statistics, no buffers), so priors keep
-        their tensors. The supernet's derived forward uses it too (its weights were trained with it); the
-        exported NNI sample is unchanged and is retrained as NNI's own ops.
-        """
-        name = self.op_names[k]
-        y = ops[name](x)
-        if self.pool_batchnorm and 'pool' in name:
-            y = F.batch_norm(y, None, None, training=True)
-        return y
-
-    def _zeros_like_node(self, states: list[torch.Tensor]) -> torch.Tensor:
-        ref = states[self.num_predecessors - 1]
-        if len(states) > self.num_predecessors:
-            return torch.zeros_like(states[-1])
-        # The first node of a reduction cell has no computed sibling: infer the strided shape.
-        reduction = any(getattr(m, 'stride', 1) in (2, (2, 2)) for m in self.ops[0].modules())
-        h, w = ref.shape[-2:]
-        if reduction:
-            h, w = math.ceil(h / 2), math.ceil(w / 2)
-        return ref.new_zeros(ref.shape[0], ref.shape[1], h, w)

@@ -49,6 +49,8 @@ from nni.nas.oneshot.pytorch.supermodule.differentiable import (
 from nni.nas.oneshot.pytorch.supermodule.operation import NATIVE_MIXED_OPERATIONS, NATIVE_SUPPORTED_OP_NAMES
 
 from .gumbel_cell import GumbelMixedCell
+from .sampled_cell import SampledCell
+from .slot_cell import SlotGumbelCell
 
 __all__ = [
     'ArchSoftmax',
@@ -200,7 +202,7 @@ def architecture_logits(module: nn.Module) -> dict[str, nn.Parameter]:
     public ``named_parameters`` and keep only what ``arch_parameters()`` yields, so a change in NNI shows as
     a missing label, which ``tests/space/test_any_space.py::test_architecture_logits_adapter`` catches.
     """
-    if isinstance(module, GumbelMixedCell):
+    if isinstance(module, SampledCell):
         return {module.label: module.alpha}
     arch_parameters = getattr(module, 'arch_parameters', None)
     if not isinstance(module, BaseSuperNetModule) or arch_parameters is None:
@@ -245,7 +247,8 @@ def cell_hook(module: nn.Module, name: str, memo: dict[str, Any], mutate_kwargs:
     if type(module) is not Cell:
         return None
     if isinstance(module.op_candidates_factory, (list, dict)):
-        return GumbelMixedCell.mutate(module, name, memo, mutate_kwargs)
+        cell = SlotGumbelCell if mutate_kwargs.get('parameterization', 'darts') == 'slot' else GumbelMixedCell
+        return cell.mutate(module, name, memo, mutate_kwargs)
     if module.op_candidates_factory is None and module.merge_op == 'loose_end':
         return DifferentiableMixedCell.mutate(module, name, memo, _softmax_kwargs(mutate_kwargs))
     return None

@@ -1,9 +1,9 @@
 """The paper's architecture parameterisation: one categorical per node input *slot* over (input, op) pairs.
 
 Where it sits
-    A supernet layer, like :class:`~nni_base.space.gumbel_cell.GumbelMixedCell`, of which
-    :class:`SlotGumbelCell` is a subclass (so the search loop, temperature schedule, derived-architecture
-    mode and priors treat both alike). :class:`~nni_base.BaseStrategy` builds it instead of the
+    A supernet layer, like :class:`~nni_base.space.gumbel_cell.GumbelMixedCell`: both are
+    :class:`~nni_base.space.sampled_cell.SampledCell` s, so the search loop, temperature schedule,
+    derived-architecture mode and priors treat them alike. :class:`~nni_base.BaseStrategy` builds it instead of the
     DARTS-style cell when created with ``parameterization='slot'``.
 
 Why
@@ -45,9 +45,9 @@ from typing import Any, cast
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from nni.nas.oneshot.pytorch.supermodule.sampling import PathSamplingCell
 
-from .gumbel_cell import GumbelMixedCell, straight_through
+from .gumbel_cell import straight_through
+from .sampled_cell import SampledCell
 
 __all__ = ['SlotGumbelCell', 'derive_slot_cell', 'slot_index', 'pair_column', 'valid_pairs', 'INVALID_LOGIT']
 
@@ -117,77 +117,38 @@ def derive_slot_cell(
     return sample
 
 
-class SlotGumbelCell(GumbelMixedCell):
+class SlotGumbelCell(SampledCell):
     """Supernet cell with one Gumbel-softmax distribution per input slot over (input, op) pairs.
 
-    Built by :meth:`GumbelMixedCell.mutate` when the strategy's ``parameterization`` is ``'slot'``;
-    users do not create it. ``hard``, ``sparse`` and ``relaxation`` mean what they mean for
-    :class:`GumbelMixedCell`: hard samples compute only the sampled pair of each slot (weighted by its
-    straight-through weight so alpha gets a gradient); relaxed Gumbel or ``softmax`` weights mix every
-    possible pair of the slot. A node's output is the sum over its slots. ``sample_none`` has no
-    effect (there is no ``none`` choice).
+    Built in place of an NNI ``Cell`` when the strategy's ``parameterization`` is ``'slot'``
+    (:func:`~nni_base.space.mixed.cell_hook`); users do not create it. ``hard``, ``sparse`` and
+    ``relaxation`` mean what they mean for :class:`~nni_base.space.sampled_cell.SampledCell`: hard samples
+    compute only the sampled pair of each slot (weighted by its straight-through weight so alpha gets a
+    gradient); relaxed Gumbel or ``softmax`` weights mix every possible pair of the slot. A node's output is
+    the sum over its slots. ``sample_none`` has no effect (there is no ``none`` choice).
 
     ``export_probs`` returns ``{'{label}/slot_{i}_{k}': {'{op}@{j}': p}}``: for slot ``k`` of node ``i``,
     the probability of every possible pair (operation ``op`` applied to input node ``j``); each slot's
     values sum to 1.
     """
 
-    def __init__(
-        self,
-        op_factory,
-        num_nodes,
-        num_ops_per_node,
-        num_predecessors,
-        preprocessor,
-        postprocessor,
-        concat_dim,
-        memo,
-        mutate_kwargs,
-        label,
-    ):
-        # Skip GumbelMixedCell.__init__: it would create the per-edge logits.
-        PathSamplingCell.__init__(
-            self,
-            op_factory,
-            num_nodes,
-            num_ops_per_node,
-            num_predecessors,
-            preprocessor,
-            postprocessor,
-            concat_dim,
-            memo,
-            mutate_kwargs,
-            label,
-        )
-        valid = valid_pairs(num_nodes, num_ops_per_node, num_predecessors, len(self.op_names))
+    logits_key = '__slot_alpha__'
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        valid = valid_pairs(self.num_nodes, self.num_ops_per_node, self.num_predecessors, len(self.op_names))
         # Not persistent: a constant of the space, so priors and checkpoints hold the same keys as before.
         self.register_buffer('_valid_pairs', valid, persistent=False)
-        # A key of its own, so the slot logits can never be taken for the per-edge logits of a label.
-        key = f'{self.label}/__slot_alpha__'
-        if key not in memo:  # first cell of this type: it creates the shared logits
-            init = torch.randn(*valid.shape) * 1e-3
-            memo[key] = nn.Parameter(init.masked_fill(~valid, INVALID_LOGIT))
-        alpha = memo[key]
-        if tuple(alpha.shape) != tuple(valid.shape):
-            raise ValueError(
-                f'Cells labelled {self.label!r} disagree on their shape: slot alpha '
-                f'{tuple(alpha.shape)} vs {tuple(valid.shape)}. Give differently shaped cells '
-                'different labels.'
-            )
-        self._arch_alpha = alpha
-        self.hard: bool = mutate_kwargs.get('hard', True)
-        self.sparse: bool = mutate_kwargs.get('sparse', True)
-        self.relaxation: str = mutate_kwargs.get('relaxation', 'gumbel')
-        if self.relaxation not in ('gumbel', 'softmax'):
-            raise ValueError(f"relaxation must be 'gumbel' or 'softmax', got {self.relaxation!r}.")
-        self.tau: float = 1.0
-        self.sample_none: bool = False  # kept for the search loop; slots have no `none` to sample
-        self._weights: torch.Tensor | None = None
-        self._chosen: list[int] | None = None
-        self._derived: dict[int, list[tuple[int, int]]] | None = None
-        self._derived_from: torch.Tensor | None = None
-        self.use_derived = False
-        self.fixed_edges: dict[int, list[tuple[int, int]]] | None = None
+
+    def logits_shape(self) -> tuple[int, int]:
+        return (
+            self.num_nodes * self.num_ops_per_node,
+            (self.num_predecessors + self.num_nodes - 1) * len(self.op_names),
+        )
+
+    def initial_logits(self) -> torch.Tensor:
+        valid = valid_pairs(self.num_nodes, self.num_ops_per_node, self.num_predecessors, len(self.op_names))
+        return (torch.randn(*valid.shape) * 1e-3).masked_fill(~valid, INVALID_LOGIT)
 
     @property
     def all_op_names(self) -> list[str]:

@@ -26,7 +26,7 @@ from nni_base.fewshot import (
     width_for_budget,
 )
 from nni_base.search.optimization_embedding import ArchMAML, maml_query_loss, resample_cells
-from nni_base.space.gumbel_cell import GumbelMixedCell
+from nni_base.space.sampled_cell import SampledCell
 from nni_base.tasks import EpisodeDataset
 from tests.helpers import claim_seed, episodic_evaluator, paired_ci95, run, tiny_space
 
@@ -107,7 +107,7 @@ def _alpha_grad_through_inner_loop(task, first_order: bool) -> tuple[torch.Tenso
     # The query pass runs the derived architecture: alpha is not in its forward graph, so any gradient
     # alpha receives must have come back through the inner step.
     for cell in learner.modules():
-        if isinstance(cell, GumbelMixedCell):
+        if isinstance(cell, SampledCell):
             cell.use_derived = True
     F.cross_entropy(learner(task.query_x), task.query_y).backward()
     weights = [p for p in supernet.weight_parameters() if p.grad is not None]

@@ -8,6 +8,7 @@ from nni_base import BaseStrategy, DartsTaskSpace, PriorMismatchError, SupernetC
 from nni_base.api import build_supernet
 from nni_base.search.prior import build_prior
 from nni_base.space.gumbel_cell import GumbelMixedCell, derived_architecture
+from nni_base.space.mixed import cell_hook
 from nni_base.space.slot_cell import SlotGumbelCell, derive_slot_cell, pair_column, slot_index
 from tests.helpers import assert_same_forward_and_alpha_grads
 
@@ -51,8 +52,8 @@ def test_slot_cells_replace_every_cell_with_one_alpha_per_label():
 def test_slot_and_edge_logits_use_different_memo_keys():
     cell = next(m for m in space().modules() if type(m) is Cell)
     memo: dict = {}
-    darts = GumbelMixedCell.mutate(cell, 'c', memo, {'parameterization': 'darts'})
-    slot = GumbelMixedCell.mutate(cell, 'c', memo, {'parameterization': 'slot'})
+    darts = cell_hook(cell, 'c', memo, {'parameterization': 'darts'})
+    slot = cell_hook(cell, 'c', memo, {'parameterization': 'slot'})
     assert type(darts) is GumbelMixedCell and type(slot) is SlotGumbelCell
     assert tuple(darts.alpha.shape) == (14, 8) and tuple(slot.alpha.shape) == (8, 35)
     assert darts.alpha is not slot.alpha

@@ -160,7 +160,7 @@ def test_old_prior_without_encoder_still_loads_and_zero_shot_says_why_not(condit
     assert 'conditioning' in strategy.prior_dict()
 
 
-def test_conditioning_written_before_issue_12_still_loads_as_it_was_trained():
+def test_conditioning_of_version_1_priors_still_loads_as_it_was_trained():
     # version 1: per-(edge, op) offsets on the raw (unstandardised) image statistics
     old = Conditioner(SHAPES, {'normal': (14, 5), 'reduce': (14, 5)}, standardise=False, per_op=False)
     with torch.no_grad():
