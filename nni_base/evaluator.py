@@ -8,7 +8,8 @@ how to score a task; :class:`~nni_base.BaseStrategy` runs the inner and outer lo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import nni
@@ -23,12 +24,16 @@ from .tasks.metrics import accuracy as accuracy_of
 from .tasks.mixture import ResolutionMixture
 
 __all__ = [
+    'check_evaluator',
+    'training_data_of',
     'EpisodicModule',
     'EpisodicClassification',
     'EpochSeededSampler',
     'meta_train_loader',
     'check_episodic_space',
 ]
+
+_logger = logging.getLogger(__name__)
 
 
 def _as_is(item):
@@ -233,3 +238,35 @@ def check_episodic_space(evaluator: EpisodicClassification, model: nn.Module | N
     channels, shape = input_channels(model), evaluator.train_tasks.image_shape
     if channels is not None and shape[0] != channels:
         check_images(torch.zeros(1, *shape), where=f'tasks {evaluator.train_tasks.name!r}', channels=channels)
+
+
+def check_evaluator(evaluator: Any, config: Any, model: nn.Module | None) -> None:
+    """Refuse an evaluator BaseStrategy cannot run with ``config`` (a :class:`~nni_base.search.BaseConfig`) on
+    the mutated ``model``, naming the fix; warn about settings the evaluator makes moot."""
+    if not isinstance(evaluator, Lightning):
+        raise TypeError(
+            f'BaseStrategy needs a Lightning evaluator (nni.nas.evaluator.pytorch.Classification '
+            f'or nni_base.EpisodicClassification), got {type(evaluator).__name__}.'
+        )
+    episodic = isinstance(evaluator, EpisodicClassification)
+    if config.average_alpha_tasks and not episodic:
+        raise TypeError('average_alpha_tasks needs an EpisodicClassification evaluator to draw tasks from.')
+    if config.zero_shot and episodic:
+        raise TypeError(
+            "zero_shot=True reads one dataset (NNI's Classification evaluator, its training "
+            'dataloader); an EpisodicClassification meta-trains. Use zero_shot=False to meta-train.'
+        )
+    if episodic:
+        check_episodic_space(evaluator, model)
+        if config.freeze_architecture_after is not None:
+            _logger.warning(
+                'freeze_architecture_after applies to single-task search / adaptation only; '
+                'meta-training with an EpisodicClassification evaluator ignores it.'
+            )
+
+
+def training_data_of(evaluator: Lightning) -> Callable[[], Any]:
+    """A callable giving a single-task evaluator's training data loader(s), as the user passed them."""
+    if evaluator.datamodule is not None:
+        return evaluator.datamodule.train_dataloader
+    return lambda: evaluator.train_dataloaders

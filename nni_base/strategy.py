@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -22,20 +21,17 @@ from typing import Any, Literal, cast
 import pytorch_lightning as pl
 import torch
 import torch.nn as nn
-from nni.mutable import Categorical, CategoricalMultiple
-from nni.nas.evaluator.pytorch import Lightning
 from nni.nas.oneshot.pytorch.strategy import OneShotStrategy
 from nni.nas.space import RawFormatModelSpace
 
 from .callbacks import PriorCheckpoint
 from .data.checks import classifier_outputs
-from .evaluator import EpisodicClassification, EpisodicModule, check_episodic_space
+from .evaluator import EpisodicClassification, EpisodicModule, check_evaluator, training_data_of
 from .runs import quiet_nni_one_shot_warnings, tidy_trainer
 from .search import BaseConfig, BaseSearchModule, MamlModule, ReptileModule, SingleTaskModule
-from .search.checkpoint import check_checkpoint
+from .search.checkpoint import checked_checkpoint
 from .search.conditioning import ConditionedReptileModule, ZeroShotModule
 from .search.config import (
-    GROUPED_FIELDS,
     GROUPS,
     AdaptationConfig,
     ConditioningConfig,
@@ -43,10 +39,11 @@ from .search.config import (
     SupernetConfig,
     ZeroShotConfig,
     resolve_config,
+    without_flat_keywords,
 )
-from .search.distributed import collective_failure, is_collective_error
+from .search.distributed import explain_collective_error
 from .search.prior import apply_prior, build_prior, load_prior, save_prior
-from .space.mixed import SUPPORTED_CHOICES, mutation_hooks, new_sample_each_forward
+from .space.mixed import SUPPORTED_CHOICES, choice_logits, mutation_hooks, new_sample_each_forward
 from .space.temperature import TemperatureSchedule
 
 __all__ = ['BaseStrategy']
@@ -141,15 +138,7 @@ class BaseStrategy(OneShotStrategy):
         seed: int | None = 0,
         **kwargs: Any,
     ):
-        for name in [k for k in kwargs if k in GROUPED_FIELDS]:
-            arg, group_field = GROUPED_FIELDS[name]
-            warnings.warn(
-                f'{name}= is now {arg}='
-                + ('True' if group_field is None else f'{GROUPS[arg].__name__}({group_field}=...)'),
-                DeprecationWarning,
-                stacklevel=3,
-            )
-            del kwargs[name]
+        kwargs = without_flat_keywords(kwargs)
         super().__init__(**kwargs)
         quiet_nni_one_shot_warnings()
         self.prior_path = Path(prior) if prior is not None else None
@@ -163,14 +152,7 @@ class BaseStrategy(OneShotStrategy):
                 + ': pass prior= a file meta-trained with conditioning=True.'
             )
         self.save_prior_to = Path(save_prior_to) if save_prior_to is not None else None
-        self.resume_from = Path(resume_from) if resume_from is not None else None
-        if self.resume_from is not None and not self.resume_from.is_file():
-            raise FileNotFoundError(
-                f'resume_from={str(self.resume_from)!r} is not a file: pass the Lightning '
-                'checkpoint (e.g. last.ckpt) that the interrupted run wrote.'
-            )
-        if self.resume_from is not None:
-            check_checkpoint(self.resume_from)  # a damaged file is named before Lightning unpickles it
+        self.resume_from = checked_checkpoint(resume_from) if resume_from is not None else None
         self.seed = seed
         self._task_config: dict[str, Any] = {}
         self._choice_logits: dict[str, nn.Parameter] = {}
@@ -210,18 +192,7 @@ class BaseStrategy(OneShotStrategy):
                 f'The model space {type(model).__name__} has no choices: there is nothing to search. '
                 f'BaseStrategy searches {SUPPORTED_CHOICES}; e.g. nni_base.DartsTaskSpace.'
             )
-        self._choice_logits = {}
-        # A generator of their own: drawing them from torch's global one would shift every seeded initialisation
-        # after them (the weights and cell logits of DARTS spaces would differ from earlier versions).
-        generator = torch.Generator().manual_seed(0 if self.seed is None else self.seed)
-        for label, mutable in choices.items():
-            if not isinstance(mutable, (Categorical, CategoricalMultiple)):
-                raise TypeError(
-                    f'BaseStrategy keeps one categorical distribution per choice, but choice {label!r} is '
-                    f'a {type(mutable).__name__} ({mutable!r}). Use nni.choice({label!r}, [...]) over a '
-                    'few values instead, or fix it to one value.'
-                )
-            self._choice_logits[label] = nn.Parameter(torch.randn(len(mutable.values), generator=generator) * 1e-3)
+        self._choice_logits = choice_logits(choices, 0 if self.seed is None else self.seed)
         if self.prior is None and self.seed is not None:
             # The space was initialised when the user built it; re-draw its weights so the seed decides them.
             for module in model.modules():
@@ -245,41 +216,13 @@ class BaseStrategy(OneShotStrategy):
         return model
 
     def mutate_evaluator(self, evaluator):
-        if not isinstance(evaluator, Lightning):
-            raise TypeError(
-                f'BaseStrategy needs a Lightning evaluator (nni.nas.evaluator.pytorch.Classification '
-                f'or nni_base.EpisodicClassification), got {type(evaluator).__name__}.'
-            )
-        if self.config.average_alpha_tasks and not isinstance(evaluator, EpisodicClassification):
-            raise TypeError('average_alpha_tasks needs an EpisodicClassification evaluator to draw tasks from.')
-        if self.config.zero_shot and isinstance(evaluator, EpisodicClassification):
-            raise TypeError(
-                "zero_shot=True reads one dataset (NNI's Classification evaluator, its training "
-                'dataloader); an EpisodicClassification meta-trains. Use zero_shot=False to meta-train.'
-            )
-        if isinstance(evaluator, EpisodicClassification):
-            check_episodic_space(evaluator, self._mutated_model)
-            if self.config.freeze_architecture_after is not None:
-                _logger.warning(
-                    'freeze_architecture_after applies to single-task search / adaptation only; '
-                    'meta-training with an EpisodicClassification evaluator ignores it.'
-                )
-            self._task_config = evaluator.task_config()
-            self._episodic = evaluator
-        else:
-            self._task_config = {}
-            self._episodic = None
+        check_evaluator(evaluator, self.config, self._mutated_model)
+        episodic = isinstance(evaluator, EpisodicClassification)
+        self._task_config = evaluator.task_config() if episodic else {}
+        self._episodic = evaluator if episodic else None
         # The user's own training data: single-task search checks it and reads a rebuilt head's class means from it
         # before Lightning's first batch (its sanity validation included); NNI wraps the loaders below.
-        self._train_data = (
-            None
-            if isinstance(evaluator, EpisodicClassification)
-            else (
-                evaluator.datamodule.train_dataloader
-                if evaluator.datamodule is not None
-                else (lambda: evaluator.train_dataloaders)
-            )
-        )
+        self._train_data = None if episodic else training_data_of(evaluator)
         mutated = super().mutate_evaluator(evaluator)
         mutated.trainer = tidy_trainer(mutated.trainer)  # nothing written into the current folder unless asked
         if self.resume_from is not None:
@@ -322,17 +265,14 @@ class BaseStrategy(OneShotStrategy):
         try:
             super()._run()
         except Exception as e:
-            # Under DDP a dead peer surfaces in whichever collective comes first (DDP's buffer broadcast,
-            # Lightning's barrier, the meta-step's all-reduce); name it the same way in every case.
             try:
                 trainer = self.oneshot_module.trainer
             except RuntimeError:  # NNI: no module yet; Lightning: not attached to a trainer
                 raise e from None
-            if trainer is None or trainer.world_size < 2 or not is_collective_error(e):
+            explained = explain_collective_error(e, trainer)
+            if explained is None:
                 raise
-            raise collective_failure(
-                e, trainer.global_rank, trainer.world_size, f'a collective at meta-step {trainer.global_step}'
-            ) from e
+            raise explained from e
         if self.config.average_alpha_tasks and self._episodic is not None:
             tasks_from = self._episodic.val_tasks or self._episodic.train_tasks
             tasks = [tasks_from.sample() for _ in range(self.config.average_alpha_tasks)]

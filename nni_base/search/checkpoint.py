@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import CorruptCheckpointError
 
-__all__ = ['check_checkpoint']
+__all__ = ['check_checkpoint', 'checked_checkpoint']
 
 
 def check_checkpoint(path: str | os.PathLike) -> Path:
@@ -45,4 +45,16 @@ def check_checkpoint(path: str | os.PathLike) -> Path:
             f'Cannot resume from {path}: the archive holds no torch.save payload (data.pkl); '
             f'it is not a Lightning checkpoint. {fix}'
         )
+    return path
+
+
+def checked_checkpoint(path: str | os.PathLike) -> Path:
+    """A ``resume_from`` path that exists and holds a checkpoint, named before Lightning unpickles anything."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f'resume_from={str(path)!r} is not a file: pass the Lightning checkpoint (e.g. last.ckpt) that the '
+            'interrupted run wrote.'
+        )
+    check_checkpoint(path)
     return path

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, ClassVar, Literal, TypeVar, cast
@@ -20,6 +21,7 @@ from typing import Any, ClassVar, Literal, TypeVar, cast
 from ..space.temperature import TemperatureSchedule
 
 __all__ = [
+    'without_flat_keywords',
     'AdaptationConfig',
     'BaseConfig',
     'ConditioningConfig',
@@ -410,3 +412,17 @@ def grouped_arguments(flat: Mapping[str, Any]) -> dict[str, Any]:
         elif cls.switch in flat:
             arguments[arg] = cls(**values) if flat[cls.switch] else False
     return arguments
+
+
+def without_flat_keywords(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` less the old flat spellings of grouped options (``dataset_conditioning=``, ...), each with a
+    DeprecationWarning naming the new one. BaseStrategy reads their values from its remembered arguments."""
+    for name in [k for k in kwargs if k in GROUPED_FIELDS]:
+        arg, group_field = GROUPED_FIELDS[name]
+        warnings.warn(
+            f'{name}= is now {arg}='
+            + ('True' if group_field is None else f'{GROUPS[arg].__name__}({group_field}=...)'),
+            DeprecationWarning,
+            stacklevel=4,  # BaseStrategy(...) -> its argument-remembering wrapper -> __init__ -> here
+        )
+    return {k: v for k, v in kwargs.items() if k not in GROUPED_FIELDS}

@@ -23,14 +23,21 @@ Example
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 
 from ..errors import DistributedMetaStepError
 
-__all__ = ['process_group', 'shard_tasks', 'all_reduce_sum', 'broadcast_from_rank_zero', 'collective_failure']
+__all__ = [
+    'process_group',
+    'shard_tasks',
+    'all_reduce_sum',
+    'broadcast_from_rank_zero',
+    'collective_failure',
+    'explain_collective_error',
+]
 
 T = TypeVar('T')
 
@@ -108,3 +115,13 @@ def is_collective_error(error: BaseException) -> bool:
     if isinstance(error, getattr(dist, 'DistError', ())):
         return True
     return isinstance(error, RuntimeError) and any(m in str(error).lower() for m in _BACKEND_MARKERS)
+
+
+def explain_collective_error(error: BaseException, trainer: Any) -> DistributedMetaStepError | None:
+    """Under DDP a dead peer surfaces in whichever collective comes first (DDP's buffer broadcast, Lightning's
+    barrier, the meta-step's all-reduce): the same explanation for each, or None when ``error`` is not that."""
+    if trainer is None or trainer.world_size < 2 or not is_collective_error(error):
+        return None
+    return collective_failure(
+        error, trainer.global_rank, trainer.world_size, f'a collective at meta-step {trainer.global_step}'
+    )

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from nni.mutable import Mutable
+from nni.mutable import Categorical, CategoricalMultiple, Mutable
 from nni.nas.nn.pytorch import Cell, InputChoice
 from nni.nas.oneshot.pytorch.strategy import no_default_hook
 from nni.nas.oneshot.pytorch.supermodule.base import BaseSuperNetModule
@@ -53,6 +53,7 @@ from .sampled_cell import SampledCell
 from .slot_cell import SlotGumbelCell
 
 __all__ = [
+    'choice_logits',
     'ArchSoftmax',
     'architecture_logits',
     'fixed_choices',
@@ -315,3 +316,21 @@ def mutation_hooks() -> list:
     hooks += [_with_choices(_differentiable(op.mutate)) for op in NATIVE_MIXED_OPERATIONS]
     hooks.append(unsupported_hook)
     return hooks
+
+
+def choice_logits(choices: dict[str, Any], seed: int) -> dict[str, nn.Parameter]:
+    """One logit vector per choice label of a simplified space (NNI's DARTS does the same), shared by every module
+    with that label; a choice that is not categorical is refused with what to use instead."""
+    # A generator of their own: drawing them from torch's global one would shift every seeded initialisation
+    # after them (the weights and cell logits of DARTS spaces would differ from earlier versions).
+    generator = torch.Generator().manual_seed(seed)
+    logits = {}
+    for label, mutable in choices.items():
+        if not isinstance(mutable, (Categorical, CategoricalMultiple)):
+            raise TypeError(
+                f'BaseStrategy keeps one categorical distribution per choice, but choice {label!r} is '
+                f'a {type(mutable).__name__} ({mutable!r}). Use nni.choice({label!r}, [...]) over a '
+                'few values instead, or fix it to one value.'
+            )
+        logits[label] = nn.Parameter(torch.randn(len(mutable.values), generator=generator) * 1e-3)
+    return logits
