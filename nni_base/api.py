@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -18,8 +19,11 @@ from .evaluator import EpisodicModule
 from .io import write_json
 from .search import BaseSearchModule
 from .search.adaptation import TaskAdapter
+from .search.conditioning.database_models import DatabaseZeroShot
+from .search.conditioning.database_module import database_path
 from .search.conditioning.trained_predictor import TrainedRecord, fit_predictor, train_database
 from .search.conditioning.zero_shot import ZeroShotResult, conditioner_of, zero_shot
+from .search.database import load_database
 from .search.loop import adapt_each
 from .search.meta_update import ModelState
 from .search.prior import load_prior, save_prior
@@ -33,6 +37,7 @@ __all__ = [
     'inner_loop_accuracy',
     'sample_tasks',
     'zero_shot',
+    'zero_shot_from_database',
     'ZeroShotResult',
     'fit_trained_predictor',
 ]
@@ -181,3 +186,27 @@ def fit_trained_predictor(
     fitted = fit_predictor(loaded, tasks, samples, records, steps=fit_steps, seed=seed)
     save_prior(fitted, output)
     return fitted
+
+
+@functools.lru_cache(maxsize=4)
+def _database_model(path: str) -> DatabaseZeroShot:
+    db = load_database(path)
+    return DatabaseZeroShot.fit(db, range(len(db.tasks)))
+
+
+def zero_shot_from_database(
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+    *,
+    database: str | os.PathLike = 'shipped',
+    top_k: int = 5,
+    generator: str = 'regression',
+) -> list[tuple[dict[str, Any], float]]:
+    """The ``top_k`` DARTS cells for a labelled support set, generated and ranked by a model fitted on every task
+    of a ground-truth database (``'shipped'``: the one nni-base ships), with their predicted accuracy gains over the
+    database's mean architecture; no prior, no training. The cells fit any :class:`~nni_base.DartsTaskSpace`.
+
+    The first call fits the model (seconds); later calls for the same database reuse it.
+    """
+    model = _database_model(database_path(os.fspath(database)))
+    return model.top_k(support_x, support_y, k=top_k, generator=generator)

@@ -31,6 +31,7 @@ from .runs import quiet_nni_one_shot_warnings, tidy_trainer
 from .search import BaseConfig, BaseSearchModule, MamlModule, ReptileModule, SingleTaskModule
 from .search.checkpoint import checked_checkpoint
 from .search.conditioning import ConditionedReptileModule, ZeroShotModule
+from .search.conditioning.database_module import DatabaseZeroShotModule
 from .search.config import (
     GROUPS,
     AdaptationConfig,
@@ -145,11 +146,13 @@ class BaseStrategy(OneShotStrategy):
         self.prior = load_prior(self.prior_path) if self.prior_path is not None else None
         arguments = {k: v for k, v in self._arguments.items() if k in GROUPS or k in BaseConfig.__dataclass_fields__}
         self.config = resolve_config(arguments, self.prior['config'] if self.prior is not None else None)
-        if self.config.zero_shot and (self.prior is None or self.prior.get('conditioning') is None):
+        from_prior = self.config.zero_shot and self.config.zero_shot_database is None
+        if from_prior and (self.prior is None or self.prior.get('conditioning') is None):
             raise ValueError(
                 'zero_shot=True generates architectures from a dataset-conditioned prior, but '
                 + ('no prior was given' if self.prior is None else f'{self.prior_path} has no dataset encoder')
-                + ': pass prior= a file meta-trained with conditioning=True.'
+                + ': pass prior= a file meta-trained with conditioning=True, or zero_shot=ZeroShotConfig(database='
+                "'shipped') to generate from the ground-truth database."
             )
         self.save_prior_to = Path(save_prior_to) if save_prior_to is not None else None
         self.resume_from = checked_checkpoint(resume_from) if resume_from is not None else None
@@ -242,6 +245,8 @@ class BaseStrategy(OneShotStrategy):
     def _search_module(self, training_module) -> BaseSearchModule:
         # As NNI's one-shot strategies do: one Lightning module per search algorithm.
         if not isinstance(training_module, EpisodicModule):
+            if self.config.zero_shot and self.config.zero_shot_database is not None:
+                return DatabaseZeroShotModule(training_module, self.config)
             if self.config.zero_shot:
                 return ZeroShotModule(training_module, self.config, cast(dict, self.prior)['conditioning'])
             return SingleTaskModule(training_module, self.config)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -168,6 +169,8 @@ class BaseConfig:
     zero_shot_candidates: Literal['alpha', 'random', 'both'] = hparam(
         'alpha', 'choice', choices=('alpha', 'random', 'both')
     )
+    # zero-shot from a ground-truth database instead of a conditioned prior: a database file, or 'shipped'
+    zero_shot_database: str | None = hparam(None, 'any', optional=True)
 
     def __post_init__(self):
         if isinstance(self.temperature, dict):  # from a prior file
@@ -180,6 +183,12 @@ class BaseConfig:
             raise ValueError(
                 f'temperature must be a TemperatureSchedule or a (start, end) pair, got {self.temperature!r}.'
             )
+        if self.zero_shot_database is not None:
+            if not isinstance(self.zero_shot_database, (str, os.PathLike)):
+                raise ValueError(
+                    f"zero_shot_database must be a database file or 'shipped', got {self.zero_shot_database!r}."
+                )
+            self.zero_shot_database = os.fspath(self.zero_shot_database)  # a plain str: priors store the config
         maml = self.meta_algorithm == 'maml'
         if self.dataset_conditioning and maml:
             raise ValueError(
@@ -346,6 +355,7 @@ class ZeroShotConfig(ConfigGroup):
     images: int = _view('zero_shot_images')
     pool: int = _view('zero_shot_pool')
     candidates: Literal['alpha', 'random', 'both'] = _view('zero_shot_candidates')
+    database: str | None = _view('zero_shot_database')
 
 
 #: BaseStrategy's grouped arguments, by argument name.

@@ -22,6 +22,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -34,18 +35,30 @@ from ..top_k import CellShape
 from .conditioner import Conditioner
 from .zero_shot import rank_candidates
 
-__all__ = ['ZeroShotModule']
+__all__ = ['SupportSetModule', 'ZeroShotModule']
 
 
-class ZeroShotModule(BaseSearchModule):
-    """Reads a support set from the training batches, then conditions α on it (see the module docstring)."""
+class SupportSetModule(BaseSearchModule):
+    """Zero-shot's shared loop: read a support set from the training batches (up to ``zero_shot_images``), then
+    :meth:`condition` on it; nothing is trained. Subclasses say what conditioning is."""
 
-    def __init__(self, training_module, config: BaseConfig, conditioning: Mapping[str, Any]):
+    def __init__(self, training_module, config: BaseConfig):
         super().__init__(training_module, config)
-        self.conditioner = Conditioner.from_state(conditioning)
-        self.conditioner.eval()  # the encoder's statistics stay those of meta-training
         self.support: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.encoding: torch.Tensor | None = None
+        self.encoding: Any = None
+
+    def condition(self) -> Any:
+        raise NotImplementedError
+
+    def generated_architecture(self) -> contextlib.AbstractContextManager:
+        """A context in which the supernet runs the generated top-1 (default: α's derived architecture)."""
+        return derived_architecture(self.architecture_modules())
+
+    def support_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images and labels read so far."""
+        if not self.support:
+            raise ValueError("zero_shot=True read no labelled images: the evaluator's training dataloader is empty.")
+        return torch.cat([x for x, _ in self.support]), torch.cat([y for _, y in self.support])
 
     @property
     def images_read(self) -> int:
@@ -74,7 +87,7 @@ class ZeroShotModule(BaseSearchModule):
         model = self.training_module
         was_training = model.training
         model.eval()  # running statistics stay the prior's
-        with derived_architecture(self.architecture_modules()):
+        with self.generated_architecture():
             x = torch.cat([x for x, _ in self.support]).to(self.device)
             y = torch.cat([y for _, y in self.support]).to(self.device)
             model.training_step((x, y), 0)
@@ -92,13 +105,19 @@ class ZeroShotModule(BaseSearchModule):
             self.condition()
         return super().on_train_end()
 
+
+class ZeroShotModule(SupportSetModule):
+    """Reads a support set from the training batches, then conditions α on it (see the module docstring)."""
+
+    def __init__(self, training_module, config: BaseConfig, conditioning: Mapping[str, Any]):
+        super().__init__(training_module, config)
+        self.conditioner = Conditioner.from_state(conditioning)
+        self.conditioner.eval()  # the encoder's statistics stay those of meta-training
+
     @torch.no_grad()
     def condition(self) -> dict[str, torch.Tensor]:
         """α ← shared α + g(encoding of the images read); returns the conditioned α."""
-        if not self.support:
-            raise ValueError("zero_shot=True read no labelled images: the evaluator's training dataloader is empty.")
-        x = torch.cat([x for x, _ in self.support])
-        y = torch.cat([y for _, y in self.support])
+        x, y = self.support_set()
         alphas = {str(label): a for label, a in self.alphas().items()}
         conditioned, self.encoding = self.conditioner.conditioned_alpha(alphas, x, y)
         for label, alpha in alphas.items():

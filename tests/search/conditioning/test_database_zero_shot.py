@@ -1,0 +1,74 @@
+"""Zero-shot from a database through NasExperiment + NNI's Classification: no prior, nothing trained, the exports
+are the database model's ranking for the images read, and a space of other cells is refused."""
+
+from __future__ import annotations
+
+import nni
+import pytest
+import torch
+from nni.nas.evaluator.pytorch import Classification
+from torch.utils.data import DataLoader, TensorDataset
+
+from nni_base import BaseStrategy, DartsTaskSpace, SupernetConfig, ZeroShotConfig
+from nni_base.search.conditioning.database_models import DatabaseZeroShot
+from nni_base.search.database import DatabaseSpec, load_database
+from nni_base.search.database_build import build_database
+from tests.helpers import run
+
+SPEC = DatabaseSpec(families=('peaks', 'texture'), train_tasks=1, test_tasks=1, architectures=6, seeds=(0,), steps=1)
+
+
+@pytest.fixture(scope='module')
+def database(tmp_path_factory):
+    path = tmp_path_factory.mktemp('zero_shot_db') / 'db.json'
+    return build_database(SPEC, path, progress=False), path
+
+
+def classification(x: torch.Tensor, y: torch.Tensor) -> Classification:
+    images = TensorDataset(x, y)
+    return Classification(
+        num_classes=5,
+        train_dataloaders=nni.trace(DataLoader)(images, batch_size=10),
+        val_dataloaders=nni.trace(DataLoader)(images, batch_size=25),
+        max_epochs=3,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+
+
+def test_database_zero_shot_through_nas_experiment(database):
+    db, path = database
+    task = db.task(1)
+    x, y = task.query_x, task.query_y  # images the database never trained on
+    strategy = BaseStrategy(zero_shot=ZeroShotConfig(database=str(path), images=40))
+    space = DartsTaskSpace(width=6, num_cells=4, num_classes=5)  # other width and depth than the database's
+    exp = run(space, classification(x, y), strategy)
+    module = strategy.oneshot_module
+    assert module.images_read == 40 and module.trainer.global_step == 0
+    stored = load_database(path)  # what the strategy reads (accuracies as the file rounds them)
+    expected = DatabaseZeroShot.fit(stored, range(len(db.tasks))).top_k(x[:40], y[:40], k=3)
+    assert exp.export_top_models(top_k=3, formatter='dict') == [s for s, _ in expected]
+    assert strategy.export_sample() == expected[0][0]
+    probs = strategy.export_probs()
+    assert abs(sum(probs['normal/2_0'].values()) - 1) < 1e-5  # α holds the generator's per-edge distribution
+    space.freeze(expected[0][0])  # the cell is a sample of the user's space
+
+
+def test_database_zero_shot_refuses_other_cells_and_names_the_option(database):
+    _, path = database
+    task = database[0].task(0)
+    strategy = BaseStrategy(
+        zero_shot=ZeroShotConfig(database=str(path)), supernet=SupernetConfig(parameterization='slot')
+    )
+    with pytest.raises(ValueError, match='ranks DARTS cells of 4 nodes'):
+        run(
+            DartsTaskSpace(width=4, num_cells=3, num_classes=5),
+            classification(task.support_x, task.support_y),
+            strategy,
+        )
+    with pytest.raises(ValueError, match=r"zero_shot=ZeroShotConfig\(database='shipped'\)"):
+        BaseStrategy(zero_shot=True)
+    with pytest.raises(ValueError, match="zero_shot_database must be a database file or 'shipped'"):
+        BaseStrategy(zero_shot=ZeroShotConfig(database=3))
