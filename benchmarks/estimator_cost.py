@@ -14,6 +14,7 @@ import warnings
 
 import torch
 
+from benchmarks.common import provenance_line
 from nni_base import BaseStrategy, DartsTaskSpace
 from nni_base.api import build_supernet
 
@@ -45,6 +46,8 @@ def main() -> None:
     for size, width, cells in [(16, 8, 4), (32, 16, 5)]:
         row = {name: step_ms(BaseStrategy(**kw), size, width, cells) for name, kw in VARIANTS.items()}
         print(f'{size}x{size}, width {width}, {cells} cells: ' + ', '.join(f'{k} {v:.0f} ms' for k, v in row.items()))
+
+    print(provenance_line())
 
 
 if __name__ == '__main__':

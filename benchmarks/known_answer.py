@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.common import write_json_result
 from nni_base import DartsTaskSpace, TaskDistribution
 from nni_base.api import sample_tasks
 from nni_base.data import digits_splits
 from nni_base.data.families import FAMILIES, family_splits
-from nni_base.io import write_json
 from nni_base.search.evaluation import DARTS_OPS, mean_ci, single_op_sample, train_on_task
 
 
@@ -122,7 +122,7 @@ def main(argv=None) -> dict:
             results['families'][name] = res
             _print_ranking(name, res, start)
         if args.output is not None:
-            write_json(args.output, results)
+            write_json_result(args.output, results)
     return results
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from nni_base.io import write_json
+from benchmarks.common import write_json_result
 from nni_base.search.evaluation import DARTS_OPS, mean_ci
 from nni_base.search.top_k import darts_cell_shapes, random_architecture
 
@@ -113,7 +113,7 @@ def main(argv=None) -> dict:
             f'cells {f["ridge_unseen_cells"]["mean"]:+.2f}±{f["ridge_unseen_cells"]["ci95"]:.2f}',
             flush=True,
         )
-    write_json(args.output or args.input.with_name('predictor_database.json'), out)
+    write_json_result(args.output or args.input.with_name('predictor_database.json'), out)
     return out
 
 

@@ -41,10 +41,9 @@ import numpy as np
 import torch
 from scipy import stats
 
-from benchmarks.common import family_data
+from benchmarks.common import darts_space, family_data, write_json_result
 from nni_base import DartsTaskSpace, TaskDistribution
 from nni_base.api import build_supernet, load_strategy, sample_tasks, zero_shot
-from nni_base.io import write_json
 from nni_base.search.conditioning.predictor import arch_features
 from nni_base.search.conditioning.zero_shot import conditioner_of
 from nni_base.search.evaluation import mean_ci, train_on_task
@@ -67,7 +66,7 @@ REPEAT_PAIRS = (
 
 
 def space(ways: int) -> DartsTaskSpace:
-    return DartsTaskSpace(width=8, num_cells=4, num_classes=ways)
+    return darts_space(num_classes=ways)  # the priors' size: width 8, 4 cells
 
 
 def weight_sharing(
@@ -308,7 +307,7 @@ def main(argv=None) -> dict:
             + ', '.join(f'{k} {v:.1f}' for k, v in top1.items()),
             flush=True,
         )
-        write_json(output, results)
+        write_json_result(output, results)
     return results
 
 

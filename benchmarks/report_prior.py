@@ -11,10 +11,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from nni_base.io import write_text
+from benchmarks.common import save_figure, write_markdown_result
 from nni_base.search.evaluation import DARTS_OPS, kendall_tau
 
 
@@ -227,7 +226,7 @@ def plot(recovery: list[tuple[dict, dict]], path: Path) -> None:
             axes[2 * group][col].set_visible(False)
             axes[2 * group + 1][col].set_visible(False)
     fig.tight_layout()
-    FigureCanvasAgg(fig).print_png(str(path))
+    save_figure(fig, path)
 
 
 def main(argv=None) -> None:
@@ -255,7 +254,7 @@ def main(argv=None) -> None:
         for name, runs in part['families'].items():
             families[name] = families.get(name, []) + runs
     recovery = list(groups.values())
-    write_text(args.output.with_suffix('.md'), markdown(known, recovery))
+    write_markdown_result(args.output.with_suffix('.md'), markdown(known, recovery))
     plot(recovery, args.output.with_suffix('.png'))
     print(args.output.with_suffix('.md').read_text())
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import family_data
+from benchmarks.common import family_data, write_json_result
 from benchmarks.predictor_quality import random_top1_ranks, rho, space, top1_rank
 from nni_base import TaskDistribution
 from nni_base.api import sample_tasks
@@ -204,7 +204,7 @@ def evaluate_stage(args, quality: dict, prior: dict) -> dict:
             + ', '.join(f'{k} {v:.3f}' for k, v in picks.items()),
             flush=True,
         )
-    write_json(args.output or args.output_dir / 'results.json', results)
+    write_json_result(args.output or args.output_dir / 'results.json', results)
     return results
 
 

@@ -31,10 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import family_data
+from benchmarks.common import darts_space, family_data, write_json_result
 from nni_base import BaseStrategy, DartsTaskSpace, TaskDistribution
 from nni_base.api import build_supernet, sample_tasks, zero_shot
-from nni_base.io import write_json
 from nni_base.search.adaptation import TaskAdapter
 from nni_base.search.evaluation import mean_ci, train_on_task
 from nni_base.search.prior import load_prior
@@ -73,7 +72,7 @@ def candidates_for(task, t: int, args, shapes, conditioned: dict, unconditioned_
 
 
 def space(args) -> DartsTaskSpace:
-    return DartsTaskSpace(width=8, num_cells=4, num_classes=args.ways)
+    return darts_space(num_classes=args.ways)  # the priors' size: width 8, 4 cells
 
 
 def train(sample: dict, task, t: int, args) -> float:
@@ -202,7 +201,7 @@ def main(argv=None) -> dict:
             + ', '.join(f'{k} {v["mean"]:+.3f}±{v["ci95"]:.3f}' for k, v in paired.items()),
             flush=True,
         )
-        write_json(args.output, results)
+        write_json_result(args.output, results)
     return results
 
 
