@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import warnings
 
+import nni
+from nni.nas.evaluator.pytorch import Classification
 from nni.nas.experiment import NasExperiment
+from torch.utils.data import DataLoader
 
 from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, TaskDistribution
 from nni_base.data import digits_splits
@@ -38,6 +41,20 @@ def episodic_evaluator(train, val=None, *, steps_per_epoch: int = 3, max_epochs:
         enable_checkpointing=False,
         enable_model_summary=False,
         **kwargs,
+    )
+
+
+#: Trainer options that keep a test's output quiet and its folder free of logs and checkpoints.
+QUIET = {'logger': False, 'enable_progress_bar': False, 'enable_checkpointing': False, 'enable_model_summary': False}
+
+
+def classification(train, val=None, *, num_classes: int = WAYS, batch_size: int = 10, **kwargs) -> Classification:
+    """NNI's Classification over datasets (``val`` defaults to ``train``), quiet, in order (no shuffling)."""
+    return Classification(
+        num_classes=num_classes,
+        train_dataloaders=nni.trace(DataLoader)(train, batch_size=batch_size),
+        val_dataloaders=nni.trace(DataLoader)(train if val is None else val, batch_size=25),
+        **{**QUIET, **kwargs},
     )
 
 

@@ -12,7 +12,7 @@ from nni_base.api import sample_tasks, zero_shot
 from nni_base.data.families import family_splits
 from nni_base.search.conditioning import ConditionedReptileModule, Conditioner
 from nni_base.search.top_k import CellShape
-from tests.helpers import digits_tasks, episodic_evaluator, run, tiny_space
+from tests.helpers import classification, digits_tasks, episodic_evaluator, run, tiny_space
 from tests.search.test_evaluator_hooks import RecordingClassification
 
 OPS = ('max_pool_3x3', 'avg_pool_3x3', 'skip_connect', 'sep_conv_3x3')
@@ -327,23 +327,11 @@ def test_conditioning_on_nasbench201_generates_top_k_of_its_edge_choices(tmp_pat
 def test_zero_shot_through_nas_experiment_with_nni_classification(conditioned_prior):
     """BaseStrategy(prior=conditioned, zero_shot=True) + NNI's Classification: reads the dataset, trains nothing,
     exports the same top-k as nni_base.api.zero_shot on those images."""
-    import nni
-    from nni.nas.evaluator.pytorch import Classification
-    from torch.utils.data import DataLoader, TensorDataset
+    from torch.utils.data import TensorDataset
 
     path, _ = conditioned_prior
     task = sample_tasks(digits_tasks()[1], 1, seed=7)[0]
-    images = TensorDataset(task.support_x, task.support_y)
-    evaluator = Classification(
-        num_classes=5,
-        train_dataloaders=nni.trace(DataLoader)(images, batch_size=10),
-        val_dataloaders=nni.trace(DataLoader)(images, batch_size=25),
-        max_epochs=3,
-        logger=False,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-    )
+    evaluator = classification(TensorDataset(task.support_x, task.support_y), max_epochs=3)
     strategy = BaseStrategy(prior=path, zero_shot=ZeroShotConfig(images=20))
     weights_before = {k: v.clone() for k, v in load_prior(path)['state_dict'].items()}
     exp = run(tiny_space(), evaluator, strategy)

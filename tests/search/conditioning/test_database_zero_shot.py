@@ -3,17 +3,14 @@ are the database model's ranking for the images read, and a space of other cells
 
 from __future__ import annotations
 
-import nni
 import pytest
-import torch
-from nni.nas.evaluator.pytorch import Classification
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 from nni_base import BaseStrategy, DartsTaskSpace, SupernetConfig, ZeroShotConfig
 from nni_base.search.conditioning.database_models import DatabaseZeroShot
 from nni_base.search.database import DatabaseSpec, load_database
 from nni_base.search.database_build import build_database
-from tests.helpers import run
+from tests.helpers import classification, run
 
 SPEC = DatabaseSpec(families=('peaks', 'texture'), train_tasks=1, test_tasks=1, architectures=6, seeds=(0,), steps=1)
 
@@ -24,27 +21,13 @@ def database(tmp_path_factory):
     return build_database(SPEC, path, progress=False), path
 
 
-def classification(x: torch.Tensor, y: torch.Tensor) -> Classification:
-    images = TensorDataset(x, y)
-    return Classification(
-        num_classes=5,
-        train_dataloaders=nni.trace(DataLoader)(images, batch_size=10),
-        val_dataloaders=nni.trace(DataLoader)(images, batch_size=25),
-        max_epochs=3,
-        logger=False,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-    )
-
-
 def test_database_zero_shot_through_nas_experiment(database):
     db, path = database
     task = db.task(1)
     x, y = task.query_x, task.query_y  # images the database never trained on
     strategy = BaseStrategy(zero_shot=ZeroShotConfig(database=str(path), images=40))
     space = DartsTaskSpace(width=6, num_cells=4, num_classes=5)  # other width and depth than the database's
-    exp = run(space, classification(x, y), strategy)
+    exp = run(space, classification(TensorDataset(x, y), max_epochs=3), strategy)
     module = strategy.oneshot_module
     assert module.images_read == 40 and module.trainer.global_step == 0
     stored = load_database(path)  # what the strategy reads (accuracies as the file rounds them)
@@ -65,7 +48,7 @@ def test_database_zero_shot_refuses_other_cells_and_names_the_option(database):
     with pytest.raises(ValueError, match='ranks DARTS cells of 4 nodes'):
         run(
             DartsTaskSpace(width=4, num_cells=3, num_classes=5),
-            classification(task.support_x, task.support_y),
+            classification(TensorDataset(task.support_x, task.support_y)),
             strategy,
         )
     with pytest.raises(ValueError, match=r"zero_shot=ZeroShotConfig\(database='shipped'\)"):
