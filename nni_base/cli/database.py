@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def summarise(db: ArchitectureDatabase) -> list[str]:
         f'{db.meta.get("cpu_seconds", 0.0) / 3600:.2f} CPU hours'
     ]
     mean = db.mean_accuracy()
+    warnings.filterwarnings('ignore', 'All-NaN slice', RuntimeWarning)  # an unfinished build's empty tasks
     for family in db.spec.families:
         rows = db.task_indices(family)
         repeat = [
@@ -65,8 +67,27 @@ def summarise(db: ArchitectureDatabase) -> list[str]:
         if repeat:
             m, ci = mean_ci(repeat)
             line += f', seed-to-seed Spearman {m:.2f}±{ci:.2f}'
+        for label, (op, rho) in operation_winners(db, rows).items():
+            line += f'; {label}: {op} (Spearman {rho:+.2f})'
         lines.append(line)
     return lines
+
+
+def operation_winners(db: ArchitectureDatabase, tasks: Sequence[int]) -> dict[str, tuple[str, float]]:
+    """Per cell type, the operation whose count in the cell correlates most with the seed-averaged accuracy
+    (Spearman, averaged over ``tasks``): the family's measured winner."""
+    mean = db.mean_accuracy()
+    out = {}
+    for label in ('normal', 'reduce'):
+        best = ('', -2.0)
+        for op in db.spec.ops:
+            counts = [sum(v == op for k, v in s.items() if k.startswith(f'{label}/op_')) for s in db.architectures]
+            rhos = [stats.spearmanr(counts, mean[t], nan_policy='omit').statistic for t in tasks]
+            rho = float(np.nanmean(rhos)) if np.isfinite(rhos).any() else float('nan')
+            if rho > best[1]:
+                best = (op, rho)
+        out[label] = best
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> ArchitectureDatabase:
