@@ -20,11 +20,15 @@ was *not* fitted on, and the labels' own repeatability (Spearman between the two
 support set to the top-5 architectures.
 
     python -m benchmarks.database_zero_shot --output benchmarks/results/database/zero_shot.json
+    # or one process per seed, then merged:
+    python -m benchmarks.database_zero_shot --seeds 0 --output /tmp/s0.json   # (and --seeds 1, 2 beside it)
+    python -m benchmarks.database_zero_shot --merge /tmp/s0.json /tmp/s1.json /tmp/s2.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -49,6 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--fit-architectures', type=int, default=80, help='database architectures the models see')
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--output', type=Path, default=RESULTS / 'database' / 'zero_shot.json')
+    p.add_argument(
+        '--merge', type=Path, nargs='+', default=None, help='summarise these runs (e.g. one per seed) into --output'
+    )
     return p.parse_args(argv)
 
 
@@ -152,6 +159,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     quiet()
     torch.set_num_threads(args.threads)
+    if args.merge:
+        return write_summary(args, [json.loads(p.read_text()) for p in args.merge])
     db = load_database(args.database)
     if not db.complete:
         print(f'warning: the database is incomplete ({int(np.isfinite(db.accuracy).sum())}/{db.accuracy.size})')
@@ -168,6 +177,17 @@ def main(argv=None) -> dict:
             evaluations[f'lofo:{family}'] = evaluate(db, fit, tasks, archs, seed, truth)
         runs.append({'seed': seed, 'fit_architectures': archs, 'evaluations': evaluations})
         print(f'seed {seed} done ({truth.trainings} trainings so far)', flush=True)
+    result = {
+        'settings': settings_of(args),
+        'database': {'spec': db.spec.as_dict(), 'measured': int(np.isfinite(db.accuracy).sum())},
+        'runs': runs,
+    }
+    return write_summary(args, [result])
+
+
+def write_summary(args: argparse.Namespace, parts: list[dict]) -> dict:
+    """Summarise the runs of ``parts`` (one run of this module, or several merged) and write ``--output``."""
+    runs = [run for part in parts for run in part['runs']]
     summary = summarise(runs)
     for key, entry in summary.items():
         line = '  '.join(
@@ -177,7 +197,8 @@ def main(argv=None) -> dict:
     seconds = [r['top5_seconds'] for run in runs for ev in run['evaluations'].values() for r in ev['rows']]
     result = {
         'settings': settings_of(args),
-        'database': {'spec': db.spec.as_dict(), 'measured': int(np.isfinite(db.accuracy).sum())},
+        'merged': [str(p) for p in args.merge] if args.merge else None,
+        'database': parts[0]['database'],
         'top5_seconds': {'max': max(seconds), 'median': float(np.median(seconds))},
         'summary': summary,
         'runs': runs,
