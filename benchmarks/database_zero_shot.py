@@ -10,8 +10,9 @@ Per evaluated task and method, the pick's accuracy is its seed-averaged database
 it, or else the mean of trainings with the database's own recipe and as many seeds (cached per task and
 architecture). Methods:
 
-- ``zero_shot``: :meth:`DatabaseZeroShot.top_k` top-1 (regression generator: the predictor's best of the space);
-- ``zero_shot_frequency``: the frequency generator's 50 most probable architectures, re-ranked by the predictor;
+- ``zero_shot``: the regression generator's top-1 (the predictor's best of the whole space);
+- ``zero_shot_frequency``: the frequency generator's 50 most probable architectures, re-ranked by the predictor
+  (what :meth:`DatabaseZeroShot.top_k` does by default);
 - ``predictor_over_database``: the predictor's best of the database's architectures (no training: a ranking check);
 - ``random``: the task's median database architecture (percentile 50 by construction) — the bar to clear.
 
@@ -100,7 +101,7 @@ def evaluate(db: ArchitectureDatabase, fit: list[int], tasks: list[int], archs: 
     for t in tasks:
         task = db.task(t)
         start = time.perf_counter()
-        top5 = model.top_k(task.support_x, task.support_y, k=5)
+        top5 = model.top_k(task.support_x, task.support_y, k=5, generator='regression')
         seconds = time.perf_counter() - start
         frequency = model.top_k(task.support_x, task.support_y, k=1, generator='frequency')
         predicted = model.predict(task.support_x, task.support_y, db.architectures)

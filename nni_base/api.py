@@ -200,7 +200,7 @@ def zero_shot_from_database(
     *,
     database: str | os.PathLike = 'shipped',
     top_k: int = 5,
-    generator: str = 'regression',
+    generator: str = 'frequency',
 ) -> list[tuple[dict[str, Any], float]]:
     """The ``top_k`` DARTS cells for a labelled support set, generated and ranked by a model fitted on every task
     of a ground-truth database (``'shipped'``: the one nni-base ships), with their predicted accuracy gains over the

@@ -40,7 +40,7 @@ def test_predictor_ranks_a_planted_monotone_target_on_unseen_architectures(synth
     task = db.task(db.task_indices(split='test')[0])
     predicted = model.predict(task.support_x, task.support_y, unseen)
     assert stats.spearmanr(predicted, [planted_counts(s) for s in unseen]).statistic > 0.9
-    top, _ = model.top_k(task.support_x, task.support_y, k=1)[0]
+    top, _ = model.top_k(task.support_x, task.support_y, k=1, generator='regression')[0]
     assert edge_features(top, SHAPES)[0][OPS.index('max_pool_3x3')] == 8  # every normal edge max-pool
 
 
@@ -60,7 +60,7 @@ def test_generator_recovers_planted_per_edge_winners(synthetic):
         for label in ('normal', 'reduce'):
             recovered = alphas[label][:, :-1].argmax(1).tolist()
             assert np.mean(np.equal(recovered, winners[label])) >= bar, (generator, label, recovered, winners[label])
-    top, _ = model.top_k(task.support_x, task.support_y, k=1)[0]
+    top, _ = model.top_k(task.support_x, task.support_y, k=1, generator='regression')[0]
     _, edges = edge_features(top, SHAPES)
     edges = edges.reshape(2, 14, len(OPS))
     kept = edges.sum()
