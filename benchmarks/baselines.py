@@ -54,15 +54,22 @@ def nni_method(
     same_work: bool,
     weight_lr: float = NNI_WEIGHT_LR,
     arc_lr: float = NNI_ARC_LR,
+    device: str | torch.device = 'cpu',
+    channels_last: bool = False,
 ) -> Method:
     """NNI's ``GumbelDARTS`` (``kind='gumbel'``) or ``DARTS`` supernet, built by the strategy's ``mutate_model``.
+
+    ``device`` and ``channels_last`` (weights and inputs in that layout, as ``BaseStrategy`` runs its supernet by
+    default) let a benchmark compare both at the same device and memory layout.
 
     With ``same_work`` a step is one forward/backward on the batch followed by the weight and architecture optimizer
     steps; otherwise it is what ``DartsLightningModule.training_step`` does: an architecture step on the validation
     batch, then a weight step on the training batch (here both are the given batch).
     """
     strategy = GumbelDARTS() if kind == 'gumbel' else DARTS()
-    model = strategy.mutate_model(space)
+    model = strategy.mutate_model(space).to(device)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)
     arch: list[nn.Parameter] = []
     for module in model.modules():
         if hasattr(module, 'arch_parameters') and module is not model:
@@ -75,7 +82,7 @@ def nni_method(
     model.train()
 
     def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(x), y)
+        return F.cross_entropy(model(x.contiguous(memory_format=layout)), y)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:
         if same_work:

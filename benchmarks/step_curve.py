@@ -51,7 +51,7 @@ from benchmarks.common import (
 )
 from nni_base import BaseStrategy, Task
 from nni_base.api import build_supernet
-from nni_base.search.meta_update import ModelState
+from nni_base.search.config import SupernetConfig
 
 __all__ = ['BASE_POINT', 'CIFAR_LIKE', 'curve_points', 'measure_point', 'bench_curve', 'bench_throughput', 'main']
 
@@ -77,34 +77,65 @@ def curve_points(widths: list[int], cells: list[int], resolutions: list[int]) ->
 
 
 def measure_point(
-    resolution: int, width: int, cells: int, *, repeats: int, warmup: int, seed: int = 0
+    resolution: int,
+    width: int,
+    cells: int,
+    *,
+    repeats: int,
+    warmup: int,
+    seed: int = 0,
+    batch: int = BATCH,
+    device: str = 'cpu',
+    precision: str = '32-true',
 ) -> dict[str, Any]:
-    """Median ms per step of BASE (sparse inner step) and GumbelDARTS (same work) at one supernet size."""
+    """Median ms per step of BASE (sparse inner step) and GumbelDARTS (same work) at one supernet size.
+
+    BASE runs as ``BaseStrategy`` builds it (channels-last by default) and with ``channels_last=False``;
+    GumbelDARTS as NNI runs it (contiguous) and channels-last, so that a ratio can be read at the same layout.
+    ``precision='bf16-mixed'`` runs every step under bfloat16 autocast; on a GPU each step ends with a synchronise.
+    """
     torch.manual_seed(seed)
-    x = torch.randn(BATCH, 3, resolution, resolution)
-    y = torch.randint(0, WAYS, (BATCH,))
+    x = torch.randn(batch, 3, resolution, resolution, device=device)
+    y = torch.randint(0, WAYS, (batch,), device=device)
     task = Task(x, y, x, y)
 
     def base_step(**options: Any):
-        supernet = build_supernet(darts_space(width, cells, WAYS), BaseStrategy(seed=seed, **options))
+        supernet = build_supernet(darts_space(width, cells, WAYS), BaseStrategy(seed=seed, **options)).to(device)
         supernet.set_temperature(1.0)
-        state = ModelState(supernet.training_module.model)
+        state = supernet.model_state()
         return lambda: supernet.adapt(task, 1, state, where='step curve')
 
-    gumbel = baselines.nni_method('GumbelDARTS', 'gumbel', darts_space(width, cells, WAYS), same_work=True)
-    # BASE at the defaults, and with the straight-through estimator: what the paired estimator's runner-up
-    # forward (alpha's gradient, no weight gradient) costs
+    def gumbel_step(channels_last: bool):
+        method = baselines.nni_method(
+            'GumbelDARTS',
+            'gumbel',
+            darts_space(width, cells, WAYS),
+            same_work=True,
+            device=device,
+            channels_last=channels_last,
+        )
+        return lambda: method.step(x, y)
+
+    # BASE at the defaults, with the straight-through estimator (what the paired estimator's runner-up forward
+    # costs) and in the contiguous layout; GumbelDARTS in both layouts
     steps = {
         'BASE': base_step(),
-        'BASE straight-through': base_step(alpha_estimator='straight_through'),
-        'GumbelDARTS': lambda: gumbel.step(x, y),
+        'BASE straight-through': base_step(supernet=SupernetConfig(alpha_estimator='straight_through')),
+        'BASE contiguous': base_step(supernet=SupernetConfig(channels_last=False)),
+        'GumbelDARTS': gumbel_step(False),
+        'GumbelDARTS channels-last': gumbel_step(True),
     }
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == 'bf16-mixed')
+    cuda = torch.device(device).type == 'cuda'
     samples: dict[str, list[float]] = {k: [] for k in steps}
     for r in range(warmup + repeats):
         order = list(steps) if r % 2 == 0 else list(reversed(steps))
         for name in order:
             start = time.perf_counter()
-            steps[name]()
+            with autocast:
+                steps[name]()
+            if cuda:
+                torch.cuda.synchronize()
             if r >= warmup:
                 samples[name].append((time.perf_counter() - start) * 1e3)
     ms = {k: float(statistics.median(v)) for k, v in samples.items()}
@@ -112,9 +143,14 @@ def measure_point(
         'resolution': resolution,
         'width': width,
         'cells': cells,
+        'batch': batch,
+        'device': device,
+        'precision': precision,
         'ms': ms,
         'ms_all': samples,
         'ratio': ms['BASE'] / ms['GumbelDARTS'],
+        'ratio_same_layout': ms['BASE'] / ms['GumbelDARTS channels-last'],
+        'ratio_contiguous': ms['BASE contiguous'] / ms['GumbelDARTS'],
         'ratio_straight_through': ms['BASE straight-through'] / ms['GumbelDARTS'],
     }
 
@@ -267,16 +303,21 @@ def _markdown(results: dict[str, Any]) -> str:
             f'## Step time (batch {BATCH}, median of {results["repeats"]} interleaved rounds after '
             f'{results["warmup"]} warm-up)',
             '',
+            'BASE runs channels-last (its default), GumbelDARTS as NNI runs it (contiguous); the last two columns '
+            'compare both at one layout.',
+            '',
             '| varied | image | width | cells | BASE ms | BASE straight-through ms | GumbelDARTS ms | '
-            'BASE / GumbelDARTS | straight-through / GumbelDARTS |',
-            '|---|---|---:|---:|---:|---:|---:|---:|---:|',
+            'BASE / GumbelDARTS | straight-through / GumbelDARTS | both channels-last | both contiguous |',
+            '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
         ]
+        nan = float('nan')
         for p in results['curve']:
-            st = p['ms'].get('BASE straight-through', float('nan'))
+            st = p['ms'].get('BASE straight-through', nan)
             lines.append(
                 f'| {p["axis"]} | 3x{p["resolution"]}x{p["resolution"]} | {p["width"]} | {p["cells"]} | '
                 f'{p["ms"]["BASE"]:.1f} | {st:.1f} | {p["ms"]["GumbelDARTS"]:.1f} | {p["ratio"]:.3f} | '
-                f'{p.get("ratio_straight_through", float("nan")):.3f} |'
+                f'{p.get("ratio_straight_through", nan):.3f} | {p.get("ratio_same_layout", nan):.3f} | '
+                f'{p.get("ratio_contiguous", nan):.3f} |'
             )
         cifar = [p for p in results['curve'] if p['axis'] == 'cifar_like']
         if cifar:

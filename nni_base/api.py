@@ -51,6 +51,7 @@ def build_supernet(space: ModelSpace, strategy: BaseStrategy) -> BaseSearchModul
     module = EpisodicModule()
     module.set_model(strategy.mutate_model(space))
     supernet = BaseSearchModule(module, strategy.config)
+    supernet.prepare_model()
     supernet.rebuilt_heads = list(strategy.rebuilt_heads)  # initialised by TaskAdapter from the first images
     return supernet
 

@@ -1,14 +1,16 @@
-"""Lightning callbacks that write BASE's results to disk."""
+"""Lightning callbacks of BASE's runs: the prior written to disk, a warning when torch threads oversubscribe the CPU."""
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 
-__all__ = ['PriorCheckpoint']
+__all__ = ['PriorCheckpoint', 'ThreadCheck', 'oversubscription']
 
 
 class PriorCheckpoint(pl.Callback):
@@ -30,3 +32,31 @@ class PriorCheckpoint(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
             self.save(self.path)
+
+
+def oversubscription(threads: int, load: float, cores: int) -> str | None:
+    """Why ``threads`` torch threads on a machine with this 1-minute ``load`` and ``cores`` will crawl, or None.
+
+    Several multi-threaded torch processes on shared cores spin-wait on each other: the same meta-training took
+    98 s alone and 809 s beside two other jobs on 2 cores. Meta-training at the default sizes is as fast on one
+    thread as on two (60 s vs 61 s, ``benchmarks/meta_training_speed.py``), so one thread per process is the fix.
+    """
+    if threads <= 1 or load + threads <= cores + 0.5:
+        return None
+    return (
+        f'torch uses {threads} threads on a machine with {cores} cores already running {load:.1f} busy threads '
+        '(1-minute load): multi-threaded torch processes on shared cores slow each other down up to 8x. Call '
+        'torch.set_num_threads(1) (or set OMP_NUM_THREADS=1) in each process; meta-training at the default sizes '
+        'is as fast on one thread.'
+    )
+
+
+class ThreadCheck(pl.Callback):
+    """Warn once, at the start of a CPU run, when torch's threads would oversubscribe an already busy machine."""
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if pl_module.device.type != 'cpu' or not hasattr(os, 'getloadavg'):
+            return
+        message = oversubscription(torch.get_num_threads(), os.getloadavg()[0], os.cpu_count() or 1)
+        if message is not None:
+            warnings.warn(message, RuntimeWarning, stacklevel=2)

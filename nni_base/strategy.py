@@ -24,7 +24,7 @@ import torch.nn as nn
 from nni.nas.oneshot.pytorch.strategy import OneShotStrategy
 from nni.nas.space import RawFormatModelSpace
 
-from .callbacks import PriorCheckpoint
+from .callbacks import PriorCheckpoint, ThreadCheck
 from .data.checks import classifier_outputs
 from .evaluator import EpisodicClassification, EpisodicModule, check_evaluator, training_data_of
 from .runs import quiet_nni_one_shot_warnings, tidy_trainer
@@ -232,6 +232,7 @@ class BaseStrategy(OneShotStrategy):
             # Lightning restores weights, alpha, optimizer, loop position and (our hook) the RNG streams.
             mutated.fit_kwargs['ckpt_path'] = str(self.resume_from)
             mutated.fit_kwargs['weights_only'] = True
+        mutated.trainer.callbacks.append(ThreadCheck())
         if self.save_prior_to is not None:
             mutated.trainer.callbacks.append(PriorCheckpoint(self.save_prior, self.save_prior_to))
         return mutated

@@ -12,14 +12,17 @@ import contextlib
 import math
 import random
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
 from nni.nas.evaluator.pytorch import LightningModule
 from nni.nas.oneshot.pytorch.base_lightning import BaseOneShotLightningModule
+from nni.nas.oneshot.pytorch.supermodule.base import BaseSuperNetModule
 
 from ..space.gumbel_cell import alpha_entropy, alpha_max_prob
+from ..space.layout import to_channels_last
 from ..space.mixed import ArchSoftmax, architecture_logits, reported_probabilities
 from ..space.sampled_cell import SampledCell
 from ..tasks import Task
@@ -29,7 +32,7 @@ from .loop import adapt, adapt_each, query_metrics
 from .meta_update import ModelState
 from .top_k import CellShape, cell_shapes, check_top_k, plain_choices, rank_architectures
 
-__all__ = ['BaseSearchModule']
+__all__ = ['BaseSearchModule', 'SupernetStructure']
 
 
 class BaseSearchModule(BaseOneShotLightningModule):
@@ -59,37 +62,71 @@ class BaseSearchModule(BaseOneShotLightningModule):
         # the user's training data (single-task search reads a rebuilt head's class means from it): a callable
         # returning the evaluator's training dataloader(s), set by the strategy
         self.train_data: Callable[[], Any] | None = None
-        for cell in self.cells():
+        for cell in self.structure().cells:
             self.configure_cell(cell)
 
     # ---- supernet --------------------------------------------------------------------------------
+    # The inner loop asks for the cells, the samplers, α and the parameter lists on every step; walking the module
+    # tree each time took ~20% of meta-training at the defaults (profiled). The structure is fixed once the
+    # strategy has mutated the model (a rebuilt head is swapped in before this module exists), so it is looked up
+    # once; call forget_structure() after replacing submodules.
+    def structure(self) -> SupernetStructure:
+        """The supernet's sampling modules, α and trainable state, looked up once (see :meth:`forget_structure`)."""
+        cached = self.__dict__.get('_nni_base_structure')
+        if cached is None:
+            try:
+                model = self.training_module.model
+            except RuntimeError:  # NNI sets the model when the evaluator runs: nothing to keep yet
+                return SupernetStructure.of(self, None)
+            cached = SupernetStructure.of(self, model)
+            self.__dict__['_nni_base_structure'] = cached  # a plain attribute: not a registered submodule
+        return cached
+
+    def forget_structure(self) -> None:
+        """Look the structure up again on next use (after submodules or parameters were replaced)."""
+        self.__dict__.pop('_nni_base_structure', None)
+
+    def prepare_model(self) -> None:
+        """Put the model in the configured memory format, once (the fit's start; :func:`nni_base.api.build_supernet`).
+
+        Channels-last (:func:`~nni_base.space.layout.to_channels_last`) is the layout CPU convolutions and pooling run
+        fastest in and the one tensor cores want under mixed precision; a forward pre-hook gives the model's 4-D
+        inputs the same layout, whoever calls it.
+        """
+        if not self.config.channels_last or self.__dict__.get('_nni_base_channels_last'):
+            return
+        to_channels_last(self.training_module.model)
+        self.__dict__['_nni_base_channels_last'] = True
+
     def cells(self) -> list[SampledCell]:
         """The sparse DARTS-style cells (the fast path)."""
-        return [m for m in self.modules() if isinstance(m, SampledCell)]
+        return list(self.structure().cells)
 
     def softmaxes(self) -> list[ArchSoftmax]:
         """The samplers of NNI's differentiable supermodules (every choice outside a DARTS-style cell)."""
-        return [m for m in self.modules() if isinstance(m, ArchSoftmax)]
+        return list(self.structure().softmaxes)
 
     def architecture_modules(self) -> list[SampledCell | ArchSoftmax]:
         """Everything that samples an architecture: cells and samplers (see :func:`derived_architecture`)."""
-        return [*self.cells(), *self.softmaxes()]
+        return [*self.structure().cells, *self.structure().softmaxes]
+
+    def supernet_modules(self) -> Iterator[BaseSuperNetModule]:
+        """NNI's supernet modules (what :meth:`resample` draws for), from the looked-up structure."""
+        return iter(self.structure().supernet_modules)
 
     def alphas(self) -> dict[str, nn.Parameter]:
         """The architecture logits by label: one tensor per cell type, one vector per other choice label."""
-        alphas: dict[str, nn.Parameter] = {}
-        for module in self.modules():
-            for label, alpha in architecture_logits(module).items():
-                if label in alphas and alphas[label] is not alpha:
-                    raise ValueError(
-                        f'Two different architecture logits are labelled {label!r}; give the choices '
-                        '(or a cell and a choice) different labels.'
-                    )
-                alphas[label] = alpha
-        return alphas
+        return dict(self.structure().alphas)
 
     def arch_parameters(self) -> list[nn.Parameter]:
-        return list(self.alphas().values())
+        return list(self.structure().alphas.values())
+
+    def model_state(self) -> ModelState:
+        """The model's trainable parameters and floating-point buffers (what the inner loop snapshots)."""
+        state = self.structure().state
+        if state is None:
+            raise RuntimeError('The search module has no model yet (NNI sets it when the evaluator runs).')
+        return state
 
     def weight_parameters(self) -> list[nn.Parameter]:
         arch = {id(p) for p in self.arch_parameters()}
@@ -224,6 +261,10 @@ class BaseSearchModule(BaseOneShotLightningModule):
 
     # ---- Lightning hooks -------------------------------------------------------------------------
     # Each hook also runs the evaluator's, as NNI's one-shot modules do, so a custom evaluator's hooks are called.
+    def on_fit_start(self):
+        self.prepare_model()  # after Lightning has moved the model to its device
+        return self.training_module.on_fit_start()
+
     def on_train_batch_start(self, batch, batch_idx, *args, **kwargs):
         self.set_temperature(self.current_temperature())
         return self.training_module.on_train_batch_start(batch, batch_idx, *args, **kwargs)
@@ -271,3 +312,34 @@ class BaseSearchModule(BaseOneShotLightningModule):
             torch.cuda.set_rng_state_all(state['cuda'])
         version, internal, gauss = state['python']
         random.setstate((version, tuple(internal), gauss))
+
+
+@dataclass(frozen=True)
+class SupernetStructure:
+    """What :class:`BaseSearchModule` looks up once: its sampling modules, α by label, the model's state."""
+
+    cells: tuple[SampledCell, ...]
+    softmaxes: tuple[ArchSoftmax, ...]
+    supernet_modules: tuple[BaseSuperNetModule, ...]
+    alphas: dict[str, nn.Parameter]
+    state: ModelState | None  # None before NNI has set the model
+
+    @classmethod
+    def of(cls, module: BaseSearchModule, model: nn.Module | None) -> SupernetStructure:
+        modules = list(module.modules())
+        alphas: dict[str, nn.Parameter] = {}
+        for m in modules:
+            for label, alpha in architecture_logits(m).items():
+                if label in alphas and alphas[label] is not alpha:
+                    raise ValueError(
+                        f'Two different architecture logits are labelled {label!r}; give the choices '
+                        '(or a cell and a choice) different labels.'
+                    )
+                alphas[label] = alpha
+        return cls(
+            cells=tuple(m for m in modules if isinstance(m, SampledCell)),
+            softmaxes=tuple(m for m in modules if isinstance(m, ArchSoftmax)),
+            supernet_modules=tuple(m for m in modules if isinstance(m, BaseSuperNetModule)),
+            alphas=alphas,
+            state=ModelState(model) if model is not None else None,
+        )

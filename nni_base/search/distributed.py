@@ -83,7 +83,10 @@ def _collective(tensors: Sequence[torch.Tensor], op: Callable[[torch.Tensor], ob
     """Run ``op`` in place on the tensors flattened into one buffer (not in one process), then split it back."""
     rank, world_size = process_group()
     dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
-    flat = torch.cat([t.detach().reshape(-1).to(dtype) for t in tensors])
+    # one buffer on the accelerator when any tensor is there (NCCL reduces device tensors; metric sums start on the
+    # host), else on the host
+    device = next((t.device for t in tensors if t.device.type != 'cpu'), torch.device('cpu'))
+    flat = torch.cat([t.detach().reshape(-1).to(device=device, dtype=dtype) for t in tensors])
     if world_size > 1:
         try:
             op(flat)
@@ -91,7 +94,7 @@ def _collective(tensors: Sequence[torch.Tensor], op: Callable[[torch.Tensor], ob
             raise collective_failure(e, rank, world_size, what) from e
     out, offset = [], 0
     for t in tensors:
-        out.append(flat[offset : offset + t.numel()].view(t.shape).to(t.dtype))
+        out.append(flat[offset : offset + t.numel()].view(t.shape).to(device=t.device, dtype=t.dtype))
         offset += t.numel()
     return out
 

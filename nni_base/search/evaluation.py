@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from ..space.genotype import DARTS_OPS
+from ..space.layout import to_channels_last
 from ..tasks import Task
 from ..tasks.metrics import accuracy as accuracy_of
 from ..tasks.metrics import mean_ci
@@ -65,7 +66,7 @@ def train_on_task(
     statistics), as BASE scores tasks in meta-training.
     """
     # Channels-last halves a small convolutional network's CPU step (depthwise convolutions' backward above all).
-    net = net.to(memory_format=torch.channels_last)
+    net = to_channels_last(net)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     net.train()
@@ -77,15 +78,11 @@ def train_on_task(
             idx = torch.randperm(n, generator=generator)[:batch_size]
             x, y = task.support_x[idx], task.support_y[idx]
         optimizer.zero_grad()
-        loss, _ = _loss_and_acc(net, _channels_last(x), y)
+        loss, _ = _loss_and_acc(net, x, y)
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        return _loss_and_acc(net, _channels_last(task.query_x), task.query_y)[1]
-
-
-def _channels_last(x: torch.Tensor) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+        return _loss_and_acc(net, task.query_x, task.query_y)[1]
 
 
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:

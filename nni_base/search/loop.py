@@ -120,33 +120,33 @@ def adapt(
     if adam is not None:
         alpha_lr = 0.0  # the SGD step below leaves α to Adam
     lrs = [alpha_lr if id(p) in arch else config.inner_lr for p in params]
-    loss_value = float('nan')
-    module.training_module.model.train()
+    model = module.training_module.model
+    if not model.training:
+        model.train()
     n, batch = len(task.support_y), config.inner_batch_size
-    for step in range(steps):
+    # Support losses stay on the device: checking each one would synchronise with it every step. A non-finite
+    # loss is reported after the loop (its NaNs only reach this task's copy, which the caller restores).
+    losses: list[torch.Tensor] = []
+    for _ in range(steps):
         if batch is not None and batch < n:
             idx = torch.randperm(n, device=task.support_y.device)[:batch]
             x, y = task.support_x[idx], task.support_y[idx]
         else:
             x, y = task.support_x, task.support_y
-        loss = torch.zeros(())
+        loss: torch.Tensor | None = None
         for _ in range(config.samples_per_step):
             module.resample()
-            loss = loss + module.model_loss(x, y)[0] / config.samples_per_step
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise MetaTrainingDiverged(
-                f'Non-finite support loss ({loss_value}) at {where}, inner step {step}. The shared prior was '
-                'not updated; lower inner_lr / inner_lr_alpha or the outer step sizes.'
-            )
+            term = module.model_loss(x, y)[0] / config.samples_per_step
+            loss = term if loss is None else loss + term
+        assert loss is not None  # samples_per_step >= 1 (checked by the config)
+        losses.append(loss.detach())
         grads = torch.autograd.grad(loss, params, allow_unused=True)
         if config.inner_grad_clip:
             # Each step trains another sampled sub-network; clipping keeps one bad sample from
-            # throwing the shared weights far off.
+            # throwing the shared weights far off. (A scale of exactly 1 leaves a gradient as it is.)
             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads if g is not None]))
-            scale = min(1.0, config.inner_grad_clip / (float(norm) + 1e-12))
-            if scale < 1.0:
-                grads = tuple(g * scale if g is not None else None for g in grads)
+            scale = (config.inner_grad_clip / (norm + 1e-12)).clamp(max=1.0)
+            grads = tuple(g * scale if g is not None else None for g in grads)
         inner_sgd_step(params, grads, lrs.__getitem__)
         if adam is not None or (alpha_shadow is not None and alpha_trained):
             for p, g in zip(params, grads):
@@ -155,7 +155,16 @@ def adapt(
                         adam.step(p, g)
                     if alpha_shadow is not None:
                         alpha_shadow.update(p, g)
-    return loss_value
+    if not losses:
+        return float('nan')
+    values = torch.stack(losses).float().tolist()  # one synchronisation per task
+    for step, value in enumerate(values):
+        if not math.isfinite(value):
+            raise MetaTrainingDiverged(
+                f'Non-finite support loss ({value}) at {where}, inner step {step}. The shared prior was '
+                'not updated; lower inner_lr / inner_lr_alpha or the outer step sizes.'
+            )
+    return values[-1]
 
 
 @torch.no_grad()
@@ -164,7 +173,7 @@ def query_metrics(module: BaseSearchModule, task: Task) -> tuple[float, float]:
 
     BatchNorm running statistics are restored afterwards: query data never reaches the prior.
     """
-    buffers = ModelState(module.training_module.model).buffers
+    buffers = module.model_state().buffers
     saved = [b.clone() for b in buffers]
     with derived_architecture(module.architecture_modules()):
         loss, acc = module.model_loss(task.query_x, task.query_y)
@@ -194,7 +203,7 @@ def adapt_each(
     adapted tensors before they are restored; ``alpha_adam_lr``: see :func:`adapt`; ``alpha_shadow()`` (called after
     ``prepare``) gives the task's shadow Adam, see :func:`adapt`.
     """
-    state = ModelState(module.training_module.model)
+    state = module.model_state()
     shared = state.snapshot()
     results = TaskResults()
     module.training_module.model.train()  # every query measurement, "before" too, with batch statistics

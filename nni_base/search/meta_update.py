@@ -38,7 +38,20 @@ class ModelState:
 
     def __init__(self, module: nn.Module):
         self.params: list[nn.Parameter] = [p for p in module.parameters() if p.requires_grad]
-        self.buffers: list[torch.Tensor] = [b for b in module.buffers() if b.is_floating_point()]
+        # Buffers are kept as (owner, name): moving a module to another device or dtype replaces its buffer
+        # tensors (a Parameter keeps its identity), so they are read when used.
+        slots: list[tuple[nn.Module, str]] = []
+        seen: set[int] = set()
+        for owner in module.modules():
+            for name, b in owner.named_buffers(recurse=False):
+                if b.is_floating_point() and id(b) not in seen:
+                    seen.add(id(b))
+                    slots.append((owner, name))
+        self.buffer_slots = slots
+
+    @property
+    def buffers(self) -> list[torch.Tensor]:
+        return [getattr(owner, name) for owner, name in self.buffer_slots]
 
     @property
     def tensors(self) -> list[torch.Tensor]:
@@ -75,9 +88,15 @@ def inner_sgd_step(
     params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None], lr_of: Callable[[int], float]
 ) -> None:
     """One in-place SGD step; parameters with no gradient (unsampled operations) stay put."""
+    groups: dict[float, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
     for i, (p, g) in enumerate(zip(params, grads)):
         if g is not None:
-            p.add_(g, alpha=-lr_of(i))
+            ps, gs = groups.setdefault(lr_of(i), ([], []))
+            ps.append(p)
+            gs.append(g)
+    for lr, (ps, gs) in groups.items():  # one fused update per step size (p - lr * g, as p.add_ computes it)
+        if lr:
+            torch._foreach_add_(ps, gs, alpha=-lr)
 
 
 @torch.no_grad()

@@ -48,7 +48,7 @@ class ReptileModule(MetaTrainingModule):
 
     def training_step(self, batch, batch_idx):
         tasks = self.local_tasks(self.check_tasks(batch))
-        state = ModelState(self.training_module.model)
+        state = self.model_state()
         adapted = MeanAccumulator(state.tensors)
         train_alpha = not self.alpha_warming_up() and not self.config.freeze_alpha
         where = self.where(batch_idx)

@@ -223,7 +223,7 @@ class ConditionedReptileModule(ReptileModule):
     @torch.no_grad()
     def score_architecture(self, task: Task, sample: dict[str, Any]) -> float:
         """Query accuracy of ``sample`` run with the supernet's current weights (batch statistics, restored)."""
-        buffers = ModelState(self.training_module.model).buffers
+        buffers = self.model_state().buffers
         saved = [b.clone() for b in buffers]
         choices = self.ensure_conditioner().choices
         alphas = {str(k): a for k, a in self.alphas().items()}
