@@ -73,6 +73,7 @@ from nni_base import BaseStrategy, DartsTaskSpace, Task, TaskDistribution
 from nni_base.api import build_supernet, load_strategy, sample_tasks
 from nni_base.data import digits_splits
 from nni_base.search.adaptation import TaskAdapter
+from nni_base.search.config import SupernetConfig
 from nni_base.search.meta_update import ModelState
 
 quiet()
@@ -505,7 +506,8 @@ def bench_vectorized_tasks(tasks: int = 4, repeats: int = 5, warmup: int = 1, se
     Both run the same hard sample (sparse path), so the comparison isolates batching; the gradients must agree.
     """
     torch.manual_seed(seed)
-    supernet = build_supernet(space(), BaseStrategy(seed=seed))
+    # contiguous: torch.func's vmap cannot clone into channels-last
+    supernet = build_supernet(space(), BaseStrategy(seed=seed, supernet=SupernetConfig(channels_last=False)))
     supernet.set_temperature(supernet.config.temperature.end)
     supernet.training_module.model.train()
     supernet.resample()

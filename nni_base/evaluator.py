@@ -77,7 +77,13 @@ class EpochSeededSampler(Sampler[int]):
 
 
 def meta_train_loader(
-    tasks: TaskDistribution | ResolutionMixture, tasks_per_step: int, steps_per_epoch: int, seed: int
+    tasks: TaskDistribution | ResolutionMixture,
+    tasks_per_step: int,
+    steps_per_epoch: int,
+    seed: int,
+    *,
+    num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """The meta-training loader of :class:`EpisodicClassification`: batch = list of ``tasks_per_step`` tasks.
 
@@ -91,7 +97,9 @@ def meta_train_loader(
     else:
         episodes = EpisodeDataset(tasks, tasks_per_step, steps=2**31 - 1, seed=seed)
     sampler = EpochSeededSampler(steps_per_epoch, seed)
-    return nni.trace(DataLoader)(episodes, batch_size=None, sampler=sampler, collate_fn=_as_is)
+    return nni.trace(DataLoader)(
+        episodes, batch_size=None, sampler=sampler, collate_fn=_as_is, num_workers=num_workers, pin_memory=pin_memory
+    )
 
 
 @nni.trace
@@ -143,10 +151,13 @@ class EpisodicClassification(Lightning):
         Held-out tasks per validation.
     seed
         Seed of the task sequence (same seed, same tasks).
+    num_workers, pin_memory
+        DataLoader worker processes that sample the tasks, and page-locked batches for a GPU (the tasks are a
+        function of the seed and the step, so workers change nothing but the speed).
     trainer_kwargs
         Passed to the Lightning ``Trainer`` (``max_epochs``, ``accelerator``, ``devices``, ``num_nodes``,
-        ``strategy``, ``logger``, ...). With ``strategy='ddp'`` and W processes, each meta-step's
-        ``tasks_per_step`` tasks are split among the processes (rank r adapts tasks r, r + W, ...) and the
+        ``strategy``, ``logger``, ``precision='bf16-mixed'``, ...). With ``strategy='ddp'`` and W processes, each
+        meta-step's ``tasks_per_step`` tasks are split among the processes (rank r adapts tasks r, r + W, ...) and the
         outer step is averaged over all of them, so the prior matches a one-process run over the same tasks.
 
     Examples
@@ -168,6 +179,8 @@ class EpisodicClassification(Lightning):
         val_episodes: int = 8,
         seed: int = 0,
         criterion: type[nn.Module] = nn.CrossEntropyLoss,
+        num_workers: int = 0,
+        pin_memory: bool = False,
         **trainer_kwargs: Any,
     ):
         if not isinstance(train_tasks, TaskDistribution | ResolutionMixture):
@@ -187,6 +200,9 @@ class EpisodicClassification(Lightning):
         ):
             if int(value) < 1:
                 raise ValueError(f'{name} must be at least 1, got {value}.')
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f'num_workers must be an int >= 0 (DataLoader worker processes), got {num_workers!r}.')
+        loading = {'num_workers': num_workers, 'pin_memory': bool(pin_memory)}
         self.train_tasks = train_tasks
         self.val_tasks = val_tasks
         self.tasks_per_step = tasks_per_step
@@ -197,12 +213,14 @@ class EpisodicClassification(Lightning):
         # Lightning's DistributedSampler would instead hand each rank different meta-steps.
         trainer_kwargs.setdefault('use_distributed_sampler', False)
         trainer_kwargs.setdefault('num_sanity_val_steps', 0)
-        train_loader = meta_train_loader(train_tasks, tasks_per_step, steps_per_epoch, seed)
+        train_loader = meta_train_loader(train_tasks, tasks_per_step, steps_per_epoch, seed, **loading)
         # NNI's one-shot strategies insist on a validation loader; an empty list means none.
         if isinstance(val_tasks, ResolutionMixture):  # one task of each size per validation batch
             val_loader = val_tasks.episode_loader(val_tasks.num_resolutions, val_episodes, seed=seed + 1)
         else:
-            val_loader = episode_loader(val_tasks, 1, val_episodes, seed=seed + 1) if val_tasks is not None else []
+            val_loader = (
+                episode_loader(val_tasks, 1, val_episodes, seed=seed + 1, **loading) if val_tasks is not None else []
+            )
         super().__init__(
             EpisodicModule(criterion),
             Trainer(**trainer_kwargs),

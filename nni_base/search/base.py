@@ -261,9 +261,9 @@ class BaseSearchModule(BaseOneShotLightningModule):
 
     # ---- Lightning hooks -------------------------------------------------------------------------
     # Each hook also runs the evaluator's, as NNI's one-shot modules do, so a custom evaluator's hooks are called.
-    def on_fit_start(self):
-        self.prepare_model()  # after Lightning has moved the model to its device
-        return self.training_module.on_fit_start()
+    def configure_model(self):
+        self.prepare_model()  # before Lightning wraps the model for DDP, whose buckets follow the parameters' layout
+        return self.training_module.configure_model()
 
     def on_train_batch_start(self, batch, batch_idx, *args, **kwargs):
         self.set_temperature(self.current_temperature())

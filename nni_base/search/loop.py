@@ -210,7 +210,7 @@ def adapt_each(
     try:
         with torch.enable_grad():
             for k, task in enumerate(tasks):
-                task = task.to(module.device)
+                task = task.to(module.device, non_blocking=True)  # pinned by the loader when asked
                 if prepare is not None:
                     prepare(k, task)
                 if measure:

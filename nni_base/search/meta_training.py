@@ -59,6 +59,21 @@ class MetaTrainingModule(BaseSearchModule):
         loss, before, after, count = (float(v) for v in sums)
         return TaskResults(before=[before / count], after=[after / count], losses=[loss / count])
 
+    def on_fit_start(self):
+        # float16 autocast needs a loss scale; Lightning's scaler only sees manual_backward, and the inner loop takes
+        # its steps with torch.autograd.grad, so its small gradients would underflow unseen
+        try:
+            plugin = self.trainer.precision_plugin
+        except RuntimeError:  # not attached to a trainer (a module driven by hand)
+            plugin = None
+        if getattr(plugin, 'scaler', None) is not None:
+            raise ValueError(
+                "Meta-training does not run under precision='16-mixed' (float16 needs a gradient scale the inner "
+                "loop does not take): use precision='bf16-mixed' (same speed on GPUs with bfloat16, no scaling), "
+                "or '32-true'. Single-task search and adaptation run under '16-mixed' with Lightning's scaler."
+            )
+        return super().on_fit_start()
+
     def on_train_batch_start(self, batch, batch_idx):
         """Under DDP: give this rank its own Gumbel-noise stream for the meta-step (see :meth:`on_train_batch_end`).
 

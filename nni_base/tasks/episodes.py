@@ -71,6 +71,15 @@ class Task:
             self.query_y.to(device, non_blocking=non_blocking),
         )
 
+    def pin_memory(self) -> Task:
+        """The task in page-locked host memory (what a DataLoader with ``pin_memory=True`` calls)."""
+        return Task(
+            self.support_x.pin_memory(),
+            self.support_y.pin_memory(),
+            self.query_x.pin_memory(),
+            self.query_y.pin_memory(),
+        )
+
 
 def _check_positive_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -326,7 +335,15 @@ def _no_collate(tasks: list[Task]) -> list[Task]:
     return tasks
 
 
-def episode_loader(distribution: TaskDistribution, tasks_per_step: int, steps: int, seed: int = 0) -> DataLoader:
+def episode_loader(
+    distribution: TaskDistribution,
+    tasks_per_step: int,
+    steps: int,
+    seed: int = 0,
+    *,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
     """DataLoader whose batch ``i`` is the list of tasks of meta-step ``i`` (see :class:`EpisodeDataset`).
 
     Parameters
@@ -339,15 +356,25 @@ def episode_loader(distribution: TaskDistribution, tasks_per_step: int, steps: i
         Meta-steps per pass over the loader.
     seed
         Seed of the task sequence.
+    num_workers, pin_memory
+        DataLoader worker processes and page-locked batches (for a GPU). Each meta-step's tasks are a function of
+        ``(seed, step)``, so the workers yield the same tasks as the main process.
 
     Returns
     -------
     DataLoader
-        Unbatched, uncollated, single-process loader, wrapped with :func:`nni.trace` so NNI's Lightning evaluator
-        can record how to rebuild it.
+        Unbatched, uncollated loader, wrapped with :func:`nni.trace` so NNI's Lightning evaluator can record how to
+        rebuild it.
     """
     episodes = EpisodeDataset(distribution, tasks_per_step, steps, seed=seed)
-    return nni.trace(DataLoader)(episodes, batch_size=None, shuffle=False, num_workers=0, collate_fn=_no_collate)
+    return nni.trace(DataLoader)(
+        episodes,
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        collate_fn=_no_collate,
+    )
 
 
 def sample_tasks(distribution: TaskDistribution, count: int, seed: int) -> list[Task]:

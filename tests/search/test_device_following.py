@@ -80,3 +80,19 @@ def test_the_fused_sgd_step_is_the_per_parameter_update():
     expected = [p - lr * g if g is not None else p.clone() for p, g, lr in zip(params, grads, lrs)]
     inner_sgd_step(params, grads, lrs.__getitem__)
     assert all(torch.equal(p, e) for p, e in zip(params, expected))
+
+
+def test_float16_meta_training_is_refused_with_the_precision_that_works():
+    from types import SimpleNamespace
+
+    import pytest
+
+    from nni_base.evaluator import EpisodicModule
+    from nni_base.search.reptile import ReptileModule
+
+    training = EpisodicModule()
+    training.set_model(DartsTaskSpace(width=4, num_cells=3, num_classes=5))
+    module = ReptileModule(training, BaseStrategy().config)
+    module.trainer = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=object()))  # Lightning's fp16 plugin
+    with pytest.raises(ValueError, match="precision='bf16-mixed'"):
+        module.on_fit_start()
