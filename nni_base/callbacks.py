@@ -38,16 +38,15 @@ def oversubscription(threads: int, load: float, cores: int) -> str | None:
     """Why ``threads`` torch threads on a machine with this 1-minute ``load`` and ``cores`` will crawl, or None.
 
     Several multi-threaded torch processes on shared cores spin-wait on each other: the same meta-training took
-    98 s alone and 809 s beside two other jobs on 2 cores. Meta-training at the default sizes is as fast on one
-    thread as on two (60 s vs 61 s, ``benchmarks/meta_training_speed.py``), so one thread per process is the fix.
+    56 s alone and 343 s each as two 2-thread runs on 2 cores, while two 1-thread runs took 57 s each
+    (``benchmarks/meta_training_speed.py``), so one thread per process is the fix.
     """
     if threads <= 1 or load + threads <= cores + 0.5:
         return None
     return (
         f'torch uses {threads} threads on a machine with {cores} cores already running {load:.1f} busy threads '
         '(1-minute load): multi-threaded torch processes on shared cores slow each other down up to 8x. Call '
-        'torch.set_num_threads(1) (or set OMP_NUM_THREADS=1) in each process; meta-training at the default sizes '
-        'is as fast on one thread.'
+        'torch.set_num_threads(1) (or set OMP_NUM_THREADS=1) in each process.'
     )
 
 

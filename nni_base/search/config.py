@@ -145,7 +145,7 @@ class BaseConfig:
         'paired', 'choice', choices=('paired', 'straight_through')
     )
     pool_batchnorm: bool = hparam(True, 'bool')
-    # the supernet's weights and 4-D inputs in channels-last layout: 1.3-1.5x faster meta-training on CPU at the
+    # the supernet's weights and 4-D inputs in channels-last layout: 1.3x faster meta-training on CPU at the
     # defaults (benchmarks/meta_training_speed.py), and the layout tensor cores want under mixed precision
     channels_last: bool = hparam(True, 'bool')
     dataset_conditioning: bool = hparam(False, 'bool')

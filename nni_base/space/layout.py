@@ -1,6 +1,6 @@
 """The memory layout a supernet or a retrained network runs in: channels-last, with one guarded exception.
 
-Channels-last is the layout CPU convolutions and pooling run fastest in (1.3-2x per DARTS operation at the sizes
+Channels-last is the layout CPU convolutions and pooling run fastest in (1.3-3x per DARTS operation at the sizes
 searched here, ``benchmarks/meta_training_speed.py``) and the one tensor cores want under mixed precision.
 
 The exception: in torch 2.14 on CPU, a 1x1 convolution with stride 2 and few channels (C <= 12; DARTS's
