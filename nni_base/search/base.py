@@ -67,9 +67,9 @@ class BaseSearchModule(BaseOneShotLightningModule):
 
     # ---- supernet --------------------------------------------------------------------------------
     # The inner loop asks for the cells, the samplers, α and the parameter lists on every step; walking the module
-    # tree each time took ~20% of meta-training at the defaults (profiled). The structure is fixed once the
-    # strategy has mutated the model (a rebuilt head is swapped in before this module exists), so it is looked up
-    # once; call forget_structure() after replacing submodules.
+    # tree each time took ~12% of meta-training at the defaults (benchmarks/meta_training_speed.py). The structure
+    # is fixed once the strategy has mutated the model (a rebuilt head is swapped in before this module exists), so
+    # it is looked up once; call forget_structure() after replacing submodules.
     def structure(self) -> SupernetStructure:
         """The supernet's sampling modules, α and trainable state, looked up once (see :meth:`forget_structure`)."""
         cached = self.__dict__.get('_nni_base_structure')
@@ -87,7 +87,7 @@ class BaseSearchModule(BaseOneShotLightningModule):
         self.__dict__.pop('_nni_base_structure', None)
 
     def prepare_model(self) -> None:
-        """Put the model in the configured memory format, once (the fit's start; :func:`nni_base.api.build_supernet`).
+        """Put the model in the configured memory format, once (``configure_model``, or ``api.build_supernet``).
 
         Channels-last (:func:`~nni_base.space.layout.to_channels_last`) is the layout CPU convolutions and pooling run
         fastest in and the one tensor cores want under mixed precision; a forward pre-hook gives the model's 4-D
