@@ -61,8 +61,8 @@ WAYS = 5
 BASE_POINT = (8, 8, 3)
 #: The size users search at: 3x32x32 images, width 16, 5 cells.
 CIFAR_LIKE = (32, 16, 5)
-#: The inner step over GumbelDARTS's the issue aims for at the CIFAR-like size.
-TARGET_RATIO = 0.1
+#: The ratio of BASE's inner step to GumbelDARTS's step aimed for at the CIFAR-like size.
+TARGET_RATIO = 0.15
 
 
 def curve_points(widths: list[int], cells: list[int], resolutions: list[int]) -> list[dict[str, Any]]:

@@ -143,14 +143,18 @@ class DatabaseSpec:
         counts = {'train': self.train_tasks, 'test': self.test_tasks}
         return [(f, split, i) for f in self.families for split in _SPLITS for i in range(counts[split])]
 
+    def family_splits(self, family: str) -> dict[str, Any]:
+        """The meta-train (``'train'``) and held-out (``'test'``) class splits of ``family``, as the tasks are drawn
+        from them: what a prior meta-trained for this database's tasks should see (the ``'train'`` split only)."""
+        if family == 'digits':
+            return digits_splits(image_size=self.image_size)
+        return family_splits(family, self.image_size, self.images_per_class, seed=self.data_seed)
+
     def sample_tasks(self) -> list[Task]:
         """Regenerate the tasks (same spec, same tasks: the family generators and the task sampler are seeded)."""
         tasks = []
         for family in self.families:
-            if family == 'digits':
-                splits = digits_splits(image_size=self.image_size)
-            else:
-                splits = family_splits(family, self.image_size, self.images_per_class, seed=self.data_seed)
+            splits = self.family_splits(family)
             for k, split in enumerate(_SPLITS):
                 count = self.train_tasks if split == 'train' else self.test_tasks
                 if count == 0:
