@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from nni.nas.oneshot.pytorch.strategy import GumbelDARTS
+from scipy import stats
 from torch.utils.data import TensorDataset
 
 from benchmarks.common import (
@@ -76,6 +77,8 @@ METHODS = (
 SEARCHES = ('base_prior', 'base_prior_lofo', 'base_no_prior', 'gumbel_darts')
 #: Each method's accuracy is also reported as a paired difference to these (per task and seed).
 PAIRED = ('random', 'base_prior', 'base_no_prior')
+#: Operations without weights: a cell made mostly of them is what a prior biased towards pooling exports.
+PARAMETER_FREE = frozenset({'max_pool_3x3', 'avg_pool_3x3', 'skip_connect', 'none'})
 log = logging.getLogger('bench')
 
 
@@ -197,6 +200,22 @@ def run_seed(db: ArchitectureDatabase, args, seed: int, truth: GroundTruth) -> d
     return {'seed': seed, 'meta_seconds': meta_seconds, 'fit_architectures': archs, 'rows': rows}
 
 
+def parameter_free_ops(sample: dict) -> int:
+    """How many of a DARTS sample's operations (normal and reduction cell together) have no weights."""
+    return sum(v in PARAMETER_FREE for k, v in sample.items() if '/op_' in k)
+
+
+def database_parameter_free(db: ArchitectureDatabase) -> dict:
+    """The database's random cells: their parameter-free operation counts (mean, range), and per family the mean
+    over held-out tasks of the Spearman between that count and the seed-averaged accuracy."""
+    counts = np.array([parameter_free_ops(a) for a in db.architectures])
+    mean, out = db.mean_accuracy(), {'mean': float(counts.mean()), 'min': int(counts.min()), 'max': int(counts.max())}
+    for family in db.spec.families:
+        rhos = [stats.spearmanr(counts, mean[t]).statistic for t in db.task_indices(family=family, split='test')]
+        out[f'spearman_{family}'] = float(np.mean(rhos))
+    return out
+
+
 def merge_runs(runs: list[dict]) -> list[dict]:
     """Runs of the same seed (e.g. one with ``--methods zero_shot_meta`` beside the others) as one run per seed,
     each task's methods, seconds and picks joined."""
@@ -242,6 +261,8 @@ def summarise(runs: list[dict]) -> dict:
                 },
                 'seconds': float(np.mean([r['seconds'].get(m, 0.0) for _, r in fam])),
             }
+            if all(m in r['picks'] for _, r in fam):
+                entry[m]['parameter_free_ops'] = float(np.mean([parameter_free_ops(r['picks'][m]) for _, r in fam]))
         tried = [r['random_search_tried'] for _, r in fam if r.get('random_search_tried') is not None]
         entry['random_search_tried'] = float(np.mean(tried)) if tried else None
         out[family] = entry
@@ -263,6 +284,7 @@ def main(argv=None) -> dict:
 def write_summary(args: argparse.Namespace, parts: list[dict]) -> dict:
     runs = merge_runs([run for part in parts for run in part['runs']])
     summary = summarise(runs)
+    database = database_parameter_free(load_database(args.database))
     for family, entry in summary.items():
         pct = {m: entry[m]['percentile'] for m in entry['methods']}
         line = '  '.join(f'{m} {p["mean"]:.0f}±{p["ci95"]:.0f}' for m, p in pct.items())
@@ -272,17 +294,27 @@ def write_summary(args: argparse.Namespace, parts: list[dict]) -> dict:
         'merged': [str(p) for p in args.merge] if args.merge else None,
         'database': parts[0]['database'],
         'summary': summary,
+        'database_parameter_free_ops': database,
         'runs': runs,
     }
     write_json_result(args.output, result)
-    write_markdown_result(args.output.with_suffix('.md'), markdown(summary, len(runs)))
+    write_markdown_result(args.output.with_suffix('.md'), markdown(summary, len(runs), database))
     return result
 
 
-def markdown(summary: dict, seeds: int) -> str:
+def markdown(summary: dict, seeds: int, database: dict) -> str:
     """One table per family: each method's percentile (and at how many seeds its mean is >= 90), its paired
-    differences to the random median, to BASE from the prior and to BASE without one, regret and seconds."""
-    lines = ['# NAS methods scored on the ground-truth database', '']
+    differences to the random median, to BASE from the prior and to BASE without one, regret, seconds and the
+    parameter-free operations of its picks (of 16)."""
+    lines = [
+        '# NAS methods scored on the ground-truth database',
+        '',
+        f"The database's random cells have {database['mean']:.1f} parameter-free operations of 16 on average "
+        f'({database["min"]}–{database["max"]}); Spearman of that count with accuracy on held-out tasks: '
+        + ', '.join(f'{k.removeprefix("spearman_")} {v:+.2f}' for k, v in database.items() if k.startswith('spearman_'))
+        + '.',
+        '',
+    ]
     for family, entry in summary.items():
         tried = entry['random_search_tried']
         note = f'; random search tried {tried:.1f} cells on average' if tried else ''
@@ -290,8 +322,8 @@ def markdown(summary: dict, seeds: int) -> str:
             f'## {family} ({entry["tasks"]} task x seed pairs, {seeds} seeds{note})',
             '',
             '| method | percentile | top-10% at seeds | − random median | − BASE from the prior '
-            '| − BASE without a prior | regret | seconds |',
-            '|---|---|---|---|---|---|---|---|',
+            '| − BASE without a prior | regret | seconds | parameter-free ops |',
+            '|---|---|---|---|---|---|---|---|---|',
         ]
         for m in entry['methods']:
             e = entry[m]
@@ -300,7 +332,8 @@ def markdown(summary: dict, seeds: int) -> str:
             lines.append(
                 f'| {m} | {e["percentile"]["mean"]:.0f} ± {e["percentile"]["ci95"]:.0f} | {top}/{seeds} | '
                 + ' | '.join(diff)
-                + f' | {e["regret"]:.3f} | {e["seconds"]:.1f} |'
+                + f' | {e["regret"]:.3f} | {e["seconds"]:.1f} | '
+                + (f'{e["parameter_free_ops"]:.1f} |' if 'parameter_free_ops' in e else '– |')
             )
         lines.append('')
     return '\n'.join(lines)

@@ -83,3 +83,15 @@ def test_runs_of_one_seed_merge_per_task_and_summaries_keep_methods_every_row_ha
     summary = bench.summarise([merged])
     assert summary['peaks']['methods'] == ['base_prior', 'random'], 'task 6 has no zero_shot_meta: left out'
     assert summary['peaks']['base_prior']['minus_random']['mean'] == pytest.approx(0.2)
+
+
+def test_parameter_free_ops_counts_the_weightless_operations_of_both_cells(bench):
+    sample = {
+        'normal/op_2_0': 'max_pool_3x3',
+        'normal/input_2_0': [0],
+        'normal/op_2_1': 'sep_conv_3x3',
+        'reduce/op_2_0': 'skip_connect',
+        'reduce/input_2_0': [1],
+        'reduce/op_2_1': 'avg_pool_3x3',
+    }
+    assert bench.parameter_free_ops(sample) == 3, 'the input choices are not operations; the convolution has weights'
