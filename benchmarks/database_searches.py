@@ -14,8 +14,9 @@ Per pipeline seed:
   (``prior_lofo``: that family is never seen in meta-training);
 - on every held-out-class task of the database, each method searches the task's support set (80% search-train,
   20% search-validation; the query set is the database's test set and no method sees it) through ``NasExperiment``
-  + NNI's ``Classification`` for ``--search-epochs`` epochs: ``base_prior``, ``base_prior_lofo``, ``base_no_prior``
-  (``BaseStrategy()`` from an un-meta-trained supernet: the control), ``gumbel_darts``;
+  + NNI's ``Classification`` for ``--search-epochs`` epochs: ``base_prior``, ``base_prior_weights`` (the same prior
+  with ``AdaptationConfig(prior_alpha_scale=0)``: its weights, a uniform alpha), ``base_prior_lofo``,
+  ``base_no_prior`` (``BaseStrategy()`` from an un-meta-trained supernet: the control), ``gumbel_darts``;
 - ``random_search`` trains random cells with the database's recipe on the search-train part, scores them on the
   search-validation part, for as long as ``base_prior`` searched, and keeps the best;
 - ``zero_shot`` / ``zero_shot_lofo``: the database zero-shot top-1 (frequency generator, predictor re-ranking),
@@ -55,7 +56,7 @@ from benchmarks.common import (
     write_markdown_result,
 )
 from benchmarks.database_zero_shot import GroundTruth
-from nni_base import BaseStrategy, ResolutionMixture, TaskDistribution
+from nni_base import AdaptationConfig, BaseStrategy, ResolutionMixture, TaskDistribution
 from nni_base.api import zero_shot
 from nni_base.search.conditioning.database_models import DatabaseZeroShot, leave_one_family_out
 from nni_base.search.database import ArchitectureDatabase, DatabaseSpec, load_database
@@ -65,6 +66,7 @@ from nni_base.tasks import Task
 
 METHODS = (
     'base_prior',
+    'base_prior_weights',
     'base_prior_lofo',
     'base_no_prior',
     'gumbel_darts',
@@ -74,7 +76,9 @@ METHODS = (
     'zero_shot_meta',
     'random',
 )
-SEARCHES = ('base_prior', 'base_prior_lofo', 'base_no_prior', 'gumbel_darts')
+SEARCHES = ('base_prior', 'base_prior_weights', 'base_prior_lofo', 'base_no_prior', 'gumbel_darts')
+#: ``base_prior_weights``: the prior's weights, the cell searched from a uniform alpha.
+WEIGHTS_ONLY = AdaptationConfig(prior_alpha_scale=0.0)
 #: Each method's accuracy is also reported as a paired difference to these (per task and seed).
 PAIRED = ('random', 'base_prior', 'base_no_prior')
 #: Operations without weights: a cell made mostly of them is what a prior biased towards pooling exports.
@@ -143,7 +147,7 @@ def run_seed(db: ArchitectureDatabase, args, seed: int, truth: GroundTruth) -> d
     work.mkdir(parents=True, exist_ok=True)
     families = list(db.spec.families)
     wanted = set(args.methods)
-    jobs = [('all', families, False)] if wanted & {'base_prior', 'random_search'} else []
+    jobs = [('all', families, False)] if wanted & {'base_prior', 'base_prior_weights', 'random_search'} else []
     if 'base_prior_lofo' in wanted:
         jobs += [(f, [g for g in families if g != f], False) for f in families]
     if 'zero_shot_meta' in wanted:
@@ -164,6 +168,7 @@ def run_seed(db: ArchitectureDatabase, args, seed: int, truth: GroundTruth) -> d
         proxy, train, val = search_split(task, seed)
         strategies = {
             'base_prior': lambda: BaseStrategy(prior=priors['all'], seed=seed),
+            'base_prior_weights': lambda: BaseStrategy(prior=priors['all'], seed=seed, adaptation=WEIGHTS_ONLY),
             'base_prior_lofo': lambda: BaseStrategy(prior=priors[family], seed=seed),  # noqa: B023 (called at once)
             'base_no_prior': lambda: BaseStrategy(seed=seed),
             'gumbel_darts': GumbelDARTS,

@@ -205,7 +205,9 @@ class BaseStrategy(OneShotStrategy):
         model = super().mutate_model(model)
         self._choice_logits = {}
         new_sample_each_forward(model)
-        self.rebuilt_heads = apply_prior(model, self.prior) if self.prior is not None else []
+        self.rebuilt_heads = (
+            apply_prior(model, self.prior, self.config.prior_alpha_scale) if self.prior is not None else []
+        )
         if self.rebuilt_heads:
             ways = self.prior.get('tasks', {}).get('ways')  # type: ignore[union-attr]
             _logger.info(

@@ -134,6 +134,10 @@ class BaseConfig:
     relaxation: Literal['gumbel', 'softmax'] = hparam('gumbel', 'choice', choices=('gumbel', 'softmax'))
     freeze_architecture_after: int | None = hparam(None, 'int', minimum=0, optional=True)
     bn_recalibration_batches: int = hparam(8, 'int', minimum=0)
+    #: The prior's architecture logits are multiplied by this before a run starts from it; its weights load as they
+    #: are. 1 is BASE; 0 keeps the meta-learnt weights and searches the cell from a uniform alpha (on the shipped
+    #: database's rotated digits a shared prior's pooling-heavy alpha cost 0.066 accuracy that 0 recovers).
+    prior_alpha_scale: float = hparam(1.0, 'float', minimum=0)
     sample_none: bool = hparam(False, 'bool')
     samples_per_step: int = hparam(1, 'int', minimum=1)
     outer_optimizer_alpha: Literal['sgd', 'adam'] = hparam('adam', 'choice', choices=('sgd', 'adam'))
@@ -332,6 +336,7 @@ class AdaptationConfig(ConfigGroup):
 
     freeze_architecture_after: int | None = _view('freeze_architecture_after')
     bn_recalibration_batches: int = _view('bn_recalibration_batches')
+    prior_alpha_scale: float = _view('prior_alpha_scale')
 
 
 @_group
@@ -378,16 +383,20 @@ GROUPED_FIELDS: dict[str, tuple[str, str | None]] = {
 }
 
 
+#: Fields a prior's stored settings never set: what one run does with a prior.
+_RUN_ONLY = frozenset({'zero_shot', 'prior_alpha_scale'})
+
+
 def resolve_config(arguments: Mapping[str, Any], stored: Mapping[str, Any] | None = None) -> BaseConfig:
     """The ``BaseConfig`` of a strategy's explicit ``arguments`` over ``stored`` (a prior's config) or the defaults.
 
     ``arguments`` holds flat fields and grouped arguments (a group object, or ``True``/``False`` for the groups
-    with a switch); of a group object only the fields its caller set override ``stored``. The zero-shot switch is
-    never taken from ``stored``: it says what a run does, not how the prior was made.
+    with a switch); of a group object only the fields its caller set override ``stored``. The zero-shot switch and
+    ``prior_alpha_scale`` are never taken from ``stored``: they say what a run does, not how the prior was made.
     """
     values = BaseConfig.defaults()
     if stored is not None:
-        values.update({k: v for k, v in stored.items() if k in values and k != 'zero_shot'})
+        values.update({k: v for k, v in stored.items() if k in values and k not in _RUN_ONLY})
     for name, value in arguments.items():
         cls = GROUPS.get(name)
         if cls is None:
@@ -406,6 +415,11 @@ def resolve_config(arguments: Mapping[str, Any], stored: Mapping[str, Any] | Non
             if key in arguments and key != name:
                 raise TypeError(f'{key}= and {name}= both set {key}: pass it once, in {name}=.')
         values.update(flat)
+    if stored is None and values['prior_alpha_scale'] != 1:
+        raise ValueError(
+            f'prior_alpha_scale={values["prior_alpha_scale"]} scales the architecture logits of a prior, but no prior '
+            'was given: pass prior= a meta-trained prior file, or leave prior_alpha_scale at 1.'
+        )
     return BaseConfig(**values)
 
 

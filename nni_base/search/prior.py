@@ -19,6 +19,7 @@ from nni.mutable import Categorical, CategoricalMultiple
 
 from ..errors import CorruptPriorError, PriorMismatchError
 from ..io import write_torch
+from ..space.mixed import architecture_logits
 from ..space.sampled_cell import SampledCell
 from ..space.slot_cell import SlotGumbelCell
 from .head import head_mismatch
@@ -213,12 +214,14 @@ def _refusal(error: BaseException) -> str:
     return (lines[0] if lines else type(error).__name__).rstrip('.')
 
 
-def apply_prior(model: nn.Module, prior: dict[str, Any]) -> list[str]:
+def apply_prior(model: nn.Module, prior: dict[str, Any], alpha_scale: float = 1.0) -> list[str]:
     """Load a prior into a supernet, after checking that both describe the same space.
 
     A classifier with another number of outputs than the prior's (a dataset with another class count) is
     not refused: everything else is loaded and the names of those heads are returned, for
     :func:`.head.initialise_head` to initialise before adaptation. The prior file keeps its own head.
+    The architecture logits are multiplied by ``alpha_scale`` once loaded (``prior_alpha_scale``: 0 keeps only
+    the prior's weights).
     """
     expected = prior['space']['signature']
     actual = space_signature(model)
@@ -251,6 +254,10 @@ def apply_prior(model: nn.Module, prior: dict[str, Any]) -> list[str]:
             'with the width and num_cells of meta-training (num_classes may differ: the head is rebuilt).'
         )
     model.load_state_dict({k: v for k, v in saved.items() if k not in head_keys}, strict=False)
+    if alpha_scale != 1.0:
+        with torch.no_grad():
+            for logits in {id(p): p for m in model.modules() for p in architecture_logits(m).values()}.values():
+                logits.mul_(alpha_scale)
     return heads
 
 

@@ -5,7 +5,7 @@ import pickle
 import pytest
 import torch
 
-from nni_base import BaseStrategy, CorruptPriorError, PriorMismatchError, load_prior, save_prior
+from nni_base import AdaptationConfig, BaseStrategy, CorruptPriorError, PriorMismatchError, load_prior, save_prior
 from nni_base.api import build_supernet
 from nni_base.search.prior import build_prior
 from tests.helpers import tiny_space
@@ -33,6 +33,34 @@ def test_round_trip_restores_weights_and_alpha(prior):
     ):
         assert torch.equal(a, b), name
     assert restored.export() == net.export()
+
+
+@pytest.mark.parametrize('scale', [0.0, 0.5])
+def test_prior_alpha_scale_scales_the_logits_and_keeps_the_weights(prior, scale):
+    path, net = prior
+    scaled = build_supernet(
+        tiny_space(), BaseStrategy(prior=path, adaptation=AdaptationConfig(prior_alpha_scale=scale))
+    )
+    for label, alpha in net.alphas().items():
+        assert torch.equal(scaled.alphas()[label], scale * alpha), label
+    alpha_ids = {id(a) for a in scaled.alphas().values()}
+    own = dict(net.training_module.model.named_parameters())
+    for name, tensor in scaled.training_module.model.named_parameters():
+        if id(tensor) not in alpha_ids:
+            assert torch.equal(tensor, own[name]), name
+    assert load_prior(path)['alpha']['normal'][3, 2] == 5.0, 'the file is not changed'
+
+
+def test_prior_alpha_scale_is_not_taken_from_a_prior_and_needs_one(prior):
+    path, _ = prior
+    data = load_prior(path)
+    data['config']['prior_alpha_scale'] = 0.0  # as if written by a run that used it
+    torch.save(data, path)
+    assert BaseStrategy(prior=path).config.prior_alpha_scale == 1.0
+    with pytest.raises(
+        ValueError, match='prior_alpha_scale=0.0 scales the architecture logits of a prior, but no prior'
+    ):
+        BaseStrategy(adaptation=AdaptationConfig(prior_alpha_scale=0.0))
 
 
 def test_prior_loads_with_weights_only(prior):
