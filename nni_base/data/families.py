@@ -10,6 +10,12 @@ structure, chosen so that a different DARTS operation should serve it best:
   phase under strong pixel noise: orientation evidence must be pooled over a patch.
 * ``'pairs'``   — a class is the direction of the 7 px offset between the two dots of each of four
   dot pairs: the two dots must meet in one receptive field.
+* ``'stripes'`` — a class is the orientation and period (2–2.6 px) of a fine, clean grating: a 3x3 pooling
+  window averages or rectifies a period this short away, a filter keeps it.
+* ``'shapes'``  — a class is the kind (ring, square, plus, cross) and size of one outlined shape at a random
+  place among clutter dots: a shape needs filters that see its outline.
+* ``'layout'``  — a class is which of the four quadrants are brighter, under strong pixel noise: coarse,
+  position-bound evidence, which a shallow cell carries as well as a deep one.
 
 Which operation *actually* wins is not assumed here: ``benchmarks/known_answer.py`` trains every
 single-operation cell on held-out tasks of each family and ranks the operations with confidence
@@ -37,13 +43,14 @@ from .datasets import LabeledTensorDataset
 
 __all__ = ['FAMILIES', 'family_splits', 'family_classes', 'novel_classes']
 
-FAMILIES = ('peaks', 'texture', 'pairs')
+FAMILIES = ('peaks', 'texture', 'pairs', 'stripes', 'shapes', 'layout', 'lines', 'motifs')
 # Every third class (from the second) is held out: 16 classes -> 11 meta-train, 5 held-out.
 _HELDOUT_EVERY = 3
 
 
 def family_classes(family: str, shift: float = 0.0) -> list[tuple[float, ...]]:
-    """The class parameters of ``family``: peak height; (angle, period); (dy, dx) offset.
+    """The class parameters of ``family``: peak height; (angle, period); (dy, dx) offset; (angle, period);
+    (shape, radius); (quadrant bits, contrast).
 
     ``shift`` (in grid steps, 0..1) moves every class between the standard ones: ``shift=0.5`` gives 16 classes
     no split of :func:`family_splits` contains (see :func:`novel_classes`).
@@ -60,6 +67,18 @@ def family_classes(family: str, shift: float = 0.0) -> list[tuple[float, ...]]:
             (round(7 * math.sin(math.pi * (a + shift) / 16)), round(7 * math.cos(math.pi * (a + shift) / 16)))
             for a in range(16)
         ]
+    if family == 'stripes':
+        return [(math.pi * (a + shift) / 8, p) for p in (2.0, 2.4) for a in range(8)]
+    if family == 'shapes':
+        return [(float(k), 2.0 + r + shift) for k in range(len(_SHAPES)) for r in range(4)]
+    if family == 'layout':
+        # the 16 on/off patterns of the four quadrants; shift changes the contrast, not the pattern
+        return [(float(bits), round(0.6 + 0.3 * shift, 3)) for bits in range(16)]
+    if family == 'motifs':
+        # 16 fixed random 5x5 binary patterns; shift flips one more pixel of each (a near but new pattern)
+        return [(float(m), float(shift > 0)) for m in range(16)]
+    if family == 'lines':
+        return [(math.pi * (a + shift) / 8, length) for length in (7.0, 11.0) for a in range(8)]
     raise ValueError(f'Unknown task family {family!r}; choose one of {", ".join(FAMILIES)}.')
 
 
@@ -95,7 +114,96 @@ def _pairs(params: tuple[float, ...], n: int, size: int, rng: np.random.Generato
     return images
 
 
-_GENERATORS = {'peaks': _peaks, 'texture': _texture, 'pairs': _pairs}
+def _stripes(params: tuple[float, ...], n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    angle, period = params
+    angle = angle + rng.normal(0.0, 0.05, size=(n, 1, 1))
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    phase = rng.uniform(0, 2 * math.pi, size=(n, 1, 1))
+    wave = np.cos(2 * math.pi / period * (xx * np.cos(angle) + yy * np.sin(angle)) + phase)
+    return wave + rng.normal(0.0, 1.2, size=(n, size, size))
+
+
+_SHAPES = ('ring', 'square', 'plus', 'cross')
+
+
+def _shape_mask(kind: str, dy: np.ndarray, dx: np.ndarray, radius: float) -> np.ndarray:
+    if kind == 'ring':
+        return np.abs(np.hypot(dy, dx) - radius) < 0.7
+    if kind == 'square':
+        return np.abs(np.maximum(np.abs(dy), np.abs(dx)) - radius) < 0.7
+    if kind == 'cross':  # the plus turned by 45 degrees
+        dy, dx, radius = (dy + dx) / math.sqrt(2), (dy - dx) / math.sqrt(2), radius * 1.1
+    return ((np.abs(dy) < 0.7) & (np.abs(dx) <= radius)) | ((np.abs(dx) < 0.7) & (np.abs(dy) <= radius))
+
+
+def _shapes(params: tuple[float, ...], n: int, size: int, rng: np.random.Generator, clutter: int = 6) -> np.ndarray:
+    kind, radius = _SHAPES[int(params[0])], params[1]
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    images = rng.normal(0.0, 0.3, size=(n, size, size))
+    margin = int(math.ceil(radius * 1.1)) + 1
+    for i in range(n):
+        cy, cx = rng.uniform(margin, size - 1 - margin, 2)
+        images[i] += 1.5 * _shape_mask(kind, yy - cy, xx - cx, radius)
+        images[i, rng.integers(0, size, clutter), rng.integers(0, size, clutter)] += 1.5
+    return images
+
+
+def _layout(params: tuple[float, ...], n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    bits, contrast = int(params[0]), params[1]
+    half = size // 2
+    pattern = np.zeros((size, size))
+    for q, (y, x) in enumerate(((0, 0), (0, half), (half, 0), (half, half))):
+        pattern[y : y + half, x : x + half] = contrast * ((bits >> q) & 1)
+    return pattern + rng.normal(0.0, 1.5, size=(n, size, size))
+
+
+def _draw_segment(image: np.ndarray, cy: float, cx: float, angle: float, length: float, value: float) -> None:
+    for t in np.linspace(-length / 2, length / 2, int(2 * length) + 1):
+        y, x = int(round(cy + t * math.sin(angle))), int(round(cx + t * math.cos(angle)))
+        if 0 <= y < image.shape[0] and 0 <= x < image.shape[1]:
+            image[y, x] = value
+
+
+def _lines(params: tuple[float, ...], n: int, size: int, rng: np.random.Generator, distractors: int = 6) -> np.ndarray:
+    # One long thin line among short ones of random orientation: only a filter elongated along the line tells its
+    # orientation and length from the clutter; an isotropic 3x3 pool merges line and distractors.
+    angle, length = params
+    images = rng.normal(0.0, 0.3, size=(n, size, size))
+    for i in range(n):
+        for _ in range(distractors):
+            _draw_segment(images[i], *rng.uniform(0, size, 2), rng.uniform(0, math.pi), 3.0, 1.0)
+        centre = rng.uniform(size / 2 - 2, size / 2 + 2, 2)
+        _draw_segment(images[i], *centre, angle + rng.normal(0.0, 0.04), length, 1.0)
+    return images
+
+
+_MOTIFS = np.random.default_rng(20261207).random((16, 5, 5)) < 0.5
+
+
+def _motifs(params: tuple[float, ...], n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    # A 5x5 binary pattern at a random place in noise: the classes share their 3x3 statistics and differ in the
+    # arrangement, which a 3x3 pool of the stem's 3x3 features scrambles and a second filter layer reads.
+    motif = _MOTIFS[int(params[0])].astype(np.float64)
+    if params[1]:
+        motif = motif.copy()
+        motif[2, 2] = 1.0 - motif[2, 2]
+    images = rng.normal(0.0, 0.6, size=(n, size, size))
+    for i in range(n):
+        y, x = rng.integers(0, size - 4, 2)
+        images[i, y : y + 5, x : x + 5] += 2.0 * motif - 1.0
+    return images
+
+
+_GENERATORS = {
+    'peaks': _peaks,
+    'texture': _texture,
+    'pairs': _pairs,
+    'stripes': _stripes,
+    'shapes': _shapes,
+    'layout': _layout,
+    'lines': _lines,
+    'motifs': _motifs,
+}
 
 
 def family_splits(

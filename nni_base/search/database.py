@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from ..data.digits import digits_splits
-from ..data.families import FAMILIES, family_splits
+from ..data.digits import digits_splits, noisy_digits_splits
+from ..data.families import family_splits
+from ..data.photos import scenes_splits
 from ..io import write_json
 from ..space.darts import DartsTaskSpace
 from ..space.genotype import DARTS_OPS
@@ -59,11 +60,30 @@ __all__ = [
 ]
 
 DATABASE_FORMAT = 'nni-base-architecture-database'
-DATABASE_VERSION = 1
+#: The version this nni-base writes; it reads :data:`READABLE_VERSIONS` (version 1 has no cost columns).
+DATABASE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 DEFAULT_DATABASE = Path(__file__).resolve().parent.parent / 'resources' / 'architecture_database_v1.json'
+#: The cost columns of a version-2 file, one value per architecture.
+COST_COLUMNS = ('params', 'macs', 'latency_ms')
+#: Where each database version's file ships.
+DATABASE_FILES = {1: DEFAULT_DATABASE, 2: DEFAULT_DATABASE.with_name('architecture_database_v2.json')}
 _SPLITS = ('train', 'test')
-#: Families a database can hold: the procedural ones and the embedded rotated digits (where a convolution wins).
-DATABASE_FAMILIES = (*FAMILIES, 'digits')
+#: Families a database can hold: procedural ones, the embedded rotated digits and crops of scikit-learn's photos.
+#: The order is part of every task's seed: new families go at the end.
+DATABASE_FAMILIES = (
+    'peaks',
+    'texture',
+    'pairs',
+    'digits',
+    'stripes',
+    'shapes',
+    'layout',
+    'scenes',
+    'lines',
+    'noisy_digits',
+    'motifs',
+)
 
 
 class DatabaseError(ValueError):
@@ -148,6 +168,10 @@ class DatabaseSpec:
         from them: what a prior meta-trained for this database's tasks should see (the ``'train'`` split only)."""
         if family == 'digits':
             return digits_splits(image_size=self.image_size)
+        if family == 'noisy_digits':
+            return noisy_digits_splits(image_size=self.image_size, seed=self.data_seed)
+        if family == 'scenes':
+            return scenes_splits(self.image_size, self.images_per_class, seed=self.data_seed)
         return family_splits(family, self.image_size, self.images_per_class, seed=self.data_seed)
 
     def sample_tasks(self) -> list[Task]:
@@ -163,6 +187,19 @@ class DatabaseSpec:
                 seed = self.task_seed + 100 * DATABASE_FAMILIES.index(family) + 50 * k
                 tasks.extend(sample_tasks(distribution, count, seed=seed))
         return tasks
+
+
+#: The specs of the shipped databases by version. v2: seven families, procedural and real (noisy digits, photo
+#: crops), picked by ``benchmarks/family_pilot.py`` for labels that repeat and architectures that matter; three
+#: training seeds, 50 query images per class.
+DATABASE_SPECS = {
+    1: DatabaseSpec(),
+    2: DatabaseSpec(
+        families=('texture', 'pairs', 'noisy_digits', 'shapes', 'lines', 'layout', 'scenes'),
+        seeds=(0, 1, 2),
+        queries=50,
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -191,6 +228,9 @@ class ArchitectureDatabase:
     architectures: list[dict[str, Any]]
     accuracy: np.ndarray  # (tasks, architectures, seeds); NaN where not measured
     meta: dict[str, Any] = field(default_factory=dict)
+    #: per architecture: ``params``, ``macs`` (one image), ``latency_ms`` (CPU, one image, one thread) and
+    #: ``machine`` (where the latency was measured); None in a version-1 file
+    costs: dict[str, Any] | None = None
 
     @cached_property
     def _tasks(self) -> list[Task]:
@@ -265,7 +305,7 @@ def _first(value: Any) -> Any:
 
 # ---- files -------------------------------------------------------------------------------------------------------
 def _content(db: ArchitectureDatabase) -> dict[str, Any]:
-    return {
+    content = {
         'spec': db.spec.as_dict(),
         'tasks': [asdict(e) for e in db.tasks],
         'architectures': db.architectures,
@@ -273,6 +313,25 @@ def _content(db: ArchitectureDatabase) -> dict[str, Any]:
             [[None if not math.isfinite(v) else round(float(v), 6) for v in row] for row in t] for t in db.accuracy
         ],
     }
+    if db.costs is not None:
+        content['costs'] = db.costs
+    return content
+
+
+def _check_costs(costs: Any, architectures: int, path: Path) -> dict[str, Any]:
+    if not isinstance(costs, dict):
+        raise DatabaseError(f'{path} is a version-2 database without cost columns: the file is damaged; rebuild it.')
+    for column in COST_COLUMNS:
+        values = costs.get(column)
+        if not isinstance(values, list) or len(values) != architectures:
+            raise DatabaseError(
+                f'{path}: cost column {column!r} must hold one number per architecture ({architectures}); '
+                'the file is damaged or from an unfinished build: rerun `python -m nni_base.cli.database`.'
+            )
+        bad = [a for a, v in enumerate(values) if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0]
+        if bad:
+            raise DatabaseError(f'{path}: cost column {column!r} has non-positive or missing values at {bad[:5]}.')
+    return costs
 
 
 def _checksum(content: dict[str, Any]) -> str:
@@ -286,7 +345,7 @@ def save_database(db: ArchitectureDatabase, path: str | os.PathLike) -> Path:
         path,
         {
             'format': DATABASE_FORMAT,
-            'version': DATABASE_VERSION,
+            'version': DATABASE_VERSION if db.costs is not None else 1,
             **content,
             'meta': db.meta,
             'checksum': _checksum(content),
@@ -310,14 +369,17 @@ def load_database(path: str | os.PathLike | None = None) -> ArchitectureDatabase
         ) from e
     if not isinstance(data, dict) or data.get('format') != DATABASE_FORMAT:
         raise DatabaseError(f'{path} is not an nni-base architecture database (no "format": "{DATABASE_FORMAT}").')
-    if data.get('version') != DATABASE_VERSION:
+    version = data.get('version')
+    if version not in READABLE_VERSIONS:
         raise DatabaseError(
-            f'{path} is database version {data.get("version")!r}; this nni-base reads version {DATABASE_VERSION}.'
+            f'{path} is database version {version!r}; this nni-base reads versions '
+            f'{", ".join(map(str, READABLE_VERSIONS))}: upgrade nni-base, or rebuild the file with this one.'
         )
-    missing = [k for k in ('spec', 'tasks', 'architectures', 'accuracy', 'checksum') if k not in data]
+    keys = ('spec', 'tasks', 'architectures', 'accuracy') + (('costs',) if version >= 2 else ())
+    missing = [k for k in (*keys, 'checksum') if k not in data]
     if missing:
         raise DatabaseError(f'{path} lacks {", ".join(missing)}: the file is damaged; rebuild it.')
-    content = {k: data[k] for k in ('spec', 'tasks', 'architectures', 'accuracy')}
+    content = {k: data[k] for k in keys}
     if _checksum(content) != data['checksum']:
         raise DatabaseError(f'{path} does not match its checksum: the file was damaged or edited; rebuild it.')
     spec = DatabaseSpec.from_dict(content['spec'])
@@ -329,7 +391,8 @@ def load_database(path: str | os.PathLike | None = None) -> ArchitectureDatabase
         content['architectures']
     ) != spec.architectures:
         raise DatabaseError(f'{path}: its tasks or architectures do not match its spec; the file is damaged.')
-    return ArchitectureDatabase(spec, tasks, content['architectures'], accuracy, data.get('meta', {}))
+    costs = _check_costs(content['costs'], spec.architectures, path) if version >= 2 else None
+    return ArchitectureDatabase(spec, tasks, content['architectures'], accuracy, data.get('meta', {}), costs)
 
 
 def empty_database(spec: DatabaseSpec, tasks: Sequence[Task] | None = None) -> ArchitectureDatabase:

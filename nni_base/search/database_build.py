@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..space.costs import architecture_costs
 from .database import (
     ArchitectureDatabase,
     DatabaseError,
@@ -108,7 +109,12 @@ def build_database(
         earlier = load_database(output)
         if earlier.spec != spec:
             raise DatabaseError(f'{output} holds a database of another spec; pick another --output or its spec.')
-        db.accuracy, db.meta = earlier.accuracy, earlier.meta
+        db.accuracy, db.meta, db.costs = earlier.accuracy, earlier.meta, earlier.costs
+    if db.costs is None:
+        # Costs depend on the architecture only (a minute for 100 cells): measured once, before any training, on
+        # one thread, and kept across resumes so a latency column is never a mix of two machines' moods.
+        db.costs = architecture_costs(db.spec.space(), db.architectures, (3, spec.image_size, spec.image_size))
+        _save_with_meta(db, output, float(db.meta.get('cpu_seconds', 0.0)))
     cpu_seconds = float(db.meta.get('cpu_seconds', 0.0))
     for t, a, s, accuracy, cpu in _read_journal(journal, spec):
         if not np.isfinite(db.accuracy[t, a, s]):

@@ -45,6 +45,27 @@ def test_build_fills_every_pair_and_round_trips(tiny):
     assert loaded.meta['measured'] == 4 * 2 and loaded.meta['cpu_seconds'] >= 0
 
 
+def test_a_build_stores_positive_costs_per_architecture_and_writes_version_2(tiny):
+    db, path = tiny
+    data = json.loads(path.read_text())
+    assert data['version'] == 2 and db.costs['machine']['cpus'] >= 1
+    for column in ('params', 'macs', 'latency_ms'):
+        assert len(db.costs[column]) == TINY.architectures and min(db.costs[column]) > 0
+    net = TINY.space().freeze(db.architectures[0])
+    assert db.costs['params'][0] == sum(p.numel() for p in net.parameters())
+
+
+def test_a_version_1_file_keeps_loading_without_costs(tiny, tmp_path):
+    path = tmp_path / 'v1.json'
+    v1 = load_database(tiny[1])
+    v1.costs = None
+    save_database(v1, path)
+    assert json.loads(path.read_text())['version'] == 1 and 'costs' not in json.loads(path.read_text())
+    loaded = load_database(path)
+    assert loaded.costs is None
+    np.testing.assert_allclose(loaded.accuracy, tiny[0].accuracy, atol=1e-6)
+
+
 def test_build_in_pieces_and_in_two_processes_equals_one_build(tiny, tmp_path):
     db, _ = tiny
     pieces = tmp_path / 'pieces.json'
@@ -76,6 +97,16 @@ def test_a_journal_of_another_spec_is_refused(tiny, tmp_path):
         build_database(TINY, path, progress=False)
 
 
+def _recheck(edit):
+    """``edit``, then a checksum that matches again: damage the checksum cannot see, the validation must."""
+
+    def edited(d):
+        edit(d)
+        d['checksum'] = _checksum({k: d[k] for k in ('spec', 'tasks', 'architectures', 'accuracy', 'costs')})
+
+    return edited
+
+
 def _rewrite(path, edit) -> None:
     data = json.loads(path.read_text())
     edit(data)
@@ -87,10 +118,14 @@ def _rewrite(path, edit) -> None:
     [
         (lambda d: d['accuracy'][0][0].__setitem__(0, 0.123), 'does not match its checksum'),
         (lambda d: d.__setitem__('format', 'something-else'), 'not an nni-base architecture database'),
-        (lambda d: d.__setitem__('version', 99), 'version 99; this nni-base reads version 1'),
+        (lambda d: d.__setitem__('version', 99), 'version 99; this nni-base reads versions 1, 2: upgrade'),
         (lambda d: d.pop('architectures'), 'lacks architectures'),
+        (lambda d: d.pop('costs'), 'lacks costs'),
+        (lambda d: d['costs']['macs'].pop(), 'does not match its checksum'),
+        (_recheck(lambda d: d['costs']['macs'].pop()), "cost column 'macs' must hold one number per architecture"),
+        (_recheck(lambda d: d['costs']['latency_ms'].__setitem__(0, float('nan'))), "'latency_ms' has non-positive"),
     ],
-    ids=['edited', 'foreign', 'version', 'missing'],
+    ids=['edited', 'foreign', 'version', 'missing', 'no-costs', 'costs-edited', 'costs-short', 'costs-nan'],
 )
 def test_a_damaged_or_foreign_file_is_refused_with_what_is_wrong(tiny, tmp_path, edit, message):
     path = tmp_path / 'db.json'
@@ -112,11 +147,7 @@ def test_a_task_that_regenerates_differently_is_refused(tiny, tmp_path):
     path = tmp_path / 'db.json'
     path.write_text(tiny[1].read_text())
 
-    def edit(d):
-        d['tasks'][1]['fingerprint'] = '0' * 16
-        d['checksum'] = _checksum({k: d[k] for k in ('spec', 'tasks', 'architectures', 'accuracy')})
-
-    _rewrite(path, edit)
+    _rewrite(path, _recheck(lambda d: d['tasks'][1].__setitem__('fingerprint', '0' * 16)))
     db = load_database(path)
     with pytest.raises(DatabaseError, match='regenerates differently.*rebuild the database'):
         db.task(0)
