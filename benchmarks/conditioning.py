@@ -33,8 +33,8 @@ from benchmarks.common import RESULTS, meta_train, quiet, settings_of, space_of,
 from nni_base import ResolutionMixture, TaskDistribution
 from nni_base.api import build_supernet, load_strategy, sample_tasks, zero_shot
 from nni_base.data.families import family_splits
-from nni_base.search.conditioning.predictor import arch_features
-from nni_base.search.conditioning.zero_shot import conditioner_of
+from nni_base.database.conditioned_zero_shot import conditioner_of
+from nni_base.database.predictor import arch_features
 from nni_base.search.evaluation import DARTS_OPS
 from nni_base.search.loop import adapt_each
 from nni_base.search.prior import load_prior

@@ -58,8 +58,8 @@ from benchmarks.common import (
 from benchmarks.database_zero_shot import GroundTruth
 from nni_base import AdaptationConfig, BaseStrategy, ResolutionMixture, TaskDistribution
 from nni_base.api import zero_shot
-from nni_base.search.conditioning.database_models import DatabaseZeroShot, leave_one_family_out
-from nni_base.search.database import ArchitectureDatabase, DatabaseSpec, load_database
+from nni_base.database.ground_truth import ArchitectureDatabase, DatabaseSpec, load_database
+from nni_base.database.zero_shot_models import DatabaseZeroShot, leave_one_family_out
 from nni_base.search.evaluation import mean_ci, train_on_task
 from nni_base.search.top_k import darts_cell_shapes, random_architecture
 from nni_base.tasks import Task

@@ -38,8 +38,8 @@ import torch
 from scipy import stats
 
 from benchmarks.common import RESULTS, quiet, settings_of, write_json_result
-from nni_base.search.conditioning.database_models import DatabaseZeroShot, leave_one_family_out
-from nni_base.search.database import ArchitectureDatabase, architecture_key, load_database, pair_seed
+from nni_base.database.ground_truth import ArchitectureDatabase, architecture_key, load_database, pair_seed
+from nni_base.database.zero_shot_models import DatabaseZeroShot, leave_one_family_out
 from nni_base.search.evaluation import train_on_task
 from nni_base.tasks.metrics import mean_ci
 

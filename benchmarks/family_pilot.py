@@ -19,7 +19,7 @@ import torch
 from scipy import stats
 
 from benchmarks.common import write_json_result
-from nni_base.search.database import DATABASE_FAMILIES, DatabaseSpec, pair_seed
+from nni_base.database.ground_truth import DATABASE_FAMILIES, DatabaseSpec, pair_seed
 from nni_base.search.evaluation import train_on_task
 from nni_base.tasks import TaskDistribution, sample_tasks
 

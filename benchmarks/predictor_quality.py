@@ -44,8 +44,8 @@ from scipy import stats
 from benchmarks.common import darts_space, family_data, write_json_result
 from nni_base import DartsTaskSpace, TaskDistribution
 from nni_base.api import build_supernet, load_strategy, sample_tasks, zero_shot
-from nni_base.search.conditioning.predictor import arch_features
-from nni_base.search.conditioning.zero_shot import conditioner_of
+from nni_base.database.conditioned_zero_shot import conditioner_of
+from nni_base.database.predictor import arch_features
 from nni_base.search.evaluation import mean_ci, train_on_task
 from nni_base.search.loop import adapt_each
 from nni_base.search.prior import load_prior

@@ -36,10 +36,10 @@ from benchmarks.common import family_data, write_json_result
 from benchmarks.predictor_quality import random_top1_ranks, rho, space, top1_rank
 from nni_base import TaskDistribution
 from nni_base.api import sample_tasks
+from nni_base.database.conditioned_zero_shot import conditioner_of
+from nni_base.database.predictor import arch_features
+from nni_base.database.trained_predictor import TrainedRecord, fit_predictor, train_database
 from nni_base.io import write_json
-from nni_base.search.conditioning.predictor import arch_features
-from nni_base.search.conditioning.trained_predictor import TrainedRecord, fit_predictor, train_database
-from nni_base.search.conditioning.zero_shot import conditioner_of
 from nni_base.search.evaluation import mean_ci
 from nni_base.search.prior import load_prior, save_prior
 from nni_base.search.top_k import random_architecture

@@ -12,10 +12,10 @@ with warnings.catch_warnings():
     warnings.filterwarnings('ignore', message='.*is found to be not a nn.Module.*', category=RuntimeWarning)
     import nni.nas.nn.pytorch  # noqa: F401
 
+from .config import AdaptationConfig, ConditioningConfig, MetaTrainingConfig, SupernetConfig, ZeroShotConfig
 from .errors import CorruptPriorError, MetaTrainingDiverged, PriorMismatchError
 from .evaluator import EpisodicClassification, EpisodicModule
 from .search.adaptation import TaskAdapter
-from .search.config import AdaptationConfig, ConditioningConfig, MetaTrainingConfig, SupernetConfig, ZeroShotConfig
 from .search.prior import load_prior, save_prior
 from .space.darts import DartsTaskSpace
 from .space.multires import MultiResolutionDartsSpace

@@ -15,15 +15,15 @@ import torch
 from nni.nas.nn.pytorch import ModelSpace
 from tqdm.auto import tqdm
 
+from .database.conditioned_zero_shot import ZeroShotResult, conditioner_of, zero_shot
+from .database.ground_truth import load_database
+from .database.trained_predictor import TrainedRecord, fit_predictor, train_database
+from .database.zero_shot_models import DatabaseZeroShot
+from .database.zero_shot_module import database_path
 from .evaluator import EpisodicModule
 from .io import write_json
 from .search import BaseSearchModule
 from .search.adaptation import TaskAdapter
-from .search.conditioning.database_models import DatabaseZeroShot
-from .search.conditioning.database_module import database_path
-from .search.conditioning.trained_predictor import TrainedRecord, fit_predictor, train_database
-from .search.conditioning.zero_shot import ZeroShotResult, conditioner_of, zero_shot
-from .search.database import load_database
 from .search.loop import adapt_each
 from .search.meta_update import ModelState
 from .search.prior import load_prior, save_prior
@@ -145,7 +145,7 @@ def fit_trained_predictor(
 
     ``architectures`` random architectures of the prior's space are each trained from scratch (``train_steps``
     Adam steps) on each of ``tasks`` — meta-training tasks, not the datasets zero-shot is for — and the
-    predictor is refitted on those accuracies (:mod:`nni_base.search.conditioning.trained_predictor`); the
+    predictor is refitted on those accuracies (:mod:`nni_base.database.trained_predictor`); the
     conditioned α is unchanged. ``space`` is the model space the prior was meta-trained on. ``database``: a JSON
     file that receives every accuracy as it is measured; rerun with the same file and arguments, it resumes.
     """

@@ -25,14 +25,7 @@ from nni.nas.oneshot.pytorch.strategy import OneShotStrategy
 from nni.nas.space import RawFormatModelSpace
 
 from .callbacks import PriorCheckpoint, ThreadCheck
-from .data.checks import classifier_outputs
-from .evaluator import EpisodicClassification, EpisodicModule, check_evaluator, training_data_of
-from .runs import quiet_nni_one_shot_warnings, tidy_trainer
-from .search import BaseConfig, BaseSearchModule, MamlModule, ReptileModule, SingleTaskModule
-from .search.checkpoint import checked_checkpoint
-from .search.conditioning import ConditionedReptileModule, ZeroShotModule
-from .search.conditioning.database_module import DatabaseZeroShotModule
-from .search.config import (
+from .config import (
     GROUPS,
     AdaptationConfig,
     ConditioningConfig,
@@ -42,6 +35,13 @@ from .search.config import (
     resolve_config,
     without_flat_keywords,
 )
+from .data.checks import classifier_outputs
+from .database import ConditionedReptileModule, ZeroShotModule
+from .database.zero_shot_module import DatabaseZeroShotModule
+from .evaluator import EpisodicClassification, EpisodicModule, check_evaluator, training_data_of
+from .runs import quiet_nni_one_shot_warnings, tidy_trainer
+from .search import BaseConfig, BaseSearchModule, MamlModule, ReptileModule, SingleTaskModule
+from .search.checkpoint import checked_checkpoint
 from .search.distributed import explain_collective_error
 from .search.prior import apply_prior, build_prior, load_prior, save_prior
 from .space.mixed import SUPPORTED_CHOICES, choice_logits, mutation_hooks, new_sample_each_forward
@@ -68,7 +68,7 @@ class BaseStrategy(OneShotStrategy):
 
     BASE learns one Gumbel-softmax distribution per choice (alpha) with the supernet weights over a distribution
     of tasks: a *prior* that adapts to a new dataset in a few steps. It searches the spaces NNI's ``DARTS``
-    strategy does. Every setting is a field of :class:`~nni_base.search.config.BaseConfig` (``strategy.config``).
+    strategy does. Every setting is a field of :class:`~nni_base.config.BaseConfig` (``strategy.config``).
 
     Parameters
     ----------

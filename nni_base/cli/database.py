@@ -6,7 +6,8 @@
     python -m nni_base.cli.database --summary             # what the shipped database says, per family
 
 Every (task, architecture, seed) is one from-scratch training of a small DARTS network; the database's spec
-(:class:`~nni_base.search.database.DatabaseSpec`) records how. ``--workers`` processes of one torch thread each use
+(:class:`~nni_base.database.ground_truth.DatabaseSpec`) records how. ``--workers`` processes of one torch thread
+each use
 the machine best; the build prints its CPU time at the end and stores it in the file.
 """
 
@@ -22,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from ..search.database import DATABASE_FILES, DATABASE_SPECS, ArchitectureDatabase, DatabaseSpec, load_database
-from ..search.database_build import build_database
+from ..database.build import build_database
+from ..database.ground_truth import DATABASE_FILES, DATABASE_SPECS, ArchitectureDatabase, DatabaseSpec, load_database
 from ..tasks.metrics import mean_ci
 
 #: The spec fields the command line can set (``--train-tasks`` sets ``train_tasks``); unset ones come from the

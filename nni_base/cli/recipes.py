@@ -38,10 +38,10 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.strategies import DDPStrategy, Strategy
 from torch.utils.data import DataLoader
 
+from ..config import MetaTrainingConfig
 from ..data import load_cifar10, load_downsampled_imagenet, load_image_folder, load_svhn
 from ..evaluator import EpisodicClassification
 from ..io import write_json, write_text
-from ..search.config import MetaTrainingConfig
 from ..space.genotype import format_genotype, sample_to_genotype
 from ..space.multires import MultiResolutionDartsSpace
 from ..strategy import BaseStrategy

@@ -43,11 +43,11 @@ import torch
 from nni.nas.experiment import NasExperiment
 
 from ..api import adaptation_accuracy, build_supernet, sample_tasks, zero_shot
+from ..config import BaseConfig, coerce, grouped_arguments, hparam
 from ..data import digits_splits, load_cifar10, load_cifar100, load_downsampled_imagenet, load_image_folder, load_svhn
 from ..errors import CorruptPriorError, PriorMismatchError
 from ..evaluator import EpisodicClassification
 from ..io import write_atomic, write_text
-from ..search.config import BaseConfig, coerce, grouped_arguments, hparam
 from ..search.prior import load_prior
 from ..search.top_k import cell_shapes, top_k_architectures
 from ..space.darts import DartsTaskSpace

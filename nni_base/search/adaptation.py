@@ -35,18 +35,15 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 
+from ..config import DEFAULT_ARC_LEARNING_RATE, BaseConfig
 from ..errors import MetaTrainingDiverged
 from ..space.gumbel_cell import derived_architecture
-from .config import DEFAULT_ARC_LEARNING_RATE, BaseConfig
 from .head import initialise_head
-
-if TYPE_CHECKING:  # base.py imports the single-task module, which imports this file
-    from .base import BaseSearchModule
+from .supernet import SearchSupernet
 
 __all__ = [
     'BATCH_NORMS',
@@ -88,7 +85,7 @@ def non_finite_loss(where: str, x: torch.Tensor | None, fix: str) -> Exception:
 
 
 def adaptation_step(
-    supernet: BaseSearchModule,
+    supernet: SearchSupernet,
     loss_of_batch: Callable[[], torch.Tensor],
     *,
     frozen: bool,
@@ -121,7 +118,7 @@ def adaptation_step(
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(supernet: BaseSearchModule, inputs: Iterable[torch.Tensor]) -> None:
+def recalibrate_batchnorm(supernet: SearchSupernet, inputs: Iterable[torch.Tensor]) -> None:
     """Recompute the running BatchNorm statistics of the derived architecture from ``inputs``.
 
     While searching, an operation's statistics were last updated whenever it was last sampled, with other
@@ -172,7 +169,7 @@ class TaskAdapter:
 
     def __init__(
         self,
-        supernet: BaseSearchModule,
+        supernet: SearchSupernet,
         *,
         search_steps: int | None = None,
         optimizer: str = 'sgd',

@@ -21,13 +21,13 @@ from nni.nas.evaluator.pytorch import LightningModule
 from nni.nas.oneshot.pytorch.base_lightning import BaseOneShotLightningModule
 from nni.nas.oneshot.pytorch.supermodule.base import BaseSuperNetModule
 
+from ..config import BaseConfig
 from ..space.gumbel_cell import alpha_entropy, alpha_max_prob
 from ..space.layout import to_channels_last
 from ..space.mixed import ArchSoftmax, architecture_logits, reported_probabilities
 from ..space.sampled_cell import SampledCell
 from ..tasks import Task
 from ..tasks.metrics import accuracy as accuracy_of
-from .config import BaseConfig
 from .loop import adapt, adapt_each, query_metrics
 from .meta_update import ModelState
 from .top_k import CellShape, cell_shapes, check_top_k, plain_choices, rank_architectures

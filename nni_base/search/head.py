@@ -24,16 +24,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 
 from ..space.gumbel_cell import derived_architecture
 from .meta_update import ModelState
-
-if TYPE_CHECKING:
-    from .base import BaseSearchModule
+from .supernet import SearchSupernet
 
 __all__ = ['HEAD_INITS', 'head_mismatch', 'initialise_head', 'head_modules']
 
@@ -74,7 +71,7 @@ def head_mismatch(model: nn.Module, saved: dict[str, torch.Tensor]) -> list[str]
 
 @torch.no_grad()
 def class_mean_features(
-    supernet: BaseSearchModule, head: nn.Linear, x: torch.Tensor, y: torch.Tensor, num_classes: int
+    supernet: SearchSupernet, head: nn.Linear, x: torch.Tensor, y: torch.Tensor, num_classes: int
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """Mean input feature of ``head`` per class under the derived architecture, and which classes were seen.
 
@@ -107,7 +104,7 @@ def class_mean_features(
 
 @torch.no_grad()
 def initialise_head(
-    supernet: BaseSearchModule, names: Sequence[str], x: torch.Tensor | None, y: torch.Tensor | None, how: str
+    supernet: SearchSupernet, names: Sequence[str], x: torch.Tensor | None, y: torch.Tensor | None, how: str
 ) -> str:
     """Initialise the rebuilt heads ``names`` of the supernet in place; returns a one-line description.
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -25,9 +24,7 @@ from ..errors import MetaTrainingDiverged
 from ..space.gumbel_cell import derived_architecture
 from ..tasks import Task
 from .meta_update import ModelState, inner_sgd_step
-
-if TYPE_CHECKING:  # the module type only; base.py imports this file
-    from .base import BaseSearchModule
+from .supernet import SearchSupernet
 
 __all__ = ['AlphaAdam', 'TaskResults', 'adapt', 'adapt_each', 'query_metrics']
 
@@ -93,7 +90,7 @@ class AlphaAdam:
 
 
 def adapt(
-    module: BaseSearchModule,
+    module: SearchSupernet,
     task: Task,
     steps: int,
     state: ModelState,
@@ -168,7 +165,7 @@ def adapt(
 
 
 @torch.no_grad()
-def query_metrics(module: BaseSearchModule, task: Task) -> tuple[float, float]:
+def query_metrics(module: SearchSupernet, task: Task) -> tuple[float, float]:
     """Query loss and accuracy of the derived architecture (batch statistics, as in the inner loop).
 
     BatchNorm running statistics are restored afterwards: query data never reaches the prior.
@@ -183,7 +180,7 @@ def query_metrics(module: BaseSearchModule, task: Task) -> tuple[float, float]:
 
 
 def adapt_each(
-    module: BaseSearchModule,
+    module: SearchSupernet,
     tasks: Sequence[Task],
     steps: int,
     *,

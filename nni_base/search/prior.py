@@ -61,7 +61,7 @@ def build_prior(
     """Collect everything a prior holds, detached and on CPU.
 
     ``conditioning``: the dataset encoder, α generator and predictor of a dataset-conditioned prior
-    (:meth:`nni_base.search.conditioning.Conditioner.state`, plain tensors); priors without it load as before.
+    (:meth:`nni_base.database.Conditioner.state`, plain tensors); priors without it load as before.
     """
     prior = {
         'format': PRIOR_FORMAT,

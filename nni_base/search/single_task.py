@@ -35,11 +35,11 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..config import DEFAULT_ARC_LEARNING_RATE
 from ..data.checks import check_batch, classifier_outputs, input_channels
 from . import adaptation
 from .adaptation import BATCH_NORMS, architecture_frozen, architecture_optimizer, recalibrate_batchnorm
 from .base import BaseSearchModule
-from .config import DEFAULT_ARC_LEARNING_RATE
 from .distributed import all_reduce_sum, broadcast_from_rank_zero, process_group
 from .head import initialise_head
 

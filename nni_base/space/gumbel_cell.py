@@ -160,7 +160,7 @@ def fixed_architecture(cells: Iterable[GumbelMixedCell], sample: dict[str, Any])
     """Run the architecture of an NNI ``sample`` (DARTS-cell keys) with the supernet's weights inside the block.
 
     Used to score sampled architectures on a task's query set with the adapted shared weights (the records
-    the meta performance predictor learns from, :mod:`nni_base.search.conditioning`).
+    the meta performance predictor learns from, :mod:`nni_base.database`).
     """
     cells = list(cells)
     for cell in cells:

@@ -157,7 +157,7 @@ def fixed_choices(
 
     Each choice's logits are replaced by the one-hot of its value (restored after) and the samplers run their
     exported choice, so every module of a label runs that value, in train mode too. Used to score sampled
-    architectures with the supernet's weights (the predictor's records, :mod:`nni_base.search.conditioning`).
+    architectures with the supernet's weights (the predictor's records, :mod:`nni_base.database`).
     """
     softmaxes = list(softmaxes)
     saved = {label: alphas[label].detach().clone() for label in choices}

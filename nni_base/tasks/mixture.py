@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import nni
 from torch.utils.data import DataLoader, Dataset
 
-from . import Task, TaskDistribution
+from .episodes import Task, TaskDistribution
 
 __all__ = ['MixtureEpisodes', 'ResolutionMixture']
 

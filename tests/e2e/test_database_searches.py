@@ -8,7 +8,7 @@ import types
 import pytest
 import torch
 
-from nni_base.search.database import DatabaseSpec
+from nni_base.database.ground_truth import DatabaseSpec
 from nni_base.tasks import Task
 
 pytestmark = pytest.mark.e2e

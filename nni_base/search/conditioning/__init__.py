@@ -1,30 +1,15 @@
-"""Dataset-conditioned priors (MetaD2A inside BASE): set encoder → α offset, meta performance predictor, zero-shot.
+"""Moved to :mod:`nni_base.database`: this name keeps old imports working, with a DeprecationWarning."""
 
-Layout (small files, in workflow order): :mod:`.encoder` (support set → encoding), :mod:`.generator`
-(encoding → α offset), :mod:`.predictor` (encoding, architecture → accuracy; the meta-step's records),
-:mod:`.conditioner` (the bundle and its plain-tensor form in a prior file), :mod:`.module`
-(:class:`ConditionedReptileModule`, meta-training), :mod:`.zero_shot` (new dataset → top-k architectures),
-:mod:`.zero_shot_module` (the same inside an NNI experiment, ``BaseStrategy(zero_shot=True)``),
-:mod:`.trained_predictor` (after meta-training: refit the predictor on architectures trained from scratch).
-"""
+import warnings
 
-from .conditioner import Conditioner
-from .encoder import SetEncoder, image_features
-from .generator import AlphaOffsetGenerator
-from .module import ConditionedReptileModule
-from .predictor import PerformancePredictor, arch_features
-from .zero_shot import ZeroShotResult, zero_shot
-from .zero_shot_module import ZeroShotModule
+from ... import database as _moved
 
-__all__ = [
-    'AlphaOffsetGenerator',
-    'ConditionedReptileModule',
-    'Conditioner',
-    'PerformancePredictor',
-    'SetEncoder',
-    'ZeroShotModule',
-    'ZeroShotResult',
-    'arch_features',
-    'image_features',
-    'zero_shot',
-]
+warnings.warn(
+    'nni_base.search.conditioning moved to nni_base.database: import from there.',
+    DeprecationWarning,
+    stacklevel=2,
+)
+
+
+def __getattr__(name: str):
+    return getattr(_moved, name)

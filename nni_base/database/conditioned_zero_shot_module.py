@@ -28,12 +28,12 @@ from typing import Any
 
 import torch
 
-from ...space.gumbel_cell import derived_architecture
-from ..base import BaseSearchModule
 from ..config import BaseConfig
-from ..top_k import CellShape
+from ..search.base import BaseSearchModule
+from ..search.top_k import CellShape
+from ..space.gumbel_cell import derived_architecture
+from .conditioned_zero_shot import rank_candidates
 from .conditioner import Conditioner
-from .zero_shot import rank_candidates
 
 __all__ = ['SupportSetModule', 'ZeroShotModule']
 

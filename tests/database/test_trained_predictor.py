@@ -9,12 +9,12 @@ import pytest
 import torch
 from scipy import stats
 
-import nni_base.search.conditioning.trained_predictor as trained_predictor
+import nni_base.database.trained_predictor as trained_predictor
 from nni_base import BaseStrategy, load_prior
 from nni_base.api import fit_trained_predictor, sample_tasks, zero_shot
-from nni_base.search.conditioning import arch_features
-from nni_base.search.conditioning.trained_predictor import TrainedRecord, fit_predictor
-from nni_base.search.conditioning.zero_shot import conditioner_of
+from nni_base.database import arch_features
+from nni_base.database.conditioned_zero_shot import conditioner_of
+from nni_base.database.trained_predictor import TrainedRecord, fit_predictor
 from nni_base.search.top_k import architecture_log_prob, random_architecture, top_k_architectures
 from tests.helpers import digits_tasks, episodic_evaluator, run, tiny_space
 

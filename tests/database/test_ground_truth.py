@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from nni_base.search.database import (
+from nni_base.database.build import build_database, journal_path
+from nni_base.database.ground_truth import (
     DEFAULT_DATABASE,
     ArchitectureDatabase,
     DatabaseError,
@@ -18,7 +19,6 @@ from nni_base.search.database import (
     load_database,
     save_database,
 )
-from nni_base.search.database_build import build_database, journal_path
 
 TINY = DatabaseSpec(families=('peaks', 'digits'), train_tasks=1, test_tasks=1, architectures=2, seeds=(0,), steps=1)
 

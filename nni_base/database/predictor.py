@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..top_k import CellShape
+from ..search.top_k import CellShape
 
 __all__ = ['arch_features', 'arch_feature_size', 'PerformancePredictor', 'RecordBuffer']
 

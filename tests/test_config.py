@@ -12,9 +12,9 @@ import pytest
 
 from nni_base import BaseStrategy, ConditioningConfig, MetaTrainingConfig, SupernetConfig
 from nni_base.cli.trial import BASE_PARAMS, BASE_TRIAL_DEFAULTS, DEFAULT_PARAMS, search_space, validate_params
-from nni_base.search.config import GROUPS, BaseConfig, grouped_arguments, resolve_config
+from nni_base.config import GROUPS, BaseConfig, grouped_arguments, resolve_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_strategy_signature_and_groups_cover_the_config_schema_once():

@@ -26,11 +26,11 @@ from typing import Any
 import torch
 from nni.nas.nn.pytorch import ModelSpace
 
-from ...tasks import Task
-from ..evaluation import train_on_task
+from ..search.evaluation import train_on_task
+from ..tasks import Task
+from .conditioned_zero_shot import conditioner_of
 from .encoder import check_support
 from .predictor import PerformancePredictor, arch_features
-from .zero_shot import conditioner_of
 
 __all__ = ['TrainedRecord', 'train_database', 'fit_predictor']
 

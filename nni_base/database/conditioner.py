@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ..top_k import CellShape
+from ..search.top_k import CellShape
 from .encoder import IMAGE_FEATURES, SetEncoder, check_support, image_features
 from .generator import AlphaOffsetGenerator
 from .predictor import PerformancePredictor, arch_feature_size, arch_features

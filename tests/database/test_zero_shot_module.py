@@ -7,9 +7,9 @@ import pytest
 from torch.utils.data import TensorDataset
 
 from nni_base import BaseStrategy, DartsTaskSpace, SupernetConfig, ZeroShotConfig
-from nni_base.search.conditioning.database_models import DatabaseZeroShot
-from nni_base.search.database import DatabaseSpec, load_database
-from nni_base.search.database_build import build_database
+from nni_base.database.build import build_database
+from nni_base.database.ground_truth import DatabaseSpec, load_database
+from nni_base.database.zero_shot_models import DatabaseZeroShot
 from tests.helpers import classification, run
 
 SPEC = DatabaseSpec(families=('peaks', 'texture'), train_tasks=1, test_tasks=1, architectures=6, seeds=(0,), steps=1)

@@ -1,7 +1,7 @@
 """The dataset encoder: a permutation-invariant set encoder over a task's support set (MetaD2A's).
 
 Where it sits
-    First stage of dataset conditioning (:mod:`nni_base.search.conditioning`): support set → encoding, which the
+    First stage of dataset conditioning (:mod:`nni_base.database`): support set → encoding, which the
     generator (:mod:`.generator`) turns into an α offset and the predictor (:mod:`.predictor`) reads beside an
     architecture. Trained inside Reptile meta-training (:class:`.module.ConditionedReptileModule`).
 

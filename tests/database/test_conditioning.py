@@ -10,7 +10,7 @@ import torch
 from nni_base import BaseStrategy, ConditioningConfig, TaskDistribution, ZeroShotConfig, load_prior, save_prior
 from nni_base.api import sample_tasks, zero_shot
 from nni_base.data.families import family_splits
-from nni_base.search.conditioning import ConditionedReptileModule, Conditioner
+from nni_base.database import ConditionedReptileModule, Conditioner
 from nni_base.search.top_k import CellShape
 from tests.helpers import classification, digits_tasks, episodic_evaluator, run, tiny_space
 from tests.search.test_evaluator_hooks import RecordingClassification
@@ -67,7 +67,7 @@ def test_conditioning_needs_reptile():
 
 
 def test_conditioning_refuses_several_processes_instead_of_drifting_apart(monkeypatch):
-    import nni_base.search.conditioning.module as conditioned
+    import nni_base.database.conditioned_meta_training as conditioned
     from nni_base.evaluator import EpisodicModule
 
     training_module = EpisodicModule()
@@ -413,6 +413,6 @@ def test_stem_features_encoder_reads_the_priors_stem_and_travels_in_the_prior_fi
     rebuilt = Conditioner.from_state(prior['conditioning']).eval()
     assert torch.allclose(rebuilt.encode(task.support_x, task.support_y), in_memory.encoding, atol=1e-6)
     with pytest.raises(TypeError, match="conditioning_features='stem' reads the space's `stem`"):
-        from nni_base.search.conditioning.stem import stem_spec
+        from nni_base.database.stem import stem_spec
 
         stem_spec(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Dropout()))

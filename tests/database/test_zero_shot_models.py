@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from nni_base.search.conditioning.database_models import DatabaseZeroShot, edge_features, leave_one_family_out
-from nni_base.search.database import DatabaseSpec, empty_database
+from nni_base.database.ground_truth import DatabaseSpec, empty_database
+from nni_base.database.zero_shot_models import DatabaseZeroShot, edge_features, leave_one_family_out
 from nni_base.search.top_k import darts_cell_shapes, random_architecture
 
 SHAPES = darts_cell_shapes()

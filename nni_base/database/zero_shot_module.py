@@ -24,12 +24,12 @@ from typing import Any
 
 import torch
 
-from ...space.gumbel_cell import fixed_architecture
 from ..config import BaseConfig
-from ..database import DEFAULT_DATABASE, load_database
-from ..top_k import CellShape, cell_shapes, darts_cell_shapes
-from .database_models import DatabaseZeroShot
-from .zero_shot_module import SupportSetModule
+from ..search.top_k import CellShape, cell_shapes, darts_cell_shapes
+from ..space.gumbel_cell import fixed_architecture
+from .conditioned_zero_shot_module import SupportSetModule
+from .ground_truth import DEFAULT_DATABASE, load_database
+from .zero_shot_models import DatabaseZeroShot
 
 __all__ = ['DatabaseZeroShotModule', 'database_path']
 

@@ -1,8 +1,8 @@
 """Zero-shot NAS learnt from a ground-truth database: a per-edge generator and a ranking predictor (MetaD2A's
-dataset → architecture step, fitted to :class:`~nni_base.search.database.ArchitectureDatabase` accuracies).
+dataset → architecture step, fitted to :class:`~nni_base.database.ground_truth.ArchitectureDatabase` accuracies).
 
 Where it sits
-    After a database is built (:mod:`nni_base.search.database`), instead of meta-training: for a new dataset,
+    After a database is built (:mod:`nni_base.database.ground_truth`), instead of meta-training: for a new dataset,
     :meth:`DatabaseZeroShot.top_k` encodes its support set, generates candidates from per-edge operation
     distributions and ranks them with the predictor — no search, no training.
 
@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..database import ArchitectureDatabase
-from ..top_k import CellShape, darts_cell_shapes, top_k_architectures
+from ..search.top_k import CellShape, darts_cell_shapes, top_k_architectures
 from .encoder import check_support, image_features
+from .ground_truth import ArchitectureDatabase
 
 __all__ = ['task_encoding', 'edge_features', 'DatabaseZeroShot', 'leave_one_family_out']
 

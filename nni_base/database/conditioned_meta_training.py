@@ -43,15 +43,15 @@ from typing import Any
 
 import torch
 
-from ...space.gumbel_cell import fixed_architecture
-from ...space.mixed import fixed_choices
-from ...tasks import Task
 from ..config import BaseConfig
-from ..distributed import process_group
-from ..loop import AlphaAdam, adapt_each
-from ..meta_update import ModelState
-from ..reptile import ReptileModule
-from ..top_k import cell_shapes, plain_choices, random_architecture, top_k_architectures
+from ..search.distributed import process_group
+from ..search.loop import AlphaAdam, adapt_each
+from ..search.meta_update import ModelState
+from ..search.reptile import ReptileModule
+from ..search.top_k import cell_shapes, plain_choices, random_architecture, top_k_architectures
+from ..space.gumbel_cell import fixed_architecture
+from ..space.mixed import fixed_choices
+from ..tasks import Task
 from .conditioner import Conditioner
 from .predictor import RecordBuffer, arch_features
 from .stem import stem_spec
