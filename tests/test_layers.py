@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / 'nni_base'
 
 #: bottom to top; entries of one tuple are one layer
 LAYERS = (
-    ('errors', 'io'),
+    ('errors', 'io', 'resources'),
     ('data',),
     ('tasks',),
     ('space',),

@@ -39,6 +39,7 @@ from ..data.digits import digits_splits, noisy_digits_splits
 from ..data.families import family_splits
 from ..data.photos import scenes_splits
 from ..io import write_json
+from ..resources import resource_path
 from ..search.top_k import darts_cell_shapes, random_architecture
 from ..space.darts import DartsTaskSpace
 from ..space.genotype import DARTS_OPS
@@ -63,7 +64,7 @@ DATABASE_FORMAT = 'nni-base-architecture-database'
 #: The version this nni-base writes; it reads :data:`READABLE_VERSIONS` (version 1 has no cost columns).
 DATABASE_VERSION = 2
 READABLE_VERSIONS = (1, 2)
-DEFAULT_DATABASE = Path(__file__).resolve().parent.parent / 'resources' / 'architecture_database_v1.json'
+DEFAULT_DATABASE = resource_path('architecture_database_v1.json')
 #: The cost columns of a version-2 file, one value per architecture.
 COST_COLUMNS = ('params', 'macs', 'latency_ms')
 #: Where each database version's file ships.

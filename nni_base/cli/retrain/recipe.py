@@ -1,7 +1,7 @@
 """Retraining recipes: every hyper-parameter of a paper-scale retraining run, as a JSON/YAML file.
 
 A recipe names a dataset and says how to build and train the network for an exported cell
-architecture. The shipped ones live in ``examples/recipes/`` (``cifar10``, ``svhn``, ``imagenet``,
+architecture. The shipped ones are package data, ``nni_base/resources/recipes/`` (``cifar10``, ``svhn``, ``imagenet``,
 following BASE Appendix A / DARTS); :func:`load_recipe` accepts one of those names or a path to
 your own file, and :meth:`RetrainRecipe.override` applies command-line changes (tiny CI runs).
 """
@@ -16,14 +16,16 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from ...resources import resource_path
+
 __all__ = ['RetrainRecipe', 'load_recipe', 'recipe_dir', 'DATASETS']
 
 DATASETS = ('cifar10', 'cifar100', 'svhn', 'imagenet')
 
 
 def recipe_dir() -> Path:
-    """Folder of the recipes shipped in the repository (``examples/recipes``)."""
-    return Path(__file__).resolve().parents[3] / 'examples' / 'recipes'
+    """Folder of the shipped recipes: package data (``nni_base/resources/recipes``), so a wheel has them too."""
+    return resource_path('recipes')
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,51 @@
+"""nni-base: BASE (Bayesian Meta Architecture SEarch) as an NNI one-shot strategy.
+
+>>> from nni_base import BaseStrategy, DartsTaskSpace, EpisodicClassification, TaskDistribution
+"""
+
+import warnings
+
+# NNI 3.0 wraps every class of torch.nn at import and warns about the ones newer torch releases added that are
+# not modules (torch.nn.Buffer, ...): harmless on this stack, and a user importing
+# nni_base should not read it. Only that message, only while NNI's module is first imported.
+with warnings.catch_warnings():
+    warnings.filterwarnings('ignore', message='.*is found to be not a nn.Module.*', category=RuntimeWarning)
+    import nni.nas.nn.pytorch  # noqa: F401
+
+from .config import AdaptationConfig, ConditioningConfig, MetaTrainingConfig, SupernetConfig, ZeroShotConfig
+from .errors import CorruptPriorError, MetaTrainingDiverged, PriorMismatchError
+from .evaluator import EpisodicClassification, EpisodicModule
+from .search.adaptation import TaskAdapter
+from .search.prior import load_prior, save_prior
+from .space.darts import DartsTaskSpace
+from .space.multires import MultiResolutionDartsSpace
+from .space.temperature import TemperatureSchedule
+from .strategy import BaseStrategy
+from .tasks import EpisodeDataset, Task, TaskDistribution
+from .tasks.mixture import ResolutionMixture
+
+__version__ = '0.1.0'
+
+__all__ = [
+    'BaseStrategy',
+    'SupernetConfig',
+    'MetaTrainingConfig',
+    'AdaptationConfig',
+    'ConditioningConfig',
+    'ZeroShotConfig',
+    'DartsTaskSpace',
+    'EpisodicClassification',
+    'EpisodicModule',
+    'TaskDistribution',
+    'Task',
+    'EpisodeDataset',
+    'TemperatureSchedule',
+    'load_prior',
+    'save_prior',
+    'PriorMismatchError',
+    'CorruptPriorError',
+    'MetaTrainingDiverged',
+    'MultiResolutionDartsSpace',
+    'ResolutionMixture',
+    'TaskAdapter',
+]
