@@ -138,6 +138,10 @@ class BaseConfig:
     #: are. 1 is BASE; 0 keeps the meta-learnt weights and searches the cell from a uniform alpha (on the shipped
     #: database's rotated digits a shared prior's pooling-heavy alpha cost 0.066 accuracy that 0 recovers).
     prior_alpha_scale: float = hparam(1.0, 'float', minimum=0)
+    #: Adaptation steps per candidate of the prior-trust probe (search/trust.py): before adapting a prior, its α,
+    #: a tempered α and a uniform one are each tried for this many steps on the dataset's first images and the run
+    #: starts from the best. 0: no probe, the prior's α as it is (times prior_alpha_scale).
+    prior_trust_steps: int = hparam(4, 'int', minimum=0)
     sample_none: bool = hparam(False, 'bool')
     samples_per_step: int = hparam(1, 'int', minimum=1)
     outer_optimizer_alpha: Literal['sgd', 'adam'] = hparam('adam', 'choice', choices=('sgd', 'adam'))
@@ -337,6 +341,7 @@ class AdaptationConfig(ConfigGroup):
     freeze_architecture_after: int | None = _view('freeze_architecture_after')
     bn_recalibration_batches: int = _view('bn_recalibration_batches')
     prior_alpha_scale: float = _view('prior_alpha_scale')
+    prior_trust_steps: int = _view('prior_trust_steps')
 
 
 @_group
@@ -384,7 +389,7 @@ GROUPED_FIELDS: dict[str, tuple[str, str | None]] = {
 
 
 #: Fields a prior's stored settings never set: what one run does with a prior.
-_RUN_ONLY = frozenset({'zero_shot', 'prior_alpha_scale'})
+_RUN_ONLY = frozenset({'zero_shot', 'prior_alpha_scale', 'prior_trust_steps'})
 
 
 def resolve_config(arguments: Mapping[str, Any], stored: Mapping[str, Any] | None = None) -> BaseConfig:

@@ -243,6 +243,8 @@ class BaseStrategy(OneShotStrategy):
         module = self._search_module(training_module)
         module.rebuilt_heads = list(self.rebuilt_heads)
         module.train_data = self._train_data
+        if isinstance(module, SingleTaskModule):
+            module.from_prior = self.prior is not None
         return module
 
     def _search_module(self, training_module) -> BaseSearchModule:

@@ -42,6 +42,7 @@ from .adaptation import BATCH_NORMS, architecture_frozen, architecture_optimizer
 from .base import BaseSearchModule
 from .distributed import all_reduce_sum, broadcast_from_rank_zero, process_group
 from .head import initialise_head
+from .trust import TrustResult, probe_alpha_scales
 
 __all__ = ['SingleTaskModule', 'DEFAULT_ARC_LEARNING_RATE', 'BATCH_NORMS', 'architecture_optimizer', 'check_ddp_model']
 
@@ -85,6 +86,8 @@ class SingleTaskModule(BaseSearchModule):
         # inputs of this epoch's latest training batches, for the BatchNorm recalibration before validation
         self.recent_inputs: deque[torch.Tensor] = deque(maxlen=self.config.bn_recalibration_batches)
         self.train_data: Callable[[], Any] | None = None  # the user's training loader (BaseStrategy sets it)
+        self.from_prior = False  # BaseStrategy sets it when the supernet was loaded from a prior
+        self.prior_trust: TrustResult | None = None  # what the prior-trust probe found (search/trust.py)
 
     def configure_architecture_optimizers(self):
         if not self.arch_parameters():
@@ -165,10 +168,14 @@ class SingleTaskModule(BaseSearchModule):
                 UserWarning,
                 stacklevel=2,
             )
-        if self.rebuilt_heads and self.trainer.global_step == 0:  # (a resumed run has its trained head back)
+        if self.trainer.global_step > 0:
+            return  # a resumed run has its trained head and its chosen alpha back
+        xs = ys = None
+        if self.rebuilt_heads or self.probes_trust():
             pairs = [check_batch(b, channels=None, num_classes=num_classes, where='a training batch') for b in batches]
             xs = torch.cat([p[0] for p in pairs])[:HEAD_INIT_IMAGES].to(self.device)
             ys = torch.cat([p[1] for p in pairs])[:HEAD_INIT_IMAGES].to(self.device)
+        if self.rebuilt_heads:
             _logger.info(initialise_head(self, self.rebuilt_heads, xs, ys, self.config.head_init))
             if process_group()[1] > 1:  # each rank read its own shard: all start from rank 0's head
                 head = [p for name in self.rebuilt_heads for p in model.get_submodule(name).parameters()]
@@ -176,6 +183,20 @@ class SingleTaskModule(BaseSearchModule):
                     for p, shared in zip(head, broadcast_from_rank_zero(head, where='the rebuilt classifier head')):
                         p.copy_(shared)
             self.rebuilt_heads = []
+        if self.probes_trust():
+            batch_size = len(pairs[0][1])
+            self.prior_trust = probe_alpha_scales(
+                self, xs, ys, steps=self.config.prior_trust_steps, batch_size=batch_size
+            )
+            _logger.info(self.prior_trust.describe())
+
+    def probes_trust(self) -> bool:
+        """Whether this run decides how far to trust its prior's α on the data (search/trust.py): from a prior, with
+        ``prior_trust_steps`` > 0 and ``prior_alpha_scale`` left at 1, in one process (each DDP rank sees another
+        shard, so ranks could choose differently)."""
+        config = self.config
+        single = process_group()[1] == 1
+        return self.from_prior and config.prior_trust_steps > 0 and config.prior_alpha_scale == 1 and single
 
     # ---- DDP (see the module docstring) ---------------------------------------------------------------
     # Gradients are averaged by DDP's reducer in manual_backward, as in NNI's own one-shot strategies, rather than
