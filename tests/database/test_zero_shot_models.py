@@ -97,3 +97,26 @@ def test_fit_refuses_too_little():
         DatabaseZeroShot.fit(db, [0])
     with pytest.raises(ValueError, match='fewer than 4 architectures measured'):
         DatabaseZeroShot.fit(db, [0, 1])
+
+
+@pytest.mark.parametrize('family', ['peaks', 'digits'])
+def test_a_lofo_fit_reads_nothing_of_the_left_out_family(synthetic, family):
+    # Fails if any accuracy of the left-out family reaches the fit: its entries are rewritten between two fits
+    # (to NaN, which would also poison a mean) and everything the model predicts must stay bit for bit the same.
+    db = synthetic
+    db.accuracy[..., 0] = np.random.default_rng(1).uniform(0.2, 0.8, db.accuracy.shape[:2])
+    fit, evaluate = leave_one_family_out(db, family)
+    task = db.task(evaluate[0])
+    probe = [random_architecture(SHAPES, random.Random(500 + i)) for i in range(20)]
+    first = DatabaseZeroShot.fit(db, fit)
+    before = first.predict(task.support_x, task.support_y, probe), first.alphas(task.support_x, task.support_y)
+    saved = db.accuracy[evaluate].copy()
+    db.accuracy[evaluate] = np.nan
+    try:
+        second = DatabaseZeroShot.fit(db, fit)
+        after = second.predict(task.support_x, task.support_y, probe), second.alphas(task.support_x, task.support_y)
+    finally:
+        db.accuracy[evaluate] = saved
+    np.testing.assert_array_equal(before[0], after[0])
+    for label in before[1]:
+        np.testing.assert_array_equal(before[1][label], after[1][label])
