@@ -6,7 +6,8 @@ Where it sits
     work is split: one process or many, at once or resumed. Each accuracy is appended to a journal
     (``<output>.records.jsonl``) the moment it is measured and the database file is rewritten atomically every
     ``save_every`` trainings, so an interrupted build loses at most the trainings in flight. Seeds are filled one
-    after the other: a build stopped half-way holds complete seeds, not scattered holes.
+    after the other, and within a seed the families' tasks take turns (:func:`task_order`): a build stopped half-way
+    holds complete seeds and every family's first tasks, not one family's.
 
     >>> spec = DatabaseSpec(families=('peaks',), train_tasks=1, test_tasks=1, architectures=4, steps=2)
     >>> db = build_database(spec, 'tiny_db.json', workers=2)   # rerun: resumes
@@ -39,7 +40,7 @@ from .ground_truth import (
     save_database,
 )
 
-__all__ = ['build_database', 'journal_path']
+__all__ = ['build_database', 'journal_path', 'task_order']
 
 _worker: dict = {}
 
@@ -48,6 +49,18 @@ def journal_path(output: str | os.PathLike) -> Path:
     """Where a build of ``output`` appends each measured accuracy."""
     output = Path(output)
     return output.with_name(output.name + '.records.jsonl')
+
+
+def task_order(db: ArchitectureDatabase) -> list[int]:
+    """The order a build fills tasks in: one task of every family, then the next of every family, with a family's
+    meta-train and held-out tasks alternating. A build stopped early then holds every family's first tasks, held-out
+    ones among them, so leave-one-family-out can be tried on it; the numbers do not depend on the order."""
+    rank = {}
+    for family in db.spec.families:
+        train, test = db.task_indices(family, 'train'), db.task_indices(family, 'test')
+        mixed = [t for pair in zip(train, test) for t in pair] + train[len(test) :] + test[len(train) :]
+        rank.update({t: i for i, t in enumerate(mixed)})
+    return sorted(range(len(db.tasks)), key=lambda t: (rank[t], db.spec.families.index(db.tasks[t].family)))
 
 
 def _init_worker(spec: dict, threads: int) -> None:
@@ -126,7 +139,7 @@ def build_database(
     jobs = [
         (t, a, s)
         for s in range(len(spec.seeds))
-        for t in range(len(db.tasks))
+        for t in task_order(db)
         for a in range(spec.architectures)
         if not np.isfinite(db.accuracy[t, a, s])
     ][:max_trainings]

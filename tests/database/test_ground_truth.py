@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from nni_base.database.build import build_database, journal_path
+from nni_base.database.build import build_database, journal_path, task_order
 from nni_base.database.ground_truth import (
     DEFAULT_DATABASE,
     ArchitectureDatabase,
@@ -183,3 +183,11 @@ def test_the_shipped_database_loads_and_is_of_the_promised_size():
     assert len(spec.families) >= 3 and spec.train_tasks + spec.test_tasks >= 8
     assert spec.architectures >= 100 and len(spec.seeds) >= 2
     assert np.isfinite(db.accuracy).mean() == 1.0, 'the shipped database is incomplete'
+
+
+def test_a_build_fills_every_family_s_first_tasks_before_any_family_s_later_ones():
+    db = empty_database(DatabaseSpec(families=('peaks', 'texture', 'pairs'), train_tasks=3, test_tasks=2))
+    order = task_order(db)
+    assert sorted(order) == list(range(len(db.tasks)))
+    first_round = [(db.tasks[t].family, db.tasks[t].split) for t in order[:6]]
+    assert first_round == [(f, s) for s in ('train', 'test') for f in ('peaks', 'texture', 'pairs')]
