@@ -42,7 +42,7 @@ screenshot: $(STAMP)
 	$(VENV)/bin/python scripts/webui_screenshot.py --output docs/images/nni_webui.png
 
 bench: $(STAMP)
-	$(VENV)/bin/python -m benchmarks.run --output-dir benchmarks/results
+	$(VENV)/bin/python -m benchmarks.run --output-dir benchmarks/results --figure docs/images/bench_results.png
 	$(VENV)/bin/python -m benchmarks.search_retrain --output-dir benchmarks/results/search_retrain
 
 clean:

@@ -243,6 +243,12 @@ def main(argv=None) -> None:
         help='alpha_recovery results; the first holds the controls, the others more seeds',
     )
     p.add_argument('--output', type=Path, default=Path('benchmarks/results/prior_evidence'))
+    p.add_argument(
+        '--figure',
+        type=Path,
+        default=Path('docs/images/prior_evidence.png'),
+        help='the picture (the one copy README and docs show)',
+    )
     args = p.parse_args(argv)
     known = json.loads(args.known.read_text())
     groups: dict[str, tuple[dict, dict]] = {}  # runs of one configuration (seeds, families) from several files
@@ -255,7 +261,7 @@ def main(argv=None) -> None:
             families[name] = families.get(name, []) + runs
     recovery = list(groups.values())
     write_markdown_result(args.output.with_suffix('.md'), markdown(known, recovery))
-    plot(recovery, args.output.with_suffix('.png'))
+    plot(recovery, args.figure)
     print(args.output.with_suffix('.md').read_text())
 
 

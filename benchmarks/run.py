@@ -696,13 +696,14 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def write_results(results: dict[str, Any], output_dir: Path) -> dict[str, Path]:
-    """Write ``results.json``, ``results.md`` and (with time-to-accuracy results) ``results.png``."""
+def write_results(results: dict[str, Any], output_dir: Path, figure: Path | None = None) -> dict[str, Path]:
+    """Write ``results.json``, ``results.md`` and (with time-to-accuracy results) the figure, to ``figure``
+    (default ``results.png`` beside them; ``make bench`` writes the one copy the docs show, in ``docs/images``)."""
     paths = {'json': output_dir / 'results.json', 'md': output_dir / 'results.md'}
     write_json_result(paths['json'], _jsonable(results))
     write_markdown_result(paths['md'], _markdown(results))
     if 'time_to_accuracy' in results:
-        paths['png'] = output_dir / 'results.png'
+        paths['png'] = figure or output_dir / 'results.png'
         _plot(results, paths['png'])
     return paths
 
@@ -754,7 +755,7 @@ SIZES = {
 }
 
 
-def run_all(mode: str, output_dir: Path, *, verbose: bool = True) -> dict[str, Any]:
+def run_all(mode: str, output_dir: Path, figure: Path | None = None, *, verbose: bool = True) -> dict[str, Any]:
     """Run the three benchmarks at the sizes of ``mode`` (``'tiny'``, ``'quick'`` or ``'full'``) and write them."""
     torch.set_num_threads(THREADS)
     size = SIZES[mode]
@@ -788,7 +789,7 @@ def run_all(mode: str, output_dir: Path, *, verbose: bool = True) -> dict[str, A
             search_steps=size['search_steps'],
         )
     results['total_seconds'] = time.perf_counter() - t0
-    paths = write_results(results, output_dir)
+    paths = write_results(results, output_dir, figure)
     log(paths['md'].read_text())
     return results
 
@@ -797,6 +798,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--output-dir', type=Path, default=RESULTS)
+    parser.add_argument('--figure', type=Path, default=None, help='where the picture goes (default: in --output-dir)')
     parser.add_argument('--quick', action='store_true', help='small budgets (about 3 minutes on 2 cores)')
     parser.add_argument('--tiny', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--memory-child', choices=['idle', 'base', 'gumbel'], help=argparse.SUPPRESS)
@@ -805,7 +807,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_child:
         _memory_child(args.memory_child, args.memory_steps)
         return 0
-    run_all('tiny' if args.tiny else 'quick' if args.quick else 'full', args.output_dir)
+    run_all('tiny' if args.tiny else 'quick' if args.quick else 'full', args.output_dir, args.figure)
     return 0
 
 

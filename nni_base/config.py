@@ -39,11 +39,10 @@ __all__ = [
 ]
 
 #: Adam's step on alpha in single-task search and adaptation (``arc_learning_rate``). One step's alpha gradient
-#: is ~3e-3 per logit (batch-mean loss, BatchNorm'd ops), so SGD at ``inner_lr_alpha`` or Adam at 3e-3 moves alpha
-#: < 0.1 logit in 100 steps: alpha stays uniform, every step trains another random sub-network and the derived
-#: cell ends near chance. Like the meta-level alpha steps that do move alpha (Reptile's Adam 0.15, MAML's 0.1)
-#: the step must be logit-sized: 0.3 concentrates alpha within ~50-100 steps (16 px texture / digits, 100 steps:
-#: derived-cell validation accuracy 0.49 / 0.15 -> 0.88 / 0.74).
+#: is small per logit (batch-mean loss, BatchNorm'd ops), so SGD at ``inner_lr_alpha`` or a small Adam step leaves
+#: alpha uniform for hundreds of steps: every step trains another random sub-network and the derived cell ends near
+#: chance. Like the meta-level alpha steps that do move alpha, the step must be logit-sized (the measurement:
+#: docs/concepts.md, *Adaptation*).
 DEFAULT_ARC_LEARNING_RATE = 0.3
 
 
@@ -135,8 +134,8 @@ class BaseConfig:
     freeze_architecture_after: int | None = hparam(None, 'int', minimum=0, optional=True)
     bn_recalibration_batches: int = hparam(8, 'int', minimum=0)
     #: The prior's architecture logits are multiplied by this before a run starts from it; its weights load as they
-    #: are. 1 is BASE; 0 keeps the meta-learnt weights and searches the cell from a uniform alpha (on the shipped
-    #: database's rotated digits a shared prior's pooling-heavy alpha cost 0.066 accuracy that 0 recovers).
+    #: are. 1 is BASE; 0 keeps the meta-learnt weights and searches the cell from a uniform alpha (measured in
+    #: benchmarks/results/database/searches.md, row base_prior_weights).
     prior_alpha_scale: float = hparam(1.0, 'float', minimum=0)
     #: Adaptation steps per candidate of the prior-trust probe (search/trust.py): before adapting a prior, its α,
     #: a tempered α and a uniform one are each tried for this many steps on the dataset's first images and the run
@@ -153,8 +152,8 @@ class BaseConfig:
         'paired', 'choice', choices=('paired', 'straight_through')
     )
     pool_batchnorm: bool = hparam(True, 'bool')
-    # the supernet's weights and 4-D inputs in channels-last layout: 1.3x faster meta-training on CPU at the
-    # defaults (benchmarks/meta_training_speed.py), and the layout tensor cores want under mixed precision
+    # the supernet's weights and 4-D inputs in channels-last layout: faster meta-training on CPU at the defaults
+    # (benchmarks/results/meta_training_speed.md), and the layout tensor cores want under mixed precision
     channels_last: bool = hparam(True, 'bool')
     dataset_conditioning: bool = hparam(False, 'bool')
     conditioning_lr: float = hparam(0.01, 'float', minimum=0)
@@ -170,7 +169,7 @@ class BaseConfig:
     conditioning_features: Literal['pixels', 'stem'] = hparam('pixels', 'choice', choices=('pixels', 'stem'))
     # with a dataset-conditioned prior and a single-dataset evaluator: generate, do not train
     # a prior's classifier rebuilt for a dataset with another class count: how its rows start (search/head.py)
-    # zero: measured best (benchmarks/head_init.py: 10 classes, +0.20 ± 0.11 val accuracy over class_means)
+    # zero: measured best (benchmarks/results/head_init/)
     head_init: Literal['zero', 'class_means', 'random'] = hparam(
         'zero', 'choice', choices=('zero', 'class_means', 'random')
     )
