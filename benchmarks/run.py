@@ -542,6 +542,8 @@ def _markdown(results: dict[str, Any]) -> str:
     lines = [
         '# BASE vs NNI DARTS / GumbelDARTS: benchmark results',
         '',
+        # docs/benchmarks.md includes everything below the title (MkDocs snippet section)
+        '<!-- --8<-- [start:body] -->',
         f'Machine: {info["cpu"]} ({info["cpu_count"]} cores), torch {info["torch"]}, NNI {info["nni"]}, '
         f'Python {info["python"]}, torch threads {info["threads"]}. Mode: {results["mode"]}. '
         f'Supernet: DartsTaskSpace(width={SPACE["width"]}, num_cells={SPACE["num_cells"]}, '
@@ -551,7 +553,7 @@ def _markdown(results: dict[str, Any]) -> str:
     st = results.get('step_time')
     if st:
         lines += [
-            f'## 1. Time per training step (batch {st["batch"]}, median of {st["repeats"]} interleaved '
+            f'### 1. Time per training step (batch {st["batch"]}, median of {st["repeats"]} interleaved '
             f'rounds after {st["warmup"]} warm-up)',
             '',
             '| method | ms / step | vs GumbelDARTS (same work) |',
@@ -570,7 +572,7 @@ def _markdown(results: dict[str, Any]) -> str:
     cl = results.get('step_time_cifar_like')
     if cl:
         lines += [
-            f'### 1b. At the size users search at (3x{cl["resolution"]}x{cl["resolution"]}, width {cl["width"]}, '
+            f'#### 1b. At the size users search at (3x{cl["resolution"]}x{cl["resolution"]}, width {cl["width"]}, '
             f'{cl["cells"]} cells; batch {cl["batch"]}, median of {cl["repeats"]})',
             '',
             f'BASE sparse {cl["ms"]["BASE"]:.1f} ms, GumbelDARTS (same work) {cl["ms"]["GumbelDARTS"]:.1f} ms: '
@@ -584,7 +586,7 @@ def _markdown(results: dict[str, Any]) -> str:
         p, inc = mem['peak_rss_mb'], mem['increment_mb']
         r = mem['ratio_base_over_gumbel']
         lines += [
-            '## 2. Peak memory (fresh subprocess each, peak RSS of the child: VmHWM)',
+            '### 2. Peak memory (fresh subprocess each, peak RSS of the child: VmHWM)',
             '',
             '| run | peak RSS (MB) | above import-only floor (MB) |',
             '|---|---:|---:|',
@@ -602,7 +604,7 @@ def _markdown(results: dict[str, Any]) -> str:
         prior = results['prior']
         s = tta['summary']
         lines += [
-            '## 3. Time to accuracy on held-out tasks',
+            '### 3. Time to accuracy on held-out tasks',
             '',
             f'Prior meta-training cost: **{prior["seconds"]:.1f} s** on {info["threads"]} CPU threads '
             f'({prior["meta_steps"]} meta-steps x {prior["tasks_per_step"]} tasks x {prior["inner_steps"]} '
@@ -640,7 +642,7 @@ def _markdown(results: dict[str, Any]) -> str:
     vec = results.get('vectorized')
     if vec:
         lines += [
-            f"## 4. The K tasks' inner step vectorised with torch.func ({vec['tasks']} tasks, support "
+            f"### 4. The K tasks' inner step vectorised with torch.func ({vec['tasks']} tasks, support "
             f'{vec["support"]}, median of {vec["repeats"]})',
             '',
             '| path | ms for all tasks |',
@@ -653,6 +655,7 @@ def _markdown(results: dict[str, Any]) -> str:
             'for all tasks); BASE itself draws a sample per task.',
             '',
         ]
+    lines.append('<!-- --8<-- [end:body] -->')
     return '\n'.join(lines)
 
 

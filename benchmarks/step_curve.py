@@ -294,13 +294,15 @@ def _markdown(results: dict[str, Any]) -> str:
     lines = [
         '# Step time against supernet size, and meta-step throughput',
         '',
+        # docs/benchmarks.md includes everything below the title (MkDocs snippet section)
+        '<!-- --8<-- [start:body] -->',
         f'Machine: {info["cpu"]} ({info["cpu_count"]} cores), torch {info["torch"]}, NNI {info["nni"]}, '
         f'torch threads {info["threads"]}, load average (1/5/15 min) {load}.',
         '',
     ]
     if 'curve' in results:
         lines += [
-            f'## Step time (batch {BATCH}, median of {results["repeats"]} interleaved rounds after '
+            f'#### Step time (batch {BATCH}, median of {results["repeats"]} interleaved rounds after '
             f'{results["warmup"]} warm-up)',
             '',
             'BASE runs channels-last (its default), GumbelDARTS as NNI runs it (contiguous); the last two columns '
@@ -332,7 +334,7 @@ def _markdown(results: dict[str, Any]) -> str:
         t = results['throughput']
         lines += [
             '',
-            f'## Meta-step throughput (Reptile, {t["tasks_per_step"]} tasks per meta-step, '
+            f'#### Meta-step throughput (Reptile, {t["tasks_per_step"]} tasks per meta-step, '
             f'{t["inner_steps"]} inner steps, {t["threads_per_process"]} thread per process)',
             '',
             '| processes | tasks | seconds | tasks / s |',
@@ -345,6 +347,7 @@ def _markdown(results: dict[str, Any]) -> str:
             f'**2 processes / 1: {t["speedup"]:.2f}x** (target >= {t["target_speedup"]} where there are '
             f'two free devices; this machine had {info["cpu_count"]} cores, load average {load}).',
         ]
+    lines.append('<!-- --8<-- [end:body] -->')
     return '\n'.join(lines)
 
 
