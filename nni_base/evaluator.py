@@ -18,7 +18,7 @@ import torch.nn as nn
 from nni.nas.evaluator.pytorch import Lightning, LightningModule, Trainer
 from torch.utils.data import DataLoader, Sampler
 
-from .data.checks import check_images, classifier_outputs, input_channels
+from .data.checks import check_image_size, check_images, classifier_outputs, input_channels
 from .tasks import EpisodeDataset, TaskDistribution, episode_loader
 from .tasks.metrics import accuracy as accuracy_of
 from .tasks.mixture import ResolutionMixture
@@ -276,6 +276,10 @@ def check_evaluator(evaluator: Any, config: Any, model: nn.Module | None) -> Non
         )
     if episodic:
         check_episodic_space(evaluator, model)
+        # images below what the space's reductions can use (a mixture: each of its sizes)
+        for tasks in [t for t in (evaluator.train_tasks, evaluator.val_tasks) if t is not None and model is not None]:
+            for shape in getattr(tasks, 'image_shapes', [tasks.image_shape]):
+                check_image_size(shape, model, where=f'tasks {tasks.name!r}')
         if config.freeze_architecture_after is not None:
             _logger.warning(
                 'freeze_architecture_after applies to single-task search / adaptation only; '

@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..config import DEFAULT_ARC_LEARNING_RATE
-from ..data.checks import check_batch, classifier_outputs, input_channels
+from ..data.checks import check_batch, check_dataset_labels, classifier_outputs, input_channels, label_error
 from . import adaptation
 from .adaptation import BATCH_NORMS, architecture_frozen, architecture_optimizer, recalibrate_batchnorm
 from .base import BaseSearchModule
@@ -109,16 +109,24 @@ class SingleTaskModule(BaseSearchModule):
             return result['loss'] if isinstance(result, dict) else result
 
         # through the module, so the one adaptation step is the one every caller runs (tests spy on it)
-        adaptation.adaptation_step(
-            self,
-            loss_of_batch,
-            frozen=frozen,
-            arch_optimizer=self.architecture_optimizers(),
-            # backward + weight step (DDP averages weights' and α's gradients in manual_backward)
-            backward_and_step=lambda loss: self.advance_optimization(loss, batch_idx),
-            where=f'training step {step}',
-            inputs=_inputs_of(batch),
-        )
+        try:
+            adaptation.adaptation_step(
+                self,
+                loss_of_batch,
+                frozen=frozen,
+                arch_optimizer=self.architecture_optimizers(),
+                # backward + weight step (DDP averages weights' and α's gradients in manual_backward)
+                backward_and_step=lambda loss: self.advance_optimization(loss, batch_idx),
+                where=f'training step {step}',
+                inputs=_inputs_of(batch),
+            )
+        except (IndexError, RuntimeError) as error:  # a label out of range in a batch after the checked ones
+            # (around the whole step: CUDA reports its assert at the next sync, after the loss has returned)
+            where = f'training batch {batch_idx} (epoch {self.current_epoch})'
+            clear = label_error(error, where=where, num_classes=classifier_outputs(self.training_module.model))
+            if clear is None:
+                raise
+            raise clear from error
         self.remember_inputs(batch)
         self.advance_lr_schedulers(batch_idx)
         self.log('architecture_frozen', float(frozen), on_step=True, on_epoch=False)
@@ -128,7 +136,8 @@ class SingleTaskModule(BaseSearchModule):
 
     # ---- the dataset, once, before the first step ------------------------------------------------------
     def check_and_prepare(self) -> None:
-        """Check the first training batch against the space, and initialise a rebuilt classifier head.
+        """Check the training data against the space (every label where the dataset gives them without loading
+        images, else the first batch's; the first batch's images), and initialise a rebuilt classifier head.
 
         Runs once before training (no per-step cost), on the user's training loader (``train_data()``, set by
         :class:`~nni_base.BaseStrategy`); reading the batches does not move any random stream.
@@ -156,8 +165,14 @@ class SingleTaskModule(BaseSearchModule):
                 f'has {num_classes} outputs: pass the same num_classes to both (e.g. '
                 f'Classification(num_classes={num_classes}) with the space built for {num_classes}).'
             )
+        # every label where the dataset gives them cheaply (else the first batch's), then the first batch's images
+        check_dataset_labels(loader, num_classes=num_classes)
         check_batch(
-            batches[0], channels=input_channels(model), num_classes=num_classes, where='the first training batch'
+            batches[0],
+            channels=input_channels(model),
+            num_classes=num_classes,
+            model=model,
+            where='the first training batch',
         )
         total, after = self.step_position()[1], self.config.freeze_architecture_after
         if after is not None and after >= total and self.trainer.global_step == 0:
