@@ -291,7 +291,14 @@ class SingleTaskModule(BaseSearchModule):
                 t.copy_(s / world_size)
 
     def validation_step(self, batch, batch_idx):
-        return self.training_module.validation_step(batch, batch_idx)
+        try:
+            return self.training_module.validation_step(batch, batch_idx)
+        except (IndexError, RuntimeError) as error:  # a validation label out of the head's range
+            where = f'validation batch {batch_idx}'
+            clear = label_error(error, where=where, num_classes=classifier_outputs(self.training_module.model))
+            if clear is None:
+                raise
+            raise clear from error
 
     def remember_inputs(self, batch) -> None:
         """Keep the batch's input tensor (``batch`` or ``batch[0]``) for :meth:`recalibrate_batchnorm`."""

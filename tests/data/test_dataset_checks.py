@@ -23,7 +23,7 @@ from nni_base import BaseStrategy, DartsTaskSpace, TaskDistribution
 from nni_base.api import build_supernet
 from nni_base.data import LabeledTensorDataset
 from nni_base.data.checks import label_error, min_image_side
-from tests.helpers import QUIET, episodic_evaluator, run, tiny_space
+from tests.helpers import QUIET, classification, episodic_evaluator, run, tiny_space
 
 N = 60  # images per dataset: 6 batches of 10
 
@@ -257,3 +257,10 @@ def test_a_cuda_assert_in_the_training_step_is_reported_as_a_label_out_of_range(
         'training batch 3 (epoch 0): CUDA stopped on a device-side assert, which in a classification loss is a '
         "label outside the classifier's 0 .. 4"
     )
+
+
+def test_a_validation_label_out_of_range_names_the_validation_batch():
+    train = TensorDataset(torch.randn(20, 3, 8, 8), torch.arange(20) % 5)
+    val = TensorDataset(torch.randn(10, 3, 8, 8), torch.tensor([0, 1, 2, 3, 4, 0, 1, 2, 3, 9]))
+    with pytest.raises(ValueError, match=r'validation batch 0 .*label 9, outside the classifier.s 0 \.\. 4'):
+        run(tiny_space(), classification(train, val, max_epochs=1, limit_train_batches=1), BaseStrategy())
