@@ -64,7 +64,7 @@ OUTPUT_FILES = (
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = argparse.ArgumentParser(prog='quickstart.py', description=__doc__.split('\n')[0])
     p.add_argument('--output-dir', type=Path, default=Path('runs/quickstart'))
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--family', default='texture', choices=FAMILIES)
@@ -92,7 +92,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     try:  # now, not after minutes of meta-training: one line that says what the path is
         check_output_dir(args.output_dir, '--output-dir', files=OUTPUT_FILES, folders=('logs',))
     except UnusablePathError as e:
-        p.exit(2, f'{p.prog}: error: {e}\n')
+        raise SystemExit(f'{p.prog}: error: {e}') from None
     return args
 
 

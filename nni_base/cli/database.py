@@ -25,6 +25,7 @@ from scipy import stats
 
 from ..database.build import build_database
 from ..database.ground_truth import DATABASE_FILES, DATABASE_SPECS, ArchitectureDatabase, DatabaseSpec, load_database
+from ..io import UnusablePathError, check_file_target
 from ..tasks.metrics import mean_ci
 
 #: The spec fields the command line can set (``--train-tasks`` sets ``train_tasks``); unset ones come from the
@@ -134,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> ArchitectureDatabase:
     if args.summary:
         db = load_database(args.output)
     else:
+        try:  # before the first training, not when the database is written
+            check_file_target(args.output, 'database (--output)', suggest='database.json')
+        except UnusablePathError as e:
+            raise SystemExit(f'python -m nni_base.cli.database: error: {e}') from None
         spec = spec_from_args(args)
         db = build_database(
             spec,

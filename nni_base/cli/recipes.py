@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader
 from ..config import MetaTrainingConfig
 from ..data import load_cifar10, load_downsampled_imagenet, load_image_folder, load_svhn
 from ..evaluator import EpisodicClassification
-from ..io import write_json, write_text
+from ..io import UnusablePathError, check_output_dir, write_json, write_text
 from ..space.genotype import format_genotype, sample_to_genotype
 from ..space.multires import MultiResolutionDartsSpace
 from ..strategy import BaseStrategy
@@ -280,6 +280,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         q.add_argument('--accelerator', default='auto')
         q.add_argument('--no-progress-bar', action='store_true')
     args = p.parse_args(argv)
+    files = {'meta-train': ('space.json', 'prior.pt', 'summary.json')}.get(
+        args.command, ('arch.json', 'probs.json', 'genotype.txt', 'summary.json')
+    )
+    try:  # before any data is read or trained on
+        check_output_dir(args.output_dir, '--output-dir', files=files, folders=('logs',))
+    except UnusablePathError as e:
+        raise SystemExit(f'{p.prog}: error: {e}') from None
     if getattr(args, 'limit_train_batches', None) is not None and args.limit_train_batches >= 1:
         args.limit_train_batches = int(args.limit_train_batches)
     return args

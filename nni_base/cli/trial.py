@@ -47,7 +47,7 @@ from ..config import BaseConfig, coerce, grouped_arguments, hparam
 from ..data import digits_splits, load_cifar10, load_cifar100, load_downsampled_imagenet, load_image_folder, load_svhn
 from ..errors import CorruptPriorError, PriorMismatchError
 from ..evaluator import EpisodicClassification
-from ..io import write_atomic, write_text
+from ..io import UnusablePathError, check_output_dir, write_atomic, write_text
 from ..search.prior import load_prior
 from ..search.top_k import cell_shapes, top_k_architectures
 from ..space.darts import DartsTaskSpace
@@ -95,6 +95,8 @@ BASE_PARAMS = (
     'zero_shot_pool',
     'zero_shot_candidates',
 )
+#: What a trial writes into its output folder.
+TRIAL_FILES = ('prior.pt', 'arch.json', 'probs.json', 'top_k.json', 'zero_shot.json')
 #: Where the trial's default differs from the library's: sized to finish in about a minute on 2 CPU cores.
 BASE_TRIAL_DEFAULTS = {'inner_steps': 3}
 
@@ -437,7 +439,8 @@ def run_trial(
     channel = channel if channel is not None else TrialChannel()
     if params['num_threads']:
         torch.set_num_threads(params['num_threads'])
-    out = Path(output_dir)
+    # Refused before meta-training: a file, FIFO or device where the folder or one of its files must be.
+    out = check_output_dir(output_dir, 'trial output folder', files=TRIAL_FILES)
     out.mkdir(parents=True, exist_ok=True)
     prior_path = out / 'prior.pt'
     train_tasks, held_out = load_task_splits(params)
@@ -553,7 +556,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     os.environ[RANK_PARAMS_ENV] = json.dumps(params)  # inherited by the ranks Lightning's 'ddp' starts
     _logger.info('trial parameters: %s', json.dumps(params, sort_keys=True))
     output_dir = os.environ.get('NNI_OUTPUT_DIR') or args.output_dir or os.path.join('runs', 'trial')
-    return run_trial(params, output_dir, channel)
+    try:
+        return run_trial(params, output_dir, channel)
+    except UnusablePathError as e:  # one line on stderr, not a traceback
+        raise SystemExit(f'python -m nni_base.cli.trial: error: {e}') from None
 
 
 if __name__ == '__main__':

@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import MetaTrainingDiverged
+from ..search.adaptation import non_finite_task_loss
 from ..tasks import Task, l2l
 from ..tasks.metrics import accuracy as accuracy_of
 from ..tasks.metrics import mean_ci
@@ -113,7 +113,9 @@ class FewShotMAML(pl.LightningModule):
         for step in range(steps):
             loss = F.cross_entropy(_logits(learner, task.support_x), task.support_y)
             if not math.isfinite(float(loss.detach())):
-                raise MetaTrainingDiverged(f'Non-finite support loss at inner step {step}; lower inner_lr.')
+                raise non_finite_task_loss(
+                    f'inner step {step}', task, f'Non-finite support loss at inner step {step}; lower inner_lr.'
+                )
             learner.adapt(loss)
         logits = _logits(learner, task.query_x)
         accuracy = accuracy_of(logits, task.query_y)
@@ -127,8 +129,10 @@ class FewShotMAML(pl.LightningModule):
             loss, acc = self.adapted_query(task.to(self.device), self.inner_steps)
             if not bool(torch.isfinite(loss)):
                 optimizer.zero_grad()
-                raise MetaTrainingDiverged(
-                    f'Non-finite query loss at meta-step {self.global_step}; lower the learning rates.'
+                raise non_finite_task_loss(
+                    f'meta-step {self.global_step}',
+                    task,
+                    f'Non-finite query loss at meta-step {self.global_step}; lower the learning rates.',
                 )
             self.manual_backward(loss / len(batch))
             losses.append(float(loss.detach()))

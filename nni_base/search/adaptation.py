@@ -42,6 +42,7 @@ import torch.nn as nn
 from ..config import DEFAULT_ARC_LEARNING_RATE, BaseConfig
 from ..errors import MetaTrainingDiverged
 from ..space.gumbel_cell import derived_architecture
+from ..tasks import Task
 from .head import initialise_head
 from .supernet import SearchSupernet
 
@@ -52,6 +53,7 @@ __all__ = [
     'architecture_frozen',
     'architecture_optimizer',
     'non_finite_loss',
+    'non_finite_task_loss',
     'recalibrate_batchnorm',
 ]
 
@@ -74,14 +76,36 @@ def architecture_frozen(config: BaseConfig, step: int) -> bool:
 
 def non_finite_loss(where: str, x: torch.Tensor | None, fix: str) -> Exception:
     """The error for a non-finite loss: the data's fault when the images are not finite, else ``fix``."""
-    if isinstance(x, torch.Tensor) and x.is_floating_point() and not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).flatten(1).any(1).sum())
+    bad = _non_finite_images(x)
+    if isinstance(x, torch.Tensor) and bad:
         return ValueError(
             f'{bad} of {len(x)} images of the batch at {where} contain NaN or inf values: the data, '
             'not the learning rates, made the loss non-finite. Clean them before training (e.g. '
             'drop those images, or torch.nan_to_num).'
         )
     return MetaTrainingDiverged(f'Non-finite loss at {where}; {fix}')
+
+
+def non_finite_task_loss(where: str, task: Task, diverged: str) -> Exception:
+    """The error for a non-finite loss on a meta-training task: the data's fault when the task's support or query
+    images are not finite (BatchNorm spreads one image's NaN over the whole batch), else ``MetaTrainingDiverged``
+    with the message ``diverged`` (which names the step sizes to lower)."""
+    for name, x in (('support', task.support_x), ('query', task.query_x)):
+        bad = _non_finite_images(x)
+        if bad:
+            return ValueError(
+                f'{bad} of {len(x)} {name} images of the task at {where} contain NaN or inf values: the data, not '
+                'the learning rates, made the loss non-finite; the shared prior was not updated. Clean the dataset '
+                'before meta-training (drop those images, or torch.nan_to_num).'
+            )
+    return MetaTrainingDiverged(diverged)
+
+
+def _non_finite_images(x: torch.Tensor | None) -> int:
+    """How many images of the batch ``x`` hold a NaN or inf (0 for anything that is not a float tensor)."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim == 0 or bool(torch.isfinite(x).all()):
+        return 0
+    return int((~torch.isfinite(x)).reshape(len(x), -1).any(1).sum())
 
 
 def adaptation_step(

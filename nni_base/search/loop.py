@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import MetaTrainingDiverged
 from ..space.gumbel_cell import derived_architecture
 from ..tasks import Task
+from .adaptation import non_finite_task_loss
 from .meta_update import ModelState, inner_sgd_step
 from .supernet import SearchSupernet
 
@@ -157,9 +157,11 @@ def adapt(
     values = torch.stack(losses).float().tolist()  # one synchronisation per task
     for step, value in enumerate(values):
         if not math.isfinite(value):
-            raise MetaTrainingDiverged(
+            raise non_finite_task_loss(
+                where,
+                task,
                 f'Non-finite support loss ({value}) at {where}, inner step {step}. The shared prior was '
-                'not updated; lower inner_lr / inner_lr_alpha or the outer step sizes.'
+                'not updated; lower inner_lr / inner_lr_alpha or the outer step sizes.',
             )
     return values[-1]
 
@@ -225,9 +227,11 @@ def adapt_each(
                 if measure:
                     loss, acc = query_metrics(module, task)
                     if not math.isfinite(loss):
-                        raise MetaTrainingDiverged(
+                        raise non_finite_task_loss(
+                            f'{where}, task {k}',
+                            task,
                             f'Non-finite query loss at {where}, task {k}; the shared prior '
-                            'was not updated. Lower the inner or outer step sizes.'
+                            'was not updated. Lower the inner or outer step sizes.',
                         )
                     results.losses.append(loss)
                     results.after.append(acc)

@@ -21,6 +21,7 @@ from typing import cast
 import torch
 
 from ..errors import MetaTrainingDiverged
+from .adaptation import non_finite_task_loss
 from .distributed import all_reduce_sum, process_group
 from .loop import TaskResults, query_metrics
 from .meta_training import MetaTrainingModule
@@ -64,9 +65,11 @@ class MamlModule(MetaTrainingModule):
             loss, acc = maml_query_loss(maml, task, self.config.inner_steps, self.loss_of, where=f'{where}, task {k}')
             if not bool(torch.isfinite(loss)):
                 optimizer.zero_grad()
-                raise MetaTrainingDiverged(
+                raise non_finite_task_loss(
+                    f'{where}, task {k}',
+                    task,
                     f'Non-finite query loss at {where}, task {k}; the shared prior was not '
-                    'updated. Lower the inner or outer step sizes.'
+                    'updated. Lower the inner or outer step sizes.',
                 )
             # One backward per task frees its unrolled graph before the next task is built.
             if distributed:

@@ -26,9 +26,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..errors import MetaTrainingDiverged
 from ..space.sampled_cell import SampledCell
 from ..tasks import Task, l2l
+from .adaptation import non_finite_task_loss
 
 __all__ = ['ArchMAML', 'maml_query_loss', 'resample_cells']
 
@@ -117,15 +117,19 @@ def maml_query_loss(
     ------
     MetaTrainingDiverged
         If a support loss is not finite (nothing has been updated yet).
+    ValueError
+        If it is because the task's images hold NaN or inf.
     """
     learner = maml.clone()
     for step in range(inner_steps):
         resample_cells(learner)
         loss, _ = loss_fn(learner, task.support_x, task.support_y)
         if not math.isfinite(float(loss.detach())):
-            raise MetaTrainingDiverged(
+            raise non_finite_task_loss(
+                where,
+                task,
                 f'Non-finite support loss ({float(loss.detach())}) at {where}, inner step {step}. The shared prior '
-                'was not updated; lower inner_lr / inner_lr_alpha or the outer step sizes.'
+                'was not updated; lower inner_lr / inner_lr_alpha or the outer step sizes.',
             )
         learner.adapt(loss)
     resample_cells(learner)

@@ -18,7 +18,7 @@ import torch.nn as nn
 from nni.mutable import Categorical, CategoricalMultiple
 
 from ..errors import CorruptPriorError, PriorMismatchError
-from ..io import write_torch
+from ..io import UnusablePathError, check_file_target, describe_path, write_torch
 from ..space.mixed import architecture_logits
 from ..space.sampled_cell import SampledCell
 from ..space.slot_cell import SlotGumbelCell
@@ -94,8 +94,11 @@ def save_prior(prior: dict[str, Any], path: str | os.PathLike) -> Path:
             f'Refusing to save a prior with non-finite values in {bad[:5]}; '
             f'the previous file at {path} (if any) is left untouched.'
         )
+    check_file_target(path, 'prior', suggest='prior.pt')  # its message is the right one: no advice to free space
     try:
         return write_torch(prior, path)
+    except UnusablePathError:
+        raise
     except OSError as e:  # a full disk (ENOSPC), a quota, a read-only or vanished folder
         raise OSError(
             e.errno,
@@ -106,12 +109,38 @@ def save_prior(prior: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 def load_prior(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and check a prior file (never executes code from it)."""
+    """Read and check a prior file (never executes code from it).
+
+    Raises
+    ------
+    TypeError
+        ``path`` is not a path (a str or ``os.PathLike``).
+    FileNotFoundError
+        Nothing is at ``path``.
+    UnusablePathError
+        ``path`` is a directory, FIFO, device node or socket.
+    CorruptPriorError
+        The file is not a prior nni-base wrote, or is damaged.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f'A prior is given as the path of a prior file (a str or os.PathLike such as '
+            f"'runs/quickstart/prior.pt'), got {type(path).__name__} {path!r}. Meta-training writes one: "
+            "BaseStrategy(save_prior_to='prior.pt') with an EpisodicClassification evaluator."
+        )
     path = Path(path)
-    if not path.is_file():
+    kind = describe_path(path)
+    if kind is None:
         raise FileNotFoundError(
             f'Prior file {path} does not exist. Meta-train one first '
             '(BaseStrategy with an EpisodicClassification evaluator, or examples/quickstart.py).'
+        )
+    if not path.is_file():  # reading a FIFO or a device would block or never end
+        inside = path / 'prior.pt'
+        hint = f'; pass {inside}' if path.is_dir() and inside.is_file() else ''
+        raise UnusablePathError(
+            f'Prior {path} is {kind}, not a prior file{hint}. Give the path of the file meta-training wrote '
+            "(BaseStrategy(save_prior_to='prior.pt'), e.g. runs/quickstart/prior.pt)."
         )
     try:
         prior = torch.load(path, map_location='cpu', weights_only=True)
@@ -129,7 +158,7 @@ def load_prior(path: str | os.PathLike) -> dict[str, Any]:
             'to another prior.'
         ) from e
     if not isinstance(prior, dict) or prior.get('format') != PRIOR_FORMAT:
-        raise CorruptPriorError(f'{path} is not an nni-base prior (no {PRIOR_FORMAT!r} format marker).')
+        raise CorruptPriorError(_not_a_prior(path, prior))
     if prior.get('version') != PRIOR_VERSION:
         raise CorruptPriorError(
             f'{path} has prior format version {prior.get("version")}, this nni-base reads '
@@ -145,6 +174,27 @@ def load_prior(path: str | os.PathLike) -> dict[str, Any]:
             'not written by nni-base; meta-train again or point to another prior.'
         )
     return prior
+
+
+def _not_a_prior(path: Path, content: Any) -> str:
+    """Why a torch file that loaded is not a prior, and how to make one."""
+    if isinstance(content, dict):
+        keys = sorted(map(str, content))
+        held = f'a dict with keys {keys[:6]}' + (' ...' if len(keys) > 6 else '')
+    else:
+        held = f'a {type(content).__name__}'
+    lightning = isinstance(content, dict) and 'pytorch-lightning_version' in content
+    return (
+        f'{path} is not an nni-base prior: it holds {held}, without the {PRIOR_FORMAT!r} format marker. '
+        + (
+            'It is a Lightning checkpoint: pass it as BaseStrategy(resume_from=...) to continue meta-training. '
+            if lightning
+            else ''
+        )
+        + 'A prior is the file BaseStrategy(save_prior_to=...) writes while meta-training on an '
+        'EpisodicClassification evaluator (examples/quickstart.py writes runs/quickstart/prior.pt); '
+        'meta-train one that way and pass its path as prior=.'
+    )
 
 
 def _malformed_entries(prior: dict[str, Any]) -> list[str]:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ...io import UnusablePathError, check_output_dir
 from .network import build_network, load_arch, model_summary
 from .recipe import load_recipe
 from .run import retrain
@@ -15,6 +16,8 @@ __all__ = ['main', 'parse_args']
 
 
 _DESCRIPTION = 'Retrain an exported architecture from scratch at full size (BASE Appendix A, the DARTS protocol).'
+#: What a retraining run writes into --output-dir (besides checkpoints/ and logs/).
+OUTPUT_FILES = ('arch.json', 'run.json', 'model_summary.json', 'model.pt', 'final.json')
 _NUM_CLASSES = {'cifar10': 10, 'cifar100': 100, 'svhn': 10, 'imagenet': 1000}  # for --summary-only (no data)
 
 
@@ -63,6 +66,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--recipe and --arch are required (except with --resume, which reuses the run's)")
     if not args.summary_only and (args.data_root is None or args.output_dir is None):
         p.error('--data-root and --output-dir are required to train (or pass --summary-only)')
+    if args.output_dir is not None and not args.summary_only:
+        try:  # before any data is read or trained on
+            check_output_dir(args.output_dir, '--output-dir', files=OUTPUT_FILES, folders=('checkpoints', 'logs'))
+        except UnusablePathError as e:
+            raise SystemExit(f'{p.prog}: error: {e}') from None
     return args
 
 
