@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 import statistics
 import time
@@ -87,7 +88,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     # cells of this space approach the same accuracy on this family
     p.add_argument('--retrain-epochs', type=int, default=6)
     p.add_argument('--random-cells', type=int, default=4)
-    p.add_argument('--threads', type=int, default=2)
+    p.add_argument(
+        '--threads', type=int, default=None,
+        help="torch threads of every fit (default: nni-base's rule, one thread for its searches on a CPU)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     try:  # now, not after minutes of meta-training: one line that says what the path is
         check_output_dir(args.output_dir, '--output-dir', files=OUTPUT_FILES, folders=('logs',))
@@ -100,7 +104,9 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     warnings.filterwarnings('ignore', category=UserWarning)
     logging.getLogger('nni').setLevel(logging.WARNING)
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:  # nni-base's fits read NNI_BASE_THREADS; the retraining runs on torch's count
+        os.environ['NNI_BASE_THREADS'] = str(args.threads)
+        torch.set_num_threads(args.threads)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
 

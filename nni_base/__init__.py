@@ -15,6 +15,7 @@ with warnings.catch_warnings():
 from .config import AdaptationConfig, ConditioningConfig, MetaTrainingConfig, SupernetConfig, ZeroShotConfig
 from .errors import CorruptPriorError, MetaTrainingDiverged, PriorMismatchError
 from .evaluator import EpisodicClassification, EpisodicModule
+from .runs import show_nni_base_lines
 from .search.adaptation import TaskAdapter
 from .search.prior import load_prior, save_prior
 from .space.darts import DartsTaskSpace
@@ -23,6 +24,17 @@ from .space.temperature import TemperatureSchedule
 from .strategy import BaseStrategy
 from .tasks import EpisodeDataset, Task, TaskDistribution
 from .tasks.mixture import ResolutionMixture
+
+show_nni_base_lines()  # nni-base's decisions in NNI's console, at INFO (runs.py)
+
+# Lightning 2.6 builds torch's LeafSpec, which torch 2.14 deprecates, on every fit: a note between the two pinned
+# libraries that no user code can act on. Only that message, only from that Lightning module.
+warnings.filterwarnings(
+    'ignore',
+    message=r'`isinstance\(treespec, LeafSpec\)` is deprecated',
+    category=FutureWarning,
+    module=r'pytorch_lightning\.utilities\._pytree',
+)
 
 __version__ = '0.1.0'
 

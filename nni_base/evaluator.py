@@ -258,6 +258,24 @@ def check_episodic_space(evaluator: EpisodicClassification, model: nn.Module | N
         check_images(torch.zeros(1, *shape), where=f'tasks {evaluator.train_tasks.name!r}', channels=channels)
 
 
+def check_trains(evaluator: Any) -> None:
+    """Refuse a trainer that would run no training step: nothing would be searched, and NNI's final report would
+    then fail on the missing metric (``KeyError: 'val_acc'``)."""
+    trainer = evaluator.trainer
+    limit = trainer.limit_train_batches
+    for setting, none, fix in (
+        (f'max_epochs={trainer.max_epochs}', trainer.max_epochs == 0, 'max_epochs=1'),
+        (f'max_steps={trainer.max_steps}', trainer.max_steps == 0, 'max_steps=-1 (no limit)'),
+        (f'limit_train_batches={limit}', limit == 0, 'limit_train_batches=1.0 (all batches)'),
+    ):
+        if none:
+            raise ValueError(
+                f'The evaluator trains with {setting}: no training step would run, so BaseStrategy would have '
+                f'nothing to search, adapt or meta-train. Pass a positive budget, e.g. '
+                f'{type(evaluator).__name__}(..., {fix}).'
+            )
+
+
 def check_evaluator(evaluator: Any, config: Any, model: nn.Module | None) -> None:
     """Refuse an evaluator BaseStrategy cannot run with ``config`` (a :class:`~nni_base.search.BaseConfig`) on
     the mutated ``model``, naming the fix; warn about settings the evaluator makes moot."""
@@ -266,6 +284,7 @@ def check_evaluator(evaluator: Any, config: Any, model: nn.Module | None) -> Non
             f'BaseStrategy needs a Lightning evaluator (nni.nas.evaluator.pytorch.Classification '
             f'or nni_base.EpisodicClassification), got {type(evaluator).__name__}.'
         )
+    check_trains(evaluator)
     episodic = isinstance(evaluator, EpisodicClassification)
     if config.average_alpha_tasks and not episodic:
         raise TypeError('average_alpha_tasks needs an EpisodicClassification evaluator to draw tasks from.')

@@ -39,7 +39,15 @@ from .data.checks import classifier_outputs
 from .database import ConditionedReptileModule, ZeroShotModule
 from .database.zero_shot_module import DatabaseZeroShotModule
 from .evaluator import EpisodicClassification, EpisodicModule, check_evaluator, training_data_of
-from .runs import quiet_nni_one_shot_warnings, tidy_trainer
+from .io import check_file_target
+from .runs import (
+    quiet_lightning_notes,
+    quiet_nni_checkpoint_warnings,
+    quiet_nni_one_shot_warnings,
+    search_result_line,
+    start_line,
+    tidy_trainer,
+)
 from .search import BaseConfig, BaseSearchModule, MamlModule, ReptileModule, SingleTaskModule
 from .search.checkpoint import checked_checkpoint
 from .search.distributed import explain_collective_error
@@ -142,8 +150,8 @@ class BaseStrategy(OneShotStrategy):
         kwargs = without_flat_keywords(kwargs)
         super().__init__(**kwargs)
         quiet_nni_one_shot_warnings()
+        self.prior = load_prior(prior) if prior is not None else None  # first: it names what prior= accepts
         self.prior_path = Path(prior) if prior is not None else None
-        self.prior = load_prior(self.prior_path) if self.prior_path is not None else None
         arguments = {k: v for k, v in self._arguments.items() if k in GROUPS or k in BaseConfig.__dataclass_fields__}
         self.config = resolve_config(arguments, self.prior['config'] if self.prior is not None else None)
         from_prior = self.config.zero_shot and self.config.zero_shot_database is None
@@ -154,7 +162,12 @@ class BaseStrategy(OneShotStrategy):
                 + ': pass prior= a file meta-trained with conditioning=True, or zero_shot=ZeroShotConfig(database='
                 "'shipped') to generate from the ground-truth database."
             )
-        self.save_prior_to = Path(save_prior_to) if save_prior_to is not None else None
+        # Refused now, not after meta-training: a directory, device node or FIFO there would be replaced.
+        self.save_prior_to = (
+            check_file_target(save_prior_to, 'prior (save_prior_to)', suggest='prior.pt')
+            if save_prior_to is not None
+            else None
+        )
         self.resume_from = checked_checkpoint(resume_from) if resume_from is not None else None
         self.seed = seed
         self._task_config: dict[str, Any] = {}
@@ -210,7 +223,7 @@ class BaseStrategy(OneShotStrategy):
         )
         if self.rebuilt_heads:
             ways = self.prior.get('tasks', {}).get('ways')  # type: ignore[union-attr]
-            _logger.info(
+            _logger.debug(  # the INFO line is the search's own, when it initialises the head (search/head.py)
                 'The prior was meta-trained on %s-way tasks; this space has %s classes: its weights and '
                 'alpha are loaded, the classifier is rebuilt (head_init=%r).',
                 ways,
@@ -225,6 +238,9 @@ class BaseStrategy(OneShotStrategy):
         episodic = isinstance(evaluator, EpisodicClassification)
         self._task_config = evaluator.task_config() if episodic else {}
         self._episodic = evaluator if episodic else None
+        generator = 'database' if self.config.zero_shot_database is not None else 'prior'
+        zero_shot = generator if self.config.zero_shot else None
+        _logger.info(start_line(self._task_config or None, self.prior_path, self.prior, zero_shot, self._mutated_model))
         # The user's own training data: single-task search checks it and reads a rebuilt head's class means from it
         # before Lightning's first batch (its sanity validation included); NNI wraps the loaders below.
         self._train_data = None if episodic else training_data_of(evaluator)
@@ -273,7 +289,8 @@ class BaseStrategy(OneShotStrategy):
 
     def _run(self) -> None:
         try:
-            super()._run()
+            with quiet_lightning_notes():  # Lightning's tips, its note on our stepping-batch estimate (runs.py)
+                super()._run()
         except Exception as e:
             try:
                 trainer = self.oneshot_module.trainer
@@ -287,6 +304,23 @@ class BaseStrategy(OneShotStrategy):
             tasks_from = self._episodic.val_tasks or self._episodic.train_tasks
             tasks = [tasks_from.sample() for _ in range(self.config.average_alpha_tasks)]
             self.oneshot_module.average_alpha_over_tasks(tasks, self.config.adaptation_steps)
+        module = self.oneshot_module
+        if _logger.isEnabledFor(logging.INFO) and module.trainer.is_global_zero:  # one line per run, not per rank
+            meta = self._episodic is not None
+            line = search_result_line(
+                self.export_sample(),
+                module.trainer.callback_metrics,
+                _global_step(module) if meta else module.trainer.current_epoch,
+                meta=meta,
+                prior_file=self.save_prior_to,
+            )
+            _logger.info(line)
+
+    def state_dict(self) -> dict:
+        # NNI warns at each experiment checkpoint that the trainer has no checkpoint (enable_checkpointing=False,
+        # the user's choice; BaseStrategy resumes with resume_from=) or none yet (before the fit): nothing to do.
+        with quiet_nni_checkpoint_warnings():
+            return super().state_dict()
 
     # ---- results -------------------------------------------------------------------------------------
     @property

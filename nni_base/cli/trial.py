@@ -437,7 +437,8 @@ def run_trial(
         The final metrics also sent with ``nni.report_final_result``.
     """
     channel = channel if channel is not None else TrialChannel()
-    if params['num_threads']:
+    if params['num_threads']:  # the fits' count (nni-base's thread rule reads the variable), and the rest's
+        os.environ['NNI_BASE_THREADS'] = str(params['num_threads'])
         torch.set_num_threads(params['num_threads'])
     # Refused before meta-training: a file, FIFO or device where the folder or one of its files must be.
     out = check_output_dir(output_dir, 'trial output folder', files=TRIAL_FILES)
