@@ -258,9 +258,11 @@ def check_episodic_space(evaluator: EpisodicClassification, model: nn.Module | N
         check_images(torch.zeros(1, *shape), where=f'tasks {evaluator.train_tasks.name!r}', channels=channels)
 
 
-def check_trains(evaluator: Any) -> None:
+def check_trains(evaluator: Any, config: Any = None) -> None:
     """Refuse a trainer that would run no training step: nothing would be searched, and NNI's final report would
     then fail on the missing metric (``KeyError: 'val_acc'``)."""
+    if isinstance(evaluator, EpisodicClassification) and getattr(config, 'average_alpha_tasks', 0):
+        return  # a prior's alpha averaged over adapted tasks after the fit (paper §5.2): no training step needed
     trainer = evaluator.trainer
     limit = trainer.limit_train_batches
     for setting, none, fix in (
@@ -284,7 +286,7 @@ def check_evaluator(evaluator: Any, config: Any, model: nn.Module | None) -> Non
             f'BaseStrategy needs a Lightning evaluator (nni.nas.evaluator.pytorch.Classification '
             f'or nni_base.EpisodicClassification), got {type(evaluator).__name__}.'
         )
-    check_trains(evaluator)
+    check_trains(evaluator, config)
     episodic = isinstance(evaluator, EpisodicClassification)
     if config.average_alpha_tasks and not episodic:
         raise TypeError('average_alpha_tasks needs an EpisodicClassification evaluator to draw tasks from.')
