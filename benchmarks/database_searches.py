@@ -14,10 +14,10 @@ Per pipeline seed:
   (``prior_lofo``: that family is never seen in meta-training);
 - on every held-out-class task of the database, each method searches the task's support set (80% search-train,
   20% search-validation; the query set is the database's test set and no method sees it) through ``NasExperiment``
-  + NNI's ``Classification`` for ``--search-epochs`` epochs: ``base_prior`` (the default: the prior-trust probe
-  decides how far its alpha is trusted), ``base_prior_no_trust`` (the probe off), ``base_prior_weights`` (the same
-  prior with ``AdaptationConfig(prior_alpha_scale=0)``: its weights, a uniform alpha), ``base_prior_lofo`` and
-  ``base_prior_lofo_no_trust``,
+  + NNI's ``Classification`` for ``--search-epochs`` epochs: ``base_prior`` (the default), ``base_prior_trust``
+  (``AdaptationConfig(prior_trust_steps=4)``: the prior-trust probe decides how far its alpha is trusted),
+  ``base_prior_weights`` (the same prior with ``AdaptationConfig(prior_alpha_scale=0)``: its weights, a uniform
+  alpha), ``base_prior_lofo`` and ``base_prior_lofo_trust``,
   ``base_no_prior`` (``BaseStrategy()`` from an un-meta-trained supernet: the control), ``gumbel_darts``;
 - ``random_search`` trains random cells with the database's recipe on the search-train part, scores them on the
   search-validation part, for as long as ``base_prior`` searched, and keeps the best;
@@ -68,10 +68,10 @@ from nni_base.tasks import Task
 
 METHODS = (
     'base_prior',
-    'base_prior_no_trust',
+    'base_prior_trust',
     'base_prior_weights',
     'base_prior_lofo',
-    'base_prior_lofo_no_trust',
+    'base_prior_lofo_trust',
     'base_no_prior',
     'gumbel_darts',
     'random_search',
@@ -82,24 +82,24 @@ METHODS = (
 )
 SEARCHES = (
     'base_prior',
-    'base_prior_no_trust',
+    'base_prior_trust',
     'base_prior_weights',
     'base_prior_lofo',
-    'base_prior_lofo_no_trust',
+    'base_prior_lofo_trust',
     'base_no_prior',
     'gumbel_darts',
 )
 #: ``base_prior_weights``: the prior's weights, the cell searched from a uniform alpha.
 WEIGHTS_ONLY = AdaptationConfig(prior_alpha_scale=0.0)
-#: ``*_no_trust``: the ablation of the prior-trust probe (the prior's alpha taken as it is).
-NO_TRUST = AdaptationConfig(prior_trust_steps=0)
+#: ``*_trust``: the prior-trust probe on (4 steps per candidate alpha), against the default's alpha as it is.
+TRUST = AdaptationConfig(prior_trust_steps=4)
 #: Each method's accuracy is also reported as a paired difference to these (per task and seed).
-PAIRED = ('random', 'base_prior', 'base_no_prior', 'base_prior_lofo_no_trust')
+PAIRED = ('random', 'base_prior', 'base_no_prior', 'base_prior_lofo')
 PAIRED_LABELS = {
     'random': '− random median',
     'base_prior': '− BASE from the prior',
     'base_no_prior': '− BASE without a prior',
-    'base_prior_lofo_no_trust': '− LOFO prior, no trust probe',
+    'base_prior_lofo': '− BASE from the LOFO prior',
 }
 #: Operations without weights: a cell made mostly of them is what a prior biased towards pooling exports.
 PARAMETER_FREE = frozenset({'max_pool_3x3', 'avg_pool_3x3', 'skip_connect', 'none'})
@@ -167,9 +167,9 @@ def run_seed(db: ArchitectureDatabase, args, seed: int, truth: GroundTruth) -> d
     work.mkdir(parents=True, exist_ok=True)
     families = list(db.spec.families)
     wanted = set(args.methods)
-    uses_prior = {'base_prior', 'base_prior_no_trust', 'base_prior_weights', 'random_search'}
+    uses_prior = {'base_prior', 'base_prior_trust', 'base_prior_weights', 'random_search'}
     jobs = [('all', families, False)] if wanted & uses_prior else []
-    if wanted & {'base_prior_lofo', 'base_prior_lofo_no_trust'}:
+    if wanted & {'base_prior_lofo', 'base_prior_lofo_trust'}:
         jobs += [(f, [g for g in families if g != f], False) for f in families]
     if 'zero_shot_meta' in wanted:
         jobs.append(('conditioned', families, True))
@@ -190,9 +190,9 @@ def run_seed(db: ArchitectureDatabase, args, seed: int, truth: GroundTruth) -> d
         strategies = {
             'base_prior': lambda: BaseStrategy(prior=priors['all'], seed=seed),
             'base_prior_weights': lambda: BaseStrategy(prior=priors['all'], seed=seed, adaptation=WEIGHTS_ONLY),
-            'base_prior_no_trust': lambda: BaseStrategy(prior=priors['all'], seed=seed, adaptation=NO_TRUST),
+            'base_prior_trust': lambda: BaseStrategy(prior=priors['all'], seed=seed, adaptation=TRUST),
             'base_prior_lofo': lambda: BaseStrategy(prior=priors[family], seed=seed),  # noqa: B023 (called at once)
-            'base_prior_lofo_no_trust': lambda: BaseStrategy(prior=priors[family], seed=seed, adaptation=NO_TRUST),  # noqa: B023
+            'base_prior_lofo_trust': lambda: BaseStrategy(prior=priors[family], seed=seed, adaptation=TRUST),  # noqa: B023
             'base_no_prior': lambda: BaseStrategy(seed=seed),
             'gumbel_darts': GumbelDARTS,
         }

@@ -139,8 +139,9 @@ class BaseConfig:
     prior_alpha_scale: float = hparam(1.0, 'float', minimum=0)
     #: Adaptation steps per candidate of the prior-trust probe (search/trust.py): before adapting a prior, its α,
     #: a tempered α and a uniform one are each tried for this many steps on the dataset's first images and the run
-    #: starts from the best. 0: no probe, the prior's α as it is (times prior_alpha_scale).
-    prior_trust_steps: int = hparam(4, 'int', minimum=0)
+    #: starts from the best. 0 (the default: measured, it did not pay for its time; docs/evidence/metad2a.md): no
+    #: probe, the prior's α as it is (times prior_alpha_scale).
+    prior_trust_steps: int = hparam(0, 'int', minimum=0)
     sample_none: bool = hparam(False, 'bool')
     samples_per_step: int = hparam(1, 'int', minimum=1)
     outer_optimizer_alpha: Literal['sgd', 'adam'] = hparam('adam', 'choice', choices=('sgd', 'adam'))

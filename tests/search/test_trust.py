@@ -4,7 +4,7 @@ Rules: the lowest probe-validation loss wins and ties keep the prior; the two ha
 image; a prior whose α contradicts a dataset's known answer (peaks: max pooling first, skip connections last,
 ``benchmarks/results/known_answer.json``) is tempered, one that agrees is kept; the probe changes α by the chosen
 factor and nothing else (weights, BatchNorm statistics, the random stream); it runs through NasExperiment only
-from a prior, with ``prior_trust_steps`` > 0 and ``prior_alpha_scale`` left at 1.
+from a prior, with ``prior_trust_steps`` > 0 (off by default) and ``prior_alpha_scale`` left at 1.
 """
 
 from __future__ import annotations
@@ -96,10 +96,10 @@ def _adapt(prior, peaks, caplog, **adaptation):
     return [r.getMessage() for r in caplog.records if 'Prior trust' in r.getMessage()]
 
 
-def test_through_nas_experiment_the_probe_runs_from_a_prior_unless_told_not_to(peaks, prior_with_alpha_on, caplog):
+def test_through_nas_experiment_the_probe_runs_from_a_prior_when_asked(peaks, prior_with_alpha_on, caplog):
     prior = prior_with_alpha_on('skip_connect')
-    assert len(_adapt(prior, peaks, caplog)) == 1
+    assert len(_adapt(prior, peaks, caplog, prior_trust_steps=2)) == 1
     caplog.clear()
-    assert _adapt(prior, peaks, caplog, prior_trust_steps=0) == []
+    assert _adapt(prior, peaks, caplog) == []  # off by default
     caplog.clear()
-    assert _adapt(prior, peaks, caplog, prior_alpha_scale=0.5) == []
+    assert _adapt(prior, peaks, caplog, prior_trust_steps=2, prior_alpha_scale=0.5) == []
