@@ -337,6 +337,7 @@ def markdown(summary: dict, seeds: int, database: dict) -> str:
     lines = [
         '# NAS methods scored on the ground-truth database',
         '',
+        '<!-- --8<-- [start:body] -->',  # what the docs include (MkDocs snippet section)
         f"The database's random cells have {database['mean']:.1f} parameter-free operations of 16 on average "
         f'({database["min"]}–{database["max"]}); Spearman of that count with accuracy on held-out tasks: '
         + ', '.join(f'{k.removeprefix("spearman_")} {v:+.2f}' for k, v in database.items() if k.startswith('spearman_'))
@@ -347,7 +348,7 @@ def markdown(summary: dict, seeds: int, database: dict) -> str:
         tried = entry['random_search_tried']
         note = f'; random search tried {tried:.1f} cells on average' if tried else ''
         lines += [
-            f'## {family} ({entry["tasks"]} task x seed pairs, {seeds} seeds{note})',
+            f'#### {family} ({entry["tasks"]} task x seed pairs, {seeds} seeds{note})',
             '',
             '| method | percentile | top-10% at seeds | '
             + ' | '.join(PAIRED_LABELS[ref] for ref in PAIRED)
@@ -365,6 +366,7 @@ def markdown(summary: dict, seeds: int, database: dict) -> str:
                 + (f'{e["parameter_free_ops"]:.1f} |' if 'parameter_free_ops' in e else '– |')
             )
         lines.append('')
+    lines.append('<!-- --8<-- [end:body] -->')
     return '\n'.join(lines)
 
 
