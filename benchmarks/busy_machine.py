@@ -8,7 +8,7 @@ One command (run it alone on the machine: every other process is part of the mea
 
 Each measurement is a fresh process that meta-trains as ``make demo`` does: ``examples/quickstart.py``'s settings
 (its own ``parse_args`` defaults: texture family, 16 px, 5-way 20-shot, width 8, 4 cells, 3 x 10 meta-steps of 2
-tasks, 10 inner steps; its ``torch.set_num_threads(--threads)``), built by ``benchmarks.common.meta_train`` (no CSV
+tasks, 10 inner steps; its ``--threads`` when given), built by ``benchmarks.common.meta_train`` (no CSV
 logs or progress bar), timed around ``NasExperiment.run()``. Beside it run 0, 1 or 2 busy processes (a pure-Python
 loop: one thread each), started before it and stopped after. ``OMP_NUM_THREADS`` is removed from the children's
 environment, so nni-base's own rule decides. Variants:
@@ -64,7 +64,9 @@ def meta_train_as_the_demo(argv: list[str], prior: Path) -> dict[str, Any]:
     from nni_base.data.families import family_splits
 
     args = quickstart_args(['--output-dir', str(prior.parent), *argv])
-    torch.set_num_threads(args.threads)  # as quickstart.main does
+    if args.threads is not None:  # as quickstart.main does
+        os.environ['NNI_BASE_THREADS'] = str(args.threads)
+        torch.set_num_threads(args.threads)
     splits = family_splits(args.family, image_size=16, images_per_class=args.images_per_class, seed=args.seed)
     train = TaskDistribution(splits['train'], args.ways, args.shots, args.queries, name=f'{args.family}-train')
     heldout = TaskDistribution(splits['test'], args.ways, args.shots, args.queries, name=f'{args.family}-heldout')
