@@ -3,8 +3,9 @@
 Where it sits
     At the start of BASE's adaptation (:meth:`~nni_base.search.single_task.SingleTaskModule.check_and_prepare`),
     when ``BaseStrategy(prior=...)`` loaded a prior and ``AdaptationConfig(prior_trust_steps=N)`` is above 0 (off
-    by default: measured on the database's held-out tasks it did not pay for its time, docs/evidence/metad2a.md). A prior's α is what its meta-training families rewarded; on a dataset unlike them it can point the
-    search the wrong way, and nothing in the prior says when. So the dataset decides: the first training images
+    by default: measured on the database's held-out tasks it did not pay for its time, docs/evidence/metad2a.md).
+    A prior's α is what its meta-training families rewarded; on a dataset unlike them it can point the search the
+    wrong way, and nothing in the prior says when. So the dataset decides: the first training images
     (the ones the head initialisation reads) are split by class into a probe-train and a probe-validation half;
     from the prior, with α scaled by each of :data:`TRUST_SCALES` (1: the prior's α; 0.5: tempered; 0: uniform,
     the prior's weights only), ``N`` adaptation steps run on the probe-train half, and the derived cell's loss on

@@ -116,8 +116,9 @@ def test_nni_strategy_contract_and_single_task_adaptation(tasks, tmp_path):
     here BASE's adaptation of a meta-trained prior to one dataset with NNI's ``Classification``."""
     _meta_train(MnistStyleSpace(), tasks, tmp_path)
     split = digits_splits()['test']
-    keep = split.labels < WAYS
-    data = torch.utils.data.TensorDataset(split.images[keep][:64], split.labels[keep][:64])
+    keep = torch.nonzero(split.labels < WAYS).flatten()
+    keep = keep[torch.randperm(len(keep), generator=torch.Generator().manual_seed(0))[:64]]  # all 5 classes, not 1
+    data = torch.utils.data.TensorDataset(split.images[keep], split.labels[keep])
     evaluator = Classification(
         num_classes=WAYS,
         learning_rate=0.01,
