@@ -1,4 +1,4 @@
-"""Torch's threads in nni-base's fits: one on a CPU unless the user chose, put back when the fit ends."""
+"""Torch's threads in nni-base's fits: one on a busy CPU unless the user chose, put back when the fit ends."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.mark.parametrize(
     'device, current, environ, expected',
     [
-        ('cpu', 4, {}, 1),  # torch's count as at import: nni-base's choice
+        ('cpu', 4, {}, 1),  # torch's count as at import, on a busy machine: nni-base's choice
         ('cpu', 1, {}, None),  # already one
         ('cuda', 4, {}, None),  # the rule is for CPU fits
         ('cpu', 4, {'OMP_NUM_THREADS': '4'}, None),  # the user said
@@ -29,7 +29,12 @@ REPO = Path(__file__).resolve().parent.parent
     ],
 )
 def test_the_rule(device, current, environ, expected):
-    assert fit_threads(device, current, environ, default=4) == expected
+    assert fit_threads(device, current, environ, default=4, load=64.0) == expected
+
+
+def test_an_idle_machine_keeps_torch_s_count():
+    cores = os.cpu_count() or 1  # torch's own default: one thread per core
+    assert fit_threads('cpu', cores, {}, default=cores, load=0.0) is None
 
 
 @pytest.mark.parametrize('value', ['0', 'two', '-1'])
@@ -44,6 +49,7 @@ SCRIPT = r"""
 import json, logging, os, warnings
 warnings.simplefilter('ignore')
 import torch
+os.getloadavg = lambda: (64.0, 64.0, 64.0)  # a busy machine, whatever this one is doing
 torch.set_num_threads(3)
 import nni_base
 import pytorch_lightning as pl
