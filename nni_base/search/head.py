@@ -29,7 +29,6 @@ import torch
 import torch.nn as nn
 
 from ..space.gumbel_cell import derived_architecture
-from .meta_update import ModelState
 from .supernet import SearchSupernet
 
 __all__ = ['HEAD_INITS', 'head_mismatch', 'initialise_head', 'head_modules']
@@ -81,7 +80,7 @@ def class_mean_features(
     features: list[torch.Tensor] = []
     hook = head.register_forward_hook(lambda _m, inputs, _out: features.append(inputs[0].detach()))
     model = supernet.training_module.model
-    buffers = ModelState(model).buffers
+    buffers = list(model.buffers())  # num_batches_tracked too: a forward pass in train mode counts itself there
     saved = [b.clone() for b in buffers]
     was_training = model.training
     try:
