@@ -187,7 +187,7 @@ def _subclasses(cls: type) -> list[type]:
 
 
 def _trial_parameters() -> list[str]:
-    from .trial import DEFAULT_PARAMS  # only when the config runs the trial: it imports torch
+    from .trial_params import DEFAULT_PARAMS  # only when the config runs the trial
 
     return sorted(DEFAULT_PARAMS)
 
