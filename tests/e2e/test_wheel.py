@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -53,8 +55,17 @@ print('exported', len(exp.export_top_models(formatter='dict')[0]), 'choices')
 def test_a_wheel_installed_outside_the_checkout_has_its_data_and_runs(tmp_path):
     wheels = tmp_path / 'wheels'
     pip = [sys.executable, '-m', 'pip', '--disable-pip-version-check', '-q']
-    subprocess.run([*pip, 'wheel', '--no-deps', '--no-build-isolation', '-w', str(wheels), str(ROOT)], check=True)
+    # Built from a copy: an in-tree build leaves build/lib behind, and setuptools packs a later wheel from it,
+    # modules deleted since included.
+    source = tmp_path / 'source'
+    shutil.copytree(ROOT / 'nni_base', source / 'nni_base', ignore=shutil.ignore_patterns('__pycache__'))
+    for name in ('pyproject.toml', 'README.md'):
+        shutil.copy2(ROOT / name, source / name)
+    subprocess.run([*pip, 'wheel', '--no-deps', '--no-build-isolation', '-w', str(wheels), str(source)], check=True)
     (wheel,) = wheels.glob('nni_base-*.whl')
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {n for n in archive.namelist() if n.startswith('nni_base/') and n.endswith('.py')}
+    assert shipped == {str(p.relative_to(ROOT)) for p in (ROOT / 'nni_base').rglob('*.py')}
     env = tmp_path / 'venv'
     subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(env)], check=True)
     python = env / 'bin' / 'python'
