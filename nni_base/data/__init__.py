@@ -3,6 +3,7 @@
 from .datasets import LabeledArrayDataset, LabeledFileDataset, LabeledTensorDataset, normalize_uint8_image
 from .digits import DIGITS_MEAN, DIGITS_STD, digits_splits
 from .fewshot import MINI_IMAGENET_SPLITS, load_mini_imagenet, load_omniglot, omniglot_splits
+from .imagenet import load_downsampled_imagenet
 from .loaders import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -14,7 +15,6 @@ from .loaders import (
     SVHN_STD,
     load_cifar10,
     load_cifar100,
-    load_downsampled_imagenet,
     load_image_folder,
     load_svhn,
 )

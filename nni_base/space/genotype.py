@@ -12,10 +12,11 @@ genotypes copied from papers or logs can be loaded safely.
 
 from __future__ import annotations
 
-import ast
 import numbers
 from collections.abc import Mapping
 from typing import Any, NamedTuple
+
+from .genotype_literal import genotype_fields
 
 __all__ = [
     'CELLS',
@@ -212,9 +213,8 @@ def genotype_to_sample(genotype: Any) -> dict[str, Any]:
     Parameters
     ----------
     genotype
-        A valid DARTS genotype in any form accepted by :func:`as_genotype`: this module's :class:`Genotype`,
-        DARTS's own ``Genotype`` namedtuple (or any object with ``normal``, ``normal_concat``, ``reduce`` and
-        ``reduce_concat`` attributes), a mapping with those keys, or the published string form.
+        A valid DARTS genotype in any form accepted by :func:`as_genotype` (a ``Genotype``, DARTS's own, a
+        mapping, the published string).
 
     Returns
     -------
@@ -290,11 +290,9 @@ def sample_to_genotype(sample: Mapping[str, Any]) -> Genotype:
         If keys are missing or values are invalid.
     """
     missing = [key for key in sample_keys() if key not in sample]
-    if missing:
-        # Report every missing key at once rather than one cell at a time.
+    if missing:  # every missing key at once, not one cell at a time
         raise ValueError(f'sample is missing {len(missing)} key(s): {", ".join(missing)}')
-    normal = cell_from_sample(sample, 'normal')
-    reduce = cell_from_sample(sample, 'reduce')
+    normal, reduce = cell_from_sample(sample, 'normal'), cell_from_sample(sample, 'reduce')
     return Genotype(normal=normal, normal_concat=list(CONCAT), reduce=reduce, reduce_concat=list(CONCAT))
 
 
@@ -345,30 +343,7 @@ def parse_genotype(text: str) -> Genotype:
     ValueError
         If the text is not a genotype literal or the genotype is invalid.
     """
-    if not isinstance(text, str):
-        raise ValueError(f'expected a genotype string, got {type(text).__name__}')
-    try:
-        tree = ast.parse(text.strip(), mode='eval')
-    except SyntaxError as exc:
-        raise ValueError(f'not a valid genotype expression: {exc.msg}') from None
-    call = tree.body
-    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == 'Genotype'):
-        raise ValueError('expected a call of the form Genotype(normal=..., reduce=...); nothing else is accepted')
-    if call.args:
-        raise ValueError('Genotype(...) must use keyword arguments only (normal=..., normal_concat=..., ...)')
-
-    fields: dict[str, Any] = {}
-    for kw in call.keywords:
-        if kw.arg is None:
-            raise ValueError('Genotype(...) must not use **kwargs')
-        if kw.arg not in Genotype._fields:
-            raise ValueError(f'unknown Genotype field {kw.arg!r}; expected {", ".join(Genotype._fields)}')
-        if kw.arg in fields:
-            raise ValueError(f'Genotype field {kw.arg!r} given more than once')
-        if kw.arg.endswith('_concat'):
-            fields[kw.arg] = _parse_concat(kw.value, kw.arg)
-        else:
-            fields[kw.arg] = _parse_pairs(kw.value, kw.arg)
+    fields = genotype_fields(text, Genotype._fields)
     for cell in CELLS:
         if cell not in fields:
             raise ValueError(f'Genotype(...) is missing the {cell!r} cell')
@@ -422,47 +397,3 @@ def _validate_pairs(pairs: Any, cell: str) -> None:
             raise ValueError(f'{where}: input index must be an int, got {j!r}')
         if not 0 <= j < node:
             raise ValueError(f'{where}: input index {j} out of range for node {node}; must be in 0..{node - 1}')
-
-
-def _literal(node: ast.expr, field: str) -> Any:
-    try:
-        # literal_eval only builds literals (no names, calls or attribute access), so it is safe on untrusted text.
-        return ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        raise ValueError(f'{field} must be a literal, got {ast.unparse(node)!r}') from None
-
-
-def _parse_pairs(node: ast.expr, field: str) -> list[tuple[str, int]]:
-    value = _literal(node, field)
-    if not isinstance(value, list | tuple):
-        raise ValueError(f'{field} must be a list of (op, input) pairs, got {ast.unparse(node)!r}')
-    pairs: list[tuple[str, int]] = []
-    for pair in value:
-        if not (
-            isinstance(pair, list | tuple)
-            and len(pair) == 2
-            and isinstance(pair[0], str)
-            and isinstance(pair[1], int)
-            and not isinstance(pair[1], bool)
-        ):
-            raise ValueError(f'{field} must contain (str, int) pairs, got {pair!r}')
-        pairs.append((pair[0], pair[1]))
-    return pairs
-
-
-def _parse_concat(node: ast.expr, field: str) -> list[int]:
-    if isinstance(node, ast.Call):
-        if not (isinstance(node.func, ast.Name) and node.func.id == 'range' and not node.keywords):
-            raise ValueError(f'{field} must be range(a, b) or a list of ints, got {ast.unparse(node)!r}')
-        args = [_literal(arg, field) for arg in node.args]
-        if not (1 <= len(args) <= 2 and all(isinstance(a, int) and not isinstance(a, bool) for a in args)):
-            raise ValueError(f'{field} must be range(a, b) with int bounds, got {ast.unparse(node)!r}')
-        bounds = range(*args)
-        if len(bounds) > 64:
-            # Refuse before materialising: a hostile range(10**12) would otherwise exhaust memory.
-            raise ValueError(f'{field} is far too long: {ast.unparse(node)!r}')
-        return list(bounds)
-    value = _literal(node, field)
-    if not (isinstance(value, list | tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
-        raise ValueError(f'{field} must be range(a, b) or a list of ints, got {ast.unparse(node)!r}')
-    return list(value)
