@@ -51,7 +51,7 @@ quiet = dict(logger=False, enable_progress_bar=False, enable_checkpointing=False
 evaluator = EpisodicClassification(train, val, tasks_per_step=4, steps_per_epoch=10, max_epochs=3, seed=0, **quiet)
 options = {}
 if layout != 'default':
-    from nni_base.config import SupernetConfig
+    from nni_base.config_groups import SupernetConfig
     options['supernet'] = SupernetConfig(channels_last=layout == 'channels_last')
 exp = NasExperiment(DartsTaskSpace(width=8, num_cells=3, num_classes=5), evaluator,
                     BaseStrategy(seed=0, save_prior_to=out, **options))

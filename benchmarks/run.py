@@ -71,7 +71,7 @@ from benchmarks.common import (
 from benchmarks.step_curve import CIFAR_LIKE, TARGET_RATIO, measure_point
 from nni_base import BaseStrategy, DartsTaskSpace, Task, TaskDistribution
 from nni_base.api import build_supernet, load_strategy, sample_tasks
-from nni_base.config import SupernetConfig
+from nni_base.config_groups import SupernetConfig
 from nni_base.data import digits_splits
 from nni_base.search.adaptation import TaskAdapter
 from nni_base.search.meta_update import ModelState

@@ -51,7 +51,7 @@ from benchmarks.common import (
 )
 from nni_base import BaseStrategy, Task
 from nni_base.api import build_supernet
-from nni_base.config import SupernetConfig
+from nni_base.config_groups import SupernetConfig
 
 __all__ = ['BASE_POINT', 'CIFAR_LIKE', 'curve_points', 'measure_point', 'bench_curve', 'bench_throughput', 'main']
 

@@ -12,7 +12,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings('ignore', message='.*is found to be not a nn.Module.*', category=RuntimeWarning)
     import nni.nas.nn.pytorch  # noqa: F401
 
-from .config import AdaptationConfig, ConditioningConfig, MetaTrainingConfig, SupernetConfig, ZeroShotConfig
+from .config_groups import AdaptationConfig, ConditioningConfig, MetaTrainingConfig, SupernetConfig, ZeroShotConfig
 from .errors import CorruptPriorError, MetaTrainingDiverged, PriorMismatchError
 from .evaluator import EpisodicClassification, EpisodicModule
 from .runs import show_nni_base_lines

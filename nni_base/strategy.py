@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
@@ -25,7 +25,8 @@ from nni.nas.oneshot.pytorch.strategy import OneShotStrategy
 from nni.nas.space import RawFormatModelSpace
 
 from .callbacks import PriorCheckpoint, ThreadCheck
-from .config import (
+from .config import HeadInit, MetaAlgorithm
+from .config_groups import (
     GROUPS,
     AdaptationConfig,
     ConditioningConfig,
@@ -134,8 +135,8 @@ class BaseStrategy(OneShotStrategy):
         adapt_steps: int | None = BaseConfig.adapt_steps,
         arc_learning_rate: float | None = BaseConfig.arc_learning_rate,
         temperature: TemperatureSchedule | tuple[float, float] | None = BaseConfig.temperature,
-        meta_algorithm: Literal['reptile', 'maml'] = BaseConfig.meta_algorithm,
-        head_init: Literal['zero', 'class_means', 'random'] = BaseConfig.head_init,
+        meta_algorithm: MetaAlgorithm = BaseConfig.meta_algorithm,
+        head_init: HeadInit = BaseConfig.head_init,
         freeze_alpha: bool = BaseConfig.freeze_alpha,
         supernet: SupernetConfig | None = None,
         meta_training: MetaTrainingConfig | None = None,

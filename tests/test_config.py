@@ -12,7 +12,8 @@ import pytest
 
 from nni_base import BaseStrategy, ConditioningConfig, MetaTrainingConfig, SupernetConfig
 from nni_base.cli.trial import BASE_PARAMS, BASE_TRIAL_DEFAULTS, DEFAULT_PARAMS, search_space, validate_params
-from nni_base.config import GROUPS, BaseConfig, grouped_arguments, resolve_config
+from nni_base.config import BaseConfig
+from nni_base.config_groups import GROUPS, grouped_arguments, resolve_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,3 +102,22 @@ def test_trial_validation_uses_the_same_checks_and_accepts_tuner_floats():
     assert validate_params({'inner_steps': 3.0})['inner_steps'] == 3
     with pytest.raises(ValueError, match="parameter 'inner_steps' must be >= 1"):
         validate_params({'inner_steps': 0})
+
+
+def test_every_choice_list_is_declared_once_as_a_literal_alias():
+    import typing
+
+    import nni_base.config as config_module
+
+    hints = typing.get_type_hints(BaseConfig)
+    for f in fields(BaseConfig):
+        if f.metadata['kind'] != 'choice':
+            continue
+        alias = getattr(config_module, f.type)  # the field's type is the alias's name, not a Literal spelt again
+        assert typing.get_args(alias) == f.metadata['choices'] == typing.get_args(hints[f.name]), f.name
+    for group in GROUPS.values():
+        group_hints = typing.get_type_hints(group)
+        for g in fields(group):
+            flat = g.metadata['flat']
+            if BaseConfig.__dataclass_fields__[flat].metadata['kind'] == 'choice':
+                assert group_hints[g.name] == hints[flat], (group.__name__, g.name)

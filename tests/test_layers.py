@@ -15,11 +15,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / 'nni_base'
 
 #: bottom to top; entries of one tuple are one layer
 LAYERS = (
-    ('errors', 'io', 'resources'),
+    ('errors', 'io', 'resources', 'hparams'),
     ('data',),
     ('tasks',),
     ('space',),
-    ('config',),
+    ('config', 'config_groups'),
     ('search',),
     ('database',),
     ('evaluator', 'callbacks', 'runs'),

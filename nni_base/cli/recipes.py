@@ -38,7 +38,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.strategies import DDPStrategy, Strategy
 from torch.utils.data import DataLoader
 
-from ..config import MetaTrainingConfig
+from ..config_groups import MetaTrainingConfig
 from ..data import load_cifar10, load_downsampled_imagenet, load_image_folder, load_svhn
 from ..evaluator import EpisodicClassification
 from ..io import UnusablePathError, check_output_dir, write_json, write_text

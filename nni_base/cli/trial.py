@@ -42,7 +42,7 @@ import torch
 from nni.nas.experiment import NasExperiment
 
 from ..api import adaptation_accuracy, build_supernet, sample_tasks, zero_shot
-from ..config import grouped_arguments
+from ..config_groups import grouped_arguments
 from ..errors import CorruptPriorError, PriorMismatchError
 from ..evaluator import EpisodicClassification
 from ..io import UnusablePathError, check_output_dir, write_atomic, write_text

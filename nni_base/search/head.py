@@ -24,16 +24,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import get_args
 
 import torch
 import torch.nn as nn
 
+from ..config import HeadInit
 from ..space.gumbel_cell import derived_architecture
 from .supernet import SearchSupernet
 
 __all__ = ['HEAD_INITS', 'head_mismatch', 'initialise_head', 'head_modules']
 
-HEAD_INITS = ('zero', 'class_means', 'random')
+HEAD_INITS = get_args(HeadInit)
 
 _logger = logging.getLogger('nni_base')
 

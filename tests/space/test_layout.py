@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from nni_base import BaseStrategy, DartsTaskSpace
 from nni_base.api import build_supernet
-from nni_base.config import SupernetConfig
+from nni_base.config_groups import SupernetConfig
 from nni_base.space.layout import unsafe_in_channels_last
 
 
