@@ -24,6 +24,7 @@ from .space.temperature import TemperatureSchedule
 from .strategy import BaseStrategy
 from .tasks import EpisodeDataset, Task, TaskDistribution
 from .tasks.mixture import ResolutionMixture
+from .zero_shot_strategies import ConditionedZeroShotStrategy, DatabaseZeroShotStrategy
 
 show_nni_base_lines()  # nni-base's decisions in NNI's console, at INFO (runs.py)
 
@@ -40,6 +41,8 @@ __version__ = '0.1.0'
 
 __all__ = [
     'BaseStrategy',
+    'DatabaseZeroShotStrategy',
+    'ConditionedZeroShotStrategy',
     'SupernetConfig',
     'MetaTrainingConfig',
     'AdaptationConfig',

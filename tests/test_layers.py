@@ -23,7 +23,7 @@ LAYERS = (
     ('search',),
     ('database',),
     ('evaluator', 'callbacks', 'runs'),
-    ('strategy',),
+    ('strategy', 'zero_shot_strategies'),
     ('api', 'fewshot', 'viz'),
     ('cli',),
     ('__init__',),

@@ -349,6 +349,21 @@ def test_zero_shot_through_nas_experiment_with_nni_classification(conditioned_pr
     assert len(trained) > 10 and all(k.endswith('_arch_alpha') for k in changed)  # only alpha: conditioned
 
 
+def test_the_conditioned_zero_shot_strategy_is_that_mode(conditioned_prior):
+    from torch.utils.data import TensorDataset
+
+    from nni_base import ConditionedZeroShotStrategy
+
+    path, _ = conditioned_prior
+    task = sample_tasks(digits_tasks()[1], 1, seed=7)[0]
+    data = TensorDataset(task.support_x, task.support_y)
+    mode = ConditionedZeroShotStrategy(path, images=20, pool=5, candidates='random')
+    assert (mode.config.zero_shot, mode.config.zero_shot_database, mode.config.zero_shot_pool) == (True, None, 5)
+    exp = run(tiny_space(), classification(data), mode)
+    expected = zero_shot(path, task.support_x[:20], task.support_y[:20], top_k=2, pool=5, candidates='random')
+    assert exp.export_top_models(top_k=2, formatter='dict') == expected.samples
+
+
 def test_a_custom_evaluators_hooks_run_in_zero_shot_generation(conditioned_prior):
     import nni
     from nni.nas.evaluator.pytorch import Lightning, Trainer

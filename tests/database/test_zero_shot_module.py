@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from torch.utils.data import TensorDataset
 
-from nni_base import BaseStrategy, DartsTaskSpace, SupernetConfig, ZeroShotConfig
+from nni_base import BaseStrategy, DartsTaskSpace, DatabaseZeroShotStrategy, SupernetConfig, ZeroShotConfig
 from nni_base.database.build import build_database
 from nni_base.database.ground_truth import DatabaseSpec, load_database
 from nni_base.database.zero_shot_models import DatabaseZeroShot
-from tests.helpers import classification, run
+from tests.helpers import classification, digits_tasks, episodic_evaluator, run, tiny_space
 
 SPEC = DatabaseSpec(families=('peaks', 'texture'), train_tasks=1, test_tasks=1, architectures=6, seeds=(0,), steps=1)
 
@@ -55,3 +55,19 @@ def test_database_zero_shot_refuses_other_cells_and_names_the_option(database):
         BaseStrategy(zero_shot=True)
     with pytest.raises(ValueError, match="zero_shot_database must be a database file or 'shipped'"):
         BaseStrategy(zero_shot=ZeroShotConfig(database=3))
+
+
+def test_the_database_zero_shot_strategy_is_that_mode_and_refuses_meta_training(database):
+    db, path = database
+    task = db.task(1)
+    data = TensorDataset(task.query_x, task.query_y)
+    mode = DatabaseZeroShotStrategy(path, images=40)
+    assert mode.config.zero_shot and mode.config.zero_shot_database == str(path) and mode.config.zero_shot_images == 40
+    exported = run(DartsTaskSpace(width=6, num_cells=4, num_classes=5), classification(data), mode)
+    plain = BaseStrategy(zero_shot=ZeroShotConfig(database=str(path), images=40))
+    expected = run(DartsTaskSpace(width=6, num_cells=4, num_classes=5), classification(data), plain)
+    assert exported.export_top_models(top_k=2, formatter='dict') == expected.export_top_models(
+        top_k=2, formatter='dict'
+    )
+    with pytest.raises(TypeError, match=r'DatabaseZeroShotStrategy generates one dataset.*not EpisodicClassification'):
+        run(tiny_space(), episodic_evaluator(digits_tasks()[0]), DatabaseZeroShotStrategy(path))
