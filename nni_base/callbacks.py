@@ -1,16 +1,18 @@
 """Lightning callbacks of BASE's runs: the prior written to disk, torch's threads during a CPU fit.
 
-Threads. At nni-base's CPU sizes a second intra-op thread gains little and costs up to 6x as soon as another
-process wants the same cores: on 2 cores one 2-thread meta-training alone took 56 s, two 1-thread ones at once 57 s
-each, two 2-thread ones at once 343 s each (``benchmarks/meta_training_speed.py``); and a process that starts later
-(a browser, a build, a second search) cannot be foreseen when a fit starts. So nni-base's own fits on a CPU run on
-one thread unless the user chose (:func:`fit_threads`), and torch's count is put back when the fit ends or fails.
+Threads. On an idle CPU torch's own thread count is fastest (one thread took the demo's meta-training from 70 s to
+141 s on 2 cores), but several multi-threaded torch processes on shared cores spin-wait on each other: two 2-thread
+meta-trainings at once took 343 s each where two 1-thread ones took 57 s (``benchmarks/meta_training_speed.py``).
+So a CPU fit that starts beside other busy processes runs on one thread (:func:`fit_threads`), unless the user
+chose; torch's count is put back when the fit ends or fails. "Other" is measured, not read from the load average,
+which counts this process's own previous fit (:func:`busy_cores_beside`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-__all__ = ['PriorCheckpoint', 'ThreadCheck', 'oversubscription', 'fit_threads', 'THREADS_VARIABLE']
+__all__ = ['PriorCheckpoint', 'ThreadCheck', 'busy_cores_beside', 'oversubscription', 'fit_threads', 'THREADS_VARIABLE']
 
 _logger = logging.getLogger('nni_base')
 
@@ -50,8 +52,51 @@ class PriorCheckpoint(pl.Callback):
             self.save(self.path)
 
 
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) CPU time of the whole machine since boot, from ``/proc/stat``; None where there is none."""
+    try:
+        with open('/proc/stat') as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    total = sum(values[:8])  # guest time is already inside user time
+    return total - idle, total
+
+
+def busy_cores_beside(
+    interval: float = 0.1,
+    read: Callable[[], tuple[int, int] | None] = _cpu_jiffies,
+    own_seconds: Callable[[], float] = time.process_time,
+) -> float | None:
+    """How many cores other processes keep busy now: the machine's busy share over ``interval`` seconds times its
+    cores, less this process's own CPU time in that interval. None where ``/proc/stat`` cannot be read.
+
+    The 1-minute load average would count this process's own previous fit as other work: run after a
+    meta-training, a search would then think the machine busy and drop to one thread for nothing.
+    """
+    first, own_first, start = read(), own_seconds(), time.monotonic()
+    if first is None:
+        return None
+    time.sleep(interval)
+    last, own_last, wall = read(), own_seconds(), time.monotonic() - start
+    if last is None or last[1] <= first[1] or wall <= 0:
+        return None
+    cores = os.cpu_count() or 1
+    busy = (last[0] - first[0]) / (last[1] - first[1]) * cores
+    return max(0.0, busy - (own_last - own_first) / wall)
+
+
+def other_load() -> float:
+    """Busy cores beside this process (:func:`busy_cores_beside`), else the 1-minute load average."""
+    measured = busy_cores_beside()
+    if measured is not None:
+        return measured
+    return os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0.0
+
+
 def oversubscription(threads: int, load: float, cores: int) -> str | None:
-    """Why ``threads`` torch threads on a machine with this 1-minute ``load`` and ``cores`` will crawl, or None.
+    """Why ``threads`` torch threads beside ``load`` busy cores of other processes on ``cores`` will crawl, or None.
 
     Several multi-threaded torch processes on shared cores spin-wait on each other: the same meta-training took
     56 s alone and 343 s each as two 2-thread runs on 2 cores, while two 1-thread runs took 57 s each
@@ -60,8 +105,8 @@ def oversubscription(threads: int, load: float, cores: int) -> str | None:
     if threads <= 1 or load + threads <= cores + 0.5:
         return None
     return (
-        f'torch uses {threads} threads on a machine with {cores} cores already running {load:.1f} busy threads '
-        '(1-minute load): multi-threaded torch processes on shared cores slow each other down up to 8x. Call '
+        f'torch uses {threads} threads on a machine with {cores} cores where other processes keep {load:.1f} '
+        'busy: multi-threaded torch processes on shared cores slow each other down up to 8x. Call '
         f'torch.set_num_threads(1) (or set OMP_NUM_THREADS=1, or {THREADS_VARIABLE}=1) in each process.'
     )
 
@@ -76,10 +121,10 @@ def fit_threads(
     """The intra-op thread count of an nni-base fit on ``device_type``, or None to leave torch's ``current`` one.
 
     ``NNI_BASE_THREADS=N`` in the environment: N (on any device). Else, on a CPU whose other work would be
-    oversubscribed by ``current`` threads (:func:`oversubscription`; ``load``: the 1-minute load average, read when
-    None), one thread, unless the user chose: ``OMP_NUM_THREADS`` set, or torch's count changed since nni-base was
-    imported (``default``: that count). An idle machine keeps torch's count: on it one thread took the demo's
-    meta-training from 70 s to 141 s.
+    oversubscribed by ``current`` threads (:func:`oversubscription`; ``load``: the cores other processes keep busy,
+    measured when None, :func:`other_load`), one thread, unless the user chose: ``OMP_NUM_THREADS`` set, or
+    torch's count changed since nni-base was imported (``default``: that count). An idle machine keeps torch's
+    count.
     """
     environ = os.environ if environ is None else environ
     value = environ.get(THREADS_VARIABLE, '').strip()
@@ -93,7 +138,7 @@ def fit_threads(
         return None  # torch.set_num_threads(...) after nni-base's import: the user's count
     if current == 1:
         return None
-    load = os.getloadavg()[0] if load is None else load
+    load = other_load() if load is None else load
     return 1 if oversubscription(current, load, os.cpu_count() or 1) is not None else None
 
 
@@ -108,7 +153,9 @@ class ThreadCheck(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         current = torch.get_num_threads()
-        threads = fit_threads(pl_module.device.type, current)
+        cpu = pl_module.device.type == 'cpu'
+        load = other_load() if cpu and current > 1 else 0.0  # measured once (0.1 s), only where it decides
+        threads = fit_threads(pl_module.device.type, current, load=load)
         if threads is not None:
             self.restore = current
             torch.set_num_threads(threads)
@@ -124,9 +171,9 @@ class ThreadCheck(pl.Callback):
                 THREADS_VARIABLE,
             )
             ThreadCheck._told = ThreadCheck._told or ours
-        if pl_module.device.type != 'cpu' or not hasattr(os, 'getloadavg'):
+        if not cpu or torch.get_num_threads() == 1:
             return
-        message = oversubscription(torch.get_num_threads(), os.getloadavg()[0], os.cpu_count() or 1)
+        message = oversubscription(torch.get_num_threads(), load, os.cpu_count() or 1)
         if message is not None:
             warnings.warn(message, RuntimeWarning, stacklevel=2)
 

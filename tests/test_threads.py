@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nni_base.callbacks import THREADS_VARIABLE, fit_threads
+from nni_base.callbacks import THREADS_VARIABLE, busy_cores_beside, fit_threads
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -37,6 +37,29 @@ def test_an_idle_machine_keeps_torch_s_count():
     assert fit_threads('cpu', cores, {}, default=cores, load=0.0) is None
 
 
+def test_busy_cores_beside_are_the_machine_s_busy_share_less_this_process():
+    stats = iter([(100, 1000), (100 + 150, 1000 + 200)])  # 150 of 200 jiffies busy: 0.75 of the machine
+    own = iter([5.0, 5.05])  # this process: 0.05 CPU seconds in the interval
+    cores = os.cpu_count() or 1
+    measured = busy_cores_beside(0.05, read=lambda: next(stats), own_seconds=lambda: next(own))
+    # wall time is at least the 0.05 s slept, so this process counts at most 1 core
+    assert 0.75 * cores - 1.0 - 1e-9 <= measured <= 0.75 * cores
+    assert busy_cores_beside(0.0, read=lambda: None) is None  # no /proc/stat: the caller falls back
+
+
+@pytest.mark.skipif(not Path('/proc/stat').is_file(), reason='reads /proc/stat')
+def test_a_busy_process_beside_is_seen():
+    busy = subprocess.Popen([sys.executable, '-c', 'while True: pass'])
+    try:
+        import time
+
+        time.sleep(0.3)
+        assert busy_cores_beside(0.3) > 0.5
+    finally:
+        busy.kill()
+        busy.wait()
+
+
 @pytest.mark.parametrize('value', ['0', 'two', '-1'])
 def test_a_bad_variable_names_the_fix(value):
     with pytest.raises(ValueError, match=rf'{THREADS_VARIABLE}=.*positive thread count'):
@@ -49,9 +72,10 @@ SCRIPT = r"""
 import json, logging, os, warnings
 warnings.simplefilter('ignore')
 import torch
-os.getloadavg = lambda: (64.0, 64.0, 64.0)  # a busy machine, whatever this one is doing
 torch.set_num_threads(3)
 import nni_base
+import nni_base.callbacks
+nni_base.callbacks.other_load = lambda: 64.0  # a busy machine, whatever this one is doing
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, TensorDataset
 from nni_base import BaseStrategy
