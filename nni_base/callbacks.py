@@ -10,17 +10,27 @@ which counts this process's own previous fit (:func:`busy_cores_beside`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 
-__all__ = ['PriorCheckpoint', 'ThreadCheck', 'busy_cores_beside', 'oversubscription', 'fit_threads', 'THREADS_VARIABLE']
+__all__ = [
+    'PriorCheckpoint',
+    'ThreadCheck',
+    'busy_cores_beside',
+    'oversubscription',
+    'fit_threads',
+    'THREADS_VARIABLE',
+    'environment',
+    'torch_threads',
+]
 
 _logger = logging.getLogger('nni_base')
 
@@ -187,3 +197,30 @@ class ThreadCheck(pl.Callback):
         if self.restore is not None:
             torch.set_num_threads(self.restore)
             self.restore = None
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the block (the DDP ranks it starts inherit them), then put back what was."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block on ``threads`` torch threads (``0``: leave the count), then put back the count there was."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

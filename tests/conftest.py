@@ -11,6 +11,17 @@ torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS') or 2))
 
 
 @pytest.fixture(autouse=True)
+def _environment_put_back():
+    """Whatever a test sets in os.environ (Lightning's seed variables, a trial's thread count) ends with it: the
+    DDP tests' ranks inherit the session's environment."""
+    before = dict(os.environ)
+    yield
+    if dict(os.environ) != before:
+        os.environ.clear()
+        os.environ.update(before)
+
+
+@pytest.fixture(autouse=True)
 def _quiet_nni():
     logging.getLogger('nni').setLevel(logging.WARNING)
     yield

@@ -42,6 +42,7 @@ import torch
 from nni.nas.experiment import NasExperiment
 
 from ..api import adaptation_accuracy, build_supernet, sample_tasks, zero_shot
+from ..callbacks import THREADS_VARIABLE, environment, torch_threads
 from ..config_groups import grouped_arguments
 from ..errors import CorruptPriorError, PriorMismatchError
 from ..evaluator import EpisodicClassification
@@ -251,9 +252,13 @@ def run_trial(
         The final metrics also sent with ``nni.report_final_result``.
     """
     channel = channel if channel is not None else TrialChannel()
-    if params['num_threads']:  # the fits' count (nni-base's thread rule reads the variable), and the rest's
-        os.environ['NNI_BASE_THREADS'] = str(params['num_threads'])
-        torch.set_num_threads(params['num_threads'])
+    threads = params['num_threads']
+    # the fits' count (nni-base's thread rule reads the variable) and the rest's, for this trial only
+    with environment({THREADS_VARIABLE: str(threads)} if threads else {}), torch_threads(threads):
+        return _run_trial(params, output_dir, channel)
+
+
+def _run_trial(params: dict[str, Any], output_dir: str | os.PathLike, channel: TrialChannel) -> dict[str, Any]:
     # Refused before meta-training: a file, FIFO or device where the folder or one of its files must be.
     out = check_output_dir(output_dir, 'trial output folder', files=TRIAL_FILES)
     out.mkdir(parents=True, exist_ok=True)
@@ -368,11 +373,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             warnings.simplefilter('ignore', RuntimeWarning)
             tuned = channel.receive_parameters()
     params = validate_params({**tuned, **cli})
-    os.environ[RANK_PARAMS_ENV] = json.dumps(params)  # inherited by the ranks Lightning's 'ddp' starts
     _logger.info('trial parameters: %s', json.dumps(params, sort_keys=True))
     output_dir = os.environ.get('NNI_OUTPUT_DIR') or args.output_dir or os.path.join('runs', 'trial')
     try:
-        return run_trial(params, output_dir, channel)
+        with environment({RANK_PARAMS_ENV: json.dumps(params)}):  # inherited by the ranks Lightning's 'ddp' starts
+            return run_trial(params, output_dir, channel)
     except UnusablePathError as e:  # one line on stderr, not a traceback
         raise SystemExit(f'python -m nni_base.cli.trial: error: {e}') from None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +18,8 @@ from nni.runtime.trial_command_channel import (
     set_default_trial_command_channel,
 )
 
-from nni_base.cli.trial import DEFAULT_PARAMS, main, validate_params
+import nni_base.cli.trial as trial_module
+from nni_base.cli.trial import DEFAULT_PARAMS, RANK_PARAMS_ENV, main, validate_params
 
 # Small enough for a few seconds per meta-step on 2 CPU cores.
 # num_threads 0: keep the test session's thread count (conftest), rather than the trial default of 2.
@@ -147,6 +149,32 @@ def test_bad_parameter_fails_the_process_with_the_message_on_stderr(tmp_path):
     assert proc.returncode != 0
     assert "ValueError: parameter 'inner_steps' must be >= 1, got 0" in proc.stderr
     assert not any(tmp_path.iterdir())
+
+
+def test_a_trial_sets_its_threads_and_rank_parameters_for_its_run_only(monkeypatch, tmp_path):
+    """In-process callers (a notebook, this test session) get their environment and thread count back: the trial's
+    NNI_BASE_THREADS once leaked into the DDP tests' ranks and gave 5 processes 2 threads each on 2 cores."""
+    import torch
+
+    monkeypatch.delenv('NNI_BASE_THREADS', raising=False)
+    monkeypatch.delenv(RANK_PARAMS_ENV, raising=False)
+    before = torch.get_num_threads()
+    threads = 1 if before != 1 else 2
+    seen = {}
+
+    def record(params, output_dir, channel):
+        seen.update(
+            threads=torch.get_num_threads(),
+            variable=os.environ.get('NNI_BASE_THREADS'),
+            ranks=json.loads(os.environ[RANK_PARAMS_ENV])['num_threads'],
+        )
+        return {}
+
+    monkeypatch.setattr(trial_module, '_run_trial', record)
+    main(['--params', json.dumps({'num_threads': threads}), '--output-dir', str(tmp_path)])
+    assert seen == {'threads': threads, 'variable': str(threads), 'ranks': threads}
+    assert torch.get_num_threads() == before
+    assert 'NNI_BASE_THREADS' not in os.environ and RANK_PARAMS_ENV not in os.environ
 
 
 # ---- tiny runs ----------------------------------------------------------------------------------------------------

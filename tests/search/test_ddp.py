@@ -21,7 +21,7 @@ import torch
 
 WORKER = Path(__file__).resolve().parents[1] / 'ddp_worker.py'  # tests/ddp_worker.py
 REPO = WORKER.parent.parent
-LIMIT_S = 300  # far above a normal run (~30 s idle) plus the worker's 60 s process-group timeout: a hang fails
+LIMIT_S = 420  # far above a normal run (~40 s idle) plus the worker's 120 s process-group timeout: a hang fails
 
 
 def free_port() -> int:
@@ -37,6 +37,7 @@ def launch(
         k: v
         for k, v in os.environ.items()
         if k not in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', 'NODE_RANK', 'SLURM_JOB_ID')
+        and not k.startswith('NNI_BASE_')  # a thread count meant for another run would oversubscribe the cores
     }
     env.update(PYTHONPATH=os.pathsep.join([str(REPO), env.get('PYTHONPATH', '')]), OMP_NUM_THREADS='1')
     env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE='2', MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
@@ -107,7 +108,11 @@ def test_two_processes_give_the_one_process_prior(runs):
 def test_a_killed_rank_fails_the_run_with_a_clear_error(runs):
     _, done = runs
     code, log = done['killed-r1']
-    assert code == 3, f'rank 1 was to be killed (exit 3) at meta-step 1, it exited {code}:\n{log[-3000:]}'
+    peer = done['killed-r0'][1]
+    assert code == 3, (
+        f'rank 1 was to be killed (exit 3) at meta-step 1, it exited {code}:\n{log[-3000:]}\n'
+        f'--- rank 0 of that run:\n{peer[-3000:]}'
+    )
     code, log = done['killed-r0']
     assert code != 0, log[-3000:]
     assert 'DistributedMetaStepError' in log and 'Rank 0 of 2' in log and 'meta-step 1' in log, log[-3000:]
