@@ -35,9 +35,9 @@ from nni_base.api import build_supernet, load_strategy, sample_tasks, zero_shot
 from nni_base.data.families import family_splits
 from nni_base.database.conditioned_zero_shot import conditioner_of
 from nni_base.database.predictor import arch_features
+from nni_base.prior import load_prior
 from nni_base.search.evaluation import DARTS_OPS
 from nni_base.search.loop import adapt_each
-from nni_base.search.prior import load_prior
 from nni_base.search.top_k import random_architecture
 from nni_base.space.gumbel_cell import fixed_architecture
 

@@ -46,9 +46,9 @@ from nni_base import DartsTaskSpace, TaskDistribution
 from nni_base.api import build_supernet, load_strategy, sample_tasks, zero_shot
 from nni_base.database.conditioned_zero_shot import conditioner_of
 from nni_base.database.predictor import arch_features
+from nni_base.prior import load_prior
 from nni_base.search.evaluation import mean_ci, train_on_task
 from nni_base.search.loop import adapt_each
-from nni_base.search.prior import load_prior
 from nni_base.search.top_k import darts_cell_shapes, random_architecture, top_k_architectures
 from nni_base.space.gumbel_cell import fixed_architecture
 

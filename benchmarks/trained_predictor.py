@@ -40,8 +40,8 @@ from nni_base.database.conditioned_zero_shot import conditioner_of
 from nni_base.database.predictor import arch_features
 from nni_base.database.trained_predictor import TrainedRecord, fit_predictor, train_database
 from nni_base.io import write_json
+from nni_base.prior import load_prior, save_prior
 from nni_base.search.evaluation import mean_ci
-from nni_base.search.prior import load_prior, save_prior
 from nni_base.search.top_k import random_architecture
 
 RESULTS = Path(__file__).parent / 'results' / 'conditioning' / 'seed1'

@@ -34,9 +34,9 @@ import torch
 from benchmarks.common import darts_space, family_data, write_json_result
 from nni_base import BaseStrategy, DartsTaskSpace, TaskDistribution
 from nni_base.api import build_supernet, sample_tasks, zero_shot
+from nni_base.prior import load_prior
 from nni_base.search.adaptation import TaskAdapter
 from nni_base.search.evaluation import mean_ci, train_on_task
-from nni_base.search.prior import load_prior
 from nni_base.search.top_k import cell_shapes, darts_cell_shapes, random_architecture, top_k_architectures
 
 DARTS_SHAPES = darts_cell_shapes()

@@ -15,9 +15,9 @@ with warnings.catch_warnings():
 from .config_groups import AdaptationConfig, ConditioningConfig, MetaTrainingConfig, SupernetConfig, ZeroShotConfig
 from .errors import CorruptPriorError, MetaTrainingDiverged, PriorMismatchError
 from .evaluator import EpisodicClassification, EpisodicModule
+from .prior import load_prior, prior_space, save_prior
 from .runs import show_nni_base_lines
 from .search.adaptation import TaskAdapter
-from .search.prior import load_prior, save_prior
 from .space.darts import DartsTaskSpace
 from .space.multires import MultiResolutionDartsSpace
 from .space.temperature import TemperatureSchedule
@@ -57,6 +57,7 @@ __all__ = [
     'TemperatureSchedule',
     'load_prior',
     'save_prior',
+    'prior_space',
     'PriorMismatchError',
     'CorruptPriorError',
     'MetaTrainingDiverged',

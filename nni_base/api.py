@@ -22,11 +22,11 @@ from .database.zero_shot_models import DatabaseZeroShot
 from .database.zero_shot_module import database_path
 from .evaluator import EpisodicModule
 from .io import write_json
+from .prior import load_prior, save_prior
 from .search import BaseSearchModule
 from .search.adaptation import TaskAdapter
 from .search.loop import adapt_each
 from .search.meta_update import ModelState
-from .search.prior import load_prior, save_prior
 from .search.top_k import random_architecture
 from .strategy import BaseStrategy
 from .tasks import Task, sample_tasks

@@ -41,6 +41,7 @@ from .database import ConditionedReptileModule, ZeroShotModule
 from .database.zero_shot_module import DatabaseZeroShotModule
 from .evaluator import EpisodicClassification, EpisodicModule, check_evaluator, training_data_of
 from .io import check_file_target
+from .prior import apply_prior, build_prior, load_prior, resolve_prior_path, save_prior
 from .runs import (
     quiet_lightning_notes,
     quiet_nni_checkpoint_warnings,
@@ -52,7 +53,6 @@ from .runs import (
 from .search import BaseConfig, BaseSearchModule, MamlModule, ReptileModule, SingleTaskModule
 from .search.checkpoint import checked_checkpoint
 from .search.distributed import explain_collective_error
-from .search.prior import apply_prior, build_prior, load_prior, save_prior
 from .space.mixed import SUPPORTED_CHOICES, choice_logits, mutation_hooks, new_sample_each_forward
 from .space.temperature import TemperatureSchedule
 
@@ -152,7 +152,7 @@ class BaseStrategy(OneShotStrategy):
         super().__init__(**kwargs)
         quiet_nni_one_shot_warnings()
         self.prior = load_prior(prior) if prior is not None else None  # first: it names what prior= accepts
-        self.prior_path = Path(prior) if prior is not None else None
+        self.prior_path = resolve_prior_path(prior) if prior is not None else None
         arguments = {k: v for k, v in self._arguments.items() if k in GROUPS or k in BaseConfig.__dataclass_fields__}
         self.config = resolve_config(arguments, self.prior['config'] if self.prior is not None else None)
         from_prior = self.config.zero_shot and self.config.zero_shot_database is None

@@ -56,7 +56,7 @@ def main(out: Path, mode: str, at: int) -> None:
     import pytorch_lightning as pl
 
     from nni_base import BaseStrategy
-    from nni_base.search import prior as prior_module
+    from nni_base.prior import file as prior_module
     from tests.helpers import digits_tasks, run, tiny_space
 
     class KillAfterStep(pl.Callback):

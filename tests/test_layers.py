@@ -20,6 +20,7 @@ LAYERS = (
     ('tasks',),
     ('space',),
     ('config', 'config_groups'),
+    ('prior',),
     ('search',),
     ('database',),
     ('evaluator', 'callbacks', 'runs'),

@@ -40,7 +40,7 @@ from nni_base.cli.retrain import __main__ as retrain_cli
 from nni_base.data import digits_splits
 from nni_base.data.checks import check_batch
 from nni_base.io import UnusablePathError, write_json, write_text
-from nni_base.search.prior import PRIOR_FORMAT, PRIOR_VERSION
+from nni_base.prior import PRIOR_FORMAT, PRIOR_VERSION
 from nni_base.space.darts import DartsTaskSpace
 from tests.helpers import classification, episodic_evaluator, run, tiny_space
 

@@ -142,21 +142,70 @@ def meta_train(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def _space_from_prior(prior: Path, space_json: Path | None) -> MultiResolutionDartsSpace:
+def _space_from_prior(
+    prior: Path, space_json: Path | None, num_classes: int | None = None
+) -> MultiResolutionDartsSpace:
+    """The space meta-training wrote beside the prior, with ``num_classes`` outputs (the head is rebuilt)."""
     path = space_json or prior.parent / 'space.json'
     if not path.is_file():
         raise FileNotFoundError(
             f'{path} not found: meta-train writes space.json beside prior.pt; pass --space-json if you moved the prior'
         )
-    return MultiResolutionDartsSpace(**json.loads(path.read_text()))
+    config = json.loads(path.read_text())
+    return MultiResolutionDartsSpace(**{**config, **({'num_classes': num_classes} if num_classes else {})})
+
+
+def _imagenet_adaptation(args: argparse.Namespace, trainer_kwargs: dict[str, Any]) -> tuple[Any, Any, BaseStrategy]:
+    """Paper §5.2: adapt the prior to several ImageNet tasks of its class count, export the mean of their alpha."""
+    space = _space_from_prior(args.prior, args.space_json)
+    tasks = TaskDistribution(
+        load_image_folder(Path(args.data_root).expanduser() / 'train', image_size=224),
+        space.num_classes,
+        args.shots,
+        args.queries,
+        name='imagenet224',
+    )
+    evaluator = EpisodicClassification(
+        tasks,
+        tasks,
+        tasks_per_step=1,
+        steps_per_epoch=1,
+        val_episodes=1,
+        seed=args.seed,
+        **{**trainer_kwargs, 'max_epochs': 0},
+    )
+    strategy = BaseStrategy(
+        prior=args.prior,
+        adapt_steps=args.adapt_steps,
+        seed=args.seed,
+        meta_training=MetaTrainingConfig(average_alpha_tasks=args.average_alpha_tasks),
+    )
+    return space, evaluator, strategy
+
+
+def _dataset_adaptation(args: argparse.Namespace, trainer_kwargs: dict[str, Any]) -> tuple[Any, Any, BaseStrategy]:
+    """CIFAR-10 or SVHN through NNI's ``Classification``, in the prior's space with the dataset's class count."""
+    root = Path(args.data_root).expanduser()
+    if args.dataset == 'cifar10':
+        train, val = load_cifar10(root, True), load_cifar10(root, False)
+    else:
+        train, val = load_svhn(root, 'train'), load_svhn(root, 'test')
+    evaluator = Classification(
+        learning_rate=args.learning_rate,
+        optimizer=torch.optim.SGD,
+        num_classes=train.num_classes,
+        train_dataloaders=nni.trace(DataLoader)(train, batch_size=args.batch_size, shuffle=True),
+        val_dataloaders=nni.trace(DataLoader)(val, batch_size=256),
+        **trainer_kwargs,
+    )
+    strategy = BaseStrategy(prior=args.prior, arc_learning_rate=args.arc_learning_rate, seed=args.seed)
+    return _space_from_prior(args.prior, args.space_json, train.num_classes), evaluator, strategy
 
 
 def adapt(args: argparse.Namespace) -> dict[str, Any]:
     """Adapt a prior to CIFAR-10, SVHN or ImageNet and export the cells (``arch.json``, ``probs.json``)."""
-    space = _space_from_prior(args.prior, args.space_json)
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    root = Path(args.data_root).expanduser()
     trainer_kwargs = dict(
         max_epochs=args.epochs,
         accelerator=args.accelerator,
@@ -166,49 +215,8 @@ def adapt(args: argparse.Namespace) -> dict[str, Any]:
         limit_train_batches=args.limit_train_batches,
         log_every_n_steps=1,
     )
-    if args.dataset == 'imagenet':
-        # Paper §5.2: adapt the prior to several 10-class ImageNet tasks and export the mean of their alpha.
-        tasks = TaskDistribution(
-            load_image_folder(root / 'train', image_size=224),
-            space.num_classes,
-            args.shots,
-            args.queries,
-            name='imagenet224',
-        )
-        evaluator = EpisodicClassification(
-            tasks,
-            tasks,
-            tasks_per_step=1,
-            steps_per_epoch=1,
-            val_episodes=1,
-            seed=args.seed,
-            **{**trainer_kwargs, 'max_epochs': 0},
-        )
-        strategy = BaseStrategy(
-            prior=args.prior,
-            adapt_steps=args.adapt_steps,
-            seed=args.seed,
-            meta_training=MetaTrainingConfig(average_alpha_tasks=args.average_alpha_tasks),
-        )
-    else:
-        if args.dataset == 'cifar10':
-            train, val = load_cifar10(root, True), load_cifar10(root, False)
-        else:
-            train, val = load_svhn(root, 'train'), load_svhn(root, 'test')
-        if train.num_classes != space.num_classes:
-            raise ValueError(
-                f'the prior classifies {space.num_classes} classes but {args.dataset} has '
-                f'{train.num_classes}: meta-train with --ways {train.num_classes}'
-            )
-        evaluator = Classification(
-            learning_rate=args.learning_rate,
-            optimizer=torch.optim.SGD,
-            num_classes=train.num_classes,
-            train_dataloaders=nni.trace(DataLoader)(train, batch_size=args.batch_size, shuffle=True),
-            val_dataloaders=nni.trace(DataLoader)(val, batch_size=256),
-            **trainer_kwargs,
-        )
-        strategy = BaseStrategy(prior=args.prior, arc_learning_rate=args.arc_learning_rate, seed=args.seed)
+    setup = _imagenet_adaptation if args.dataset == 'imagenet' else _dataset_adaptation
+    space, evaluator, strategy = setup(args, trainer_kwargs)
     start = time.time()
     _run(space, evaluator, strategy)
     sample = strategy.export_sample()

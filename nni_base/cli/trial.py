@@ -47,7 +47,7 @@ from ..config_groups import grouped_arguments
 from ..errors import CorruptPriorError, PriorMismatchError
 from ..evaluator import EpisodicClassification
 from ..io import UnusablePathError, check_output_dir, write_atomic, write_text
-from ..search.prior import load_prior
+from ..prior import load_prior
 from ..search.top_k import cell_shapes, top_k_architectures
 from ..space.darts import DartsTaskSpace
 from ..strategy import BaseStrategy

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import BaseConfig, coerce, hparam
+from ..prior.shipped import SHIPPED_PRIORS, resolve_prior_path
 
 __all__ = [
     'ACCELERATORS',
@@ -170,8 +171,14 @@ def _check_together(merged: dict[str, Any]) -> None:
             raise ValueError(f"dataset {merged['dataset']!r} reads files: set parameter 'data_root' to its folder")
         if not Path(merged['data_root']).is_dir():
             raise ValueError(f"parameter 'data_root' is not a folder: {merged['data_root']}")
-    if merged['prior'] is not None and not Path(merged['prior']).is_file():
-        raise ValueError(f"parameter 'prior' is not a file: {merged['prior']}")
+    if merged['prior'] is not None:
+        resolved = resolve_prior_path(merged['prior'])
+        if not resolved.is_file():
+            raise ValueError(
+                f"parameter 'prior' is not a file: {merged['prior']} (or name a shipped prior: "
+                f"{', '.join(sorted(SHIPPED_PRIORS))})"
+            )
+        merged['prior'] = str(resolved)  # a shipped prior's name becomes its file
     if merged['zero_shot'] and merged['prior'] is None and not merged['dataset_conditioning']:
         raise ValueError(
             "parameter 'zero_shot' generates architectures from a dataset-conditioned prior: set "

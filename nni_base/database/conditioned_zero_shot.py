@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..search.prior import load_prior
+from ..prior import load_prior
 from ..search.top_k import architecture_log_prob, check_top_k, random_architecture, top_k_architectures
 from .conditioner import Conditioner
 from .encoder import check_support

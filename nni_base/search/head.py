@@ -1,6 +1,7 @@
 """The classifier head when a prior meets a dataset with another class count.
 
-Where it sits: between a prior file (:mod:`.prior`) and adaptation (:mod:`.adaptation`). A prior is
+Where it sits: between a prior file (:mod:`nni_base.prior`, which finds the heads to rebuild) and adaptation
+(:mod:`.adaptation`). A prior is
 meta-trained on N-way tasks, so its classifier has N outputs and its rows mean nothing for a new dataset
 (meta-training permutes the labels of every task). Everything else of the prior — stem, cells, α — is
 what transfers; the head is rebuilt with the dataset's C outputs, as transfer learning does, and
@@ -30,44 +31,15 @@ import torch
 import torch.nn as nn
 
 from ..config import HeadInit
+from ..prior.head import head_modules
 from ..space.gumbel_cell import derived_architecture
 from .supernet import SearchSupernet
 
-__all__ = ['HEAD_INITS', 'head_mismatch', 'initialise_head', 'head_modules']
+__all__ = ['HEAD_INITS', 'initialise_head', 'class_mean_features']
 
 HEAD_INITS = get_args(HeadInit)
 
 _logger = logging.getLogger('nni_base')
-
-
-def head_modules(model: nn.Module, names: Sequence[str]) -> list[nn.Linear]:
-    """The ``nn.Linear`` layers of ``model`` called ``names``."""
-    modules = dict(model.named_modules())
-    return [modules[name] for name in names]  # type: ignore[misc]
-
-
-def head_mismatch(model: nn.Module, saved: dict[str, torch.Tensor]) -> list[str]:
-    """Names of the linear layers whose saved tensors differ from the model's in the output size only.
-
-    Those are classifier heads of another class count (the main classifier, an auxiliary one); any other
-    difference is left for the caller to refuse.
-    """
-    own = model.state_dict()
-    heads = []
-    for name, module in model.named_modules():
-        if not isinstance(module, nn.Linear):
-            continue
-        prefix = f'{name}.' if name else ''
-        weight = saved.get(f'{prefix}weight')
-        if weight is None or weight.ndim != 2 or weight.shape == own[f'{prefix}weight'].shape:
-            continue
-        if weight.shape[1] != module.in_features:
-            continue  # another feature width: the body differs, not only the head
-        bias = saved.get(f'{prefix}bias')
-        if (bias is None) != (module.bias is None) or (bias is not None and bias.shape != (weight.shape[0],)):
-            continue
-        heads.append(name)
-    return heads
 
 
 @torch.no_grad()

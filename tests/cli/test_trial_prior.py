@@ -7,7 +7,7 @@ import pytest
 from nni_base import BaseStrategy, CorruptPriorError, PriorMismatchError, save_prior
 from nni_base.api import build_supernet
 from nni_base.cli.trial import run_trial, validate_params
-from nni_base.search.prior import build_prior
+from nni_base.prior import build_prior
 from tests.helpers import tiny_space
 
 

@@ -1,4 +1,5 @@
-"""A wheel works outside the checkout: what ships as package data (recipes, the database) is inside it.
+"""A wheel works outside the checkout: what ships as package data (recipes, the database, the shipped prior) is
+inside it.
 
 The wheel is built from this checkout, installed into a fresh virtualenv that borrows this one's installed
 packages (torch, NNI, ...; a ``.pth`` line, so nothing is downloaded) but not its editable nni_base, and run from a
@@ -36,16 +37,18 @@ import nni
 from nni.nas.evaluator.pytorch import Classification
 from nni.nas.experiment import NasExperiment
 from torch.utils.data import DataLoader, TensorDataset
-from nni_base import BaseStrategy, DartsTaskSpace
+from nni_base import BaseStrategy
+from nni_base.prior import load_prior, prior_space
 from nni_base.data import digits_splits
 
-test = digits_splits()['test']
+assert load_prior('default')['meta']['provenance']  # the shipped prior is in the wheel, loadable by name
+test = digits_splits(image_size=16)['test']
 data = TensorDataset(test.images, test.labels)
 quiet = dict(logger=False, enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False)
 evaluator = Classification(num_classes=8, train_dataloaders=nni.trace(DataLoader)(data, batch_size=16, shuffle=True),
                            val_dataloaders=nni.trace(DataLoader)(data, batch_size=64), max_epochs=1,
                            limit_train_batches=2, limit_val_batches=1, **quiet)
-exp = NasExperiment(DartsTaskSpace(width=4, num_cells=3, num_classes=8), evaluator, BaseStrategy())
+exp = NasExperiment(prior_space('default', num_classes=8), evaluator, BaseStrategy(prior='default'))
 exp.run()
 print('exported', len(exp.export_top_models(formatter='dict')[0]), 'choices')
 """

@@ -11,8 +11,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from nni_base import BaseStrategy, TaskAdapter
 from nni_base.api import adaptation_accuracy, build_supernet
-from nni_base.search.head import head_mismatch, initialise_head
-from nni_base.search.prior import build_prior, save_prior
+from nni_base.prior import build_prior, head_mismatch, save_prior
+from nni_base.search.head import initialise_head
 from nni_base.tasks import Task
 from tests.helpers import run as run_and_stop  # stops the experiment, even when it raises
 from tests.helpers import tiny_space

@@ -14,9 +14,9 @@ import torch
 
 from nni_base import BaseStrategy, TaskAdapter
 from nni_base.api import build_supernet
+from nni_base.prior import build_prior, head_modules, load_prior, save_prior
 from nni_base.search.adaptation import recalibrate_batchnorm
-from nni_base.search.head import class_mean_features, head_modules, initialise_head
-from nni_base.search.prior import build_prior, load_prior, save_prior
+from nni_base.search.head import class_mean_features, initialise_head
 from tests.helpers import tiny_space
 
 WAYS = 4

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from nni_base import BaseStrategy, SupernetConfig
 from nni_base.api import build_supernet
-from nni_base.search.prior import space_signature
+from nni_base.prior import space_signature
 from nni_base.search.top_k import (
     CellShape,
     architecture_log_prob,

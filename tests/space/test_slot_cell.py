@@ -6,7 +6,7 @@ from nni.nas.nn.pytorch import Cell
 
 from nni_base import BaseStrategy, DartsTaskSpace, PriorMismatchError, SupernetConfig, load_prior, save_prior
 from nni_base.api import build_supernet
-from nni_base.search.prior import build_prior
+from nni_base.prior import build_prior
 from nni_base.space.gumbel_cell import GumbelMixedCell, derived_architecture
 from nni_base.space.mixed import cell_hook
 from nni_base.space.slot_cell import SlotGumbelCell, derive_slot_cell, pair_column, slot_index

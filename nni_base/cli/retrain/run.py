@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ...data import load_cifar10, load_cifar100, load_image_folder, load_svhn
 from ...data.augment import Augment, AugmentedDataset, EvalView, SeededShuffleSampler
@@ -122,24 +122,7 @@ def retrain(
     """
     out = Path(output_dir).expanduser()
     run_file, last = out / 'run.json', out / 'checkpoints' / 'last.ckpt'
-    if resume:
-        if not last.is_file():
-            raise FileNotFoundError(f'nothing to resume: {last} does not exist. Start the run without --resume.')
-        stored = json.loads(run_file.read_text())
-        arch = stored['arch'] if arch is None else arch
-        recipe = RetrainRecipe.from_dict(stored['recipe'], str(run_file)) if recipe is None else recipe
-        seed = stored['seed'] if seed is None else seed
-    elif last.exists():
-        raise FileExistsError(
-            f'{out} already holds a run ({last}): pass --resume to continue it, or choose another --output-dir'
-        )
-    if arch is None or recipe is None:
-        raise ValueError('arch and recipe are required for a new run')
-    seed = 0 if seed is None else int(seed)
-    sample = load_arch(arch)
-    settings = {'recipe': recipe.to_dict(), 'arch': sample, 'seed': int(seed)}
-    if resume:
-        _check_resume(run_file, settings)
+    sample, recipe, seed = _run_settings(arch, recipe, seed, resume, run_file, last)
     if stop_after_epochs is not None and stop_after_epochs < 1:
         raise ValueError(f'stop_after_epochs must be at least 1, got {stop_after_epochs}')
 
@@ -151,22 +134,11 @@ def retrain(
     out.mkdir(parents=True, exist_ok=True)
     if not resume:
         write_json(out / 'arch.json', sample)
-        write_json(run_file, {**settings, 'data_root': str(data_root)})
+        write_json(run_file, {'recipe': recipe.to_dict(), 'arch': sample, 'seed': seed, 'data_root': str(data_root)})
         write_json(out / 'model_summary.json', summary)
 
     sampler = SeededShuffleSampler(len(train_set), seed)
-    pin = accelerator not in ('cpu',) and torch.cuda.is_available()
-    train_loader = DataLoader(
-        train_set,
-        batch_size=recipe.batch_size,
-        sampler=sampler,
-        num_workers=num_workers,
-        pin_memory=pin,
-        persistent_workers=num_workers > 0,
-    )
-    val_loader = DataLoader(
-        val_set, batch_size=recipe.eval_batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin
-    )
+    train_loader, val_loader = _loaders(train_set, val_set, recipe, sampler, num_workers, accelerator)
     module = RetrainModule(network, recipe, seed=seed, sampler=sampler)
     checkpoints = ModelCheckpoint(
         dirpath=out / 'checkpoints',
@@ -178,13 +150,11 @@ def retrain(
         save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
-    loggers = [TensorBoardLogger(out / 'logs', name='tensorboard'), CSVLogger(out / 'logs', name='csv')]
-    max_epochs = recipe.epochs if stop_after_epochs is None else min(recipe.epochs, stop_after_epochs)
     trainer = pl.Trainer(
-        max_epochs=max_epochs,
+        max_epochs=recipe.epochs if stop_after_epochs is None else min(recipe.epochs, stop_after_epochs),
         accelerator=accelerator,
         devices=devices,
-        logger=loggers,
+        logger=[TensorBoardLogger(out / 'logs', name='tensorboard'), CSVLogger(out / 'logs', name='csv')],
         callbacks=[checkpoints, LearningRateMonitor(logging_interval='epoch')],
         gradient_clip_val=recipe.grad_clip or None,
         num_sanity_val_steps=0,
@@ -207,9 +177,74 @@ def retrain(
             ckpt_path=str(last) if resume else None,
             weights_only=True if resume else None,
         )
+    result = _final_result(trainer, checkpoints, recipe, summary, time.time() - start, last)
+    if trainer.is_global_zero:
+        write_torch({k: v.detach().cpu() for k, v in network.state_dict().items()}, out / 'model.pt')
+        write_json(out / 'final.json', result)
+    return result
+
+
+def _loaders(
+    train_set: Dataset, val_set: Dataset, recipe: RetrainRecipe, sampler: Sampler, num_workers: int, accelerator: str
+) -> tuple[DataLoader, DataLoader]:
+    pin = accelerator not in ('cpu',) and torch.cuda.is_available()
+    train_loader = DataLoader(
+        train_set,
+        batch_size=recipe.batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin,
+        persistent_workers=num_workers > 0,
+    )
+    val_loader = DataLoader(
+        val_set, batch_size=recipe.eval_batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin
+    )
+    return train_loader, val_loader
+
+
+def _run_settings(
+    arch: str | os.PathLike | dict[str, Any] | None,
+    recipe: RetrainRecipe | None,
+    seed: int | None,
+    resume: bool,
+    run_file: Path,
+    last: Path,
+) -> tuple[dict[str, Any], RetrainRecipe, int]:
+    """The run's architecture, recipe and seed: as given for a new run, the stored ones filling in on resume
+    (where what is given must agree with what is stored)."""
+    if resume:
+        if not last.is_file():
+            raise FileNotFoundError(f'nothing to resume: {last} does not exist. Start the run without --resume.')
+        stored = json.loads(run_file.read_text())
+        arch = stored['arch'] if arch is None else arch
+        recipe = RetrainRecipe.from_dict(stored['recipe'], str(run_file)) if recipe is None else recipe
+        seed = stored['seed'] if seed is None else seed
+    elif last.exists():
+        raise FileExistsError(
+            f'{last.parent.parent} already holds a run ({last}): pass --resume to continue it, or choose another '
+            '--output-dir'
+        )
+    if arch is None or recipe is None:
+        raise ValueError('arch and recipe are required for a new run')
+    seed = 0 if seed is None else int(seed)
+    sample = load_arch(arch)
+    if resume:
+        _check_resume(run_file, {'recipe': recipe.to_dict(), 'arch': sample, 'seed': seed})
+    return sample, recipe, seed
+
+
+def _final_result(
+    trainer: pl.Trainer,
+    checkpoints: ModelCheckpoint,
+    recipe: RetrainRecipe,
+    summary: dict[str, Any],
+    seconds: float,
+    last: Path,
+) -> dict[str, Any]:
+    """What ``final.json`` holds: the last epoch's metrics, the best checkpoint's, the network's size, the time."""
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     best = checkpoints.best_model_score
-    result = {
+    return {
         'epochs_completed': int(trainer.current_epoch),
         'epochs_planned': recipe.epochs,
         'finished': int(trainer.current_epoch) >= recipe.epochs,
@@ -220,14 +255,10 @@ def retrain(
         'train_loss': metrics.get('train_loss_epoch'),
         'params': summary['params'],
         'macs': summary['macs'],
-        'wall_seconds_this_session': round(time.time() - start, 1),
+        'wall_seconds_this_session': round(seconds, 1),
         'last_checkpoint': str(last),
         'best_checkpoint': checkpoints.best_model_path or None,
     }
-    if trainer.is_global_zero:
-        write_torch({k: v.detach().cpu() for k, v in network.state_dict().items()}, out / 'model.pt')
-        write_json(out / 'final.json', result)
-    return result
 
 
 def load_retrained(run_dir: str | os.PathLike) -> DartsTaskSpace:

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nni_base import CorruptPriorError, load_prior
-from nni_base.search.prior import PRIOR_FORMAT, PRIOR_VERSION
+from nni_base.prior import PRIOR_FORMAT, PRIOR_VERSION
 from nni_base.search.top_k import check_top_k, shapes_from_signature
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -7,7 +7,7 @@ import torch
 
 from nni_base import AdaptationConfig, BaseStrategy, CorruptPriorError, PriorMismatchError, load_prior, save_prior
 from nni_base.api import build_supernet
-from nni_base.search.prior import build_prior
+from nni_base.prior import build_prior
 from tests.helpers import tiny_space
 
 

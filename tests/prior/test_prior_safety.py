@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from nni_base import CorruptPriorError, load_prior, save_prior
-from nni_base.search.prior import PRIOR_FORMAT, PRIOR_VERSION
+from nni_base.prior import PRIOR_FORMAT, PRIOR_VERSION
 
 
 def _prior_like() -> dict:
