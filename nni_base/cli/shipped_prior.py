@@ -55,22 +55,24 @@ def meta_train_on_families(
     spec: DatabaseSpec | None = None,
     families: Sequence[str] | None = None,
     meta_steps: int = 300,
-    tasks_per_step: int = 6,
+    tasks_per_step: int | None = None,
     seed: int = 0,
     snapshots: dict[int, str | os.PathLike] | None = None,
 ) -> float:
     """Meta-train a prior on the meta-train classes of ``families`` (default: all of ``spec``'s, the v2 database's)
     and write it to ``output``; returns the seconds meta-training took.
 
-    ``meta_steps`` is rounded up to whole epochs of :data:`STEPS_PER_EPOCH`; ``snapshots`` maps a meta-step count
-    (a multiple of it) to a file the prior is also written to when meta-training has taken that many steps (one
-    run gives the priors of a meta-training budget curve).
+    ``tasks_per_step`` (default: one task of each family per meta-step) must be a multiple of the number of
+    families, so that every meta-step is balanced. ``meta_steps`` is rounded up to whole epochs of
+    :data:`STEPS_PER_EPOCH`; ``snapshots`` maps a meta-step count (a multiple of it) to a file the prior is also
+    written to when meta-training has taken that many steps (one run gives the priors of a budget curve).
     """
     spec = spec if spec is not None else DATABASE_SPECS[2]
     families = list(families if families is not None else spec.families)
     unknown = sorted(set(families) - set(spec.families))
     if unknown or not families:
         raise ValueError(f'families must be some of {list(spec.families)}, got {families}.')
+    tasks_per_step = len(families) if tasks_per_step is None else tasks_per_step
     if meta_steps < 1 or tasks_per_step < 1:
         raise ValueError(f'meta_steps and tasks_per_step must be >= 1, got {meta_steps} and {tasks_per_step}.')
     tasks = ResolutionMixture(
@@ -151,7 +153,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument('--output', type=Path, default=None, help="default: the shipped prior's file in the package")
     p.add_argument('--leave-out', nargs='+', default=[], help='families kept out of meta-training (LOFO priors)')
     p.add_argument('--meta-steps', type=int, default=300, help='meta-steps (rounded up to epochs of 10)')
-    p.add_argument('--tasks-per-step', type=int, default=6)
+    p.add_argument('--tasks-per-step', type=int, default=None, help='default: one task of each family')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--threads', type=int, default=1, help='torch threads (one is fastest at these sizes)')
     p.add_argument('--describe', action='store_true', help="print the prior's provenance and exit")
@@ -184,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         'database_version': 2,
         'families': families,
         'meta_steps': prior['meta'].get('steps'),
-        'tasks_per_step': args.tasks_per_step,
+        'tasks_per_step': args.tasks_per_step or len(families),
         'episodes': f'{spec.ways}-way {SHOTS}-shot, {QUERIES} queries per class, {spec.image_size}x{spec.image_size}',
         'seed': args.seed,
         'seconds': round(seconds, 1),

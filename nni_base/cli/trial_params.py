@@ -84,7 +84,8 @@ class TrialSettings:
     dataset: str = hparam('digits', 'choice', choices=DATASETS)
     data_root: str | None = hparam(None, 'path', optional=True)
     image_size: int | None = hparam(None, 'int', minimum=4, optional=True)
-    prior: str | None = hparam(None, 'path', optional=True)  # a shared prior to start from instead of meta-training
+    # a prior file, or a shipped prior's name ('default'), to start from instead of meta-training
+    prior: str | None = hparam(None, 'path', optional=True)
     seed: int = hparam(0, 'int', minimum=0)
     num_threads: int = hparam(2, 'int', minimum=0)
     # 'auto' uses a GPU when the trial sees one (trialGpuNumber >= 1 in the experiment config)
@@ -176,7 +177,7 @@ def _check_together(merged: dict[str, Any]) -> None:
         if not resolved.is_file():
             raise ValueError(
                 f"parameter 'prior' is not a file: {merged['prior']} (or name a shipped prior: "
-                f"{', '.join(sorted(SHIPPED_PRIORS))})"
+                f'{", ".join(sorted(SHIPPED_PRIORS))})'
             )
         merged['prior'] = str(resolved)  # a shipped prior's name becomes its file
     if merged['zero_shot'] and merged['prior'] is None and not merged['dataset_conditioning']:

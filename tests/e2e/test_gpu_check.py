@@ -7,7 +7,9 @@ import math
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+# slow: `make test-slow`. CI never has a GPU, and this toy run (40 s on 2 cores) only shows the script still runs on
+# a CPU; whoever runs the device check runs it there first (benchmarks/README.md).
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_the_device_check_runs_every_part_and_writes_one_file(tmp_path):
