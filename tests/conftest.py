@@ -21,6 +21,15 @@ def _environment_put_back():
         os.environ.update(before)
 
 
+@pytest.fixture(scope='module')
+def fixed_fit_threads():
+    """nni-base's fits on this session's thread count whatever else runs: on a busy machine the thread rule would
+    give a fit fewer threads, which sums in another order, and a bit-for-bit comparison of two runs would fail."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv('NNI_BASE_THREADS', str(torch.get_num_threads()))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _quiet_nni():
     logging.getLogger('nni').setLevel(logging.WARNING)

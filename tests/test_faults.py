@@ -27,6 +27,7 @@ from tests import fault_worker
 from tests.helpers import digits_tasks, run, tiny_space
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures('fixed_fit_threads')  # runs compared tensor for tensor
 _points = random.Random(22)
 STEP_KILLS = sorted(_points.sample(range(1, fault_worker.EPOCHS * fault_worker.STEPS_PER_EPOCH), 2))
 WRITE_KILL = _points.randint(1, fault_worker.EPOCHS)

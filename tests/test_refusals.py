@@ -316,7 +316,7 @@ REFUSALS: list[Row] = [
         'prior does not exist',
         lambda t: load_prior(t / 'nope.pt'),
         FileNotFoundError,
-        r'nope\.pt does not exist\. Meta-train one first',
+        r'nope\.pt does not exist\. Name a shipped prior .* or meta-train one first',
     ),
     (
         'prior of random bytes',

@@ -11,6 +11,8 @@ from nni_base import BaseStrategy, EpisodicClassification
 from nni_base.evaluator import EpochSeededSampler
 from tests.helpers import digits_tasks, run, tiny_space
 
+pytestmark = pytest.mark.usefixtures('fixed_fit_threads')  # runs compared tensor for tensor
+
 
 class _StopAfterFirstEpoch(Callback):
     """Stands in for a killed job: the run ends after epoch 0 with its checkpoint written, budget unchanged."""

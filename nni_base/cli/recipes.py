@@ -204,6 +204,7 @@ def _dataset_adaptation(args: argparse.Namespace, trainer_kwargs: dict[str, Any]
 
 def adapt(args: argparse.Namespace) -> dict[str, Any]:
     """Adapt a prior to CIFAR-10, SVHN or ImageNet and export the cells (``arch.json``, ``probs.json``)."""
+    _space_from_prior(args.prior, args.space_json)  # a missing space.json is refused before any data is read
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     trainer_kwargs = dict(

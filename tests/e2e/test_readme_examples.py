@@ -47,7 +47,13 @@ DEMO_SIZE = [
     '--random-cells',
     '2',
 ]
-DEMO_METHODS = ('BASE from the prior', 'BASE without a prior', "NNI's GumbelDARTS", 'random cells (median of 2)')
+DEMO_METHODS = (
+    'BASE from the prior',
+    'BASE from the shipped prior',
+    'BASE without a prior',
+    "NNI's GumbelDARTS",
+    'random cells (median of 2)',
+)
 
 
 def _make_recipe(target: str) -> list[str]:
@@ -103,6 +109,7 @@ def test_demo_writes_every_file_the_readme_lists(demo):
     assert {p.name for p in (out / 'logs').iterdir()} == {
         'meta',
         'base_from_the_prior',
+        'base_from_the_shipped_prior',
         'base_without_a_prior',
         'nnis_gumbeldarts',
     }

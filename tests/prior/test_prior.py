@@ -127,7 +127,7 @@ def test_foreign_file_and_missing_file(tmp_path):
     torch.save({'weights': torch.zeros(2)}, tmp_path / 'other.pt')
     with pytest.raises(CorruptPriorError, match='not an nni-base prior'):
         load_prior(tmp_path / 'other.pt')
-    with pytest.raises(FileNotFoundError, match='Meta-train one first'):
+    with pytest.raises(FileNotFoundError, match='or meta-train one first'):
         load_prior(tmp_path / 'nope.pt')
 
 
