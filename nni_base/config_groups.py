@@ -237,13 +237,13 @@ def grouped_arguments(flat: Mapping[str, Any]) -> dict[str, Any]:
 
 def without_flat_keywords(kwargs: dict[str, Any]) -> dict[str, Any]:
     """``kwargs`` less the old flat spellings of grouped options (``dataset_conditioning=``, ...), each with a
-    DeprecationWarning naming the new one. BaseStrategy reads their values from its remembered arguments."""
+    DeprecationWarning naming the new one. BaseStrategy reads their values from its keyword arguments."""
     for name in [k for k in kwargs if k in GROUPED_FIELDS]:
         arg, group_field = GROUPED_FIELDS[name]
         warnings.warn(
             f'{name}= is now {arg}='
             + ('True' if group_field is None else f'{GROUPS[arg].__name__}({group_field}=...)'),
             DeprecationWarning,
-            stacklevel=4,  # BaseStrategy(...) -> its argument-remembering wrapper -> __init__ -> here
+            stacklevel=3,  # BaseStrategy(...) -> its __init__ -> here
         )
     return {k: v for k, v in kwargs.items() if k not in GROUPED_FIELDS}

@@ -9,7 +9,7 @@ import math
 from dataclasses import field
 from typing import Any, get_args
 
-__all__ = ['choice', 'coerce', 'hparam']
+__all__ = ['Default', 'choice', 'coerce', 'hparam', 'passed']
 
 
 def hparam(
@@ -79,3 +79,23 @@ def _spelt(value: Any, json_spelling: bool) -> str:
         except (TypeError, ValueError):
             pass
     return repr(value)
+
+
+class Default:
+    """A keyword argument's default, marked so a function can tell it from the same value passed explicitly: with
+    a prior, only the arguments a caller passed override the prior's stored settings. Shows as the plain value in a
+    signature (``help(BaseStrategy)``: ``inner_steps=5``)."""
+
+    __slots__ = ('value',)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+def passed(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``arguments`` (a function's parameters) that its caller passed: those that are not a
+    :class:`Default`."""
+    return {name: value for name, value in arguments.items() if not isinstance(value, Default)}

@@ -11,10 +11,9 @@ meta-trains a prior over its task distribution; any other Lightning evaluator (N
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -40,6 +39,7 @@ from .data.checks import classifier_outputs
 from .database import ConditionedReptileModule, ZeroShotModule
 from .database.zero_shot_module import DatabaseZeroShotModule
 from .evaluator import EpisodicClassification, EpisodicModule, check_evaluator, training_data_of
+from .hparams import Default, passed
 from .io import check_file_target
 from .prior import apply_prior, build_prior, load_prior, resolve_prior_path, save_prior
 from .runs import (
@@ -59,17 +59,6 @@ from .space.temperature import TemperatureSchedule
 __all__ = ['BaseStrategy']
 
 _logger = logging.getLogger(__name__)
-
-
-def _remembers_arguments(init: Callable[..., None]) -> Callable[..., None]:
-    """Keep the keyword arguments the caller passed: with a prior, only those override its stored settings."""
-
-    @functools.wraps(init)
-    def wrapper(self: Any, **kwargs: Any) -> None:
-        self._arguments = dict(kwargs)
-        init(self, **kwargs)
-
-    return wrapper
 
 
 class BaseStrategy(OneShotStrategy):
@@ -122,38 +111,40 @@ class BaseStrategy(OneShotStrategy):
         Options of NNI's ``OneShotStrategy`` (``mutation_hooks=...``).
     """
 
-    @_remembers_arguments
     def __init__(
         self,
         *,
         prior: str | os.PathLike | None = None,
-        inner_steps: int = BaseConfig.inner_steps,
-        inner_lr: float = BaseConfig.inner_lr,
-        inner_lr_alpha: float = BaseConfig.inner_lr_alpha,
-        outer_lr: float | None = BaseConfig.outer_lr,
-        outer_lr_alpha: float | None = BaseConfig.outer_lr_alpha,
-        adapt_steps: int | None = BaseConfig.adapt_steps,
-        arc_learning_rate: float | None = BaseConfig.arc_learning_rate,
-        temperature: TemperatureSchedule | tuple[float, float] | None = BaseConfig.temperature,
-        meta_algorithm: MetaAlgorithm = BaseConfig.meta_algorithm,
-        head_init: HeadInit = BaseConfig.head_init,
-        freeze_alpha: bool = BaseConfig.freeze_alpha,
+        inner_steps: int = Default(BaseConfig.inner_steps),
+        inner_lr: float = Default(BaseConfig.inner_lr),
+        inner_lr_alpha: float = Default(BaseConfig.inner_lr_alpha),
+        outer_lr: float | None = Default(BaseConfig.outer_lr),
+        outer_lr_alpha: float | None = Default(BaseConfig.outer_lr_alpha),
+        adapt_steps: int | None = Default(BaseConfig.adapt_steps),
+        arc_learning_rate: float | None = Default(BaseConfig.arc_learning_rate),
+        temperature: TemperatureSchedule | tuple[float, float] | None = Default(BaseConfig.temperature),
+        meta_algorithm: MetaAlgorithm = Default(BaseConfig.meta_algorithm),
+        head_init: HeadInit = Default(BaseConfig.head_init),
+        freeze_alpha: bool = Default(BaseConfig.freeze_alpha),
         supernet: SupernetConfig | None = None,
         meta_training: MetaTrainingConfig | None = None,
         adaptation: AdaptationConfig | None = None,
-        conditioning: bool | ConditioningConfig = False,
-        zero_shot: bool | ZeroShotConfig = False,
+        conditioning: bool | ConditioningConfig = Default(False),
+        zero_shot: bool | ZeroShotConfig = Default(False),
         resume_from: str | os.PathLike | None = None,
         save_prior_to: str | os.PathLike | None = None,
         seed: int | None = 0,
         **kwargs: Any,
     ):
+        # What the caller passed (not a Default), with the old flat spellings of grouped options from kwargs: with a
+        # prior, only these override its stored settings.
+        arguments = passed({k: v for k, v in locals().items() if k in GROUPS or k in BaseConfig.__dataclass_fields__})
+        arguments |= {k: v for k, v in kwargs.items() if k in BaseConfig.__dataclass_fields__}
         kwargs = without_flat_keywords(kwargs)
         super().__init__(**kwargs)
         quiet_nni_one_shot_warnings()
         self.prior = load_prior(prior) if prior is not None else None  # first: it names what prior= accepts
         self.prior_path = resolve_prior_path(prior) if prior is not None else None
-        arguments = {k: v for k, v in self._arguments.items() if k in GROUPS or k in BaseConfig.__dataclass_fields__}
         self.config = resolve_config(arguments, self.prior['config'] if self.prior is not None else None)
         from_prior = self.config.zero_shot and self.config.zero_shot_database is None
         if from_prior and (self.prior is None or self.prior.get('conditioning') is None):

@@ -14,6 +14,7 @@ from nni_base import BaseStrategy, ConditioningConfig, MetaTrainingConfig, Super
 from nni_base.cli.trial import BASE_PARAMS, BASE_TRIAL_DEFAULTS, DEFAULT_PARAMS, search_space, validate_params
 from nni_base.config import BaseConfig
 from nni_base.config_groups import GROUPS, grouped_arguments, resolve_config
+from nni_base.hparams import Default
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,12 +26,32 @@ def test_strategy_signature_and_groups_cover_the_config_schema_once():
     switches = [cls.switch for cls in GROUPS.values() if cls.switch]
     assert sorted(core + grouped + switches) == sorted(f.name for f in fields(BaseConfig))
     assert len(core + grouped + switches) == len(set(core + grouped + switches))
-    for name in core:
-        assert signature[name].default == BaseConfig.__dataclass_fields__[name].default, name
+    for name in core:  # a marked default: the strategy tells "not passed" from the same value passed
+        assert isinstance(signature[name].default, Default), name
+        assert signature[name].default.value == BaseConfig.__dataclass_fields__[name].default, name
     for cls in GROUPS.values():  # the grouped views take their defaults from the schema
         for f in fields(cls):
             assert f.default == BaseConfig.__dataclass_fields__[f.metadata['flat']].default, (cls, f.name)
     assert len(signature) <= 22
+
+
+def test_with_a_prior_a_passed_default_value_overrides_it_and_an_omitted_argument_does_not(tmp_path):
+    import torch
+
+    from nni_base.api import build_supernet
+    from nni_base.prior import build_prior, save_prior
+    from tests.helpers import tiny_space
+
+    made = BaseStrategy(inner_steps=3, conditioning=False)
+    net = build_supernet(tiny_space(), made)
+    torch.manual_seed(0)
+    path = save_prior(
+        build_prior(net.training_module.model, net.alphas(), config=made.config.to_dict()), tmp_path / 'p.pt'
+    )
+    default = BaseConfig.__dataclass_fields__['inner_steps'].default
+    assert default != 3
+    assert BaseStrategy(prior=path).config.inner_steps == 3
+    assert BaseStrategy(prior=path, inner_steps=default).config.inner_steps == default
 
 
 def test_strategy_hands_every_argument_to_the_config():
