@@ -1,10 +1,10 @@
 """Few-shot BASE (paper section 6.3): search cells with MAML over weights and alpha, then train and test them.
 
->>> from nni_base.fewshot import Conv4, FewShotMAML, evaluate_fewshot, search_cells, train_maml
+>>> from nni_base.fewshot import Conv4, FixedNetworkMAML, evaluate_fewshot, search_cells, train_maml
 """
 
 from ..tasks.metrics import mean_ci
-from .maml import FewShotMAML
+from .maml import FixedNetworkMAML
 from .models import Conv4
 from .pipeline import (
     FewShotScore,
@@ -22,7 +22,7 @@ from .pipeline import (
 __all__ = [
     'Conv4',
     'FewShotScore',
-    'FewShotMAML',
+    'FixedNetworkMAML',
     'SeedSummary',
     'count_parameters',
     'darts_cells_without_meta',
@@ -34,3 +34,12 @@ __all__ = [
     'train_maml',
     'width_for_budget',
 ]
+
+
+def __getattr__(name: str):
+    if name == 'FewShotMAML':  # the old name, which read as a second MAML of BASE's
+        import warnings
+
+        warnings.warn('FewShotMAML is now FixedNetworkMAML.', DeprecationWarning, stacklevel=2)
+        return FixedNetworkMAML
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

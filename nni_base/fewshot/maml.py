@@ -2,7 +2,7 @@
 
 After few-shot BASE has found cells, the paper trains the full network built from them with
 second-order MAML on the same episodes and reports the mean accuracy over held-out test episodes
-with a 95% confidence interval (Table 4). :class:`FewShotMAML` does both for any ``nn.Module``:
+with a 95% confidence interval (Table 4). :class:`FixedNetworkMAML` does both for any ``nn.Module``:
 ``training_step`` is one meta-step over a batch of tasks, ``validation_step`` / ``test_step`` adapt
 to each held-out task and score its query set.
 
@@ -11,7 +11,7 @@ as MAML does: running statistics would mix classes across tasks.
 
 Examples
 --------
->>> module = FewShotMAML(Conv4(ways=5, channels=3, hidden=32, image_size=84), inner_steps=5)  # doctest: +SKIP
+>>> module = FixedNetworkMAML(Conv4(ways=5, channels=3, hidden=32, image_size=84), inner_steps=5)  # doctest: +SKIP
 >>> pl.Trainer(max_epochs=10, inference_mode=False).fit(module, train_loader)                 # doctest: +SKIP
 """
 
@@ -32,7 +32,7 @@ from ..tasks import Task, l2l
 from ..tasks.metrics import accuracy as accuracy_of
 from ..tasks.metrics import mean_ci
 
-__all__ = ['FewShotMAML', 'update_task_digest']
+__all__ = ['FixedNetworkMAML', 'update_task_digest']
 
 
 def update_task_digest(digest: Any, task: Task) -> None:
@@ -51,7 +51,7 @@ def _logits(model: nn.Module, x: Tensor) -> Tensor:
     return out[0] if isinstance(out, tuple) else out  # retrain-mode DARTS adds auxiliary logits
 
 
-class FewShotMAML(pl.LightningModule):
+class FixedNetworkMAML(pl.LightningModule):
     """Meta-train a fixed network with MAML and score it on held-out episodes.
 
     Batches are lists of :class:`~nni_base.Task` (see :func:`nni_base.evaluator.meta_train_loader`

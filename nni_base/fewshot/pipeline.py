@@ -37,7 +37,7 @@ from ..space.darts import DartsTaskSpace
 from ..strategy import BaseStrategy
 from ..tasks import TaskDistribution, episode_loader
 from ..tasks.metrics import mean_ci
-from .maml import FewShotMAML
+from .maml import FixedNetworkMAML
 
 __all__ = [
     'FewShotScore',
@@ -182,7 +182,7 @@ def train_maml(
     val_episodes: int = 16,
     seed: int = 0,
     **trainer_kwargs: Any,
-) -> FewShotMAML:
+) -> FixedNetworkMAML:
     """Train ``model`` with MAML (second order by default) on the episodes ``seed`` selects.
 
     With the same ``train_tasks``, ``tasks_per_step``, ``steps_per_epoch`` and ``seed`` as
@@ -196,7 +196,7 @@ def train_maml(
             f'with ways={train_tasks.ways}.'
         )
     pl.seed_everything(seed, workers=True, verbose=False)
-    module = FewShotMAML(
+    module = FixedNetworkMAML(
         model,
         inner_lr=inner_lr,
         inner_steps=inner_steps,
@@ -215,7 +215,7 @@ def train_maml(
 
 
 def evaluate_fewshot(
-    module: FewShotMAML, test_tasks: TaskDistribution, *, episodes: int = 600, seed: int = 0, **trainer_kwargs: Any
+    module: FixedNetworkMAML, test_tasks: TaskDistribution, *, episodes: int = 600, seed: int = 0, **trainer_kwargs: Any
 ) -> FewShotScore:
     """Mean query accuracy after adaptation over ``episodes`` test tasks, with its 95% confidence interval.
 

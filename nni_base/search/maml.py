@@ -25,7 +25,7 @@ from .adaptation import non_finite_task_loss
 from .distributed import all_reduce_sum, process_group
 from .loop import TaskResults, query_metrics
 from .meta_training import MetaTrainingModule
-from .optimization_embedding import ArchMAML, maml_query_loss
+from .optimization_embedding import WeightAlphaMAML, maml_query_loss
 
 __all__ = ['MamlModule']
 
@@ -48,7 +48,7 @@ class MamlModule(MetaTrainingModule):
         params = self.weight_parameters() + self.arch_parameters()
         model = self.training_module.model
         model.train()
-        maml = ArchMAML(
+        maml = WeightAlphaMAML(
             model,
             self.config.inner_lr,
             self.config.inner_lr_alpha,

@@ -7,12 +7,12 @@ gradient steps on its support set (a fresh Gumbel sample per step, alpha adapted
 weights), and the query loss of the adapted clone is back-propagated to the shared values, through
 the inner steps (second order) or around them (``first_order=True``).
 
-:class:`ArchMAML` is learn2learn's ``MAML`` with one step size for weights and another for alpha;
+:class:`WeightAlphaMAML` is learn2learn's ``MAML`` with one step size for weights and another for alpha;
 :func:`maml_query_loss` runs one task.
 
 Examples
 --------
->>> maml = ArchMAML(supernet, lr=0.05, lr_alpha=0.5, arch_parameters=alphas)  # doctest: +SKIP
+>>> maml = WeightAlphaMAML(supernet, lr=0.05, lr_alpha=0.5, arch_parameters=alphas)  # doctest: +SKIP
 >>> loss, acc = maml_query_loss(maml, task, inner_steps=5, loss_fn=loss_fn)    # doctest: +SKIP
 >>> loss.backward()   # gradients reach alpha through the 5 inner steps          # doctest: +SKIP
 """
@@ -30,7 +30,7 @@ from ..space.sampled_cell import SampledCell
 from ..tasks import Task, l2l
 from .adaptation import non_finite_task_loss
 
-__all__ = ['ArchMAML', 'maml_query_loss', 'resample_cells']
+__all__ = ['WeightAlphaMAML', 'maml_query_loss', 'resample_cells']
 
 LossFn = Callable[[nn.Module, Tensor, Tensor], tuple[Tensor, Tensor]]
 
@@ -43,7 +43,7 @@ def resample_cells(model: nn.Module) -> None:
             module.resample(memo)
 
 
-class ArchMAML(l2l.algorithms.MAML):
+class WeightAlphaMAML(l2l.algorithms.MAML):
     """learn2learn's MAML with separate inner step sizes for weights and architecture logits.
 
     Parameters
@@ -78,10 +78,10 @@ class ArchMAML(l2l.algorithms.MAML):
 
     def clone(
         self, first_order: bool | None = None, allow_unused: bool | None = None, allow_nograd: bool | None = None
-    ) -> ArchMAML:
+    ) -> WeightAlphaMAML:
         """A differentiable copy of the wrapped model (gradients flow back to the original)."""
         first_order = self.first_order if first_order is None else first_order
-        return ArchMAML(
+        return WeightAlphaMAML(
             l2l.clone_module(self.module), self.lr, self.lr_alpha, first_order=first_order, _is_arch=self._is_arch
         )
 
@@ -105,7 +105,7 @@ class ArchMAML(l2l.algorithms.MAML):
 
 
 def maml_query_loss(
-    maml: ArchMAML, task: Task, inner_steps: int, loss_fn: LossFn, where: str = 'a task'
+    maml: WeightAlphaMAML, task: Task, inner_steps: int, loss_fn: LossFn, where: str = 'a task'
 ) -> tuple[Tensor, Tensor]:
     """Adapt a clone of ``maml`` to the task's support set and return its query loss and accuracy.
 

@@ -14,8 +14,8 @@ from nni_base.api import build_supernet
 from nni_base.data import LabeledTensorDataset, digits_splits
 from nni_base.fewshot import (
     Conv4,
-    FewShotMAML,
     FewShotScore,
+    FixedNetworkMAML,
     count_parameters,
     evaluate_fewshot,
     full_network,
@@ -25,7 +25,7 @@ from nni_base.fewshot import (
     train_maml,
     width_for_budget,
 )
-from nni_base.search.optimization_embedding import ArchMAML, maml_query_loss, resample_cells
+from nni_base.search.optimization_embedding import WeightAlphaMAML, maml_query_loss, resample_cells
 from nni_base.space.sampled_cell import SampledCell
 from nni_base.tasks import EpisodeDataset
 from tests.helpers import claim_seed, episodic_evaluator, paired_ci95, run, tiny_space
@@ -100,7 +100,7 @@ def _alpha_grad_through_inner_loop(task, first_order: bool) -> tuple[torch.Tenso
     model = supernet.training_module.model
     model.train()
     alphas = supernet.arch_parameters()
-    maml = ArchMAML(model, lr=0.1, lr_alpha=0.5, arch_parameters=alphas, first_order=first_order)
+    maml = WeightAlphaMAML(model, lr=0.1, lr_alpha=0.5, arch_parameters=alphas, first_order=first_order)
     learner = maml.clone()
     resample_cells(learner)
     learner.adapt(F.cross_entropy(learner(task.support_x), task.support_y))
@@ -132,7 +132,7 @@ def test_maml_query_loss_adapts_alpha_in_the_clone_only(tasks):
     supernet = build_supernet(tiny_space(), BaseStrategy(meta_algorithm='maml'))
     alphas = supernet.arch_parameters()
     before = [a.detach().clone() for a in alphas]
-    maml = ArchMAML(supernet.training_module.model, 0.1, 0.5, alphas)
+    maml = WeightAlphaMAML(supernet.training_module.model, 0.1, 0.5, alphas)
     loss, acc = maml_query_loss(maml, tasks['train'].sample(), 2, supernet.loss_of)
     loss.backward()
     assert all(torch.equal(a, b) for a, b in zip(alphas, before))  # the shared alpha is untouched ...
@@ -210,7 +210,7 @@ def test_search_then_maml_training_then_evaluation_end_to_end(tasks):
         seed=1,
         **QUIET,
     )
-    assert isinstance(module, FewShotMAML)
+    assert isinstance(module, FixedNetworkMAML)
     assert any(not torch.equal(a, b) for a, b in zip(start, model.parameters()))  # MAML trained the network
 
     score = evaluate_fewshot(module, tasks['test'], episodes=6, seed=2, **QUIET)
@@ -237,7 +237,7 @@ def test_conv4_baseline_learns_with_maml(tasks):
     trained = train_maml(
         conv4(), tasks['train'], steps_per_epoch=60, tasks_per_step=4, inner_steps=3, meta_lr=3e-3, seed=seed, **QUIET
     )
-    untrained = FewShotMAML(conv4(), inner_steps=3)
+    untrained = FixedNetworkMAML(conv4(), inner_steps=3)
     episodes = dict(episodes=100, seed=seed, **QUIET)
     after, control = (
         evaluate_fewshot(trained, tasks['test'], **episodes),

@@ -11,7 +11,7 @@ import torch
 
 from nni_base import BaseStrategy, SupernetConfig
 from nni_base.api import build_supernet, sample_tasks
-from nni_base.search.optimization_embedding import ArchMAML, maml_query_loss, resample_cells
+from nni_base.search.optimization_embedding import WeightAlphaMAML, maml_query_loss, resample_cells
 from tests.helpers import digits_tasks, tiny_space
 
 INNER_LR, INNER_LR_ALPHA = 0.05, 0.5
@@ -35,7 +35,7 @@ def _setup():
     model.train()
     train, _ = digits_tasks(shots=2, queries=2)
     task = sample_tasks(train, 1, seed=1)[0]
-    maml = ArchMAML(model, INNER_LR, INNER_LR_ALPHA, net.arch_parameters())
+    maml = WeightAlphaMAML(model, INNER_LR, INNER_LR_ALPHA, net.arch_parameters())
     return net, model, maml, task
 
 
@@ -48,8 +48,10 @@ def test_one_inner_step_moves_the_clone_by_its_support_gradient(monkeypatch):
     grads = torch.autograd.grad(support_loss, params, allow_unused=True)
 
     clones = []
-    clone = ArchMAML.clone
-    monkeypatch.setattr(ArchMAML, 'clone', lambda self, *a, **k: clones.append(clone(self, *a, **k)) or clones[-1])
+    clone = WeightAlphaMAML.clone
+    monkeypatch.setattr(
+        WeightAlphaMAML, 'clone', lambda self, *a, **k: clones.append(clone(self, *a, **k)) or clones[-1]
+    )
     maml_query_loss(maml, task, 1, net.loss_of)
     assert len(clones) == 1
     adapted = list(clones[0].module.parameters())
