@@ -120,8 +120,9 @@ def markdown(summary: dict, runs: list[dict], args) -> str:
         + ', '.join(f'{r["left_out"] or "all"} {r["meta_seconds"]:.0f}' for r in runs)
         + '.',
     ]
+    lines += ['', '<!-- --8<-- [start:table] -->']
     for setting, families in summary.items():
-        lines += ['', f'## {setting}', '', '| family | no prior | ' + ' | '.join(f'{b} steps' for b in budgets) + ' |']
+        lines += ['', f'**{setting}**', '', '| family | no prior | ' + ' | '.join(f'{b} steps' for b in budgets) + ' |']
         lines.append('|---|---|' + '---|' * len(budgets))
         for family, cells in families.items():
             control = cells['no_prior']
@@ -129,6 +130,7 @@ def markdown(summary: dict, runs: list[dict], args) -> str:
             lines.append(
                 f'| {family} | {control[0]:.3f} | ' + ' | '.join(f'{m:+.3f} ± {h:.3f}' for m, h in diffs) + ' |'
             )
+    lines += ['', '<!-- --8<-- [end:table] -->']
     return '\n'.join(lines)
 
 
