@@ -27,6 +27,11 @@ Writes to the output directory (each result file atomically):
 
 from __future__ import annotations
 
+# first: importing nni_base filters NNI's "PyTorch version might not be supported" warnings, which NNI prints
+# when nni.nas is imported before it
+import nni_base  # noqa: F401
+
+# isort: split
 import argparse
 import logging
 import os
