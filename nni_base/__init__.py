@@ -15,6 +15,7 @@ with warnings.catch_warnings():
 from .config_groups import AdaptationConfig, ConditioningConfig, MetaTrainingConfig, SupernetConfig, ZeroShotConfig
 from .errors import CorruptPriorError, MetaTrainingDiverged, PriorMismatchError
 from .evaluator import EpisodicClassification, EpisodicModule
+from .hardware import Budget
 from .prior import load_prior, prior_space, save_prior
 from .runs import show_nni_base_lines
 from .search.adaptation import TaskAdapter
@@ -40,6 +41,7 @@ warnings.filterwarnings(
 __version__ = '0.1.0'
 
 __all__ = [
+    'Budget',
     'BaseStrategy',
     'DatabaseZeroShotStrategy',
     'ConditionedZeroShotStrategy',

@@ -11,6 +11,7 @@ meta-trains a prior over its task distribution; any other Lightning evaluator (N
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Iterator
@@ -39,6 +40,7 @@ from .data.checks import classifier_outputs
 from .database import ConditionedReptileModule, ZeroShotModule
 from .database.zero_shot_module import DatabaseZeroShotModule
 from .evaluator import EpisodicClassification, EpisodicModule, check_evaluator, training_data_of
+from .hardware.strategy_budget import Budget, bound_budget, checked_budget
 from .hparams import Default, passed
 from .io import check_file_target
 from .prior import apply_prior, build_prior, load_prior, resolve_prior_path, save_prior
@@ -104,6 +106,9 @@ class BaseStrategy(OneShotStrategy):
         A Lightning checkpoint (e.g. ``last.ckpt``) of an interrupted meta-training run to continue.
     save_prior_to
         Meta-training writes the prior here after every epoch and at the end.
+    budget
+        A :class:`~nni_base.hardware.Budget` (parameters, MACs, CPU latency) for single-dataset search and
+        adaptation: α is steered under it and every exported architecture fits it.
     seed
         Seeds Python, numpy and torch before the run and, without a prior, re-draws the space's initial weights.
         None leaves all randomness alone.
@@ -133,6 +138,7 @@ class BaseStrategy(OneShotStrategy):
         zero_shot: bool | ZeroShotConfig = Default(False),
         resume_from: str | os.PathLike | None = None,
         save_prior_to: str | os.PathLike | None = None,
+        budget: Budget | None = None,
         seed: int | None = 0,
         **kwargs: Any,
     ):
@@ -161,6 +167,8 @@ class BaseStrategy(OneShotStrategy):
             else None
         )
         self.resume_from = checked_checkpoint(resume_from) if resume_from is not None else None
+        self.budget = checked_budget(budget)
+        self._cost_space: nn.Module | None = None  # the unmutated space, for the budget's cost table
         self.seed = seed
         self._task_config: dict[str, Any] = {}
         self._choice_logits: dict[str, nn.Parameter] = {}
@@ -207,6 +215,7 @@ class BaseStrategy(OneShotStrategy):
                 if hasattr(module, 'reset_parameters'):
                     module.reset_parameters()
         self._draws = {}  # one Gumbel draw per label and forward, shared by all samplers of this supernet
+        self._cost_space = copy.deepcopy(model) if self.budget is not None else None
         model = super().mutate_model(model)
         self._choice_logits = {}
         new_sample_each_forward(model)
@@ -228,6 +237,11 @@ class BaseStrategy(OneShotStrategy):
     def mutate_evaluator(self, evaluator):
         check_evaluator(evaluator, self.config, self._mutated_model)
         episodic = isinstance(evaluator, EpisodicClassification)
+        if self.budget is not None and (episodic or self.config.zero_shot):
+            raise ValueError(
+                'budget= applies to single-dataset search and adaptation (NNI Classification and the like); '
+                'meta-training and zero-shot generation do not take one yet: drop budget= for this run.'
+            )
         self._task_config = evaluator.task_config() if episodic else {}
         self._episodic = evaluator if episodic else None
         generator = 'database' if self.config.zero_shot_database is not None else 'prior'
@@ -253,6 +267,8 @@ class BaseStrategy(OneShotStrategy):
         module.train_data = self._train_data
         if isinstance(module, SingleTaskModule):
             module.from_prior = self.prior is not None
+            if self.budget is not None:
+                module.make_budget = bound_budget(self.budget, self._cost_space, module)
         return module
 
     def _search_module(self, training_module) -> BaseSearchModule:
@@ -307,6 +323,8 @@ class BaseStrategy(OneShotStrategy):
                 prior_file=self.save_prior_to,
             )
             _logger.info(line)
+            if getattr(module, 'budget', None) is not None:
+                _logger.info(module.budget.describe(self.export_sample()))
 
     def state_dict(self) -> dict:
         # NNI warns at each experiment checkpoint that the trainer has no checkpoint (enable_checkpointing=False,

@@ -22,6 +22,7 @@ LAYERS = (
     ('config', 'config_groups'),
     ('prior',),
     ('search',),
+    ('hardware',),
     ('database',),
     ('evaluator', 'callbacks', 'runs'),
     ('strategy', 'zero_shot_strategies'),

@@ -119,12 +119,14 @@ def adaptation_step(
     inputs: torch.Tensor | None = None,
     fix: str = 'lower the learning rates.',
     freeze_alpha: bool | None = None,
+    alpha_gradient: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """One adaptation step: sample (or derive) the architecture, loss, weight step, α step; returns the loss.
 
     ``loss_of_batch()`` runs the forward pass and returns the loss; ``backward_and_step(loss)`` back-propagates
     and steps the weights (Lightning's manual optimisation, or a plain optimizer). ``freeze_alpha`` (default: the
-    supernet config's) keeps α where it is.
+    supernet config's) keeps α where it is. ``alpha_gradient()`` adds to α's gradient before its step (a budget's
+    term, :mod:`nni_base.hardware.penalty`).
     """
     arch_optimizer.zero_grad()
     if frozen:
@@ -137,6 +139,8 @@ def adaptation_step(
         raise non_finite_loss(where, inputs, fix)
     backward_and_step(loss)
     if not frozen and not (supernet.config.freeze_alpha if freeze_alpha is None else freeze_alpha):
+        if alpha_gradient is not None:
+            alpha_gradient()
         arch_optimizer.step()
     return loss
 

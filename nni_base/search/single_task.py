@@ -40,6 +40,7 @@ from ..data.checks import check_batch, check_dataset_labels, classifier_outputs,
 from . import adaptation
 from .adaptation import BATCH_NORMS, architecture_frozen, architecture_optimizer, recalibrate_batchnorm
 from .base import BaseSearchModule
+from .budgeted import BudgetedSearch
 from .distributed import all_reduce_sum, broadcast_from_rank_zero, process_group
 from .head import initialise_head
 from .trust import TrustResult, probe_alpha_scales
@@ -78,8 +79,8 @@ def check_ddp_model(model: nn.Module) -> None:
         )
 
 
-class SingleTaskModule(BaseSearchModule):
-    """Searches (or adapts a prior) on the evaluator's one dataset."""
+class SingleTaskModule(BudgetedSearch, BaseSearchModule):
+    """Searches (or adapts a prior) on the evaluator's one dataset (under a cost budget: :mod:`.budgeted`)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -119,6 +120,7 @@ class SingleTaskModule(BaseSearchModule):
                 backward_and_step=lambda loss: self.advance_optimization(loss, batch_idx),
                 where=f'training step {step}',
                 inputs=_inputs_of(batch),
+                alpha_gradient=self.budget_gradient,
             )
         except (IndexError, RuntimeError) as error:  # a label out of range in a batch after the checked ones
             # (around the whole step: CUDA reports its assert at the next sync, after the loss has returned)
@@ -174,6 +176,8 @@ class SingleTaskModule(BaseSearchModule):
             model=model,
             where='the first training batch',
         )
+        first_inputs = _inputs_of(batches[0])
+        self.prepare_budget(None if first_inputs is None else tuple(first_inputs.shape[1:]))
         total, after = self.step_position()[1], self.config.freeze_architecture_after
         if after is not None and after >= total and self.trainer.global_step == 0:
             warnings.warn(
@@ -300,6 +304,10 @@ class SingleTaskModule(BaseSearchModule):
                 raise
             raise clear from error
 
+    def on_validation_epoch_end(self):
+        self.unpin_export()
+        return super().on_validation_epoch_end()
+
     def remember_inputs(self, batch) -> None:
         """Keep the batch's input tensor (``batch`` or ``batch[0]``) for :meth:`recalibrate_batchnorm`."""
         x = _inputs_of(batch)
@@ -314,6 +322,7 @@ class SingleTaskModule(BaseSearchModule):
 
     def on_validation_epoch_start(self):
         out = super().on_validation_epoch_start()
+        self.pin_budgeted_export()  # under a budget, validate (and recalibrate) the cell the run exports
         self.recalibrate_batchnorm()
         if process_group()[1] > 1:
             self.average_batchnorm_statistics()

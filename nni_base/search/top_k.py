@@ -32,7 +32,10 @@ from ..space.genotype import DARTS_OPS
 
 __all__ = [
     'CellShape',
+    'architecture_components',
     'architecture_log_prob',
+    'best_products',
+    'product_sample',
     'cell_shapes',
     'darts_cell_shapes',
     'random_architecture',
@@ -212,6 +215,67 @@ def _choice_component(label: str, values: Sequence[Any], alpha: torch.Tensor, k:
     return [(float(logp[i]), {label: values[i]}) for i in order]
 
 
+def architecture_components(
+    shapes: Sequence[CellShape],
+    alphas: Mapping[str, torch.Tensor],
+    keep: int,
+    choices: Mapping[str, Sequence[Any]] | None = None,
+) -> list[list[Choice]]:
+    """The independent per-node (or per-slot, or per-choice) options an architecture is a product of, each as
+    (log-probability, sample entries), best first, at most ``keep`` per component (enough for the ``keep`` best
+    products)."""
+    alphas = {str(label): alpha for label, alpha in alphas.items()}  # NNI's label objects and plain strings alike
+    components: list[list[Choice]] = [
+        _choice_component(str(label), values, alphas[str(label)], keep) for label, values in (choices or {}).items()
+    ]
+    for shape in shapes:
+        if shape.label not in alphas:
+            raise KeyError(f'No architecture logits for cell type {shape.label!r} (have {sorted(alphas)}).')
+        build = _slot_components if shape.parameterization == 'slot' else _darts_components
+        components += build(shape, alphas[shape.label], keep)
+    return components
+
+
+def best_products(
+    components: Sequence[Sequence[Choice]],
+    top_k: int,
+    keep: Callable[[tuple[int, ...]], bool] | None = None,
+    max_visits: int | None = None,
+) -> list[tuple[tuple[int, ...], float]]:
+    """The ``top_k`` best products of ``components`` (option indices, summed score), best first, enumerated
+    best-first over rank vectors (a heap) without materialising the space; with ``keep``, only products it accepts
+    are returned (the others are still visited in score order, at most ``max_visits`` products in all)."""
+    start = (0,) * len(components)
+
+    def score(index: tuple[int, ...]) -> float:
+        return sum(components[c][i][0] for c, i in enumerate(index))
+
+    heap = [(-score(start), start)]
+    seen = {start}
+    result: list[tuple[tuple[int, ...], float]] = []
+    visits = 0
+    while heap and len(result) < top_k and (max_visits is None or visits < max_visits):
+        negative, index = heapq.heappop(heap)
+        visits += 1
+        if keep is None or keep(index):
+            result.append((index, -negative))
+        for c in range(len(index)):  # every successor differs from its parent in one component's rank
+            if index[c] + 1 < len(components[c]):
+                nxt = index[:c] + (index[c] + 1,) + index[c + 1 :]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    heapq.heappush(heap, (-score(nxt), nxt))
+    return result
+
+
+def product_sample(components: Sequence[Sequence[Choice]], index: Sequence[int]) -> dict[str, Any]:
+    """The NNI sample of one product (one option index per component)."""
+    sample: dict[str, Any] = {}
+    for c, i in enumerate(index):
+        sample.update(components[c][i][1])
+    return sample
+
+
 def top_k_architectures(
     shapes: Sequence[CellShape],
     alphas: Mapping[str, torch.Tensor],
@@ -224,36 +288,8 @@ def top_k_architectures(
     Fewer come back only when the space holds fewer architectures than ``top_k``.
     """
     top_k = check_top_k(top_k)
-    alphas = {str(label): alpha for label, alpha in alphas.items()}  # NNI's label objects and plain strings alike
-    components: list[list[Choice]] = [
-        _choice_component(str(label), values, alphas[str(label)], top_k) for label, values in (choices or {}).items()
-    ]
-    for shape in shapes:
-        if shape.label not in alphas:
-            raise KeyError(f'No architecture logits for cell type {shape.label!r} (have {sorted(alphas)}).')
-        build = _slot_components if shape.parameterization == 'slot' else _darts_components
-        components += build(shape, alphas[shape.label], top_k)
-    start = (0,) * len(components)
-
-    def score(index: tuple[int, ...]) -> float:
-        return sum(components[c][i][0] for c, i in enumerate(index))
-
-    heap = [(-score(start), start)]
-    seen = {start}
-    result: list[tuple[dict[str, Any], float]] = []
-    while heap and len(result) < top_k:
-        negative, index = heapq.heappop(heap)
-        sample: dict[str, Any] = {}
-        for c, i in enumerate(index):
-            sample.update(components[c][i][1])
-        result.append((sample, -negative))
-        for c in range(len(index)):  # every successor differs from its parent in one component's rank
-            if index[c] + 1 < len(components[c]):
-                nxt = index[:c] + (index[c] + 1,) + index[c + 1 :]
-                if nxt not in seen:
-                    seen.add(nxt)
-                    heapq.heappush(heap, (-score(nxt), nxt))
-    return result
+    components = architecture_components(shapes, alphas, top_k, choices)
+    return [(product_sample(components, index), score) for index, score in best_products(components, top_k)]
 
 
 def architecture_log_prob(

@@ -39,6 +39,7 @@ __all__ = [
     'GumbelMixedCell',
     'derived_architecture',
     'fixed_architecture',
+    'sample_edges',
     'derive_cell',
     'edge_index',
     'num_edges',
@@ -155,6 +156,18 @@ def derived_architecture(cells: Iterable[Any]) -> Iterator[None]:
             cell.use_derived = False
 
 
+def sample_edges(cell: Any, sample: dict[str, Any]) -> dict[int, list[tuple[int, int]]]:
+    """The (input, op index) pairs of every node of ``cell`` in an NNI ``sample`` (a cell's ``fixed_edges``)."""
+    label = cell.label
+    return {
+        node: [
+            (int(sample[f'{label}/input_{node}_{k}'][0]), cell.op_names.index(sample[f'{label}/op_{node}_{k}']))
+            for k in range(cell.num_ops_per_node)
+        ]
+        for node in range(cell.num_predecessors, cell.num_predecessors + cell.num_nodes)
+    }
+
+
 @contextlib.contextmanager
 def fixed_architecture(cells: Iterable[GumbelMixedCell], sample: dict[str, Any]) -> Iterator[None]:
     """Run the architecture of an NNI ``sample`` (DARTS-cell keys) with the supernet's weights inside the block.
@@ -164,16 +177,7 @@ def fixed_architecture(cells: Iterable[GumbelMixedCell], sample: dict[str, Any])
     """
     cells = list(cells)
     for cell in cells:
-        edges: dict[int, list[tuple[int, int]]] = {}
-        for node in range(cell.num_predecessors, cell.num_predecessors + cell.num_nodes):
-            edges[node] = [
-                (
-                    int(sample[f'{cell.label}/input_{node}_{k}'][0]),
-                    cell.op_names.index(sample[f'{cell.label}/op_{node}_{k}']),
-                )
-                for k in range(cell.num_ops_per_node)
-            ]
-        cell.fixed_edges = edges
+        cell.fixed_edges = sample_edges(cell, sample)
         cell.use_derived = True
     try:
         yield

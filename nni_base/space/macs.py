@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn as nn
 
-__all__ = ['count_macs', 'count_parameters']
+__all__ = ['count_macs', 'count_parameters', 'layer_macs']
 
 
 def count_parameters(model: nn.Module, exclude: tuple[str, ...] = ('auxiliary_head',)) -> int:
@@ -31,6 +31,15 @@ def _linear_macs(module: nn.Linear, output: torch.Tensor) -> int:
     return output.numel() * module.in_features
 
 
+def layer_macs(module: nn.Module, output: torch.Tensor) -> int:
+    """MACs of one ``nn.Conv2d`` or ``nn.Linear`` call that produced ``output`` (0 for any other module)."""
+    if isinstance(module, nn.Conv2d):
+        return _conv_macs(module, output)
+    if isinstance(module, nn.Linear):
+        return _linear_macs(module, output)
+    return 0
+
+
 @torch.no_grad()
 def count_macs(model: nn.Module, input_size: tuple[int, int, int]) -> int:
     """Multiply-accumulates of one forward pass on a single ``input_size`` (C, H, W) image, in eval mode.
@@ -42,10 +51,7 @@ def count_macs(model: nn.Module, input_size: tuple[int, int, int]) -> int:
 
     def hook(module: nn.Module, _inputs, output) -> None:
         nonlocal total
-        if isinstance(module, nn.Conv2d):
-            total += _conv_macs(module, output)
-        elif isinstance(module, nn.Linear):
-            total += _linear_macs(module, output)
+        total += layer_macs(module, output)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     was_training = model.training
