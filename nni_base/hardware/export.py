@@ -34,6 +34,8 @@ from .cost_table import CostTable
 
 __all__ = ['BudgetedComponents', 'top_k_under_budget', 'cheapest_costs']
 
+#: Relaxed products the export examines beside the Lagrangian's (fixed, so the export does not depend on top_k).
+EXPORT_VISITS = 200
 #: Options per component the enumeration keeps: every option (a DARTS node has at most C(5,2) x 7 x 7).
 ALL_OPTIONS = 10**6
 
@@ -98,9 +100,9 @@ class BudgetedComponents:
                 middle = (low + high) / 2
                 low, high = (low, middle) if fits(best(middle)) else (middle, high)
             index = best(high)
-        return self._raise_greedily(list(index), fits)
+        return self.raise_greedily(list(index), fits)
 
-    def _raise_greedily(self, index: list[int], fits) -> tuple[int, ...]:
+    def raise_greedily(self, index: list[int], fits) -> tuple[int, ...]:
         while True:
             gains = []
             for c, options in enumerate(self.components):
@@ -138,32 +140,35 @@ def top_k_under_budget(
 ) -> list[tuple[dict[str, Any], float]]:
     """Up to ``top_k`` distinct architectures within ``budget`` with their log-probabilities, most probable first.
 
-    Candidates: :meth:`BudgetedComponents.best_under`'s product, its neighbours that fit (one component changed),
-    and those that fit among the best ``pool * top_k`` of the relaxed scores. A budget the space cannot meet is a
-    :class:`BudgetError`.
+    The first is the export (the same for every ``top_k``): the best of :meth:`BudgetedComponents.best_under`'s
+    product and the products that fit among the best :data:`EXPORT_VISITS` relaxed scores. The others: its
+    neighbours that fit (one component changed) and the fitting products among the best ``pool * top_k`` relaxed
+    scores, by log-probability. A budget the space cannot meet is a :class:`BudgetError`.
     """
     top_k = check_top_k(top_k)
     parts = BudgetedComponents(shapes, alphas, table, choices)
     check_budget(budget, table, parts.cheapest())
-    first = parts.best_under(budget)
-    found = {first}
+    fits = lambda index: budget.allows(parts.cost(index))  # noqa: E731
+    t = _multiplier_of(parts, budget)
+    found = {parts.best_under(budget), *_fitting_products(parts, budget, t, EXPORT_VISITS)}
+    first = max(found, key=lambda index: (parts.log_prob(index), index))
+    first = parts.raise_greedily(list(first), fits)
+    found.add(first)
     if top_k > 1:
-        # the best one's neighbours (one component changed) that fit, then the relaxed enumeration's
         for c, options in enumerate(parts.components):
             for i in range(len(options)):
                 neighbour = first[:c] + (i,) + first[c + 1 :]
-                if budget.allows(parts.cost(neighbour)):
+                if fits(neighbour):
                     found.add(neighbour)
-        t = _multiplier_of(parts, budget)
         for _ in range(8):  # a larger t trades probability for headroom: more of the enumerated products fit
             found.update(_fitting_products(parts, budget, t, top_k * pool))
             if len(found) >= top_k * 2:
                 break
             t = max(2 * t, 1e-2)
-    ranked = sorted(found, key=lambda index: (-parts.log_prob(index), index))
+    ranked = [first] + sorted(found - {first}, key=lambda index: (-parts.log_prob(index), index))
     result = []
     for index in ranked[:top_k]:
-        if not budget.allows(parts.cost(index)):  # cannot happen: every product above was checked
+        if not fits(index):  # cannot happen: every product above was checked
             raise AssertionError('an architecture over the budget was about to be exported')
         result.append((parts.sample(index), parts.log_prob(index)))
     return result

@@ -12,9 +12,10 @@ Expected cost
     Slot parameterisation: every slot's (input, op) pair is a categorical under ``softmax(α)``, so
     ``E = fixed + Σ_slots Σ_pairs p(pair) cost(pair)``, exactly the mean cost of the exported distribution.
     DARTS parameterisation: an edge's op is ``softmax`` over its non-``none`` ops, and a node keeps its
-    ``num_inputs`` strongest edges; the keep is relaxed to weights ``num_inputs * softmax_e(log(1 - p_e(none)))``
-    over the node's edges, so ``E = fixed + Σ_nodes Σ_edges w_e Σ_ops q_e(op) cost(edge, op)`` (a smooth stand-in
-    for the DARTS rule, equal to the export's cost once two edges and their ops dominate).
+    ``num_inputs`` edges whose best op is most probable; the keep is relaxed to weights
+    ``w_e = num_inputs * softmax_e(log max_op p_e(op) / 0.1)`` over the node's edges, so
+    ``E = fixed + Σ_nodes Σ_edges w_e Σ_ops q_e(op) cost(edge, op)`` (a smooth stand-in for the DARTS rule, equal
+    to the export's cost once two edges and their ops dominate).
 
     >>> penalty = BudgetPenalty(table, shapes, Budget(macs=1.5e6))
     >>> penalty.expected(alphas)['macs']          # a tensor with a gradient to every α
@@ -34,6 +35,9 @@ from .budget import Budget
 from .cost_table import CostTable
 
 __all__ = ['BudgetPenalty', 'cost_tensors', 'expected_cost']
+
+#: Temperature of the relaxed edge keep (DARTS parameterisation): small, so the weights follow the export's rule.
+KEEP_TEMPERATURE = 0.1
 
 
 def cost_tensors(table: CostTable, shape: CellShape, metric: str) -> torch.Tensor:
@@ -69,7 +73,8 @@ def expected_cost(alpha: torch.Tensor, costs: torch.Tensor, shape: CellShape) ->
     probs = F.softmax(alpha, dim=-1)
     q = probs[:, :n_ops] / probs[:, :n_ops].sum(-1, keepdim=True).clamp_min(1e-12)
     per_edge = (q * costs).sum(-1)
-    strength = torch.log(probs[:, :n_ops].sum(-1).clamp_min(1e-12))  # log P(the edge is not none)
+    # the DARTS rule keeps the edges whose best op is most probable; a sharp softmax over that log-probability
+    strength = torch.log(probs[:, :n_ops].max(-1).values.clamp_min(1e-12)) / KEEP_TEMPERATURE
     total = alpha.new_zeros(())
     first = shape.num_predecessors
     for node in range(first, first + shape.num_nodes):
