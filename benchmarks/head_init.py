@@ -29,7 +29,7 @@ from benchmarks.common import (
     write_json_result,
     write_markdown_result,
 )
-from nni_base import BaseStrategy
+from nni_base import AdaptationConfig, BaseStrategy
 from nni_base.data.families import novel_classes
 from nni_base.search.evaluation import mean_ci
 from nni_base.search.head import HEAD_INITS
@@ -49,7 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def adapt(args, head_init: str, classes: int, train, val) -> tuple[float, dict, float]:
-    strategy = BaseStrategy(prior=args.prior, head_init=head_init)
+    strategy = BaseStrategy(prior=args.prior, adaptation=AdaptationConfig(head_init=head_init))
     sample, seconds = classification_search(
         darts_space(args.width, args.num_cells, classes),
         strategy,

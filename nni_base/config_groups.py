@@ -18,6 +18,7 @@ from .config import (
     BaseConfig,
     ConditioningFeatures,
     ConditioningTeacher,
+    HeadInit,
     OuterOptimizer,
     Parameterization,
     Relaxation,
@@ -114,6 +115,8 @@ class SupernetConfig(ConfigGroup):
 class MetaTrainingConfig(ConfigGroup):
     """Details of meta-training (an ``EpisodicClassification`` evaluator)."""
 
+    #: inner steps on held-out tasks (validation, alpha averaging); None: ``inner_steps``
+    adapt_steps: int | None = _view('adapt_steps')
     first_order: bool = _view('first_order')
     outer_optimizer_alpha: OuterOptimizer = _view('outer_optimizer_alpha')
     alpha_warmup_steps: int = _view('alpha_warmup_steps')
@@ -126,6 +129,8 @@ class MetaTrainingConfig(ConfigGroup):
 class AdaptationConfig(ConfigGroup):
     """Details of single-task search and adaptation (any other Lightning evaluator)."""
 
+    #: how a classifier rebuilt for another class count than the prior's starts: 'zero', 'class_means', 'random'
+    head_init: HeadInit = _view('head_init')
     freeze_architecture_after: int | None = _view('freeze_architecture_after')
     bn_recalibration_batches: int = _view('bn_recalibration_batches')
     prior_alpha_scale: float = _view('prior_alpha_scale')

@@ -25,7 +25,7 @@ from nni.nas.oneshot.pytorch.strategy import OneShotStrategy
 from nni.nas.space import RawFormatModelSpace
 
 from .callbacks import PriorCheckpoint, ThreadCheck
-from .config import HeadInit, MetaAlgorithm
+from .config import MetaAlgorithm
 from .config_groups import (
     GROUPS,
     AdaptationConfig,
@@ -80,8 +80,6 @@ class BaseStrategy(OneShotStrategy):
         Meta-training's inner loop: SGD steps per task and their step sizes for weights and alpha.
     outer_lr, outer_lr_alpha
         Meta step sizes for weights and alpha (None: 1.0 and 0.15 for Reptile, 1e-3 and 0.1 for MAML).
-    adapt_steps
-        Inner steps on held-out tasks (validation, alpha averaging); None: ``inner_steps``.
     arc_learning_rate
         Single-task search and adaptation: Adam's step on alpha (the weights use the evaluator's optimizer).
     temperature
@@ -89,9 +87,6 @@ class BaseStrategy(OneShotStrategy):
         None: constant 1.0 for hard samples, 5.0 decaying to 0.5 otherwise.
     meta_algorithm
         ``'reptile'`` (the paper's Algorithm 1) or ``'maml'`` (few-shot BASE, through the inner loop).
-    head_init
-        A classifier rebuilt for another class count than the prior's starts ``'zero'``, from ``'class_means'``
-        or ``'random'``.
     freeze_alpha
         Keep alpha at its initial (prior) values: only weights train (the paper's frozen-alpha ablation).
     supernet, meta_training, adaptation
@@ -125,11 +120,9 @@ class BaseStrategy(OneShotStrategy):
         inner_lr_alpha: float = Default(BaseConfig.inner_lr_alpha),
         outer_lr: float | None = Default(BaseConfig.outer_lr),
         outer_lr_alpha: float | None = Default(BaseConfig.outer_lr_alpha),
-        adapt_steps: int | None = Default(BaseConfig.adapt_steps),
         arc_learning_rate: float | None = Default(BaseConfig.arc_learning_rate),
         temperature: TemperatureSchedule | tuple[float, float] | None = Default(BaseConfig.temperature),
         meta_algorithm: MetaAlgorithm = Default(BaseConfig.meta_algorithm),
-        head_init: HeadInit = Default(BaseConfig.head_init),
         freeze_alpha: bool = Default(BaseConfig.freeze_alpha),
         supernet: SupernetConfig | None = None,
         meta_training: MetaTrainingConfig | None = None,

@@ -75,11 +75,10 @@ def meta_run(tmp_path_factory):
         inner_steps=2,
         inner_lr=0.07,
         inner_lr_alpha=0.3,
-        adapt_steps=1,
         supernet=SupernetConfig(hard=False),
         temperature=(4.0, 1.0),
         seed=0,
-        meta_training=MetaTrainingConfig(average_alpha_tasks=2),
+        meta_training=MetaTrainingConfig(adapt_steps=1, average_alpha_tasks=2),
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(loop, 'adapt', spy)
@@ -103,7 +102,7 @@ def test_adapt_steps_sets_held_out_adaptation_and_inner_steps_the_meta_steps(met
 
 def test_adapt_steps_zero_means_no_adaptation_on_held_out_tasks():
     train, test = digits_tasks(shots=2, queries=2)
-    strategy = BaseStrategy(inner_steps=1, adapt_steps=0, seed=0)
+    strategy = BaseStrategy(inner_steps=1, meta_training=MetaTrainingConfig(adapt_steps=0), seed=0)
     run(tiny_space(), episodic_evaluator(train, test, steps_per_epoch=1, seed=0), strategy)
     metrics = strategy.oneshot_module.trainer.callback_metrics
     assert float(metrics['val_acc']) == float(metrics['val_acc_before'])

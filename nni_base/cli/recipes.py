@@ -176,9 +176,8 @@ def _imagenet_adaptation(args: argparse.Namespace, trainer_kwargs: dict[str, Any
     )
     strategy = BaseStrategy(
         prior=args.prior,
-        adapt_steps=args.adapt_steps,
         seed=args.seed,
-        meta_training=MetaTrainingConfig(average_alpha_tasks=args.average_alpha_tasks),
+        meta_training=MetaTrainingConfig(adapt_steps=args.adapt_steps, average_alpha_tasks=args.average_alpha_tasks),
     )
     return space, evaluator, strategy
 

@@ -9,7 +9,7 @@ from nni.nas.evaluator.pytorch import Classification
 from nni.nas.experiment import NasExperiment
 from torch.utils.data import DataLoader, TensorDataset
 
-from nni_base import BaseStrategy, TaskAdapter
+from nni_base import AdaptationConfig, BaseStrategy, TaskAdapter
 from nni_base.api import adaptation_accuracy, build_supernet
 from nni_base.prior import build_prior, head_mismatch, save_prior
 from nni_base.search.head import initialise_head
@@ -127,7 +127,9 @@ def test_class_means_through_nas_experiment_read_the_first_batches(prior_path, c
     x, y = _data(4)
     with caplog.at_level(logging.INFO, logger='nni_base'):
         exp = NasExperiment(
-            tiny_space(4), _classification(x, y, 4), BaseStrategy(prior=prior_path, head_init='class_means')
+            tiny_space(4),
+            _classification(x, y, 4),
+            BaseStrategy(prior=prior_path, adaptation=AdaptationConfig(head_init='class_means')),
         )
         exp.run()
     exp.stop()
