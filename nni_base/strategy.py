@@ -38,6 +38,7 @@ from .config_groups import (
 )
 from .data.checks import classifier_outputs
 from .database import ConditionedReptileModule, ZeroShotModule
+from .database.conditioned_zero_shot_module import SupportSetModule
 from .database.zero_shot_module import DatabaseZeroShotModule
 from .evaluator import EpisodicClassification, EpisodicModule, check_evaluator, training_data_of
 from .hardware.strategy_budget import Budget, bound_budget, checked_budget
@@ -230,10 +231,11 @@ class BaseStrategy(OneShotStrategy):
     def mutate_evaluator(self, evaluator):
         check_evaluator(evaluator, self.config, self._mutated_model)
         episodic = isinstance(evaluator, EpisodicClassification)
-        if self.budget is not None and (episodic or self.config.zero_shot):
+        if self.budget is not None and episodic:
             raise ValueError(
-                'budget= applies to single-dataset search and adaptation (NNI Classification and the like); '
-                'meta-training and zero-shot generation do not take one yet: drop budget= for this run.'
+                'budget= applies to single-dataset search, adaptation and zero-shot generation (NNI '
+                'Classification and the like); meta-training does not take one yet: drop budget= for this run and '
+                'pass it when the prior adapts.'
             )
         self._task_config = evaluator.task_config() if episodic else {}
         self._episodic = evaluator if episodic else None
@@ -260,8 +262,8 @@ class BaseStrategy(OneShotStrategy):
         module.train_data = self._train_data
         if isinstance(module, SingleTaskModule):
             module.from_prior = self.prior is not None
-            if self.budget is not None:
-                module.make_budget = bound_budget(self.budget, self._cost_space, module)
+        if isinstance(module, (SingleTaskModule, SupportSetModule)) and self.budget is not None:
+            module.make_budget = bound_budget(self.budget, self._cost_space, module)
         return module
 
     def _search_module(self, training_module) -> BaseSearchModule:

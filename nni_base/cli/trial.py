@@ -5,7 +5,10 @@ few-shot tasks (or loads a shared one), adapts it to held-out tasks, exports the
 
 - after every meta-epoch, ``nni.report_intermediate_result(held-out accuracy after adaptation)``;
 - at the end, ``nni.report_final_result({'default': accuracy, 'accuracy_before_adaptation': ..., 'params': ...,
-  'search_seconds': ..., 'meta_train_seconds': ...})``.
+  'macs': ..., 'search_seconds': ..., 'meta_train_seconds': ...})`` (``latency_ms`` too under a latency budget).
+
+With ``budget_params`` / ``budget_macs`` / ``budget_latency_ms`` the exported cells fit that budget
+(:mod:`nni_base.cli.trial_budget`).
 
 It writes ``arch.json`` (the NNI sample), ``probs.json`` (operation probabilities per edge), ``top_k.json`` (the
 ``top_k`` most probable distinct samples under the task-averaged alpha, best first, with log-probabilities),
@@ -48,10 +51,10 @@ from ..errors import CorruptPriorError, PriorMismatchError
 from ..evaluator import EpisodicClassification
 from ..io import UnusablePathError, check_output_dir, write_atomic, write_text
 from ..prior import load_prior
-from ..search.top_k import cell_shapes, top_k_architectures
 from ..space.darts import DartsTaskSpace
 from ..strategy import BaseStrategy
 from .nni_channel import TrialChannel
+from .trial_budget import export_with_costs, input_size_of
 from .trial_data import load_task_splits
 from .trial_params import (
     ACCELERATORS,
@@ -173,9 +176,8 @@ def _adapt_and_export(params: dict[str, Any], prior_path: Path, held_out) -> dic
     with torch.no_grad():
         for label, alpha in supernet.alphas().items():
             alpha.copy_(averaged[label])
-    sample = supernet.export()
+    sample, ranked, costs = export_with_costs(params, supernet, space(), input_size_of(tasks))
     probs = supernet.export_probs()
-    ranked = top_k_architectures(cell_shapes(supernet.cells()), supernet.alphas(), params['top_k'])
     top_k = [{'rank': i + 1, 'log_prob': round(score, 6), 'sample': s} for i, (s, score) in enumerate(ranked)]
     network = space().freeze(sample)
     return {
@@ -184,6 +186,7 @@ def _adapt_and_export(params: dict[str, Any], prior_path: Path, held_out) -> dic
         'probs': probs,
         'top_k': top_k,
         'params': sum(p.numel() for p in network.parameters()),
+        'costs': costs,
     }
 
 
@@ -304,6 +307,7 @@ def _run_trial(params: dict[str, Any], output_dir: str | os.PathLike, channel: T
         'default': float(result['accuracy']['after']),
         'accuracy_before_adaptation': float(result['accuracy']['before']),
         'params': int(result['params']),
+        **{m: v for m, v in result['costs'].items() if m != 'params'},  # MACs (and latency): sortable in the web UI
         'search_seconds': round(search_seconds, 3),
         'meta_train_seconds': round(meta_train_seconds, 3),
     }

@@ -77,6 +77,12 @@ class TrialSettings:
     num_cells: int = hparam(3, 'int', minimum=1)
     eval_tasks: int = hparam(4, 'int', minimum=1)  # held-out tasks of the final adaptation / evaluation
     top_k: int = hparam(1, 'int', minimum=1)  # architectures written to top_k.json, best first, with scores
+    # a hardware budget on the exported cell (nni_base.hardware.Budget): parameters, MACs of one image, CPU latency
+    # (ms, one thread; from latency_table, written by python -m nni_base.cli.latency, or measured in the trial)
+    budget_params: float | None = hparam(None, 'float', minimum=1, optional=True)
+    budget_macs: float | None = hparam(None, 'float', minimum=1, optional=True)
+    budget_latency_ms: float | None = hparam(None, 'float', minimum=1e-6, optional=True)
+    latency_table: str | None = hparam(None, 'path', optional=True)
     # also generate top_k architectures per held-out task from the conditioned prior, no training step
     # (zero_shot.json); needs dataset_conditioning or a conditioned prior
     zero_shot: bool = hparam(False, 'bool')
@@ -180,6 +186,8 @@ def _check_together(merged: dict[str, Any]) -> None:
                 f'{", ".join(sorted(SHIPPED_PRIORS))})'
             )
         merged['prior'] = str(resolved)  # a shipped prior's name becomes its file
+    if merged['latency_table'] is not None and merged['budget_latency_ms'] is None:
+        raise ValueError("parameter 'latency_table' is read for a latency budget: set 'budget_latency_ms' too")
     if merged['zero_shot'] and merged['prior'] is None and not merged['dataset_conditioning']:
         raise ValueError(
             "parameter 'zero_shot' generates architectures from a dataset-conditioned prior: set "

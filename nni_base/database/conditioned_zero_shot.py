@@ -102,19 +102,31 @@ def rank_candidates(
     pool: int = 4,
     candidates: str = 'alpha',
     seed: int = 0,
+    budget: Any = None,
 ) -> list[tuple[dict[str, Any], float, float]]:
-    """The ``top_k`` best of the candidate pool (see :func:`zero_shot`): (sample, score, log-probability under α)."""
+    """The ``top_k`` best of the candidate pool (see :func:`zero_shot`): (sample, score, log-probability under α).
+
+    With ``budget`` (a :class:`~nni_base.hardware.SearchBudget`) the pool holds only architectures under it: α's
+    most probable ones under the budget, and random ones that fit (a draw over the budget is dropped).
+    """
     check_candidates(pool, candidates)
     shapes, choices = conditioner.shapes, conditioner.choices
     size = top_k * pool if use_predictor or candidates != 'alpha' else top_k
     pooled: dict[str, dict[str, Any]] = {}
     if candidates in ('alpha', 'both'):
-        pooled.update((_key(s), s) for s, _ in top_k_architectures(shapes, alpha, size, choices))
+        if budget is None:
+            probable = top_k_architectures(shapes, alpha, size, choices)
+        else:
+            probable = budget.ranked(alpha, size, choices)
+        pooled.update((_key(s), s) for s, _ in probable)
     if candidates in ('random', 'both'):
         rng = random.Random(seed)
         for _ in range(size):
             sample = random_architecture(shapes, rng, choices)
-            pooled.setdefault(_key(sample), sample)
+            if budget is None or budget.fits(sample):
+                pooled.setdefault(_key(sample), sample)
+    if not pooled:  # only random candidates, none under the budget: the most probable ones under it
+        pooled.update((_key(s), s) for s, _ in budget.ranked(alpha, size, choices))
     samples = list(pooled.values())
     log_probs = [architecture_log_prob(shapes, alpha, s, choices) for s in samples]
     scores = [float(v) for v in conditioner.scorer(encoding)(samples)] if use_predictor else log_probs

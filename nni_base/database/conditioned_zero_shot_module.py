@@ -31,7 +31,7 @@ import torch
 from ..config import BaseConfig
 from ..search.base import BaseSearchModule
 from ..search.top_k import CellShape
-from ..space.gumbel_cell import derived_architecture
+from ..space.gumbel_cell import derived_architecture, fixed_architecture
 from .conditioned_zero_shot import rank_candidates
 from .conditioner import Conditioner
 
@@ -40,12 +40,27 @@ __all__ = ['SupportSetModule', 'ZeroShotModule']
 
 class SupportSetModule(BaseSearchModule):
     """Zero-shot's shared loop: read a support set from the training batches (up to ``zero_shot_images``), then
-    :meth:`condition` on it; nothing is trained. Subclasses say what conditioning is."""
+    :meth:`condition` on it; nothing is trained. Subclasses say what conditioning is.
+
+    With ``BaseStrategy(budget=...)`` the strategy sets ``make_budget`` (as for single-task search,
+    :mod:`nni_base.search.budgeted`): :meth:`bind_budget` costs the space at the support set's image size, refuses
+    a budget no architecture meets, and the subclasses rank only architectures under it."""
+
+    make_budget: Callable[[tuple[int, ...]], Any] | None = None
 
     def __init__(self, training_module, config: BaseConfig):
         super().__init__(training_module, config)
         self.support: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.encoding: Any = None
+        self.budget: Any = None
+
+    def bind_budget(self, images: torch.Tensor) -> None:
+        """Build and check the budget (once) for ``images``' size; nothing without ``make_budget``."""
+        if self.make_budget is None or self.budget is not None:
+            return
+        budget = self.make_budget(tuple(int(v) for v in images.shape[1:]))
+        budget.check(self.alphas())
+        self.budget = budget
 
     def condition(self) -> Any:
         raise NotImplementedError
@@ -118,6 +133,7 @@ class ZeroShotModule(SupportSetModule):
     def condition(self) -> dict[str, torch.Tensor]:
         """α ← shared α + g(encoding of the images read); returns the conditioned α."""
         x, y = self.support_set()
+        self.bind_budget(x)
         alphas = {str(label): a for label, a in self.alphas().items()}
         conditioned, self.encoding = self.conditioner.conditioned_alpha(alphas, x, y)
         for label, alpha in alphas.items():
@@ -139,8 +155,19 @@ class ZeroShotModule(SupportSetModule):
             pool=self.config.zero_shot_pool,
             candidates=self.config.zero_shot_candidates,
             seed=seed,
+            budget=self.budget,
         )
         return [(sample, score) for sample, score, _ in ranked]
+
+    def generated_architecture(self) -> contextlib.AbstractContextManager:
+        if self.budget is None:
+            return super().generated_architecture()
+        return fixed_architecture(self.cells(), self.ranked(1)[0][0])
+
+    def export(self) -> dict[str, Any]:
+        if self.budget is None:
+            return super().export()
+        return self.ranked(1)[0][0]
 
     def rank(self, top_k: int, shapes: list[CellShape], choices: Any, seed: int) -> list[tuple[dict[str, Any], float]]:
         return self.ranked(top_k, seed)

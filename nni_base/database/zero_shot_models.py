@@ -194,11 +194,15 @@ class DatabaseZeroShot:
         k: int = 5,
         candidates: int = 50,
         generator: str = 'frequency',
+        budget: Any = None,
     ) -> list[tuple[dict[str, Any], float]]:
-        """The ``k`` best of the generator's ``candidates`` most probable architectures, by the predictor."""
+        """The ``k`` best of the generator's ``candidates`` most probable architectures, by the predictor (with
+        ``budget``, a :class:`~nni_base.hardware.SearchBudget`: the most probable ones under it)."""
         alphas = self.alphas(support_x, support_y, generator)
         ranking = {label: _likelihood_alpha(alpha) for label, alpha in alphas.items()}
-        pool = [s for s, _ in top_k_architectures(self.shapes, ranking, max(k, candidates))]
+        size = max(k, candidates)
+        probable = top_k_architectures(self.shapes, ranking, size) if budget is None else budget.ranked(ranking, size)
+        pool = [s for s, _ in probable]
         scores = self.predict(support_x, support_y, pool)
         order = np.argsort(-scores, kind='stable')[:k]
         return [(pool[i], float(scores[i])) for i in order]

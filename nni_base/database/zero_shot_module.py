@@ -68,11 +68,12 @@ class DatabaseZeroShotModule(SupportSetModule):
         """α ← the generator's per-edge distribution for the images read; the ranking is kept for the exports."""
         self.check_space()
         x, y = self.support_set()
+        self.bind_budget(x)
         generated = self.ranker.alphas(x, y)
         for label, alpha in self.alphas().items():
             alpha.copy_(generated[str(label)].to(alpha))
         self.encoding = x.shape[0]  # conditioned: the number of images read
-        self.picks = self.ranker.top_k(x, y, k=max(5, self.config.zero_shot_pool))
+        self.picks = self.ranker.top_k(x, y, k=max(5, self.config.zero_shot_pool), budget=self.budget)
         return generated
 
     def generated_architecture(self) -> contextlib.AbstractContextManager:
@@ -84,7 +85,7 @@ class DatabaseZeroShotModule(SupportSetModule):
             self.condition()
         if top_k > len(self.picks):
             x, y = self.support_set()
-            self.picks = self.ranker.top_k(x, y, k=top_k)
+            self.picks = self.ranker.top_k(x, y, k=top_k, budget=self.budget)
         return self.picks[:top_k]
 
     def rank(self, top_k: int, shapes: list[CellShape], choices: Any, seed: int) -> list[tuple[dict[str, Any], float]]:

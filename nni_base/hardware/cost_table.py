@@ -34,6 +34,7 @@ import torch
 from nni.nas.nn.pytorch import Cell
 from torch import nn
 
+from ..prior import space_arguments
 from ..space.costs import cpu_latency_ms, machine_signature
 from ..space.macs import count_parameters, layer_macs
 
@@ -89,6 +90,38 @@ class CostTable:
         """Every metric of the architecture ``sample`` (a whole NNI sample of the space)."""
         slots = self.entries_cost(sample)
         return {metric: self.fixed[metric] + slots[metric] for metric in self.metrics}
+
+    def with_latency_of(self, measured: CostTable, where: str = 'the latency table') -> CostTable:
+        """This table with the latency column of ``measured`` (a table of the same space and image size).
+
+        Parameters and MACs stay this table's (exact for the user's space, class count included); only the
+        measured latency is taken, and only from a table of the same cells, width, depth and image size.
+        """
+        if 'latency_ms' not in measured.metrics:
+            raise CostTableError(f'{where} holds no latency (it has {list(measured.metrics)}): build it with latency.')
+        mine = {k: v for k, v in (self.space.get('arguments') or {}).items() if k != 'num_classes'}
+        theirs = {k: v for k, v in (measured.space.get('arguments') or {}).items() if k != 'num_classes'}
+        same_cells = (measured.op_names, measured.num_predecessors) == (self.op_names, self.num_predecessors)
+        same_nodes = all(len(measured.slots[k]['latency_ms']) == len(v['macs']) for k, v in self.slots.items())
+        if not (same_cells and same_nodes) or mine != theirs or tuple(measured.input_size) != tuple(self.input_size):
+            raise CostTableError(
+                f'{where} was measured on another space or image size ({_described(measured)}) than this search '
+                f'({_described(self)}): rebuild it for this space with python -m nni_base.cli.latency.'
+            )
+        slots = {
+            label: {**per_metric, 'latency_ms': measured.slots[label]['latency_ms']}
+            for label, per_metric in self.slots.items()
+        }
+        return CostTable(
+            metrics=(*self.metrics, 'latency_ms') if 'latency_ms' not in self.metrics else self.metrics,
+            fixed={**self.fixed, 'latency_ms': measured.fixed['latency_ms']},
+            slots=slots,
+            op_names=self.op_names,
+            num_predecessors=self.num_predecessors,
+            input_size=self.input_size,
+            space=self.space,
+            machine=measured.machine,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,6 +188,12 @@ class CostTable:
                         for op, value in zip(ops, row):
                             if pred < node:
                                 _check_number(value, f'{where}: {label} node {node} input {pred} {op} {metric}')
+
+
+def _described(table: CostTable) -> str:
+    arguments = ', '.join(f'{k}={v}' for k, v in (table.space.get('arguments') or {}).items())
+    cells = ', '.join(f'{label}: {len(ops)} ops' for label, ops in table.op_names.items())
+    return f'{arguments or "unknown arguments"}; {cells}; images {tuple(table.input_size)}'
 
 
 def _check_number(value: Any, what: str) -> None:
@@ -280,6 +319,6 @@ def build_cost_table(
         op_names={label: ops for label, (ops, *_) in shapes.items()},
         num_predecessors={label: num_pred for label, (_, num_pred, *_) in shapes.items()},
         input_size=input_size,  # type: ignore[arg-type]
-        space={'class': f'{type(space).__module__}.{type(space).__qualname__}'},
+        space={'class': f'{type(space).__module__}.{type(space).__qualname__}', 'arguments': space_arguments(space)},
         machine=machine_signature() if latency else None,
     )

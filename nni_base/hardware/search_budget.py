@@ -54,13 +54,11 @@ class SearchBudget:
     ) -> SearchBudget:
         """Build (or, for latency with ``budget.latency_table``, load) the cost table of ``space`` at ``input_size``."""
         input_size = tuple(int(v) for v in input_size)
-        if budget.latency_table is not None:
-            table = load_cost_table(budget.latency_table)
-            if tuple(table.input_size) != input_size:
-                raise CostTableError(
-                    f'The latency table {budget.latency_table} is for {tuple(table.input_size)} images, the data are '
-                    f'{input_size}: rebuild it for this image size (python -m nni_base.cli.latency --image-size ...).'
-                )
+        if budget.latency_table is not None:  # parameters and MACs counted here, latency as measured in the file
+            measured = load_cost_table(budget.latency_table)
+            table = build_cost_table(space, input_size).with_latency_of(
+                measured, f'The latency table {budget.latency_table}'
+            )
         else:
             table = build_cost_table(space, input_size, latency='latency_ms' in budget.limits())
         return cls(budget, table, shapes)
@@ -76,6 +74,10 @@ class SearchBudget:
         self, alphas: Mapping[str, torch.Tensor], top_k: int, choices: Mapping[str, Sequence[Any]] | None = None
     ) -> list[tuple[dict[str, Any], float]]:
         return top_k_under_budget(self.shapes, alphas, top_k, self.table, self.budget, choices)
+
+    def fits(self, sample: Mapping[str, Any]) -> bool:
+        """Whether the architecture ``sample`` is within the budget."""
+        return self.budget.allows(self.table.cost_of(sample))
 
     def describe(self, sample: Mapping[str, Any]) -> str:
         """One line: the sample's costs against the limits."""

@@ -190,7 +190,9 @@ def tiny_run(tmp_path_factory):
 
 def test_main_writes_arch_probs_and_prior_and_returns_final_metrics(tiny_run):
     out, metrics, _ = tiny_run
-    assert set(metrics) == {'default', 'accuracy_before_adaptation', 'params', 'search_seconds', 'meta_train_seconds'}
+    assert set(metrics) == {
+        'default', 'accuracy_before_adaptation', 'params', 'macs', 'search_seconds', 'meta_train_seconds'
+    }  # fmt: skip
     assert 0.0 <= metrics['default'] <= 1.0 and 0.0 <= metrics['accuracy_before_adaptation'] <= 1.0
     assert metrics['params'] > 1000 and metrics['meta_train_seconds'] > 0 and metrics['search_seconds'] > 0
     assert sorted(p.name for p in out.iterdir()) == ['arch.json', 'prior.pt', 'probs.json', 'top_k.json']  # no temps
@@ -243,6 +245,32 @@ def test_shared_prior_skips_meta_training_and_output_dir_comes_from_nni(tiny_run
     assert sorted(p.name for p in written.iterdir()) == ['arch.json', 'prior.pt', 'probs.json', 'top_k.json']
     assert (written / 'prior.pt').read_bytes() == (out / 'prior.pt').read_bytes()
     assert channel.metrics == [('FINAL', 3, metrics)]
+
+
+def test_a_budgeted_trial_exports_only_cells_within_the_budget(tiny_run, tmp_path, monkeypatch):
+    from nni_base import DartsTaskSpace
+    from nni_base.api import sample_tasks
+    from nni_base.cli.trial_budget import input_size_of
+    from nni_base.cli.trial_data import load_task_splits
+    from nni_base.hardware import build_cost_table
+
+    out, unbudgeted, _ = tiny_run
+    limit = 0.9 * unbudgeted['macs']  # the unbudgeted export does not fit
+    monkeypatch.setattr('nni_base.cli.trial._meta_train', _must_not_run)
+    params = {**TINY, 'prior': str(out / 'prior.pt'), 'budget_macs': limit}
+    with recording_channel({}, parameter_id=4):
+        metrics = main(['--params', json.dumps(params), '--output-dir', str(tmp_path)])
+    held_out = load_task_splits(validate_params(params))[1]
+    table = build_cost_table(
+        DartsTaskSpace(width=4, num_cells=3, num_classes=DEFAULT_PARAMS['ways']),
+        input_size_of(sample_tasks(held_out, 1, seed=0)),
+    )
+    sample = json.loads((tmp_path / 'arch.json').read_text())
+    assert metrics['macs'] == round(table.cost_of(sample)['macs']) and metrics['macs'] <= limit
+    top_k = json.loads((tmp_path / 'top_k.json').read_text())
+    assert top_k[0]['sample'] == sample and all(table.cost_of(t['sample'])['macs'] <= limit for t in top_k)
+    with pytest.raises(ValueError, match="'latency_table' is read for a latency budget"):
+        validate_params({'latency_table': str(tmp_path / 'arch.json')})
 
 
 def test_tuner_parameters_are_validated(tmp_path):

@@ -58,3 +58,10 @@ def test_an_impossible_budget_is_refused_before_the_first_step(table, monkeypatc
 def test_budget_takes_a_budget_object():
     with pytest.raises(TypeError, match=r'budget= takes a nni_base.hardware.Budget, got dict'):
         BaseStrategy(budget={'macs': 1e6})
+
+
+def test_meta_training_refuses_a_budget_and_says_where_it_applies():
+    from tests.helpers import digits_tasks, episodic_evaluator, tiny_space
+
+    with pytest.raises(ValueError, match='meta-training does not take one yet'):
+        run(tiny_space(), episodic_evaluator(digits_tasks()[0]), BaseStrategy(budget=Budget(macs=1e6)))
