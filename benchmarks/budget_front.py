@@ -10,8 +10,12 @@ family (classes no split of the family has; 5-way, 16 px) in the shipped prior's
 ``cheapest + f x (most expensive - cheapest)`` MACs of that space, f in ``--fractions``:
 
 * ``base``: ``BaseStrategy(prior='default', budget=Budget(macs=b))``, ``--base-epochs`` of adaptation;
-* ``gumbel_darts``: NNI's ``GumbelDARTS(penalty=ExpectationProfilerPenalty(FlopsProfiler(space), baseline=b,
-  nonlinear='positive'))`` from scratch, ``--darts-epochs`` (NNI's soft penalty: the budget as its baseline);
+* ``gumbel_darts``: NNI's ``GumbelDARTS`` from scratch (``--darts-epochs``) with NNI's soft penalty, the budget as
+  its baseline: ``loss + relu(E[MACs] / b - 1)`` (``ExpectationProfilerPenalty(..., nonlinear='positive')``). NNI's
+  own profiler penalty cannot run here: ``FlopsProfiler`` stops at the DARTS cell's ``CellPostprocessor`` ("no shape
+  inference formula"), and ``DartsLightningModule`` hands the penalty ``export_probs()``, plain floats, so the term
+  would carry no gradient to α. The baseline keeps NNI's formula on an expectation that does
+  (:class:`ExpectedMacsPenalty`: α's softmax times nni-base's cost table), i.e. penalised GumbelDARTS as it is meant;
 * ``zero_shot``: ``BaseStrategy(zero_shot=ZeroShotConfig(database='shipped'), budget=...)``: nothing trained;
 * ``random``: ``--random`` uniformly random cells of the space that fit the budget (rejection sampling).
 
@@ -33,7 +37,6 @@ import torch
 from nni.nas.evaluator.pytorch import Classification
 from nni.nas.oneshot.pytorch.profiler import ExpectationProfilerPenalty
 from nni.nas.oneshot.pytorch.strategy import GumbelDARTS
-from nni.nas.profiler.pytorch.flops import FlopsProfiler
 from torch.utils.data import ConcatDataset, DataLoader
 
 from benchmarks.common import (
@@ -86,6 +89,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+class ExpectedMacsPenalty(ExpectationProfilerPenalty):
+    """NNI's penalty formula on the expected MACs under the supernet's live α (see the module docstring)."""
+
+    def __init__(self, table: Any, baseline: float):
+        super().__init__(None, baseline, nonlinear='positive')  # type: ignore[arg-type]  (profile is ours)
+        self.table, self.costs = table, {}
+        self.__dict__['module'] = None  # not a submodule: the penalty only reads the search module's α
+
+    def profile(self, sample: Any) -> Any:
+        alphas = {m.label: p for m in self.module.supernet_modules() for p in m.arch_parameters()}
+        total = torch.tensor(self.table.fixed['macs'])
+        for key, op_alpha in alphas.items():
+            label, _, choice = key.rpartition('/')
+            if not choice.startswith('op_'):
+                continue
+            node, ops = int(choice[3:].split('_')[0]), self.table.op_names[label]
+            p_input = torch.softmax(alphas[f'{label}/input{choice[2:]}'], -1)
+            p_op = torch.softmax(op_alpha, -1)
+            if key not in self.costs:
+                rows = [[self.table.slot_cost(label, node, i, op, 'macs') for op in ops] for i in range(node)]
+                self.costs[key] = torch.tensor(rows)
+            total = total + p_input @ self.costs[key] @ p_op
+        return total
+
+
+class PenalisedGumbelDARTS(GumbelDARTS):
+    """``GumbelDARTS(penalty=ExpectedMacsPenalty)``: hands the penalty the module whose α it reads."""
+
+    def configure_oneshot_module(self, training_module: Any) -> Any:
+        module = super().configure_oneshot_module(training_module)
+        self.penalty.__dict__['module'] = module
+        return module
+
+
 def loader(data: Any, shuffle: bool) -> Any:
     return nni.trace(DataLoader)(data, batch_size=32, shuffle=shuffle)
 
@@ -125,9 +162,8 @@ def search(method: str, macs: float, train: Any, val: Any, args: argparse.Namesp
                 found.append((sample, 0.0))
         return found
     if method == 'gumbel_darts':
-        profiler = FlopsProfiler(space, torch.zeros(1, 3, IMAGE, IMAGE))
-        penalty = ExpectationProfilerPenalty(profiler, baseline=macs, nonlinear='positive')
-        strategy: Any = GumbelDARTS(penalty=penalty)
+        table = build_cost_table(space, (3, IMAGE, IMAGE))
+        strategy: Any = PenalisedGumbelDARTS(penalty=ExpectedMacsPenalty(table, macs))
         epochs = args.darts_epochs
     elif method == 'base':
         strategy, epochs = BaseStrategy(prior='default', budget=Budget(macs=macs), seed=args.seed), args.base_epochs

@@ -45,7 +45,7 @@ TINY = {
     'queries': 2,
     'num_threads': 1,
 }
-FINAL_KEYS = {'default', 'accuracy_before_adaptation', 'params', 'search_seconds', 'meta_train_seconds'}
+FINAL_KEYS = {'default', 'accuracy_before_adaptation', 'params', 'macs', 'search_seconds', 'meta_train_seconds'}
 BAD_VALUE_MESSAGE = "ValueError: parameter 'inner_steps' must be >= 1, got 0"
 FINISHED = {'SUCCEEDED', 'FAILED', 'USER_CANCELED', 'SYS_CANCELED', 'EARLY_STOPPED'}
 
