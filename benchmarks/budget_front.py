@@ -70,6 +70,7 @@ CLASSES, IMAGE = 5, 16
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--families', nargs='+', default=['texture', 'lines'])
+    p.add_argument('--methods', nargs='+', default=list(METHODS), choices=METHODS)
     p.add_argument('--datasets', type=int, default=2, help='datasets (novel-class draws) per family')
     p.add_argument('--fractions', type=float, nargs='+', default=[0.1, 0.25, 0.5])
     p.add_argument('--base-epochs', type=int, default=3)
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> dict:
             data = novel_classes(family, CLASSES, images_per_class=args.images_per_class, seed=100 + index)
             train, val, test = split_dataset(data, args.seed + index)
             for limit in limits:
-                for method in METHODS:
+                for method in args.methods:
                     for sample, seconds in search(method, limit, train, val, args, rng):
                         row = {'family': family, 'dataset': index, 'budget': limit, 'method': method}
                         row |= measure(sample, ConcatDataset([train, val]), test, args) | {'search_s': seconds}

@@ -108,6 +108,14 @@ class SupportSetModule(BaseSearchModule):
             model.training_step((x, y), 0)
         model.train(was_training)
 
+    def on_train_epoch_end(self) -> None:
+        # The data ran out before ZeroShotConfig.images: condition on what was read, and give NNI's final report the
+        # training metrics it reads when no validation ran.
+        if self.encoding is None and self.support:
+            self.condition()
+            self.log_support_metrics()
+        return super().on_train_epoch_end()
+
     def on_validation_epoch_start(self):
         # The data ran out before ZeroShotConfig.images: condition on what was read. Validation then scores the
         # generated top-1 with the prior's weights (what NNI's Classification reports to the experiment).

@@ -71,3 +71,19 @@ def test_the_database_zero_shot_strategy_is_that_mode_and_refuses_meta_training(
     )
     with pytest.raises(TypeError, match=r'DatabaseZeroShotStrategy generates one dataset.*not EpisodicClassification'):
         run(tiny_space(), episodic_evaluator(digits_tasks()[0]), DatabaseZeroShotStrategy(path))
+
+
+def test_a_dataset_smaller_than_the_support_set_still_reports_to_nni(database):
+    """The data run out before ZeroShotConfig.images: zero-shot conditions on what it read and NNI's final report
+    finds the training metrics it reads (no validation ran)."""
+    db, path = database
+    task = db.task(1)
+    strategy = BaseStrategy(zero_shot=ZeroShotConfig(database=str(path)))  # 250 images wanted, 25 given
+    exp = run(
+        DartsTaskSpace(width=4, num_cells=3, num_classes=5),
+        classification(TensorDataset(task.query_x[:25], task.query_y[:25]), max_epochs=1),
+        strategy,
+    )
+    assert strategy.oneshot_module.images_read == 25
+    assert 'train_acc' in strategy.oneshot_module.trainer.callback_metrics
+    assert len(exp.export_top_models(top_k=2, formatter='dict')) == 2
