@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--num-cells', type=int)
     p.add_argument('--image-size', type=int, default=16)
     p.add_argument('--cells', type=int, default=20, help='random cells to measure')
-    p.add_argument('--repeats', type=int, default=30)
+    p.add_argument('--repeats', type=int, default=100)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--output-dir', default=str(RESULTS))
     return p.parse_args(argv)
