@@ -15,7 +15,8 @@ family (classes no split of the family has; 5-way, 16 px) in the shipped prior's
   own profiler penalty cannot run here: ``FlopsProfiler`` stops at the DARTS cell's ``CellPostprocessor`` ("no shape
   inference formula"), and ``DartsLightningModule`` hands the penalty ``export_probs()``, plain floats, so the term
   would carry no gradient to α. The baseline keeps NNI's formula on an expectation that does
-  (:class:`ExpectedMacsPenalty`: α's softmax times nni-base's cost table), i.e. penalised GumbelDARTS as it is meant;
+  (:class:`ExpectedMacsPenalty`: NNI's per-edge α through nni-base's cost table and DARTS expectation), i.e.
+  penalised GumbelDARTS as it is meant;
 * ``zero_shot``: ``BaseStrategy(zero_shot=ZeroShotConfig(database='shipped'), budget=...)``: nothing trained;
 * ``random``: ``--random`` uniformly random cells of the space that fit the budget (rejection sampling).
 
@@ -28,8 +29,10 @@ datasets), MACs / budget (mean and max), cells over the budget, search seconds.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import nni
@@ -42,7 +45,6 @@ from torch.utils.data import ConcatDataset, DataLoader
 from benchmarks.common import (
     QUIET_TRAINER,
     RESULTS,
-    provenance_line,
     quiet,
     retrain,
     run_experiment,
@@ -57,6 +59,7 @@ from nni_base.api import build_supernet
 from nni_base.data.families import novel_classes
 from nni_base.hardware import build_cost_table
 from nni_base.hardware.export import BudgetedComponents
+from nni_base.hardware.penalty import cost_tensors, expected_cost
 from nni_base.prior import prior_space
 from nni_base.search.top_k import cell_shapes, random_architecture
 from nni_base.space.costs import cpu_latency_ms
@@ -82,6 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--smoke', action='store_true', help='one dataset, one budget, one epoch each: not a result')
     p.add_argument('--output-dir', default=str(RESULTS))
+    p.add_argument('--report', metavar='JSON', help="re-render a finished run's budget_front.json (no run)")
     args = p.parse_args(argv)
     if args.smoke:
         args.families, args.datasets, args.fractions = args.families[:1], 1, args.fractions[:1]
@@ -91,27 +95,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class ExpectedMacsPenalty(ExpectationProfilerPenalty):
-    """NNI's penalty formula on the expected MACs under the supernet's live α (see the module docstring)."""
+    """NNI's penalty formula on the expected MACs under the supernet's live α (see the module docstring).
 
-    def __init__(self, table: Any, baseline: float):
+    NNI's DARTS cells hold one α row per edge (operations, then "no input"), the layout of nni-base's DARTS
+    parameterisation, so the expectation is :func:`nni_base.hardware.penalty.expected_cost` on those rows.
+    """
+
+    def __init__(self, table: Any, shapes: Any, baseline: float):
         super().__init__(None, baseline, nonlinear='positive')  # type: ignore[arg-type]  (profile is ours)
-        self.table, self.costs = table, {}
+        self.table, self.shapes = table, list(shapes)
+        self.costs = {shape.label: cost_tensors(table, shape, 'macs') for shape in self.shapes}
         self.__dict__['module'] = None  # not a submodule: the penalty only reads the search module's α
 
     def profile(self, sample: Any) -> Any:
-        alphas = {m.label: p for m in self.module.supernet_modules() for p in m.arch_parameters()}
+        rows: dict[str, torch.Tensor] = {}
+        for module in self.module.supernet_modules():
+            label = getattr(module, 'label', None)
+            if label in self.costs and label not in rows:  # cells of one label share their α
+                rows[label] = torch.stack(list(module.arch_parameters()))
         total = torch.tensor(self.table.fixed['macs'])
-        for key, op_alpha in alphas.items():
-            label, _, choice = key.rpartition('/')
-            if not choice.startswith('op_'):
-                continue
-            node, ops = int(choice[3:].split('_')[0]), self.table.op_names[label]
-            p_input = torch.softmax(alphas[f'{label}/input{choice[2:]}'], -1)
-            p_op = torch.softmax(op_alpha, -1)
-            if key not in self.costs:
-                rows = [[self.table.slot_cost(label, node, i, op, 'macs') for op in ops] for i in range(node)]
-                self.costs[key] = torch.tensor(rows)
-            total = total + p_input @ self.costs[key] @ p_op
+        for shape in self.shapes:
+            total = total + expected_cost(rows[shape.label], self.costs[shape.label], shape)
         return total
 
 
@@ -164,7 +168,8 @@ def search(method: str, macs: float, train: Any, val: Any, args: argparse.Namesp
         return found
     if method == 'gumbel_darts':
         table = build_cost_table(space, (3, IMAGE, IMAGE))
-        strategy: Any = PenalisedGumbelDARTS(penalty=ExpectedMacsPenalty(table, macs))
+        shapes = cell_shapes(build_supernet(prior_space('default', num_classes=CLASSES), BaseStrategy()).cells())
+        strategy: Any = PenalisedGumbelDARTS(penalty=ExpectedMacsPenalty(table, shapes, macs))
         epochs = args.darts_epochs
     elif method == 'base':
         strategy, epochs = BaseStrategy(prior='default', budget=Budget(macs=macs), seed=args.seed), args.base_epochs
@@ -232,10 +237,8 @@ def plot(rows: list[dict], limits: list[float], path: str) -> None:
     save_figure(fig, path)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    quiet()
-    torch.set_num_threads(args.threads)
+def run(args: argparse.Namespace) -> tuple[list[float], list[dict], float]:
+    """Every method at every budget on every dataset: (budgets, rows, seconds)."""
     space = prior_space('default', num_classes=CLASSES)
     table = build_cost_table(space, (3, IMAGE, IMAGE))
     limits = budgets(table, build_supernet(space, BaseStrategy()), args.fractions)
@@ -257,19 +260,45 @@ def main(argv: list[str] | None = None) -> dict:
                             f'{row["macs"] / limit:.2f} of the budget, {seconds:.1f} s',
                             flush=True,
                         )
+    return limits, rows, time.perf_counter() - start
+
+
+def report(args: argparse.Namespace, limits: list[float], rows: list[dict], seconds: float | None) -> None:
+    """Write the table, the picture and (unless it is what was read) the JSON."""
+    took = f' in {seconds:.0f} s' if seconds is not None else ''
     lines = [
         '# Accuracy against cost under a MACs budget',
         '',
+        '<!-- --8<-- [start:table] -->',
         *summarise(rows, limits, args.fractions),
         '',
-        f'{len(rows)} retrained cells in {time.perf_counter() - start:.0f} s. {provenance_line()}',
+        f'{len(rows)} retrained cells{took} ({", ".join(args.families)}, {args.datasets} datasets each, seed '
+        f'{args.seed}; search epochs: BASE {args.base_epochs}, GumbelDARTS {args.darts_epochs}; retraining '
+        f'{args.retrain_epochs} epochs).',
+        '<!-- --8<-- [end:table] -->',
         '',
     ]
     out = args.output_dir
-    write_json_result(f'{out}/budget_front.json', {'settings': settings_of(args), 'budgets': limits, 'rows': rows})
+    if args.report is None:
+        data = {'settings': settings_of(args), 'budgets': limits, 'rows': rows, 'seconds': seconds}
+        write_json_result(f'{out}/budget_front.json', data)
     write_markdown_result(f'{out}/budget_front.md', '\n'.join(lines))
     plot(rows, limits, f'{out}/budget_front.png')
     print('\n'.join(lines))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    quiet()
+    torch.set_num_threads(args.threads)
+    if args.report is not None:  # re-render a finished run's table and picture
+        data = json.loads(Path(args.report).read_text())
+        for name in ('families', 'datasets', 'fractions', 'seed', 'base_epochs', 'darts_epochs', 'retrain_epochs'):
+            setattr(args, name, data['settings'][name])
+        limits, rows, seconds = data['budgets'], data['rows'], data.get('seconds')
+    else:
+        limits, rows, seconds = run(args)
+    report(args, limits, rows, seconds)
     return {'budgets': limits, 'rows': rows}
 
 

@@ -21,7 +21,7 @@ import time
 
 from scipy import stats
 
-from benchmarks.common import RESULTS, provenance_line, write_json_result, write_markdown_result
+from benchmarks.common import RESULTS, write_json_result, write_markdown_result
 from nni_base import BaseStrategy, DartsTaskSpace
 from nni_base.api import build_supernet
 from nni_base.hardware import build_cost_table
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
         f'Space {table.space.get("arguments")}, images {size}, {args.cells} random cells, median of {args.repeats} '
         f'runs, one thread; the table took {table_s:.0f} s to measure.',
         '',
+        '<!-- --8<-- [start:table] -->',
         '| Spearman with measured latency | rho |',
         '|---|---|',
         f'| table prediction | {result["spearman_predicted_vs_measured"]} |',
@@ -98,8 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
         '',
         f'Measured {result["measured_ms"]["min"]}-{result["measured_ms"]["max"]} ms; median relative error of the '
         f'prediction {result["median_relative_error"]:.1%}.',
-        '',
-        provenance_line(),
+        '<!-- --8<-- [end:table] -->',
         '',
     ]
     write_json_result(f'{args.output_dir}/latency_table.json', result)
